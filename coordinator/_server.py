@@ -1,0 +1,146 @@
+"""CoordinatorServer: wires the database, the dispatcher and the gRPC services together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenweave.coordinator._catalog import ModelCatalog
+from tokenweave.coordinator._config import CoordinatorConfig
+from tokenweave.coordinator._db import open_database
+from tokenweave.coordinator._dispatch import Dispatcher
+from tokenweave.coordinator._errors import StatusInterceptor
+from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._servicers import JobServicer, NodeServicer
+from tokenweave.models import default_cache_dir
+from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    nodes_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
+)
+
+
+class CoordinatorServer:
+    """Use `await CoordinatorServer.create(config)`, then `wait()`; `shutdown()` is idempotent."""
+
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        server: aio.Server,
+        port: int,
+        engine: AsyncEngine,
+        dispatcher: Dispatcher,
+        health_servicer: health.aio.HealthServicer,
+    ) -> None:
+        self.config = config
+        self.port = port
+        self._server = server
+        self._engine = engine
+        self._dispatcher = dispatcher
+        self._health = health_servicer
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._shutdown_started = False
+
+    @property
+    def address(self) -> str:
+        host = self.config.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    @classmethod
+    async def create(cls, config: CoordinatorConfig) -> CoordinatorServer:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        cache = config.model_cache or default_cache_dir()
+        catalog = await asyncio.to_thread(ModelCatalog.prepare, config.models, cache)
+        engine, sessions = await open_database(config.database_url)
+        store = JobStore(
+            sessions,
+            catalog,
+            JobLimits(
+                max_document_bytes=config.max_document_bytes,
+                max_documents=config.max_documents,
+                default_overlap=config.default_overlap,
+                windows_per_shard=config.windows_per_shard,
+            ),
+        )
+        registry = NodeRegistry(
+            sessions,
+            coordinator_id=secrets.token_hex(8),
+            expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
+        )
+        dispatcher = Dispatcher(store, registry, catalog, max_attempts=config.max_attempts)
+        recovered = await dispatcher.recover()
+        if recovered:
+            logger.info("recovered %d pending shards from the database", recovered)
+
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ]
+        server = aio.server(interceptors=[StatusInterceptor()], options=options)
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(dispatcher, registry), server)
+        nodes_pb2_grpc.add_NodeServiceServicer_to_server(
+            NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        port = server.add_insecure_port(config.listen)
+        if port == 0:
+            await engine.dispose()
+            raise OSError(f"could not listen on {config.listen}")
+        self = cls(config, server, port, engine, dispatcher, health_servicer)
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._tasks.append(asyncio.create_task(self._reap(registry)))
+        (config.data_dir / "address").write_text(self.address + "\n")
+        logger.info("coordinator listening on %s (db %s)", self.address, engine.url.render_as_string())
+        return self
+
+    async def _reap(self, registry: NodeRegistry) -> None:
+        interval = self.config.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._dispatcher.expire_nodes()
+                await registry.persist_last_seen()
+            except Exception:
+                logger.exception("node liveness check failed")
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        """NOT_SERVING, stop accepting calls, let in-flight ones finish, close the database."""
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        logger.info("coordinator shutting down")
+        await self._health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._dispatcher.shutdown()
+        await self._server.stop(self.config.shutdown_grace_s)
+        await self._engine.dispose()
+        self._stopped.set()
+        logger.info("coordinator stopped")
+

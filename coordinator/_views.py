@@ -1,0 +1,168 @@
+"""Frozen values that cross the coordinator's boundary (servicers convert them to protobuf)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class ShardState(StrEnum):
+    PENDING = "PENDING"
+    LEASED = "LEASED"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInput:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    model: str
+    documents: tuple[DocumentInput, ...]
+    window: int | None = None
+    overlap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeShare:
+    node_id: str
+    address: str
+    shards: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    job_id: str
+    state: JobState
+    model: str
+    window: int
+    overlap: int
+    documents: int
+    tokens: int
+    windows: int
+    shards_total: int
+    shards_done: int
+    tokens_processed: int
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    error: str
+    version: int
+    nodes: tuple[NodeShare, ...] = ()
+    nodes_busy: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        if self.started_at is None or self.tokens_processed == 0:
+            return 0.0
+        end = self.finished_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        elapsed = (end - self.started_at).total_seconds()
+        return self.tokens_processed / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    start: int
+    end: int
+    char_start: int
+    char_end: int
+    embedding: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentResult:
+    index: int
+    name: str
+    tokens: int
+    windows: tuple[WindowResult, ...]
+    embedding: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOffer:
+    """A model a node can run, with the hash of its file and the node's measured speed."""
+
+    name: str
+    sha256: str
+    tokens_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRegistration:
+    address: str
+    nonce: bytes
+    signature: bytes
+    hardware: dict[str, object]
+    models: tuple[ModelOffer, ...]
+    max_inflight_shards: int
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    node_id: str
+    address: str
+    online: bool
+    hardware: dict[str, object]
+    models: tuple[ModelOffer, ...]
+    shards_running: int
+    shards_done: int
+    tokens_processed: int
+    last_seen: dt.datetime
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A shard on its way to a node: each window's token ids, special tokens excluded."""
+
+    shard_id: str
+    job_id: str
+    model: str
+    model_sha256: str
+    windows: tuple[npt.NDArray[np.uint32], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardCancel:
+    shard_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardAck:
+    shard_id: str
+    accepted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardOutput:
+    shard_id: str
+    embeddings: bytes
+    rows: int
+    dim: int
+    tokens: int
+    wall_seconds: float
+    digest: str
+    provider: str

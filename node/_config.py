@@ -1,0 +1,31 @@
+"""NodeConfig: every setting of the node daemon, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    #: host:port of the coordinator.
+    coordinator: str = "127.0.0.1:50051"
+    #: Holds the node's key (node_key.json).
+    data_dir: Path = Path("node-data")
+    #: Where prepared models are cached (default: the user cache, see `tokenweave models`).
+    model_cache: Path | None = None
+    models: tuple[str, ...] = ("all-minilm-l6-v2",)
+    #: ONNX Runtime providers in order of preference; empty: CUDA when available, else CPU.
+    providers: tuple[str, ...] = ()
+    #: Windows per inference batch.
+    batch_size: int = 32
+    #: ONNX Runtime intra-op threads; 0 lets it choose (one per core).
+    threads: int = 0
+    #: Shards held at once: one running, the rest prefetched.
+    max_inflight_shards: int = 2
+    #: Seconds a running shard gets to finish on SIGINT/SIGTERM before it is handed back.
+    shutdown_grace_s: float = 60.0
+    #: Reconnection backoff: first delay and cap, in seconds (with full jitter).
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    max_message_bytes: int = 256 * 1024 * 1024

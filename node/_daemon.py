@@ -1,0 +1,305 @@
+"""NodeDaemon: registers with the coordinator, heartbeats, and runs the shards it is leased.
+
+One connection is a *session*: challenge → signed Register → lease stream. When the session
+breaks (coordinator restarted, network gone) the daemon starts a new one after a jittered
+exponential backoff. On stop it hands back the shards it has not started, lets the running one
+finish within the grace period, and closes the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from grpc import aio
+
+from tokenweave import __version__
+from tokenweave.models import EmbeddingSession, default_cache_dir, load_prepared, prepare_model
+from tokenweave.node._config import NodeConfig
+from tokenweave.node._hardware import detect_hardware
+from tokenweave.node._identity import NodeIdentity
+from tokenweave.node._runner import ShardRunner
+from tokenweave.v1 import jobs_pb2, nodes_pb2, nodes_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+#: Status codes after which a new session is worth trying.
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNKNOWN,
+}
+
+
+@dataclass
+class _Session:
+    call: aio.StreamStreamCall[nodes_pb2.LeaseRequest, nodes_pb2.LeaseResponse]
+    queue: asyncio.Queue[nodes_pb2.ShardAssignment] = field(default_factory=asyncio.Queue)
+    cancelled: set[str] = field(default_factory=set)
+    running: str | None = None
+    draining: bool = False
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, request: nodes_pb2.LeaseRequest) -> None:
+        async with self.write_lock:
+            await self.call.write(request)
+
+
+class NodeDaemon:
+    """Create with `await NodeDaemon.create(config)`, then `await run(stop_event)`."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity: NodeIdentity,
+        runners: dict[str, ShardRunner],
+        speeds: dict[str, float],
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self._runners = runners
+        self._speeds = speeds
+        self._hardware = detect_hardware()
+        self.shards_done = 0
+
+    @classmethod
+    async def create(cls, config: NodeConfig) -> NodeDaemon:
+        identity = NodeIdentity.load_or_create(config.data_dir)
+        cache = config.model_cache or default_cache_dir()
+        runners: dict[str, ShardRunner] = {}
+        speeds: dict[str, float] = {}
+        for name in config.models:
+            await asyncio.to_thread(prepare_model, name, cache)
+            prepared = await asyncio.to_thread(load_prepared, name, cache)
+            session = EmbeddingSession(
+                prepared,
+                providers=list(config.providers) or None,
+                intra_op_threads=config.threads,
+                batch_size=config.batch_size,
+            )
+            runner = ShardRunner(prepared, session)
+            speeds[name] = await asyncio.to_thread(runner.calibrate)
+            runners[name] = runner
+            logger.info(
+                "model %s (sha256 %s…) on %s: %.0f tokens/s",
+                name,
+                prepared.sha256[:12],
+                runner.provider,
+                speeds[name],
+            )
+        return cls(config, identity, runners, speeds)
+
+    @property
+    def speeds(self) -> dict[str, float]:
+        return dict(self._speeds)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, reconnecting with jittered exponential backoff."""
+        delay = self.config.backoff_initial_s
+        while not stop.is_set():
+            options = [
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+            ]
+            async with aio.insecure_channel(self.config.coordinator, options=options) as channel:
+                try:
+                    await self._session(nodes_pb2_grpc.NodeServiceStub(channel), stop)
+                    delay = self.config.backoff_initial_s
+                except aio.AioRpcError as exc:
+                    if exc.code() not in RETRYABLE:
+                        raise
+                    logger.warning(
+                        "coordinator %s: %s: %s", self.config.coordinator, exc.code().name, exc.details()
+                    )
+            if stop.is_set():
+                break
+            wait = random.uniform(0, delay)
+            logger.info("reconnecting in %.1f s", wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            delay = min(delay * 2, self.config.backoff_max_s)
+        logger.info("node stopped")
+
+    async def _register(self, stub: nodes_pb2_grpc.NodeServiceStub) -> nodes_pb2.RegisterResponse:
+        address = self.identity.address
+        challenge = await stub.GetChallenge(nodes_pb2.GetChallengeRequest(address=address))
+        hw = self._hardware
+        request = nodes_pb2.RegisterRequest(
+            address=address,
+            nonce=challenge.nonce,
+            signature=self.identity.sign(challenge.message),
+            hardware=jobs_pb2.Hardware(
+                cpu_cores=int(str(hw["cpu_cores"])),
+                memory_bytes=int(str(hw["memory_bytes"])),
+                gpus=[
+                    jobs_pb2.Gpu(name=str(g["name"]), memory_bytes=int(str(g["memory_bytes"])))
+                    for g in hw["gpus"]  # type: ignore[attr-defined]
+                ],
+                providers=list(hw["providers"]),  # type: ignore[call-overload]
+                platform=str(hw["platform"]),
+            ),
+            models=[
+                jobs_pb2.NodeModel(name=name, sha256=r.model.sha256, tokens_per_second=self._speeds[name])
+                for name, r in self._runners.items()
+            ],
+            max_inflight_shards=self.config.max_inflight_shards,
+            version=__version__,
+        )
+        return await stub.Register(request)
+
+    async def _session(self, stub: nodes_pb2_grpc.NodeServiceStub, stop: asyncio.Event) -> None:
+        reg = await self._register(stub)
+        logger.info("registered with %s as %s", self.config.coordinator, reg.node_id)
+        session = _Session(call=stub.Lease())
+        await session.send(
+            nodes_pb2.LeaseRequest(
+                hello=nodes_pb2.LeaseHello(node_id=reg.node_id, session_token=reg.session_token)
+            )
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(stub, reg))
+        reader = asyncio.create_task(self._read(session))
+        worker = asyncio.create_task(self._work(session))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {heartbeat, reader, worker, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping in done:
+                await self._drain(session, worker)
+            else:
+                for task in done:
+                    task.result()  # raise what ended the session
+        finally:
+            for task in (heartbeat, reader, worker, stopping):
+                task.cancel()
+            for task in (heartbeat, reader, worker, stopping):
+                with contextlib.suppress(asyncio.CancelledError, aio.AioRpcError):
+                    await task
+            session.call.cancel()
+
+    async def _drain(self, session: _Session, worker: asyncio.Task[None]) -> None:
+        """Hand back what has not started, finish what runs, close the stream."""
+        session.draining = True
+        await self._release_queued(session)
+        if session.running is not None:
+            logger.info("finishing shard %s before exiting", session.running)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle(session), self.config.shutdown_grace_s)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        if session.running is not None:
+            session.queue.put_nowait(nodes_pb2.ShardAssignment(shard_id=session.running))
+        await self._release_queued(session)
+        await session.call.done_writing()
+
+    @staticmethod
+    async def _release_queued(session: _Session) -> None:
+        queued = []
+        while not session.queue.empty():
+            queued.append(session.queue.get_nowait().shard_id)
+        if queued:
+            await session.send(
+                nodes_pb2.LeaseRequest(release=nodes_pb2.ShardRelease(shard_ids=queued))
+            )
+            logger.info("handed back %d shards", len(queued))
+
+    @staticmethod
+    async def _idle(session: _Session) -> None:
+        while session.running is not None:
+            await asyncio.sleep(0.05)
+
+    async def _heartbeat(
+        self, stub: nodes_pb2_grpc.NodeServiceStub, reg: nodes_pb2.RegisterResponse
+    ) -> None:
+        interval = max(reg.heartbeat_interval_ms, 100) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            await stub.Heartbeat(
+                nodes_pb2.HeartbeatRequest(node_id=reg.node_id, session_token=reg.session_token),
+                timeout=interval * 2,
+            )
+
+    async def _read(self, session: _Session) -> None:
+        async for message in session.call:
+            kind = message.WhichOneof("message")
+            if kind == "assignment":
+                session.queue.put_nowait(message.assignment)
+            elif kind == "cancel":
+                session.cancelled.add(message.cancel.shard_id)
+            elif kind == "ack" and not message.ack.accepted:
+                logger.info("shard %s not counted: %s", message.ack.shard_id, message.ack.reason)
+        raise aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            aio.Metadata(),
+            aio.Metadata(),
+            details="the coordinator closed the lease stream",
+        )
+
+    async def _work(self, session: _Session) -> None:
+        while True:
+            if session.draining:
+                return
+            assignment = await session.queue.get()
+            if session.draining:
+                session.queue.put_nowait(assignment)
+                return
+            if assignment.shard_id in session.cancelled:
+                continue
+            session.running = assignment.shard_id
+            try:
+                await session.send(await self._run(assignment))
+            finally:
+                session.running = None
+
+    async def _run(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
+        runner = self._runners.get(assignment.model)
+        if runner is None or runner.model.sha256 != assignment.model_sha256:
+            have = runner.model.sha256 if runner else "no such model"
+            return nodes_pb2.LeaseRequest(
+                failure=nodes_pb2.ShardFailure(
+                    shard_id=assignment.shard_id,
+                    error=(
+                        f"refusing model {assignment.model} sha256 {assignment.model_sha256}: "
+                        f"this node has {have}"
+                    ),
+                )
+            )
+        windows = [np.frombuffer(w.token_ids, dtype="<u4").astype(np.int64) for w in assignment.windows]
+        try:
+            run = await asyncio.to_thread(runner.run, windows)
+        except Exception as exc:
+            logger.exception("shard %s failed", assignment.shard_id)
+            return nodes_pb2.LeaseRequest(
+                failure=nodes_pb2.ShardFailure(shard_id=assignment.shard_id, error=f"{type(exc).__name__}: {exc}")
+            )
+        self.shards_done += 1
+        logger.info(
+            "shard %s: %d windows, %d tokens in %.2f s (%.0f tokens/s)",
+            assignment.shard_id,
+            run.rows,
+            run.tokens,
+            run.wall_seconds,
+            run.tokens / run.wall_seconds if run.wall_seconds else 0.0,
+        )
+        return nodes_pb2.LeaseRequest(
+            result=nodes_pb2.ShardResult(
+                shard_id=assignment.shard_id,
+                embeddings=run.embeddings,
+                rows=run.rows,
+                dim=run.dim,
+                tokens=run.tokens,
+                wall_seconds=run.wall_seconds,
+                digest=run.digest,
+                provider=run.provider,
+            )
+        )

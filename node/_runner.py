@@ -1,0 +1,62 @@
+"""ShardRunner: runs a shard's windows through the model and measures the node's speed."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenweave.models import EmbeddingSession, PreparedModel
+
+SPECIAL_TOKENS_PER_WINDOW = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRun:
+    embeddings: bytes
+    rows: int
+    dim: int
+    tokens: int
+    wall_seconds: float
+    digest: str
+    provider: str
+
+
+class ShardRunner:
+    """Synchronous; the daemon calls it from a worker thread."""
+
+    def __init__(self, model: PreparedModel, session: EmbeddingSession) -> None:
+        self.model = model
+        self._session = session
+
+    @property
+    def provider(self) -> str:
+        return self._session.providers[0]
+
+    def run(self, windows: Sequence[npt.NDArray[np.integer]]) -> ShardRun:
+        started = time.perf_counter()
+        matrix = np.ascontiguousarray(self._session.embed_windows(windows), dtype="<f4")
+        wall = time.perf_counter() - started
+        data = matrix.tobytes()
+        return ShardRun(
+            embeddings=data,
+            rows=matrix.shape[0],
+            dim=matrix.shape[1],
+            tokens=sum(len(w) + SPECIAL_TOKENS_PER_WINDOW for w in windows),
+            wall_seconds=wall,
+            digest=hashlib.sha256(data).hexdigest(),
+            provider=self.provider,
+        )
+
+    def calibrate(self, windows: int = 16, repeats: int = 2) -> float:
+        """Tokens per second on full windows of the model's default length (best of `repeats`)."""
+        length = self.model.spec.default_window - SPECIAL_TOKENS_PER_WINDOW
+        ids = (np.arange(windows * length, dtype=np.int64).reshape(windows, length) % 20_000) + 1_000
+        batch = list(ids)
+        self.run(batch[:2])  # warm-up: first-run allocations
+        best = min(self.run(batch).wall_seconds for _ in range(repeats))
+        return windows * (length + SPECIAL_TOKENS_PER_WINDOW) / best

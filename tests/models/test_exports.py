@@ -1,0 +1,32 @@
+import tokenweave.models
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(tokenweave.models.__all__) == [
+        "ALL_MINILM_L6_V2",
+        "EmbeddingSession",
+        "Embeddings",
+        "ModelCacheError",
+        "ModelHashMismatchError",
+        "ModelSpec",
+        "PreparedModel",
+        "SpecialTokens",
+        "TokenIds",
+        "UnknownModelError",
+        "default_cache_dir",
+        "default_providers",
+        "encode_document",
+        "get_model_spec",
+        "known_models",
+        "load_prepared",
+        "load_tokenizer",
+        "prepare_model",
+    ]
+    for name in tokenweave.models.__all__:
+        assert hasattr(tokenweave.models, name), name
+
+
+def test_errors_are_value_errors() -> None:
+    assert issubclass(tokenweave.models.UnknownModelError, ValueError)
+    assert issubclass(tokenweave.models.ModelHashMismatchError, ValueError)
+    assert issubclass(tokenweave.models.ModelHashMismatchError, tokenweave.models.ModelCacheError)

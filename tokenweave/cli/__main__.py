@@ -1,0 +1,5 @@
+import sys
+
+from tokenweave.cli import main
+
+sys.exit(main())

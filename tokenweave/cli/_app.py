@@ -1,0 +1,196 @@
+"""The `tokenweave` command: argument parsing and dispatch to the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from tokenweave import __version__
+from tokenweave.client import DEFAULT_MODEL, Client, default_address
+from tokenweave.errors import TokenweaveError
+
+err = Console(stderr=True)
+
+
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="coordinator address (env TOKENWEAVE_COORDINATOR; default 127.0.0.1:50051)",
+    )
+
+
+def _add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-cache",
+        type=Path,
+        metavar="DIR",
+        help="prepared-model cache (env TOKENWEAVE_MODEL_CACHE; default ~/.cache/tokenweave/models)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenweave",
+        description="A decentralized network for long-context AI inference.",
+    )
+    parser.add_argument("--version", action="version", version=f"tokenweave {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (env TOKENWEAVE_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("coordinator", help="run a coordinator")
+    p.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051; port 0 picks one")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./coordinator-data")
+    p.add_argument("--db", metavar="URL", help="SQLAlchemy async URL (default: SQLite in the data dir)")
+    p.add_argument("--max-document-bytes", type=int, metavar="N")
+    p.add_argument("--windows-per-shard", type=int, metavar="N")
+    _add_cache_option(p)
+
+    p = sub.add_parser("node", help="run a node daemon")
+    _add_client_options(p)
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data")
+    p.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers, comma-separated")
+    p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
+    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
+    p.add_argument("--max-inflight-shards", type=int, metavar="N")
+    _add_cache_option(p)
+
+    p = sub.add_parser("models", help="prepare and list ONNX models")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    mp = msub.add_parser("prepare", help="convert models to ONNX into the cache (once)")
+    mp.add_argument("names", nargs="*", metavar="NAME", help="default: every known model")
+    _add_cache_option(mp)
+    ml = msub.add_parser("list", help="known models and their prepared hashes")
+    ml.add_argument("--json", action="store_true")
+    _add_cache_option(ml)
+
+    p = sub.add_parser("submit", help="submit a job")
+    ssub = p.add_subparsers(dest="submit_command", required=True, metavar="KIND")
+    se = ssub.add_parser("embed", help="embed documents of any length")
+    se.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    se.add_argument("--model", default=DEFAULT_MODEL)
+    se.add_argument("--window", type=int, help="tokens per window, [CLS]/[SEP] included (default 256)")
+    se.add_argument("--overlap", type=int, help="tokens shared by neighbouring windows (default 32)")
+    se.add_argument("--json", action="store_true", help="print one JSON object with every embedding")
+    se.add_argument("--query", metavar="TEXT", help="rank the windows by cosine to this text")
+    se.add_argument("--top", type=int, default=3, help="passages to show with --query")
+    _add_client_options(se)
+
+    p = sub.add_parser("jobs", help="list jobs")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    _add_client_options(p)
+
+    p = sub.add_parser("nodes", help="list nodes")
+    p.add_argument("--json", action="store_true")
+    _add_client_options(p)
+
+    p = sub.add_parser("cancel", help="cancel a job")
+    p.add_argument("job_id")
+    _add_client_options(p)
+
+    p = sub.add_parser("demo", help="a coordinator and nodes on loopback embed and search a book")
+    p.add_argument("--nodes", type=int, default=2)
+    p.add_argument("--text", type=Path, help="default: the shipped Book of Genesis (KJV)")
+    p.add_argument("--query", help="question to answer by retrieval")
+    p.add_argument("--workdir", type=Path, help="keep data and logs here (default: a temp dir)")
+    _add_cache_option(p)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=True)],
+    )
+    for noisy in ("sqlalchemy", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    from tokenweave.models import default_cache_dir
+
+    return args.model_cache or default_cache_dir()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from tokenweave.cli._settings import layered, load_config_file
+
+    file: dict[str, Any] = load_config_file(args.config)
+    command = args.command
+    if command == "coordinator":
+        from tokenweave.cli._servers import run_coordinator
+        from tokenweave.coordinator import CoordinatorConfig
+
+        return run_coordinator(layered(CoordinatorConfig, "coordinator", vars(args), file))
+    if command == "node":
+        from tokenweave.cli._servers import run_node
+        from tokenweave.node import NodeConfig
+
+        return run_node(layered(NodeConfig, "node", vars(args), file))
+    if command == "models":
+        from tokenweave.cli import _models_cmd
+
+        if args.models_command == "prepare":
+            return _models_cmd.prepare(args.names, _cache(args))
+        return _models_cmd.list_models(_cache(args), args.json)
+    if command == "demo":
+        from tokenweave.cli._demo import DEFAULT_QUERY, run_demo
+
+        return run_demo(args.nodes, args.text, args.query or DEFAULT_QUERY, args.workdir, args.model_cache)
+
+    from tokenweave.cli import _jobs_cmd
+
+    address = (
+        args.coordinator
+        or os.environ.get("TOKENWEAVE_COORDINATOR")
+        or file.get("client", {}).get("coordinator")
+        or default_address()
+    )
+    with Client(address) as client:
+        if command == "submit":
+            return _jobs_cmd.submit_embed(
+                client,
+                args.files,
+                model=args.model,
+                window=args.window,
+                overlap=args.overlap,
+                as_json=args.json,
+                query=args.query,
+                top=args.top,
+            )
+        if command == "jobs":
+            return _jobs_cmd.list_jobs(client, args.limit, args.json)
+        if command == "nodes":
+            return _jobs_cmd.list_nodes(client, args.json)
+        if command == "cancel":
+            return _jobs_cmd.cancel_job(client, args.job_id)
+    raise AssertionError(f"unhandled command {command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return _dispatch(args)
+    except TokenweaveError as exc:
+        err.print(f"[red]error[/] ({exc.status}): {exc.message}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""LocalCluster: a coordinator and N nodes as real processes on loopback.
+
+Used by `tokenweave demo`, the integration tests and the benchmarks. Every process writes its log
+to `<root>/logs/`; `stop()` sends SIGTERM (each process shuts down cleanly) and SIGKILL only past
+the timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tokenweave.client import Client
+from tokenweave.errors import TokenweaveError, UnavailableError
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+    model_cache: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    coordinator_args: tuple[str, ...] = ()
+    node_args: tuple[str, ...] = ()
+    coordinator: ManagedProcess | None = None
+    nodes: list[ManagedProcess] = field(default_factory=list)
+    address: str = ""
+
+    def _spawn(self, name: str, args: list[str]) -> ManagedProcess:
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        log = log_path.open("ab")
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        if self.model_cache is not None:
+            env["TOKENWEAVE_MODEL_CACHE"] = str(self.model_cache)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenweave.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        return ManagedProcess(name, process, log_path, log)
+
+    def start_coordinator(self, timeout: float = 120.0) -> str:
+        data_dir = self.root / "coordinator"
+        address_file = data_dir / "address"
+        address_file.unlink(missing_ok=True)
+        self.coordinator = self._spawn(
+            "coordinator",
+            ["coordinator", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *self.coordinator_args],
+        )
+        deadline = time.monotonic() + timeout
+        while not address_file.exists():
+            if self.coordinator.process.poll() is not None:
+                raise RuntimeError(f"coordinator exited:\n{self.coordinator.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"coordinator did not start in {timeout} s:\n{self.coordinator.tail()}")
+            time.sleep(0.05)
+        self.address = address_file.read_text().strip()
+        return self.address
+
+    def add_node(self, *extra: str) -> ManagedProcess:
+        index = len(self.nodes)
+        node = self._spawn(
+            f"node{index}",
+            [
+                "node",
+                "--coordinator",
+                self.address,
+                "--data-dir",
+                str(self.root / f"node{index}"),
+                *self.node_args,
+                *extra,
+            ],
+        )
+        self.nodes.append(node)
+        return node
+
+    def wait_for_nodes(self, count: int, timeout: float = 180.0) -> None:
+        """Block until `count` nodes are online at the coordinator."""
+        deadline = time.monotonic() + timeout
+        with Client(self.address, timeout=5) as client:
+            while True:
+                for node in self.nodes:
+                    if node.process.poll() is not None:
+                        raise RuntimeError(f"{node.name} exited:\n{node.tail()}")
+                try:
+                    if sum(n.online for n in client.nodes()) >= count:
+                        return
+                except UnavailableError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{count} nodes did not come online in {timeout} s")
+                time.sleep(0.1)
+
+    def start(self, nodes: int) -> LocalCluster:
+        self.start_coordinator()
+        for _ in range(nodes):
+            self.add_node()
+        self.wait_for_nodes(nodes)
+        return self
+
+    def client(self) -> Client:
+        return Client(self.address)
+
+    def stop(self, timeout: float = 30.0) -> dict[str, int]:
+        """SIGTERM nodes, then the coordinator; returns each process's exit code."""
+        codes = {node.name: node.stop(timeout) for node in self.nodes}
+        if self.coordinator is not None:
+            codes["coordinator"] = self.coordinator.stop(timeout)
+        return codes
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(TokenweaveError, OSError):
+            self.stop()

@@ -1,0 +1,280 @@
+"""Client commands: `submit embed`, `jobs`, `nodes`, `cancel`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tokenweave.client import Client, DocumentEmbedding, EmbedJob, EmbedResult, JobInfo, NodeInfo
+from tokenweave.errors import InvalidArgumentError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def read_documents(paths: Sequence[Path]) -> list[tuple[str, str]]:
+    docs = []
+    for path in paths:
+        try:
+            docs.append((path.name, path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise InvalidArgumentError(f"{path}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidArgumentError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return docs
+
+
+def follow(job: EmbedJob, quiet: bool) -> JobInfo:
+    """Watch the job with a live progress bar (on stderr) until it finishes."""
+    if quiet:
+        return job.wait()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("shards"),
+        TextColumn("{task.fields[rate]:>10} tokens/s"),
+        TextColumn("{task.fields[busy]} nodes busy"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"job {job.id[:8]}", total=job.info.shards_total, rate="-", busy=0)
+        for info in job.watch():
+            progress.update(
+                task,
+                completed=info.shards_done,
+                rate=f"{info.tokens_per_second:,.0f}",
+                busy=info.nodes_busy,
+            )
+    return job.info
+
+
+def result_json(result: EmbedResult) -> dict[str, Any]:
+    job = result.job
+    return {
+        "job_id": job.job_id,
+        "status": str(job.status),
+        "model": job.model,
+        "window": job.window,
+        "overlap": job.overlap,
+        "tokens": job.tokens,
+        "tokens_processed": job.tokens_processed,
+        "documents": [
+            {
+                "name": d.name,
+                "tokens": d.tokens,
+                "windows": [
+                    {
+                        "start": int(s[0]),
+                        "end": int(s[1]),
+                        "char_start": int(c[0]),
+                        "char_end": int(c[1]),
+                        "embedding": e.tolist(),
+                    }
+                    for s, c, e in zip(d.spans, d.char_spans, d.window_embeddings, strict=True)
+                ],
+                "embedding": d.embedding.tolist(),
+            }
+            for d in result.documents
+        ],
+        "nodes": [
+            {"node_id": n.node_id, "address": n.address, "shards": n.shards, "tokens": n.tokens}
+            for n in job.nodes
+        ],
+    }
+
+
+def print_summary(result: EmbedResult) -> None:
+    job = result.job
+    elapsed = (
+        (job.finished_at - job.created_at).total_seconds()
+        if job.finished_at and job.created_at
+        else 0.0
+    )
+    out.print(
+        f"[bold green]job {job.job_id} {job.status}[/]: {job.documents} documents, "
+        f"{job.tokens:,} tokens in {job.windows} windows of ≤{job.window} "
+        f"(overlap {job.overlap}), {job.shards_total} shards, "
+        f"{job.tokens_processed:,} model tokens in {elapsed:.1f} s "
+        f"= {job.tokens_processed / elapsed if elapsed else 0:,.0f} tokens/s"
+    )
+    table = Table("node", "shards", "model tokens", "share", title="work per node")
+    for n in job.nodes:
+        share = n.tokens / job.tokens_processed if job.tokens_processed else 0.0
+        table.add_row(n.address, str(n.shards), f"{n.tokens:,}", f"{share:.0%}")
+    out.print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    cosine: float
+    document: DocumentEmbedding
+    window: int
+
+    def as_json(self) -> dict[str, Any]:
+        start, end = (int(v) for v in self.document.spans[self.window])
+        c0, c1 = (int(v) for v in self.document.char_spans[self.window])
+        return {
+            "document": self.document.name,
+            "start": start,
+            "end": end,
+            "char_start": c0,
+            "char_end": c1,
+            "cosine": self.cosine,
+        }
+
+
+def rank_windows(client: Client, result: EmbedResult, query: str, top: int) -> list[Passage]:
+    """The `top` windows closest to the query (embedded by the network, like the documents)."""
+    q = client.embed([("query", query)], model=result.job.model).result().documents[0].embedding
+    scored = [
+        Passage(float(score), doc, i)
+        for doc in result.documents
+        for i, score in enumerate(doc.window_embeddings @ q)
+    ]
+    scored.sort(key=lambda p: -p.cosine)
+    return scored[:top]
+
+
+def print_passages(passages: Sequence[Passage], texts: dict[str, str], query: str) -> None:
+    out.print(f"\n[bold]Best passages for[/] {query!r}:")
+    for rank, p in enumerate(passages, 1):
+        span = p.as_json()
+        c0, c1 = span["char_start"], span["char_end"]
+        text = " ".join(texts[p.document.name][c0:c1].split())
+        if len(text) > 400:
+            text = text[:400] + " …"
+        out.print(
+            f"\n[bold cyan]{rank}. {p.document.name} tokens [{span['start']}, {span['end']}) "
+            f"chars [{c0}, {c1})  cosine {p.cosine:.4f}[/]\n{text}"
+        )
+
+
+def submit_embed(
+    client: Client,
+    paths: Sequence[Path],
+    *,
+    model: str,
+    window: int | None,
+    overlap: int | None,
+    as_json: bool,
+    query: str | None,
+    top: int,
+) -> int:
+    docs = read_documents(paths)
+    job = client.embed(docs, model=model, window=window, overlap=overlap)
+    if not as_json:
+        console.print(
+            f"submitted job {job.id}: {job.info.tokens:,} tokens, {job.info.windows} windows, "
+            f"{job.info.shards_total} shards"
+        )
+    follow(job, quiet=as_json)
+    result = job.result()
+    passages = rank_windows(client, result, query, top) if query else []
+    if as_json:
+        payload = result_json(result)
+        if query:
+            payload["query"] = {"text": query, "passages": [p.as_json() for p in passages]}
+        json.dump(payload, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print_summary(result)
+    if query:
+        print_passages(passages, dict(docs), query)
+    return 0
+
+
+def _job_row(j: JobInfo) -> dict[str, Any]:
+    return {
+        "job_id": j.job_id,
+        "status": str(j.status),
+        "model": j.model,
+        "documents": j.documents,
+        "tokens": j.tokens,
+        "windows": j.windows,
+        "shards_done": j.shards_done,
+        "shards_total": j.shards_total,
+        "created_at": j.created_at.isoformat() if j.created_at else None,
+        "finished_at": j.finished_at.isoformat() if j.finished_at else None,
+        "error": j.error,
+    }
+
+
+def list_jobs(client: Client, limit: int, as_json: bool) -> int:
+    jobs = client.jobs(limit)
+    if as_json:
+        json.dump([_job_row(j) for j in jobs], sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    table = Table("job", "status", "model", "docs", "tokens", "shards", "created", "error")
+    for j in jobs:
+        created = j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else ""
+        table.add_row(
+            j.job_id,
+            str(j.status),
+            j.model,
+            str(j.documents),
+            f"{j.tokens:,}",
+            f"{j.shards_done}/{j.shards_total}",
+            created,
+            j.error,
+        )
+    out.print(table)
+    return 0
+
+
+def _node_row(n: NodeInfo) -> dict[str, Any]:
+    return {
+        "node_id": n.node_id,
+        "address": n.address,
+        "online": n.online,
+        "cpu_cores": n.cpu_cores,
+        "memory_bytes": n.memory_bytes,
+        "gpus": list(n.gpus),
+        "providers": list(n.providers),
+        "models": n.models,
+        "shards_running": n.shards_running,
+        "shards_done": n.shards_done,
+        "tokens_processed": n.tokens_processed,
+        "last_seen": n.last_seen.isoformat() if n.last_seen else None,
+        "version": n.version,
+    }
+
+
+def list_nodes(client: Client, as_json: bool) -> int:
+    nodes = client.nodes()
+    if as_json:
+        json.dump([_node_row(n) for n in nodes], sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    table = Table("address", "state", "hardware", "tokens/s", "running", "done", "tokens")
+    for n in nodes:
+        hardware = f"{n.cpu_cores} cores, {n.memory_bytes / 2**30:.0f} GiB"
+        if n.gpus:
+            hardware += ", " + ", ".join(n.gpus)
+        speeds = ", ".join(f"{m}: {s:,.0f}" for m, s in n.models.items())
+        table.add_row(
+            n.address,
+            "[green]online[/]" if n.online else "[red]offline[/]",
+            hardware,
+            speeds,
+            str(n.shards_running),
+            str(n.shards_done),
+            f"{n.tokens_processed:,}",
+        )
+    out.print(table)
+    return 0
+
+
+def cancel_job(client: Client, job_id: str) -> int:
+    info = client.cancel(job_id)
+    out.print(f"job {info.job_id} {info.status}")
+    return 0

@@ -1,0 +1,55 @@
+"""`tokenweave coordinator` and `tokenweave node`: long-running daemons with clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from tokenweave.coordinator import CoordinatorConfig, CoordinatorServer
+from tokenweave.node import NodeConfig, NodeDaemon
+
+logger = logging.getLogger(__name__)
+
+
+def run_until_signalled(body: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run `body(stop)` on a fresh loop; SIGINT/SIGTERM set `stop` (a second one aborts)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if stop.is_set():
+                logger.warning("second %s: exiting now", sig.name)
+                raise SystemExit(130)
+            logger.info("%s: shutting down", sig.name)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        await body(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def run_coordinator(config: CoordinatorConfig) -> int:
+    async def body(stop: asyncio.Event) -> None:
+        server = await CoordinatorServer.create(config)
+        print(f"coordinator listening on {server.address}", flush=True)
+        await stop.wait()
+        await server.shutdown()
+
+    return run_until_signalled(body)
+
+
+def run_node(config: NodeConfig) -> int:
+    async def body(stop: asyncio.Event) -> None:
+        daemon = await NodeDaemon.create(config)
+        speeds = ", ".join(f"{m} {s:,.0f} tokens/s" for m, s in daemon.speeds.items())
+        print(f"node {daemon.identity.address} → {config.coordinator} ({speeds})", flush=True)
+        await daemon.run(stop)
+
+    return run_until_signalled(body)

@@ -1,0 +1,205 @@
+"""Client and EmbedJob: the developer's synchronous SDK over JobService."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from tokenweave.client._convert import (
+    DocumentEmbedding,
+    JobInfo,
+    JobStatus,
+    NodeInfo,
+    document_embedding,
+    job_info,
+    node_info,
+)
+from tokenweave.errors import FailedPreconditionError, TokenweaveError, UnavailableError, error_for_status
+from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc
+
+DEFAULT_COORDINATOR = "127.0.0.1:50051"
+DEFAULT_MODEL = "all-minilm-l6-v2"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+def default_address() -> str:
+    return os.environ.get("TOKENWEAVE_COORDINATOR") or DEFAULT_COORDINATOR
+
+
+def _translate(exc: grpc.RpcError) -> TokenweaveError:
+    code = exc.code()  # type: ignore[attr-defined]
+    details = exc.details() or code.name  # type: ignore[attr-defined]
+    return error_for_status(code.name, details)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    job: JobInfo
+    documents: tuple[DocumentEmbedding, ...]
+
+
+class Client:
+    """A connection to a coordinator's JobService.
+
+    >>> with Client("127.0.0.1:50051") as client:
+    ...     job = client.embed(["a very long text ..."])
+    ...     result = job.result()
+    """
+
+    def __init__(self, address: str | None = None, *, timeout: float = 60.0) -> None:
+        self.address = address or default_address()
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            self.address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except grpc.RpcError as exc:
+            raise _translate(exc) from exc
+
+    def embed(
+        self,
+        documents: Sequence[str | tuple[str, str]],
+        *,
+        model: str = DEFAULT_MODEL,
+        window: int | None = None,
+        overlap: int | None = None,
+    ) -> EmbedJob:
+        """Submit documents (texts, or (name, text) pairs) for long-context embedding."""
+        docs = [
+            jobs_pb2.Document(name=d[0], text=d[1])
+            if isinstance(d, tuple)
+            else jobs_pb2.Document(name=f"doc-{i}", text=d)
+            for i, d in enumerate(documents)
+        ]
+        request = jobs_pb2.SubmitJobRequest(model=model, documents=docs)
+        if window is not None:
+            request.window = window
+        if overlap is not None:
+            request.overlap = overlap
+        response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
+        return EmbedJob(self, job_info(response.job))
+
+    def job(self, job_id: str) -> EmbedJob:
+        return EmbedJob(self, self._get(job_id))
+
+    def _get(self, job_id: str) -> JobInfo:
+        response = self._call(
+            lambda: self._stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout)
+        )
+        return job_info(response.job)
+
+    def jobs(self, limit: int = 50) -> list[JobInfo]:
+        response = self._call(
+            lambda: self._stub.ListJobs(jobs_pb2.ListJobsRequest(limit=limit), timeout=self.timeout)
+        )
+        return [job_info(j) for j in response.jobs]
+
+    def nodes(self) -> list[NodeInfo]:
+        response = self._call(
+            lambda: self._stub.ListNodes(jobs_pb2.ListNodesRequest(), timeout=self.timeout)
+        )
+        return [node_info(n) for n in response.nodes]
+
+    def cancel(self, job_id: str) -> JobInfo:
+        response = self._call(
+            lambda: self._stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
+        )
+        return job_info(response.job)
+
+    def _watch(self, job_id: str, after: int) -> Iterator[JobInfo]:
+        stream = self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after))
+        for event in stream:
+            yield job_info(event.job, event.sequence, event.tokens_per_second)
+
+    def _results(self, job_id: str) -> Iterator[DocumentEmbedding]:
+        stream = self._stub.GetJobResult(jobs_pb2.GetJobResultRequest(job_id=job_id), timeout=self.timeout)
+        try:
+            for response in stream:
+                yield document_embedding(response.document)
+        except grpc.RpcError as exc:
+            raise _translate(exc) from exc
+
+
+class EmbedJob:
+    """A submitted job: follow it with `watch()`, collect it with `result()`."""
+
+    def __init__(self, client: Client, info: JobInfo) -> None:
+        self._client = client
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info.job_id
+
+    def refresh(self) -> JobInfo:
+        self.info = self._client._get(self.id)
+        return self.info
+
+    def watch(self, *, reconnect_for: float = 60.0) -> Iterator[JobInfo]:
+        """Yield the job on every change until it finishes.
+
+        A dropped stream (coordinator restarting, network blip) is resumed transparently from
+        the last event seen, retrying with jittered backoff for up to `reconnect_for` seconds.
+        """
+        after = 0
+        delay = 0.25
+        deadline: float | None = None
+        while True:
+            try:
+                for info in self._client._watch(self.id, after):
+                    after = info.sequence
+                    deadline = None
+                    self.info = info
+                    yield info
+                return
+            except grpc.RpcError as exc:
+                error = _translate(exc)
+                if not isinstance(error, UnavailableError):
+                    raise error from exc
+                deadline = deadline or time.monotonic() + reconnect_for
+                if time.monotonic() > deadline:
+                    raise error from exc
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 5.0)
+
+    def wait(self) -> JobInfo:
+        for _ in self.watch():
+            pass
+        return self.info
+
+    def result(self) -> EmbedResult:
+        """Wait for the job to finish and return its embeddings; raises if it did not succeed."""
+        info = self.wait()
+        if info.status is not JobStatus.SUCCEEDED:
+            reason = f": {info.error}" if info.error else ""
+            raise FailedPreconditionError(f"job {self.id} {info.status}{reason}")
+        return EmbedResult(job=info, documents=tuple(self._client._results(self.id)))
+
+    def cancel(self) -> JobInfo:
+        self.info = self._client.cancel(self.id)
+        return self.info

