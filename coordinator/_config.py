@@ -8,7 +8,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class CoordinatorConfig:
-    #: host:port to listen on; port 0 picks a free one (printed and written to `<data_dir>/address`).
+    #: host:port to listen on; port 0 picks a free one (written to `<data_dir>/address`).
     listen: str = "127.0.0.1:50051"
     #: Holds the SQLite database (unless `db` is given) and the address file.
     data_dir: Path = Path("coordinator-data")

@@ -66,9 +66,10 @@ class _Broadcast:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, seconds: float) -> None:
+        """Until the next notify, or `seconds` at most."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), seconds)
 
 
 class Dispatcher:
@@ -132,13 +133,13 @@ class Dispatcher:
                 yield view
             if view.state.finished:
                 return
-            await broadcast.wait(timeout=1.0)
+            await broadcast.wait(seconds=1.0)
 
     def results(self, job_id: str) -> AsyncIterator[DocumentResult]:
         return self._store.results(job_id)
 
     async def list_jobs(self, limit: int) -> list[JobView]:
-        return await self._store.list(limit)
+        return await self._store.recent(limit)
 
     def _notify(self, job_id: str) -> None:
         watcher = self._watchers.get(job_id)
@@ -147,7 +148,7 @@ class Dispatcher:
 
     async def cancel(self, job_id: str) -> JobView:
         async with self._lock:
-            view = await self._store.cancel(job_id)
+            await self._store.cancel(job_id)
             self._drop_job(job_id)
         self._notify(job_id)
         await self._pump()
@@ -215,7 +216,9 @@ class Dispatcher:
         if shard is None:
             if shard_id in lane.revoked:
                 lane.revoked.discard(shard_id)
-                lane.outbox.put_nowait(ShardAck(shard_id, accepted=False, reason="shard was revoked"))
+                lane.outbox.put_nowait(
+                    ShardAck(shard_id, accepted=False, reason="shard was revoked")
+                )
                 return None
             raise FailedPreconditionError(f"node {lane.node_id} does not hold shard {shard_id}")
         return shard
@@ -231,7 +234,9 @@ class Dispatcher:
             self._attempts.pop(output.shard_id, None)
             if finished:
                 self._tokens.pop(job.job_id, None)
-                logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
+                logger.info(
+                    "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
+                )
         lane.outbox.put_nowait(ShardAck(output.shard_id, accepted=True))
         self._notify(job.job_id)
         await self._pump()
@@ -262,7 +267,9 @@ class Dispatcher:
             lane.inflight.pop(shard_id, None)
             attempts = self._attempts.get(shard_id, 0) + 1
             self._attempts[shard_id] = attempts
-            logger.warning("node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error)
+            logger.warning(
+                "node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error
+            )
             if attempts >= self._max_attempts:
                 await self._store.fail(
                     shard.job_id, f"shard {shard_id} failed {attempts} times; last error: {error}"
@@ -282,7 +289,8 @@ class Dispatcher:
                 lanes = [
                     lane
                     for lane in self._lanes.values()
-                    if (offer := lane.models.get(shard.model)) and offer.sha256 == shard.model_sha256
+                    if (offer := lane.models.get(shard.model))
+                    and offer.sha256 == shard.model_sha256
                 ]
                 if not any(len(lane.inflight) < lane.max_inflight for lane in self._lanes.values()):
                     return

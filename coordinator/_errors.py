@@ -58,18 +58,21 @@ def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[A
 class StatusInterceptor(aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
-            return handler
+            return None
+        wrapped: Any = handler  # grpc's handlers are namedtuples; the stubs do not say so
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary))  # type: ignore[attr-defined,no-any-return]
+            return wrapped._replace(unary_unary=_wrap_unary(handler.unary_unary))  # type: ignore[no-any-return]
         if handler.stream_unary is not None:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary))  # type: ignore[attr-defined,no-any-return]
+            return wrapped._replace(stream_unary=_wrap_unary(handler.stream_unary))  # type: ignore[no-any-return]
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream))  # type: ignore[attr-defined,no-any-return]
+            return wrapped._replace(unary_stream=_wrap_stream(handler.unary_stream))  # type: ignore[no-any-return]
         if handler.stream_stream is not None:
-            return handler._replace(stream_stream=_wrap_stream(handler.stream_stream))  # type: ignore[attr-defined,no-any-return]
+            return wrapped._replace(stream_stream=_wrap_stream(handler.stream_stream))  # type: ignore[no-any-return]
         return handler

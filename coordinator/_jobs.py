@@ -231,7 +231,7 @@ class JobStore:
                 raise NotFoundError(f"no job with id {job_id!r}")
             return _job_view(row, await self._node_shares(session, job_id))
 
-    async def list(self, limit: int) -> list[JobView]:
+    async def recent(self, limit: int) -> list[JobView]:
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
@@ -338,7 +338,8 @@ class JobStore:
                 )
             job = await session.get(JobRow, shard.job_id)
             node = await session.get(NodeRow, node_id)
-            assert job is not None and node is not None
+            assert job is not None
+            assert node is not None
             shard.state = ShardState.DONE
             shard.embeddings = output.embeddings
             shard.digest = output.digest

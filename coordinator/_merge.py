@@ -23,5 +23,5 @@ def document_embedding(spans: Sequence[WindowSpan], embeddings: FloatArray) -> F
     weights = np.array([s.tokens for s in spans], dtype=np.float64)
     mean = (weights[:, None] * embeddings.astype(np.float64)).sum(axis=0) / weights.sum()
     norm = np.linalg.norm(mean)
-    out = mean / norm if norm > 0 else mean
-    return out.astype(np.float32)
+    out: FloatArray = (mean / norm if norm > 0 else mean).astype(np.float32)
+    return out

@@ -162,7 +162,9 @@ class NodeRegistry:
                     online=r.node_id in self._live,
                     hardware=r.hardware,
                     models=tuple(
-                        ModelOffer(str(m["name"]), str(m["sha256"]), float(str(m["tokens_per_second"])))
+                        ModelOffer(
+                            str(m["name"]), str(m["sha256"]), float(str(m["tokens_per_second"]))
+                        )
                         for m in r.models
                     ),
                     shards_running=running.get(r.node_id, 0),

@@ -96,7 +96,11 @@ class CoordinatorServer:
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         port = server.add_insecure_port(config.listen)
@@ -109,7 +113,9 @@ class CoordinatorServer:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reap(registry)))
         (config.data_dir / "address").write_text(self.address + "\n")
-        logger.info("coordinator listening on %s (db %s)", self.address, engine.url.render_as_string())
+        logger.info(
+            "coordinator listening on %s (db %s)", self.address, engine.url.render_as_string()
+        )
         return self
 
     async def _reap(self, registry: NodeRegistry) -> None:
@@ -143,4 +149,3 @@ class CoordinatorServer:
         await self._engine.dispose()
         self._stopped.set()
         logger.info("coordinator stopped")
-

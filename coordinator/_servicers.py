@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
@@ -30,7 +30,7 @@ from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-Context = aio.ServicerContext[Any, Any]
+Context: TypeAlias = aio.ServicerContext[Any, Any]
 MAX_LIST_LIMIT = 1000
 
 
@@ -59,7 +59,9 @@ def job_to_proto(view: JobView) -> jobs_pb2.Job:
         finished_at=_timestamp(view.finished_at),
         error=view.error,
         nodes=[
-            jobs_pb2.NodeShare(node_id=n.node_id, address=n.address, shards=n.shards, tokens=n.tokens)
+            jobs_pb2.NodeShare(
+                node_id=n.node_id, address=n.address, shards=n.shards, tokens=n.tokens
+            )
             for n in view.nodes
         ],
         nodes_busy=view.nodes_busy,
@@ -80,7 +82,9 @@ def _hardware_to_proto(hw: dict[str, Any]) -> jobs_pb2.Hardware:
     return jobs_pb2.Hardware(
         cpu_cores=int(hw.get("cpu_cores", 0)),
         memory_bytes=int(hw.get("memory_bytes", 0)),
-        gpus=[jobs_pb2.Gpu(name=g["name"], memory_bytes=g["memory_bytes"]) for g in hw.get("gpus", [])],
+        gpus=[
+            jobs_pb2.Gpu(name=g["name"], memory_bytes=g["memory_bytes"]) for g in hw.get("gpus", [])
+        ],
         providers=list(hw.get("providers", [])),
         platform=str(hw.get("platform", "")),
     )
@@ -130,21 +134,25 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(job))
 
-    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.GetJobResponse:
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: Context
+    ) -> jobs_pb2.GetJobResponse:
         job = await self._dispatcher.job(_require_job_id(request.job_id))
         return jobs_pb2.GetJobResponse(job=job_to_proto(job))
 
-    async def WatchJob(  # type: ignore[override]
+    async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
-        async for view in self._dispatcher.watch(_require_job_id(request.job_id), request.after_sequence):
+        async for view in self._dispatcher.watch(
+            _require_job_id(request.job_id), request.after_sequence
+        ):
             yield jobs_pb2.WatchJobResponse(
                 sequence=view.version,
                 job=job_to_proto(view),
                 tokens_per_second=view.tokens_per_second,
             )
 
-    async def GetJobResult(  # type: ignore[override]
+    async def GetJobResult(
         self, request: jobs_pb2.GetJobResultRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.GetJobResultResponse]:
         async for doc in self._dispatcher.results(_require_job_id(request.job_id)):
@@ -173,9 +181,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         job = await self._dispatcher.cancel(_require_job_id(request.job_id))
         return jobs_pb2.CancelJobResponse(job=job_to_proto(job))
 
-    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: Context
+    ) -> jobs_pb2.ListJobsResponse:
         if request.limit > MAX_LIST_LIMIT:
-            raise InvalidArgumentError(f"limit={request.limit} is above the maximum of {MAX_LIST_LIMIT}")
+            raise InvalidArgumentError(
+                f"limit={request.limit} is above the maximum of {MAX_LIST_LIMIT}"
+            )
         jobs = await self._dispatcher.list_jobs(request.limit or 50)
         return jobs_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
 
@@ -202,7 +214,9 @@ def _lane_message(message: Assignment | ShardCancel | ShardAck) -> nodes_pb2.Lea
     if isinstance(message, ShardCancel):
         return nodes_pb2.LeaseResponse(cancel=nodes_pb2.ShardCancel(shard_id=message.shard_id))
     return nodes_pb2.LeaseResponse(
-        ack=nodes_pb2.ShardAck(shard_id=message.shard_id, accepted=message.accepted, reason=message.reason)
+        ack=nodes_pb2.ShardAck(
+            shard_id=message.shard_id, accepted=message.accepted, reason=message.reason
+        )
     )
 
 
@@ -227,7 +241,9 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
                 nonce=request.nonce,
                 signature=request.signature,
                 hardware=_hardware_to_dict(request.hardware),
-                models=tuple(ModelOffer(m.name, m.sha256, m.tokens_per_second) for m in request.models),
+                models=tuple(
+                    ModelOffer(m.name, m.sha256, m.tokens_per_second) for m in request.models
+                ),
                 max_inflight_shards=request.max_inflight_shards,
                 version=request.version,
             )
@@ -243,7 +259,7 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
         self._registry.heartbeat(request.node_id, request.session_token)
         return nodes_pb2.HeartbeatResponse()
 
-    async def Lease(  # type: ignore[override]
+    async def Lease(
         self, request_iterator: AsyncIterator[nodes_pb2.LeaseRequest], context: Context
     ) -> AsyncIterator[nodes_pb2.LeaseResponse]:
         first = await anext(aiter(request_iterator), None)
@@ -292,4 +308,6 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
             elif kind == "release":
                 await self._dispatcher.hand_back(lane, list(request.release.shard_ids))
             else:
-                raise InvalidArgumentError(f"unexpected {kind or 'empty'} message on a lease stream")
+                raise InvalidArgumentError(
+                    f"unexpected {kind or 'empty'} message on a lease stream"
+                )

@@ -92,6 +92,8 @@ def group_into_shards(windows: Sequence[WindowSpan], windows_per_shard: int) -> 
     if windows_per_shard <= 0:
         raise InvalidArgumentError(f"windows_per_shard={windows_per_shard} must be positive")
     return [
-        ShardPlan(index=i, first_window=first, windows=tuple(windows[first : first + windows_per_shard]))
+        ShardPlan(
+            index=i, first_window=first, windows=tuple(windows[first : first + windows_per_shard])
+        )
         for i, first in enumerate(range(0, len(windows), windows_per_shard))
     ]

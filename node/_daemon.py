@@ -46,7 +46,8 @@ class _Session:
     queue: asyncio.Queue[nodes_pb2.ShardAssignment] = field(default_factory=asyncio.Queue)
     cancelled: set[str] = field(default_factory=set)
     running: str | None = None
-    draining: bool = False
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, request: nodes_pb2.LeaseRequest) -> None:
@@ -112,13 +113,18 @@ class NodeDaemon:
             ]
             async with aio.insecure_channel(self.config.coordinator, options=options) as channel:
                 try:
-                    await self._session(nodes_pb2_grpc.NodeServiceStub(channel), stop)
+                    stub: nodes_pb2_grpc.NodeServiceAsyncStub
+                    stub = nodes_pb2_grpc.NodeServiceStub(channel)
+                    await self._session(stub, stop)
                     delay = self.config.backoff_initial_s
                 except aio.AioRpcError as exc:
                     if exc.code() not in RETRYABLE:
                         raise
                     logger.warning(
-                        "coordinator %s: %s: %s", self.config.coordinator, exc.code().name, exc.details()
+                        "coordinator %s: %s: %s",
+                        self.config.coordinator,
+                        exc.code().name,
+                        exc.details(),
                     )
             if stop.is_set():
                 break
@@ -129,7 +135,9 @@ class NodeDaemon:
             delay = min(delay * 2, self.config.backoff_max_s)
         logger.info("node stopped")
 
-    async def _register(self, stub: nodes_pb2_grpc.NodeServiceStub) -> nodes_pb2.RegisterResponse:
+    async def _register(
+        self, stub: nodes_pb2_grpc.NodeServiceAsyncStub
+    ) -> nodes_pb2.RegisterResponse:
         address = self.identity.address
         challenge = await stub.GetChallenge(nodes_pb2.GetChallengeRequest(address=address))
         hw = self._hardware
@@ -148,7 +156,9 @@ class NodeDaemon:
                 platform=str(hw["platform"]),
             ),
             models=[
-                jobs_pb2.NodeModel(name=name, sha256=r.model.sha256, tokens_per_second=self._speeds[name])
+                jobs_pb2.NodeModel(
+                    name=name, sha256=r.model.sha256, tokens_per_second=self._speeds[name]
+                )
                 for name, r in self._runners.items()
             ],
             max_inflight_shards=self.config.max_inflight_shards,
@@ -156,10 +166,13 @@ class NodeDaemon:
         )
         return await stub.Register(request)
 
-    async def _session(self, stub: nodes_pb2_grpc.NodeServiceStub, stop: asyncio.Event) -> None:
+    async def _session(
+        self, stub: nodes_pb2_grpc.NodeServiceAsyncStub, stop: asyncio.Event
+    ) -> None:
         reg = await self._register(stub)
         logger.info("registered with %s as %s", self.config.coordinator, reg.node_id)
         session = _Session(call=stub.Lease())
+        session.idle.set()
         await session.send(
             nodes_pb2.LeaseRequest(
                 hello=nodes_pb2.LeaseHello(node_id=reg.node_id, session_token=reg.session_token)
@@ -188,12 +201,12 @@ class NodeDaemon:
 
     async def _drain(self, session: _Session, worker: asyncio.Task[None]) -> None:
         """Hand back what has not started, finish what runs, close the stream."""
-        session.draining = True
+        session.draining.set()
         await self._release_queued(session)
         if session.running is not None:
             logger.info("finishing shard %s before exiting", session.running)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle(session), self.config.shutdown_grace_s)
+                await asyncio.wait_for(session.idle.wait(), self.config.shutdown_grace_s)
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
@@ -213,13 +226,8 @@ class NodeDaemon:
             )
             logger.info("handed back %d shards", len(queued))
 
-    @staticmethod
-    async def _idle(session: _Session) -> None:
-        while session.running is not None:
-            await asyncio.sleep(0.05)
-
     async def _heartbeat(
-        self, stub: nodes_pb2_grpc.NodeServiceStub, reg: nodes_pb2.RegisterResponse
+        self, stub: nodes_pb2_grpc.NodeServiceAsyncStub, reg: nodes_pb2.RegisterResponse
     ) -> None:
         interval = max(reg.heartbeat_interval_ms, 100) / 1000
         while True:
@@ -247,19 +255,21 @@ class NodeDaemon:
 
     async def _work(self, session: _Session) -> None:
         while True:
-            if session.draining:
+            if session.draining.is_set():
                 return
             assignment = await session.queue.get()
-            if session.draining:
+            if session.draining.is_set():
                 session.queue.put_nowait(assignment)
                 return
             if assignment.shard_id in session.cancelled:
                 continue
             session.running = assignment.shard_id
+            session.idle.clear()
             try:
                 await session.send(await self._run(assignment))
             finally:
                 session.running = None
+                session.idle.set()
 
     async def _run(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
         runner = self._runners.get(assignment.model)
@@ -274,13 +284,17 @@ class NodeDaemon:
                     ),
                 )
             )
-        windows = [np.frombuffer(w.token_ids, dtype="<u4").astype(np.int64) for w in assignment.windows]
+        windows = [
+            np.frombuffer(w.token_ids, dtype="<u4").astype(np.int64) for w in assignment.windows
+        ]
         try:
             run = await asyncio.to_thread(runner.run, windows)
         except Exception as exc:
             logger.exception("shard %s failed", assignment.shard_id)
             return nodes_pb2.LeaseRequest(
-                failure=nodes_pb2.ShardFailure(shard_id=assignment.shard_id, error=f"{type(exc).__name__}: {exc}")
+                failure=nodes_pb2.ShardFailure(
+                    shard_id=assignment.shard_id, error=f"{type(exc).__name__}: {exc}"
+                )
             )
         self.shards_done += 1
         logger.info(

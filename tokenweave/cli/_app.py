@@ -33,7 +33,7 @@ def _add_cache_option(p: argparse.ArgumentParser) -> None:
         "--model-cache",
         type=Path,
         metavar="DIR",
-        help="prepared-model cache (env TOKENWEAVE_MODEL_CACHE; default ~/.cache/tokenweave/models)",
+        help="prepared-model cache (env TOKENWEAVE_MODEL_CACHE; default ~/.cache/tokenweave)",
     )
 
 
@@ -44,20 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tokenweave {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (env TOKENWEAVE_CONFIG)")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML settings file (env TOKENWEAVE_CONFIG)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("coordinator", help="run a coordinator")
-    p.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051; port 0 picks one")
+    p.add_argument(
+        "--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051; port 0 picks one"
+    )
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./coordinator-data")
-    p.add_argument("--db", metavar="URL", help="SQLAlchemy async URL (default: SQLite in the data dir)")
+    p.add_argument(
+        "--db", metavar="URL", help="SQLAlchemy async URL (default: SQLite in the data dir)"
+    )
     p.add_argument("--max-document-bytes", type=int, metavar="N")
     p.add_argument("--windows-per-shard", type=int, metavar="N")
     _add_cache_option(p)
 
     p = sub.add_parser("node", help="run a node daemon")
     _add_client_options(p)
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data")
+    p.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data"
+    )
     p.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers, comma-separated")
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
@@ -78,9 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     se = ssub.add_parser("embed", help="embed documents of any length")
     se.add_argument("files", nargs="+", type=Path, metavar="FILE")
     se.add_argument("--model", default=DEFAULT_MODEL)
-    se.add_argument("--window", type=int, help="tokens per window, [CLS]/[SEP] included (default 256)")
-    se.add_argument("--overlap", type=int, help="tokens shared by neighbouring windows (default 32)")
-    se.add_argument("--json", action="store_true", help="print one JSON object with every embedding")
+    se.add_argument(
+        "--window", type=int, help="tokens per window, [CLS]/[SEP] included (default 256)"
+    )
+    se.add_argument(
+        "--overlap", type=int, help="tokens shared by neighbouring windows (default 32)"
+    )
+    se.add_argument(
+        "--json", action="store_true", help="print one JSON object with every embedding"
+    )
     se.add_argument("--query", metavar="TEXT", help="rank the windows by cosine to this text")
     se.add_argument("--top", type=int, default=3, help="passages to show with --query")
     _add_client_options(se)
@@ -108,12 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(name)s: %(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=True)],
-    )
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=err, show_path=False, rich_tracebacks=True)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="[%X]"))
+    else:  # a log file: one plain line per record
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("sqlalchemy", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -148,7 +164,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo":
         from tokenweave.cli._demo import DEFAULT_QUERY, run_demo
 
-        return run_demo(args.nodes, args.text, args.query or DEFAULT_QUERY, args.workdir, args.model_cache)
+        return run_demo(
+            args.nodes, args.text, args.query or DEFAULT_QUERY, args.workdir, args.model_cache
+        )
 
     from tokenweave.cli import _jobs_cmd
 

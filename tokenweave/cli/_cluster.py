@@ -79,14 +79,23 @@ class LocalCluster:
         address_file.unlink(missing_ok=True)
         self.coordinator = self._spawn(
             "coordinator",
-            ["coordinator", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *self.coordinator_args],
+            [
+                "coordinator",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(data_dir),
+                *self.coordinator_args,
+            ],
         )
         deadline = time.monotonic() + timeout
         while not address_file.exists():
             if self.coordinator.process.poll() is not None:
                 raise RuntimeError(f"coordinator exited:\n{self.coordinator.tail()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"coordinator did not start in {timeout} s:\n{self.coordinator.tail()}")
+                raise TimeoutError(
+                    f"coordinator did not start in {timeout} s:\n{self.coordinator.tail()}"
+                )
             time.sleep(0.05)
         self.address = address_file.read_text().strip()
         return self.address

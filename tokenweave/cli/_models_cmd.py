@@ -28,7 +28,14 @@ def list_models(cache: Path, as_json: bool) -> int:
     for name in known_models():
         try:
             prepared = load_prepared(name, cache)
-            rows.append({"name": name, "prepared": True, "sha256": prepared.sha256, "path": str(prepared.onnx_path)})
+            rows.append(
+                {
+                    "name": name,
+                    "prepared": True,
+                    "sha256": prepared.sha256,
+                    "path": str(prepared.onnx_path),
+                }
+            )
         except FileNotFoundError:
             rows.append({"name": name, "prepared": False, "sha256": "", "path": ""})
     if as_json:
@@ -37,6 +44,8 @@ def list_models(cache: Path, as_json: bool) -> int:
         return 0
     table = Table("model", "prepared", "sha256", "path")
     for r in rows:
-        table.add_row(str(r["name"]), "yes" if r["prepared"] else "no", str(r["sha256"]), str(r["path"]))
+        table.add_row(
+            str(r["name"]), "yes" if r["prepared"] else "no", str(r["sha256"]), str(r["path"])
+        )
     Console().print(table)
     return 0

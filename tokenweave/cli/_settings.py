@@ -51,7 +51,9 @@ def layered(cls: type[C], section: str, flags: dict[str, Any], file: dict[str, A
     table = file.get(section, {})
     unknown = set(table) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if unknown:
-        raise InvalidArgumentError(f"config file [{section}]: unknown keys {', '.join(sorted(unknown))}")
+        raise InvalidArgumentError(
+            f"config file [{section}]: unknown keys {', '.join(sorted(unknown))}"
+        )
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         annotation = str(field.type)
@@ -61,5 +63,7 @@ def layered(cls: type[C], section: str, flags: dict[str, Any], file: dict[str, A
         elif os.environ.get(env_name):
             values[field.name] = _convert(os.environ[env_name], annotation, env_name)
         elif field.name in table:
-            values[field.name] = _convert(table[field.name], annotation, f"[{section}] {field.name}")
+            values[field.name] = _convert(
+                table[field.name], annotation, f"[{section}] {field.name}"
+            )
     return cls(**values)

@@ -20,7 +20,12 @@ from tokenweave.client._convert import (
     job_info,
     node_info,
 )
-from tokenweave.errors import FailedPreconditionError, TokenweaveError, UnavailableError, error_for_status
+from tokenweave.errors import (
+    FailedPreconditionError,
+    TokenweaveError,
+    UnavailableError,
+    error_for_status,
+)
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
@@ -35,8 +40,8 @@ def default_address() -> str:
 
 
 def _translate(exc: grpc.RpcError) -> TokenweaveError:
-    code = exc.code()  # type: ignore[attr-defined]
-    details = exc.details() or code.name  # type: ignore[attr-defined]
+    code = exc.code()
+    details = exc.details() or code.name
     return error_for_status(code.name, details)
 
 
@@ -127,7 +132,9 @@ class Client:
 
     def cancel(self, job_id: str) -> JobInfo:
         response = self._call(
-            lambda: self._stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
+            lambda: self._stub.CancelJob(
+                jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout
+            )
         )
         return job_info(response.job)
 
@@ -137,7 +144,9 @@ class Client:
             yield job_info(event.job, event.sequence, event.tokens_per_second)
 
     def _results(self, job_id: str) -> Iterator[DocumentEmbedding]:
-        stream = self._stub.GetJobResult(jobs_pb2.GetJobResultRequest(job_id=job_id), timeout=self.timeout)
+        stream = self._stub.GetJobResult(
+            jobs_pb2.GetJobResultRequest(job_id=job_id), timeout=self.timeout
+        )
         try:
             for response in stream:
                 yield document_embedding(response.document)
