@@ -285,6 +285,7 @@ class Dispatcher:
 
     async def _pump(self) -> None:
         async with self._lock:
+            backlog = sum(s.model_tokens for s in self._pending.values())
             for shard_id, shard in list(self._pending.items()):
                 lanes = [
                     lane
@@ -303,7 +304,8 @@ class Dispatcher:
                     )
                     for lane in lanes
                 ]
-                node_id = choose_node(shard.model_tokens, loads)
+                node_id = choose_node(shard.model_tokens, loads, backlog)
+                backlog -= shard.model_tokens
                 if node_id is None:
                     continue
                 lane = self._lanes[node_id]

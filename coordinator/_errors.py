@@ -1,7 +1,8 @@
 """The one place where domain errors become gRPC statuses.
 
 `StatusInterceptor` wraps every handler: a `TokenweaveError` aborts the call with its status and
-message; any other exception is logged with its traceback and reported as INTERNAL.
+message; any other exception is logged with its traceback and reported as INTERNAL. It also parses
+requests itself, so that bytes that are not the expected message are INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from tokenweave.errors import TokenweaveError
@@ -19,16 +21,47 @@ from tokenweave.errors import TokenweaveError
 logger = logging.getLogger(__name__)
 
 
-async def _abort(context: aio.ServicerContext[Any, Any], exc: Exception) -> None:
+Context = aio.ServicerContext[Any, Any]
+
+
+async def _abort(context: Context, exc: Exception) -> None:
     if isinstance(exc, TokenweaveError):
         await context.abort(grpc.StatusCode[exc.status], exc.message)
     logger.exception("unhandled error in %s", type(exc).__name__, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _wrap_unary(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def handler(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+Decoder = Callable[[bytes], Any] | None
+
+
+async def _decode(decoder: Decoder, raw: Any, method: str, context: Context) -> Any:
+    """Parse a request ourselves, so that garbage is INVALID_ARGUMENT rather than UNKNOWN."""
+    if decoder is None:
+        return raw
+    try:
+        return decoder(raw)
+    except DecodeError as exc:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"malformed request to {method}: {exc}"
+        )
+
+
+async def _decoded_stream(
+    decoder: Decoder, requests: AsyncIterator[Any], method: str, context: Context
+) -> AsyncIterator[Any]:
+    async for raw in requests:
+        yield await _decode(decoder, raw, method, context)
+
+
+def _wrap_unary(
+    behaviour: Callable[..., Awaitable[Any]], decoder: Decoder, method: str, streaming: bool
+) -> Callable[..., Awaitable[Any]]:
+    async def handler(request: Any, context: Context) -> Any:
         try:
+            if streaming:
+                request = _decoded_stream(decoder, request, method, context)
+            else:
+                request = await _decode(decoder, request, method, context)
             return await behaviour(request, context)
         except aio.AbortError:
             raise
@@ -38,9 +71,15 @@ def _wrap_unary(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Await
     return handler
 
 
-def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
-    async def handler(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+def _wrap_stream(
+    behaviour: Callable[..., Any], decoder: Decoder, method: str, streaming: bool
+) -> Callable[..., AsyncIterator[Any]]:
+    async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
+            if streaming:
+                request = _decoded_stream(decoder, request, method, context)
+            else:
+                request = await _decode(decoder, request, method, context)
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:
@@ -66,13 +105,20 @@ class StatusInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        wrapped: Any = handler  # grpc's handlers are namedtuples; the stubs do not say so
-        if handler.unary_unary is not None:
-            return wrapped._replace(unary_unary=_wrap_unary(handler.unary_unary))  # type: ignore[no-any-return]
-        if handler.stream_unary is not None:
-            return wrapped._replace(stream_unary=_wrap_unary(handler.stream_unary))  # type: ignore[no-any-return]
-        if handler.unary_stream is not None:
-            return wrapped._replace(unary_stream=_wrap_stream(handler.unary_stream))  # type: ignore[no-any-return]
-        if handler.stream_stream is not None:
-            return wrapped._replace(stream_stream=_wrap_stream(handler.stream_stream))  # type: ignore[no-any-return]
+        method = handler_call_details.method
+        decoder = handler.request_deserializer
+        streaming = handler.request_streaming
+        # grpc's handlers are namedtuples (the stubs do not say so): swap in wrapped behaviours
+        # and take over request parsing.
+        h: Any = handler
+        for kind, wrap in (
+            ("unary_unary", _wrap_unary),
+            ("stream_unary", _wrap_unary),
+            ("unary_stream", _wrap_stream),
+            ("stream_stream", _wrap_stream),
+        ):
+            behaviour = getattr(handler, kind)
+            if behaviour is not None:
+                wrapped = wrap(behaviour, decoder, method, streaming)
+                return h._replace(**{kind: wrapped, "request_deserializer": None})  # type: ignore[no-any-return]
         return handler

@@ -1,8 +1,11 @@
-"""Choosing which node runs a shard: the one expected to finish it first.
+"""Choosing which node runs a shard.
 
-Each node's expected finish time is (tokens it already holds + the shard's tokens) / its measured
-speed. Giving every shard to the earliest finisher spreads work in proportion to speed, and a shard
-waits for a busy fast node rather than going to an idle node that would finish it later.
+Each node's expected finish time for a shard is (tokens it already holds + the shard's tokens) /
+its measured speed. A shard goes to the node with a free slot that would finish it first, so that
+while there is a backlog every node keeps pulling work at its own speed: shares come out in
+proportion to speed. Near the end of the work a shard is held back from a slow idle node when a
+busy faster node would finish it sooner than the whole network drains what is left — a slow node
+must not become the job's tail.
 """
 
 from __future__ import annotations
@@ -23,13 +26,28 @@ def expected_finish(node: NodeLoad, shard_tokens: int) -> float:
     return (node.queued_tokens + shard_tokens) / node.tokens_per_second
 
 
-def choose_node(shard_tokens: int, nodes: Iterable[NodeLoad]) -> str | None:
+def choose_node(
+    shard_tokens: int, nodes: Iterable[NodeLoad], backlog_tokens: int = 0
+) -> str | None:
     """The node to lease the shard to now, or None to keep it queued.
 
-    Ties go to the node with the lexicographically smallest id, so the choice is reproducible.
+    `backlog_tokens` counts the tokens of every shard still waiting, this one included. Ties go
+    to the smallest node id, so the choice is reproducible.
     """
     candidates = [n for n in nodes if n.tokens_per_second > 0]
-    if not candidates:
+    free = [n for n in candidates if n.free_slots > 0]
+    if not free:
         return None
-    best = min(candidates, key=lambda n: (expected_finish(n, shard_tokens), n.node_id))
-    return best.node_id if best.free_slots > 0 else None
+
+    def key(n: NodeLoad) -> tuple[float, str]:
+        return expected_finish(n, shard_tokens), n.node_id
+
+    best_free = min(free, key=key)
+    best = min(candidates, key=key)
+    if best is best_free:
+        return best_free.node_id
+    held = sum(n.queued_tokens for n in candidates)
+    drain = (held + max(backlog_tokens, shard_tokens)) / sum(
+        n.tokens_per_second for n in candidates
+    )
+    return best_free.node_id if expected_finish(best_free, shard_tokens) <= drain else None

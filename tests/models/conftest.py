@@ -1,4 +1,4 @@
-"""Shared fixtures: MiniLM is converted to ONNX once per test session (a few seconds)."""
+"""Fixtures of the model tests (`model_cache` and `prepared` come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,10 @@ from typing import Any
 import pytest
 from tokenizers import Tokenizer
 
-from tokenweave.models import EmbeddingSession, PreparedModel, load_tokenizer, prepare_model
+from tokenweave.models import EmbeddingSession, PreparedModel, load_tokenizer
 
 MODEL_NAME = "all-minilm-l6-v2"
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_reference.json"
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
-
-
-@pytest.fixture(scope="session")
-def prepared(model_cache: Path) -> PreparedModel:
-    return prepare_model(MODEL_NAME, model_cache)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,91 @@
+"""Real processes: a coordinator and nodes started as subprocesses on ephemeral loopback ports.
+
+Every process started here is stopped (SIGTERM, then SIGKILL) at the end of the session, even
+when a test fails half-way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime
+import pytest
+from tokenizers import Tokenizer
+
+from tokenweave.cli import LocalCluster
+from tokenweave.coordinator import WindowPlan, document_embedding
+from tokenweave.models import PreparedModel
+
+ClusterFactory = Callable[..., LocalCluster]
+
+GENESIS = Path(__file__).resolve().parents[2] / "tokenweave" / "cli" / "data" / "genesis.txt"
+
+
+@pytest.fixture(scope="session")
+def cluster_factory(
+    model_cache: Path, prepared: PreparedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterFactory]:
+    clusters: list[LocalCluster] = []
+    counter = itertools.count()
+
+    def make(
+        nodes: int = 0,
+        coordinator_args: Sequence[str] = (),
+        node_args: Sequence[str] = ("--batch-size", "8"),
+    ) -> LocalCluster:
+        cluster = LocalCluster(
+            root=tmp_path_factory.mktemp(f"cluster{next(counter)}"),
+            model_cache=model_cache,
+            coordinator_args=tuple(coordinator_args),
+            node_args=tuple(node_args),
+        )
+        clusters.append(cluster)
+        if nodes:
+            cluster.start(nodes)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.stop(timeout=20)
+
+
+def sample_documents() -> list[tuple[str, str]]:
+    """Two documents: the first chapters of Genesis (~2,600 tokens) and a short one."""
+    text = GENESIS.read_text(encoding="utf-8")
+    return [
+        ("genesis-1-4.txt", text[: text.index("Chapter 5")]),
+        ("short.txt", "Let there be light."),
+    ]
+
+
+def direct_embeddings(
+    prepared: PreparedModel, documents: Sequence[str], window: int, overlap: int
+) -> list[tuple[list[tuple[int, int]], npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
+    """The reference: plain onnxruntime in this process, one window per run, no batching."""
+    tokenizer = Tokenizer.from_file(str(prepared.tokenizer_path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    session = onnxruntime.InferenceSession(
+        str(prepared.onnx_path), providers=["CPUExecutionProvider"]
+    )
+    plan = WindowPlan.validated(window, overlap, max_window=512)
+    out = []
+    for i, text in enumerate(documents):
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
+        spans = plan.spans(i, len(ids))
+        rows = []
+        for span in spans:
+            window_ids = np.array([[cls_id, *ids[span.start : span.end], sep_id]], dtype=np.int64)
+            (embedding,) = session.run(
+                ["embeddings"],
+                {"input_ids": window_ids, "attention_mask": np.ones_like(window_ids)},
+            )
+            rows.append(embedding[0])
+        matrix = np.stack(rows).astype(np.float32)
+        out.append(([(s.start, s.end) for s in spans], matrix, document_embedding(spans, matrix)))
+    return out
