@@ -284,6 +284,7 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             await self._dispatcher.detach(lane, reason="lease stream closed")
+            self._registry.drop(lane.node_id, lane.token)
 
     async def _read(self, lane: NodeLane, requests: AsyncIterator[nodes_pb2.LeaseRequest]) -> None:
         async for request in requests:

@@ -27,6 +27,8 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_errors_are_value_errors() -> None:
-    assert issubclass(tokenweave.models.UnknownModelError, ValueError)
-    assert issubclass(tokenweave.models.ModelHashMismatchError, ValueError)
+    assert issubclass(tokenweave.models.UnknownModelError, tokenweave.errors.NotFoundError)
+    assert issubclass(
+        tokenweave.models.ModelHashMismatchError, tokenweave.errors.FailedPreconditionError
+    )
     assert issubclass(tokenweave.models.ModelHashMismatchError, tokenweave.models.ModelCacheError)

@@ -27,8 +27,11 @@ class ManagedProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    stopped: bool = False
 
     def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then SIGKILL past `timeout`; returns the exit code."""
+        self.stopped = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -100,7 +103,8 @@ class LocalCluster:
         self.address = address_file.read_text().strip()
         return self.address
 
-    def add_node(self, *extra: str) -> ManagedProcess:
+    def add_node(self, *extra: str, data_dir: Path | None = None) -> ManagedProcess:
+        """Start a node; `data_dir` of an earlier node restarts that node (same key)."""
         index = len(self.nodes)
         node = self._spawn(
             f"node{index}",
@@ -109,7 +113,7 @@ class LocalCluster:
                 "--coordinator",
                 self.address,
                 "--data-dir",
-                str(self.root / f"node{index}"),
+                str(data_dir or self.root / f"node{index}"),
                 *self.node_args,
                 *extra,
             ],
@@ -123,7 +127,7 @@ class LocalCluster:
         with Client(self.address, timeout=5) as client:
             while True:
                 for node in self.nodes:
-                    if node.process.poll() is not None:
+                    if not node.stopped and node.process.poll() is not None:
                         raise RuntimeError(f"{node.name} exited:\n{node.tail()}")
                 try:
                     if sum(n.online for n in client.nodes()) >= count:

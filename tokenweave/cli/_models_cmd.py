@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tokenweave.models import known_models, load_prepared, prepare_model
+from tokenweave.models import ModelCacheError, known_models, load_prepared, prepare_model
 
 console = Console(stderr=True)
 
@@ -36,7 +36,7 @@ def list_models(cache: Path, as_json: bool) -> int:
                     "path": str(prepared.onnx_path),
                 }
             )
-        except FileNotFoundError:
+        except ModelCacheError:
             rows.append({"name": name, "prepared": False, "sha256": "", "path": ""})
     if as_json:
         json.dump(rows, sys.stdout)

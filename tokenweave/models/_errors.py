@@ -1,9 +1,11 @@
-"""Errors raised by tokenweave.models.
+"""Errors raised by tokenweave.models, placed in tokenweave's one hierarchy.
 
-ValueError
-├── UnknownModelError           a model name that is not in the registry
-└── ModelCacheError             a prepared model on disk is unusable
-    └── ModelHashMismatchError  a file's sha256 is not the one expected
+TokenweaveError
+├── NotFoundError
+│   └── UnknownModelError           a model name that is not in the registry
+└── FailedPreconditionError
+    └── ModelCacheError             a prepared model on disk is unusable
+        └── ModelHashMismatchError  a file's sha256 is not the one expected
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from tokenweave.errors import FailedPreconditionError, NotFoundError
 
-class UnknownModelError(ValueError):
+
+class UnknownModelError(NotFoundError):
     """A model name that the registry does not know."""
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
@@ -21,7 +25,7 @@ class UnknownModelError(ValueError):
         super().__init__(f"unknown model {name!r}; known models: {', '.join(self.known)}")
 
 
-class ModelCacheError(ValueError):
+class ModelCacheError(FailedPreconditionError):
     """A prepared model directory is incomplete, unreadable or disagrees with the registry."""
 
 
