@@ -1,0 +1,27 @@
+import stat
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from tokenweave.node import NodeIdentity
+
+
+def test_the_key_is_created_once_and_kept_private(tmp_path: Path) -> None:
+    first = NodeIdentity.load_or_create(tmp_path / "node")
+    again = NodeIdentity.load_or_create(tmp_path / "node")
+    assert first == again
+    assert first.address.startswith("0x")
+    assert len(first.address) == 42
+    key_file = tmp_path / "node" / "node_key.json"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_signatures_recover_to_the_address(tmp_path: Path) -> None:
+    identity = NodeIdentity.load_or_create(tmp_path)
+    signature = identity.sign("challenge 123")
+    assert len(signature) == 65
+    recovered = Account.recover_message(encode_defunct(text="challenge 123"), signature=signature)
+    assert recovered == identity.address
+    other = Account.recover_message(encode_defunct(text="challenge 124"), signature=signature)
+    assert other != identity.address
