@@ -24,7 +24,7 @@ models: setup
 demo: models
 	$(BIN)/tokenweave demo
 
-test: setup lint typecheck models
+test: setup lint typecheck
 	$(BIN)/pytest
 
 pytest: setup

@@ -15,7 +15,7 @@ from tokenweave.models import default_cache_dir, prepare_model
 
 console = Console(stderr=True)
 
-DEFAULT_QUERY = "Who built an ark to survive the flood?"
+DEFAULT_QUERY = "What did Noah send out from the ark to see if the waters had gone?"
 
 
 def shipped_text() -> Path:

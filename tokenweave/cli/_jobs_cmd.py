@@ -150,8 +150,9 @@ def print_passages(passages: Sequence[Passage], texts: dict[str, str], query: st
         span = p.as_json()
         c0, c1 = span["char_start"], span["char_end"]
         text = " ".join(texts[p.document.name][c0:c1].split())
-        if len(text) > 400:
-            text = text[:400] + " …"
+        limit = 2000 if rank == 1 else 300  # the best passage whole, the others as a glimpse
+        if len(text) > limit:
+            text = text[:limit] + " …"
         out.print(
             f"\n[bold cyan]{rank}. {p.document.name} tokens [{span['start']}, {span['end']}) "
             f"chars [{c0}, {c1})  cosine {p.cosine:.4f}[/]\n{text}"
