@@ -189,12 +189,17 @@ class Dispatcher:
             del self._lanes[lane.node_id]
             held = list(lane.inflight.values())
             lane.inflight.clear()
-            await self._store.release([s.shard_id for s in held])
-            for shard in held:
-                self._pending[shard.shard_id] = shard
+            requeued = await self._requeue(lane.node_id, held)
             lane.outbox.put_nowait(None)
-        logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, len(held))
+        logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
         await self._pump()
+
+    async def _requeue(self, node_id: str, shards: list[QueuedShard]) -> int:
+        """Return shards the node held to the front of the queue, as far as the database agrees."""
+        released = await self._store.release(node_id, [s.shard_id for s in shards])
+        front = {s.shard_id: s for s in shards if s.shard_id in released}
+        self._pending = {**front, **self._pending}
+        return len(front)
 
     async def expire_nodes(self) -> None:
         for node_id in self._registry.expired():
@@ -205,9 +210,7 @@ class Dispatcher:
     async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
         async with self._lock:
             held = [lane.inflight.pop(s) for s in shard_ids if s in lane.inflight]
-            await self._store.release([s.shard_id for s in held])
-            for shard in held:
-                self._pending[shard.shard_id] = shard
+            await self._requeue(lane.node_id, held)
         await self._pump()
 
     def _held(self, lane: NodeLane, shard_id: str) -> QueuedShard | None:
@@ -276,8 +279,7 @@ class Dispatcher:
                 )
                 self._drop_job(shard.job_id)
             else:
-                await self._store.release([shard_id])
-                self._pending[shard_id] = shard
+                await self._requeue(lane.node_id, [shard])
         self._notify(shard.job_id)
         await self._pump()
 
@@ -309,8 +311,12 @@ class Dispatcher:
                 if node_id is None:
                     continue
                 lane = self._lanes[node_id]
-                await self._store.mark_leased(shard_id, node_id)
                 del self._pending[shard_id]
+                if not await self._store.mark_leased(shard_id, node_id):
+                    logger.warning(
+                        "shard %s is no longer pending; dropped from the queue", shard_id
+                    )
+                    continue
                 lane.inflight[shard_id] = shard
                 lane.outbox.put_nowait(await self._assignment(shard))
                 self._notify(shard.job_id)

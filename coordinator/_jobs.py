@@ -301,11 +301,14 @@ class JobStore:
 
     # -- changes ------------------------------------------------------------------------------
 
-    async def mark_leased(self, shard_id: str, node_id: str) -> None:
+    async def mark_leased(self, shard_id: str, node_id: str) -> bool:
+        """Lease a pending shard to a node; False if it is no longer pending."""
         async with self._sessions.begin() as session:
             shard = await session.get(ShardRow, shard_id)
             if shard is None:
                 raise NotFoundError(f"no shard with id {shard_id!r}")
+            if shard.state != ShardState.PENDING:
+                return False
             shard.state = ShardState.LEASED
             shard.node_id = node_id
             shard.attempts += 1
@@ -316,17 +319,28 @@ class JobStore:
                 job.state = JobState.RUNNING
                 job.started_at = utcnow()
                 job.version += 1
+            return True
 
-    async def release(self, shard_ids: Sequence[str]) -> None:
-        """Put leased shards back in the queue (their node left or handed them back)."""
+    async def release(self, node_id: str, shard_ids: Sequence[str]) -> set[str]:
+        """Put shards the node holds back in the queue; returns the ones that were released.
+
+        A shard the database no longer shows as leased to this node (done, cancelled, or leased
+        elsewhere) is left alone.
+        """
         if not shard_ids:
-            return
+            return set()
         async with self._sessions.begin() as session:
-            await session.execute(
+            released = await session.scalars(
                 update(ShardRow)
-                .where(ShardRow.shard_id.in_(shard_ids), ShardRow.state == ShardState.LEASED)
+                .where(
+                    ShardRow.shard_id.in_(shard_ids),
+                    ShardRow.state == ShardState.LEASED,
+                    ShardRow.node_id == node_id,
+                )
                 .values(state=ShardState.PENDING, node_id=None, leased_at=None)
+                .returning(ShardRow.shard_id)
             )
+            return set(released)
 
     async def complete_shard(self, node_id: str, output: ShardOutput) -> tuple[JobView, bool]:
         """Record a verified shard result; returns the job and whether this finished it."""

@@ -283,31 +283,36 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            await self._dispatcher.detach(lane, reason="lease stream closed")
+            # The call may be cancelled (the node hung up): finish the state change regardless.
+            await asyncio.shield(self._dispatcher.detach(lane, reason="lease stream closed"))
             self._registry.drop(lane.node_id, lane.token)
 
     async def _read(self, lane: NodeLane, requests: AsyncIterator[nodes_pb2.LeaseRequest]) -> None:
+        """Apply what the node reports. Each change is shielded: cancelling the reader (the node
+        hung up) must not interrupt a shard between the database and the dispatcher's memory."""
         async for request in requests:
             kind = request.WhichOneof("message")
             if kind == "result":
                 r = request.result
-                await self._dispatcher.complete(
-                    lane,
-                    ShardOutput(
-                        shard_id=r.shard_id,
-                        embeddings=r.embeddings,
-                        rows=r.rows,
-                        dim=r.dim,
-                        tokens=r.tokens,
-                        wall_seconds=r.wall_seconds,
-                        digest=r.digest,
-                        provider=r.provider,
-                    ),
+                output = ShardOutput(
+                    shard_id=r.shard_id,
+                    embeddings=r.embeddings,
+                    rows=r.rows,
+                    dim=r.dim,
+                    tokens=r.tokens,
+                    wall_seconds=r.wall_seconds,
+                    digest=r.digest,
+                    provider=r.provider,
                 )
+                await asyncio.shield(self._dispatcher.complete(lane, output))
             elif kind == "failure":
-                await self._dispatcher.fail(lane, request.failure.shard_id, request.failure.error)
+                await asyncio.shield(
+                    self._dispatcher.fail(lane, request.failure.shard_id, request.failure.error)
+                )
             elif kind == "release":
-                await self._dispatcher.hand_back(lane, list(request.release.shard_ids))
+                await asyncio.shield(
+                    self._dispatcher.hand_back(lane, list(request.release.shard_ids))
+                )
             else:
                 raise InvalidArgumentError(
                     f"unexpected {kind or 'empty'} message on a lease stream"

@@ -40,6 +40,10 @@ RETRYABLE = {
 }
 
 
+#: Seconds a stopping node waits for the coordinator to close the lease stream.
+CLOSE_TIMEOUT_S = 10.0
+
+
 @dataclass
 class _Session:
     call: aio.StreamStreamCall[nodes_pb2.LeaseRequest, nodes_pb2.LeaseResponse]
@@ -188,9 +192,18 @@ class NodeDaemon:
             )
             if stopping in done:
                 await self._drain(session, worker)
-            else:
-                for task in done:
-                    task.result()  # raise what ended the session
+                # The coordinator ends the stream once it has applied everything sent.
+                with contextlib.suppress(TimeoutError, aio.AioRpcError):
+                    await asyncio.wait_for(asyncio.shield(reader), CLOSE_TIMEOUT_S)
+                return
+            for task in done:
+                task.result()  # raise what ended the session
+            raise aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE,
+                aio.Metadata(),
+                aio.Metadata(),
+                details="the coordinator closed the lease stream",
+            )
         finally:
             for task in (heartbeat, reader, worker, stopping):
                 task.cancel()
@@ -246,12 +259,6 @@ class NodeDaemon:
                 session.cancelled.add(message.cancel.shard_id)
             elif kind == "ack" and not message.ack.accepted:
                 logger.info("shard %s not counted: %s", message.ack.shard_id, message.ack.reason)
-        raise aio.AioRpcError(
-            grpc.StatusCode.UNAVAILABLE,
-            aio.Metadata(),
-            aio.Metadata(),
-            details="the coordinator closed the lease stream",
-        )
 
     async def _work(self, session: _Session) -> None:
         while True:
