@@ -19,7 +19,6 @@ from tokenweave.coordinator._merge import document_embedding
 from tokenweave.coordinator._placement import NodeLoad, choose_node
 from tokenweave.coordinator._server import CoordinatorServer
 from tokenweave.coordinator._windows import (
-    SPECIAL_TOKENS_PER_WINDOW,
     ShardPlan,
     WindowPlan,
     WindowSpan,
@@ -27,7 +26,6 @@ from tokenweave.coordinator._windows import (
 )
 
 __all__ = [
-    "SPECIAL_TOKENS_PER_WINDOW",
     "CoordinatorConfig",
     "CoordinatorServer",
     "NodeLoad",

@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenweave.errors import InvalidArgumentError
-
-#: [CLS] and [SEP] take two places in every window.
-SPECIAL_TOKENS_PER_WINDOW = 2
+from tokenweave.models import SPECIAL_TOKENS_PER_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +41,10 @@ class WindowPlan:
             )
         if overlap >= window:
             raise InvalidArgumentError(f"overlap={overlap} must be smaller than window={window}")
-        if overlap >= window - SPECIAL_TOKENS_PER_WINDOW:
+        text_tokens = window - SPECIAL_TOKENS_PER_WINDOW
+        if overlap >= text_tokens:
             raise InvalidArgumentError(
-                f"overlap={overlap} must be smaller than the window's {window - 2} text tokens "
+                f"overlap={overlap} must be smaller than the window's {text_tokens} text tokens "
                 f"(window={window} minus [CLS] and [SEP])"
             )
         return cls(window=window, overlap=overlap)

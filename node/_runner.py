@@ -10,9 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tokenweave.models import EmbeddingSession, PreparedModel
-
-SPECIAL_TOKENS_PER_WINDOW = 2
+from tokenweave.models import SPECIAL_TOKENS_PER_WINDOW, EmbeddingSession, PreparedModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ import tokenweave.node
         (
             tokenweave.coordinator,
             [
-                "SPECIAL_TOKENS_PER_WINDOW",
                 "CoordinatorConfig",
                 "CoordinatorServer",
                 "NodeLoad",

@@ -10,6 +10,7 @@ def test_public_names_are_pinned() -> None:
         "ModelHashMismatchError",
         "ModelSpec",
         "PreparedModel",
+        "SPECIAL_TOKENS_PER_WINDOW",
         "SpecialTokens",
         "TokenIds",
         "UnknownModelError",

@@ -34,10 +34,17 @@ from tokenweave.models._cache import (
 from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError, UnknownModelError
 from tokenweave.models._registry import ALL_MINILM_L6_V2, ModelSpec, get_model_spec, known_models
 from tokenweave.models._session import Embeddings, EmbeddingSession, default_providers
-from tokenweave.models._tokenizer import SpecialTokens, TokenIds, encode_document, load_tokenizer
+from tokenweave.models._tokenizer import (
+    SPECIAL_TOKENS_PER_WINDOW,
+    SpecialTokens,
+    TokenIds,
+    encode_document,
+    load_tokenizer,
+)
 
 __all__ = [
     "ALL_MINILM_L6_V2",
+    "SPECIAL_TOKENS_PER_WINDOW",
     "EmbeddingSession",
     "Embeddings",
     "ModelCacheError",

@@ -12,7 +12,12 @@ import onnxruntime as ort
 
 from tokenweave.models._cache import PreparedModel
 from tokenweave.models._errors import ModelHashMismatchError
-from tokenweave.models._tokenizer import SpecialTokens, TokenIds, load_tokenizer
+from tokenweave.models._tokenizer import (
+    SPECIAL_TOKENS_PER_WINDOW,
+    SpecialTokens,
+    TokenIds,
+    load_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,7 @@ class EmbeddingSession:
     @property
     def max_window_tokens(self) -> int:
         """Longest window ``embed_windows`` accepts: the model limit minus [CLS] and [SEP]."""
-        return self.prepared.spec.max_tokens - 2
+        return self.prepared.spec.max_tokens - SPECIAL_TOKENS_PER_WINDOW
 
     def embed_windows(self, windows: Sequence[TokenIds]) -> Embeddings:
         """Embeddings [len(windows), dim] of token-id windows given without special tokens.
@@ -119,7 +124,7 @@ class EmbeddingSession:
     def _pack(self, windows: list[TokenIds]) -> tuple[TokenIds, TokenIds]:
         """[CLS] window [SEP], right-padded to the longest window; and the matching mask."""
         special = self.special_tokens
-        width = max(len(window) for window in windows) + 2
+        width = max(len(window) for window in windows) + SPECIAL_TOKENS_PER_WINDOW
         input_ids = np.full((len(windows), width), special.pad_id, dtype=np.int64)
         attention_mask = np.zeros((len(windows), width), dtype=np.int64)
         for row, window in enumerate(windows):

@@ -12,6 +12,9 @@ from tokenweave.models._cache import PreparedModel
 
 TokenIds = npt.NDArray[np.int64]
 
+#: Every window is framed as [CLS] tokens… [SEP]: two places of the model's input.
+SPECIAL_TOKENS_PER_WINDOW = 2
+
 
 @dataclass(frozen=True)
 class SpecialTokens:
