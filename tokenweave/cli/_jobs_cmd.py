@@ -177,7 +177,13 @@ def submit_embed(
             f"submitted job {job.id}: {job.info.tokens:,} tokens, {job.info.windows} windows, "
             f"{job.info.shards_total} shards"
         )
-    follow(job, quiet=as_json)
+    try:
+        follow(job, quiet=as_json)
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted: job {job.id} keeps running (`tokenweave cancel {job.id}` stops it)"
+        )
+        raise
     result = job.result()
     passages = rank_windows(client, result, query, top) if query else []
     if as_json:
