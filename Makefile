@@ -44,6 +44,7 @@ typecheck: setup
 	for f in tokenweave/*; do ln -s "$$PWD/$$f" build/typecheck/tokenweave/; done
 	ln -s "$$PWD/coordinator" build/typecheck/tokenweave/coordinator
 	ln -s "$$PWD/node" build/typecheck/tokenweave/node
+	ln -s "$$PWD/contracts" build/typecheck/tokenweave/contracts
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p tokenweave
 
 protos: setup
