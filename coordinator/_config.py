@@ -29,6 +29,8 @@ class CoordinatorConfig:
     heartbeat_misses: int = 3
     #: A shard that failed this many times fails its job.
     max_attempts: int = 3
+    #: Reward tokens per 1,000 model tokens, per model: "MODEL=PRICE".
+    prices: tuple[str, ...] = ("all-minilm-l6-v2=1",)
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_s: float = 5.0
 

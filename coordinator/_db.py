@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, event
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncAttrs,
@@ -107,6 +107,56 @@ class ShardRow(Base):
     wall_seconds: Mapped[float] = mapped_column(default=0.0)
     provider: Mapped[str] = mapped_column(String(40), default="")
     completed_at: Mapped[dt.datetime | None]
+
+
+class LedgerRow(Base):
+    """One verified shard's reward: appended once, never updated except to stamp its epoch."""
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    #: A shard earns once: a second row for the same shard is refused by the database.
+    shard_id: Mapped[str] = mapped_column(String(80), unique=True)
+    job_id: Mapped[str] = mapped_column(String(80), index=True)
+    address: Mapped[str] = mapped_column(String(42), index=True)
+    model: Mapped[str] = mapped_column(String(80))
+    tokens: Mapped[int]
+    #: Reward in micro-tokens (1e-6 of the reward token).
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[timestamp]
+    epoch: Mapped[int | None] = mapped_column(index=True)
+
+
+class EpochRow(Base):
+    __tablename__ = "epochs"
+
+    epoch: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    #: CLOSED → POSTED (transaction mined) → SETTLED (enough confirmations).
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    closed_at: Mapped[timestamp]
+    #: Merkle root over (address, cumulative amount in wei), 0x-hex.
+    root: Mapped[str] = mapped_column(String(66))
+    operators: Mapped[int]
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66), default="")
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    posted_at: Mapped[dt.datetime | None]
+    settled_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str] = mapped_column(default="")
+
+
+class EpochBalanceRow(Base):
+    """An operator's leaf in an epoch's tree: what it has earned in all epochs up to this one."""
+
+    __tablename__ = "epoch_balances"
+
+    epoch: Mapped[int] = mapped_column(ForeignKey("epochs.epoch"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    earned_micro: Mapped[int] = mapped_column(BigInteger)
+    cumulative_micro: Mapped[int] = mapped_column(BigInteger)
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

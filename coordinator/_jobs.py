@@ -18,8 +18,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._db import DocumentRow, JobRow, NodeRow, ShardRow, utcnow
+from tokenweave.coordinator._db import DocumentRow, JobRow, LedgerRow, NodeRow, ShardRow, utcnow
 from tokenweave.coordinator._merge import document_embedding
+from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._views import (
     DocumentResult,
     JobRequest,
@@ -112,10 +113,12 @@ class JobStore:
         sessions: async_sessionmaker[AsyncSession],
         catalog: ModelCatalog,
         limits: JobLimits,
+        prices: PriceList,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
         self._limits = limits
+        self._prices = prices
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -265,7 +268,7 @@ class JobStore:
                 )
                 .order_by(JobRow.created_at, ShardRow.index)
             )
-            return [_queued(shard, job) for shard, job in rows.tuples()]
+            return [_queued(shard, job) for shard, job in rows]
 
     async def results(self, job_id: str) -> AsyncIterator[DocumentResult]:
         """Each document's windows and embedding; only for a job that has succeeded."""
@@ -365,6 +368,18 @@ class JobStore:
             job.version += 1
             node.shards_done += 1
             node.tokens_processed += shard.model_tokens
+            session.add(
+                LedgerRow(
+                    shard_id=shard.shard_id,
+                    job_id=job.job_id,
+                    address=node.address,
+                    model=job.model,
+                    tokens=shard.model_tokens,
+                    amount_micro=self._prices.reward_micro(job.model, shard.model_tokens),
+                    created_at=utcnow(),
+                    epoch=None,
+                )
+            )
             finished = job.shards_done == job.shards_total
             if finished:
                 await session.flush()

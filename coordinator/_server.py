@@ -18,6 +18,7 @@ from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.models import default_cache_dir
@@ -73,6 +74,7 @@ class CoordinatorServer:
                 default_overlap=config.default_overlap,
                 windows_per_shard=config.windows_per_shard,
             ),
+            PriceList.parse(config.prices),
         )
         registry = NodeRegistry(
             sessions,

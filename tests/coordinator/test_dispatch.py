@@ -18,6 +18,7 @@ from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher, NodeLane
 from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._views import (
     Assignment,
@@ -45,7 +46,10 @@ async def parts(
 ) -> AsyncIterator[tuple[Dispatcher, NodeRegistry, JobStore]]:
     engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     store = JobStore(
-        sessions, catalog, JobLimits(10**6, 100, default_overlap=2, windows_per_shard=2)
+        sessions,
+        catalog,
+        JobLimits(10**6, 100, default_overlap=2, windows_per_shard=2),
+        PriceList.parse([f"{MODEL}=1"]),
     )
     registry = NodeRegistry(sessions, coordinator_id="test", expiry_seconds=60)
     yield Dispatcher(store, registry, catalog, max_attempts=2), registry, store

@@ -1,0 +1,182 @@
+"""Ledger and settlement on a real SQLite database, with a scripted chain (a unit test)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tokenweave.coordinator._db import LedgerRow, open_database, utcnow
+from tokenweave.coordinator._ledger import EpochState, RewardLedger
+from tokenweave.coordinator._metering import PriceList, format_micro, micro_to_wei
+from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+
+
+def _tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Sequence[bytes]]]:
+    digest = hashlib.sha256(repr(sorted(leaves.items())).encode()).digest()
+    return digest, lambda address: [hashlib.sha256(address.encode()).digest()]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    yield sessions
+    await engine.dispose()
+
+
+async def _earn(
+    db: async_sessionmaker[AsyncSession], shard: str, address: str, tokens: int
+) -> None:
+    async with db.begin() as session:
+        session.add(
+            LedgerRow(
+                shard_id=shard,
+                job_id="j",
+                address=address,
+                model="m",
+                tokens=tokens,
+                amount_micro=PriceList({"m": 2_000_000}).reward_micro("m", tokens),
+                created_at=utcnow(),
+                epoch=None,
+            )
+        )
+
+
+def test_prices() -> None:
+    prices = PriceList.parse(["all-minilm-l6-v2=1.5", "other=0.000001"])
+    assert prices.reward_micro("all-minilm-l6-v2", 1000) == 1_500_000
+    assert prices.reward_micro("other", 999) == 0  # rounded down to the micro-token
+    assert format_micro(1_500_000) == "1.5"
+    assert micro_to_wei(1) == 10**12
+    with pytest.raises(NotFoundError, match="no price for model 'x'"):
+        prices.reward_micro("x", 1)
+    for bad in ("nomodel", "m=abc", "m=-1", "m=0.0000001"):
+        with pytest.raises(InvalidArgumentError, match="MODEL=TOKENS_PER_1000"):
+            PriceList.parse([bad])
+
+
+async def test_cumulative_leaves_across_epochs(db: async_sessionmaker[AsyncSession]) -> None:
+    ledger = RewardLedger(db, _tree)
+    assert await ledger.close_epoch() is None  # nothing earned yet
+    await _earn(db, "s1", "0xa", 1000)
+    await _earn(db, "s2", "0xb", 500)
+    first = await ledger.close_epoch()
+    assert first is not None
+    assert (first.epoch, first.operators, first.tokens, first.amount_micro) == (
+        1,
+        2,
+        1500,
+        3_000_000,
+    )
+    await _earn(db, "s3", "0xa", 250)
+    second = await ledger.close_epoch()
+    assert second is not None
+    assert (second.epoch, second.operators, second.amount_micro) == (2, 2, 500_000)
+
+    a = await ledger.rewards("0xa")
+    assert (a.tokens, a.earned_micro, a.unsettled_micro) == (1250, 2_500_000, 0)
+    assert [(e.epoch, e.earned_micro, e.cumulative_micro) for e in a.epochs] == [
+        (1, 2_000_000, 2_000_000),
+        (2, 500_000, 2_500_000),
+    ]
+    b = await ledger.rewards("0xb")
+    assert [(e.epoch, e.earned_micro, e.cumulative_micro) for e in b.epochs] == [
+        (1, 1_000_000, 1_000_000),
+        (2, 0, 1_000_000),
+    ]
+
+
+async def test_a_shard_earns_once(db: async_sessionmaker[AsyncSession]) -> None:
+    await _earn(db, "s1", "0xa", 10)
+    with pytest.raises(IntegrityError):
+        await _earn(db, "s1", "0xb", 10)
+
+
+class ScriptedChain:
+    def __init__(self) -> None:
+        self.posted: dict[int, bytes] = {}
+        self.sent = 0
+        self.failures = 0
+        self.depth = 1
+        self.lost: set[str] = set()
+
+    def post_root(self, epoch: int, root: bytes) -> tuple[str, int | None]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("chain is away")
+        if self.posted.get(epoch) != root:
+            self.posted[epoch] = root
+            self.sent += 1
+        return f"0x{epoch:064x}", epoch
+
+    def confirmations(self, tx_hash: str) -> int | None:
+        return None if tx_hash in self.lost else self.depth
+
+
+async def test_settlement_posts_once_retries_and_waits_for_confirmations(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    ledger = RewardLedger(db, _tree)
+    chain = ScriptedChain()
+    policy = SettlementPolicy(epoch_seconds=0, confirmations=3, backoff_initial_s=0.0)
+    settler = EpochSettler(ledger, chain, policy)
+    await _earn(db, "s1", "0xa", 10)
+    await settler.close_epoch()
+
+    chain.failures = 1
+    await settler.step()
+    [epoch] = await ledger.epochs()
+    assert (epoch.state, epoch.attempts, chain.sent) == (EpochState.CLOSED, 1, 0)
+    assert "chain is away" in epoch.last_error
+
+    await settler.step()
+    [epoch] = await ledger.epochs()
+    assert (epoch.state, chain.sent) == (EpochState.POSTED, 1)
+
+    chain.depth = 3
+    await settler.step()
+    [epoch] = await ledger.epochs()
+    assert epoch.state == EpochState.SETTLED
+
+    # A restart that replays the step posts nothing new.
+    await EpochSettler(ledger, chain, policy).step()
+    assert chain.sent == 1
+
+
+async def test_a_vanished_post_is_posted_again(db: async_sessionmaker[AsyncSession]) -> None:
+    ledger = RewardLedger(db, _tree)
+    chain = ScriptedChain()
+    settler = EpochSettler(ledger, chain, SettlementPolicy(epoch_seconds=0, confirmations=5))
+    await _earn(db, "s1", "0xa", 10)
+    await settler.close_epoch()
+    await settler.step()
+    [epoch] = await ledger.epochs()
+    chain.lost.add(epoch.tx_hash)
+    chain.posted.clear()
+    await settler.step()
+    [epoch] = await ledger.epochs()
+    assert epoch.state == EpochState.CLOSED
+    assert "vanished" in epoch.last_error
+    chain.lost.clear()
+    await settler.step()
+    assert chain.sent == 2
+    assert (await ledger.epochs())[0].state == EpochState.POSTED
+
+
+async def test_claim_tickets(db: async_sessionmaker[AsyncSession]) -> None:
+    ledger = RewardLedger(db, _tree)
+    await _earn(db, "s1", "0xa", 1000)
+    with pytest.raises(FailedPreconditionError, match="no epoch has been posted"):
+        await ledger.claim_ticket("0xa")
+    settler = EpochSettler(ledger, ScriptedChain(), SettlementPolicy(epoch_seconds=0))
+    await settler.close_epoch()
+    await settler.step()
+    ticket = await ledger.claim_ticket("0xa")
+    assert (ticket.epoch, ticket.cumulative_wei) == (1, micro_to_wei(2_000_000))
+    with pytest.raises(NotFoundError, match="0xb has earned nothing"):
+        await ledger.claim_ticket("0xb")
