@@ -17,10 +17,18 @@ def micro_to_wei(micro: int) -> int:
     return micro * WEI_PER_MICRO
 
 
+WEI_PER_TOKEN = 10**18
+
+
 def format_micro(micro: int) -> str:
     """1234567 → '1.234567'."""
-    whole, frac = divmod(micro, MICRO_PER_TOKEN)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return format_wei(micro_to_wei(micro))
+
+
+def format_wei(wei: int) -> str:
+    """1500000000000000000 → '1.5'."""
+    whole, frac = divmod(wei, WEI_PER_TOKEN)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
 
 
 @dataclass(frozen=True)

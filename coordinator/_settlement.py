@@ -21,8 +21,47 @@ from tokenweave.coordinator._ledger import EpochState, EpochView, RewardLedger
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class ChainInfo:
+    chain_id: int
+    #: "embedded" or the JSON-RPC URL.
+    endpoint: str
+    token: str
+    distributor: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentTransaction:
+    tx_hash: str
+    success: bool
+    block_number: int
+    gas_used: int
+    revert_reason: str = ""
+
+
 class RewardChain(Protocol):
-    """The chain side of settlement (tokenweave.contracts implements it; blocking calls)."""
+    """The chain side of settlement and claims (blocking calls; run them in a thread)."""
+
+    @property
+    def info(self) -> ChainInfo: ...
+
+    def claimed(self, address: str) -> int:
+        """Wei the account has claimed so far."""
+        ...
+
+    def balance(self, address: str) -> int:
+        """The account's reward-token balance, in wei."""
+        ...
+
+    def nonce(self, address: str) -> int: ...
+
+    def gas_price(self) -> int: ...
+
+    def fund(self, address: str, minimum_wei: int) -> None:
+        """Top the account's ether up to `minimum_wei` for gas (development chains only)."""
+        ...
+
+    def send_raw(self, raw: bytes) -> SentTransaction: ...
 
     def post_root(self, epoch: int, root: bytes) -> tuple[str, int | None]:
         """Post (or find already posted) the root of `epoch`; (tx hash, block number)."""

@@ -1,0 +1,148 @@
+"""RewardsService: epochs, operators' earnings and claims (a thin adapter)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeAlias
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import aio
+
+from tokenweave.coordinator._ledger import EpochView, RewardLedger
+from tokenweave.coordinator._metering import format_micro, format_wei, micro_to_wei
+from tokenweave.coordinator._nodes import normalize_address
+from tokenweave.coordinator._settlement import EpochSettler, RewardChain
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.v1 import rewards_pb2, rewards_pb2_grpc
+
+Context: TypeAlias = aio.ServicerContext[Any, Any]
+
+
+def _timestamp(value: Any) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def epoch_to_proto(view: EpochView) -> rewards_pb2.Epoch:
+    return rewards_pb2.Epoch(
+        epoch=view.epoch,
+        state=rewards_pb2.EpochState.Value(f"EPOCH_STATE_{view.state}"),
+        root=view.root,
+        operators=view.operators,
+        tokens=view.tokens,
+        amount=format_micro(view.amount_micro),
+        tx_hash=view.tx_hash,
+        closed_at=_timestamp(view.closed_at),
+        settled_at=_timestamp(view.settled_at),
+        attempts=view.attempts,
+        last_error=view.last_error,
+    )
+
+
+class RewardsServicer(rewards_pb2_grpc.RewardsServiceServicer):
+    def __init__(
+        self,
+        ledger: RewardLedger,
+        settler: EpochSettler,
+        chain: RewardChain,
+        faucet_wei: int,
+    ) -> None:
+        self._ledger = ledger
+        self._settler = settler
+        self._chain = chain
+        self._faucet_wei = faucet_wei
+
+    def _chain_proto(self) -> rewards_pb2.Chain:
+        info = self._chain.info
+        return rewards_pb2.Chain(
+            chain_id=info.chain_id,
+            endpoint=info.endpoint,
+            token=info.token,
+            distributor=info.distributor,
+        )
+
+    async def CloseEpoch(
+        self, request: rewards_pb2.CloseEpochRequest, context: Context
+    ) -> rewards_pb2.CloseEpochResponse:
+        view = await self._settler.close_epoch()
+        if view is None:
+            return rewards_pb2.CloseEpochResponse()
+        return rewards_pb2.CloseEpochResponse(epoch=epoch_to_proto(view))
+
+    async def ListEpochs(
+        self, request: rewards_pb2.ListEpochsRequest, context: Context
+    ) -> rewards_pb2.ListEpochsResponse:
+        epochs = await self._ledger.epochs()
+        return rewards_pb2.ListEpochsResponse(
+            epochs=[epoch_to_proto(e) for e in epochs], chain=self._chain_proto()
+        )
+
+    async def GetRewards(
+        self, request: rewards_pb2.GetRewardsRequest, context: Context
+    ) -> rewards_pb2.GetRewardsResponse:
+        address = normalize_address(request.address)
+        rewards = await self._ledger.rewards(address)
+        claimed, balance = await asyncio.gather(
+            asyncio.to_thread(self._chain.claimed, address),
+            asyncio.to_thread(self._chain.balance, address),
+        )
+        on_chain = [e for e in rewards.epochs if e.state != "CLOSED"]
+        claimable = max(micro_to_wei(on_chain[-1].cumulative_micro) - claimed, 0) if on_chain else 0
+        return rewards_pb2.GetRewardsResponse(
+            address=address,
+            tokens=rewards.tokens,
+            earned=format_micro(rewards.earned_micro),
+            unsettled=format_micro(rewards.unsettled_micro),
+            claimed=format_wei(claimed),
+            claimable=format_wei(claimable),
+            balance=format_wei(balance),
+            epochs=[
+                rewards_pb2.EpochEarning(
+                    epoch=e.epoch,
+                    state=rewards_pb2.EpochState.Value(f"EPOCH_STATE_{e.state}"),
+                    tokens=e.tokens,
+                    earned=format_micro(e.earned_micro),
+                    cumulative=format_micro(e.cumulative_micro),
+                )
+                for e in rewards.epochs
+            ],
+        )
+
+    async def GetClaim(
+        self, request: rewards_pb2.GetClaimRequest, context: Context
+    ) -> rewards_pb2.GetClaimResponse:
+        address = normalize_address(request.address)
+        ticket = await self._ledger.claim_ticket(address)
+        if self._faucet_wei:
+            await asyncio.to_thread(self._chain.fund, address, self._faucet_wei)
+        nonce, gas_price, claimed = await asyncio.gather(
+            asyncio.to_thread(self._chain.nonce, address),
+            asyncio.to_thread(self._chain.gas_price),
+            asyncio.to_thread(self._chain.claimed, address),
+        )
+        return rewards_pb2.GetClaimResponse(
+            chain=self._chain_proto(),
+            epoch=ticket.epoch,
+            cumulative_wei=str(ticket.cumulative_wei),
+            proof=list(ticket.proof),
+            nonce=nonce,
+            gas_price_wei=str(gas_price),
+            claimed_wei=str(claimed),
+        )
+
+    async def SendTransaction(
+        self, request: rewards_pb2.SendTransactionRequest, context: Context
+    ) -> rewards_pb2.SendTransactionResponse:
+        if not request.raw_transaction:
+            raise InvalidArgumentError("raw_transaction is empty")
+        sent = await asyncio.to_thread(self._chain.send_raw, request.raw_transaction)
+        return rewards_pb2.SendTransactionResponse(
+            tx_hash=sent.tx_hash,
+            success=sent.success,
+            block_number=sent.block_number,
+            gas_used=sent.gas_used,
+            revert_reason=sent.revert_reason,
+        )
