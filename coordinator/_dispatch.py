@@ -125,15 +125,17 @@ class Dispatcher:
 
     async def watch(self, job_id: str, after_version: int) -> AsyncIterator[JobView]:
         """Yield the job each time it changes past `after_version`, until it is finished."""
+        view = await self.job(job_id)
         broadcast = self._watchers.setdefault(job_id, _Broadcast())
         while True:
-            view = await self.job(job_id)
             if view.version > after_version:
                 after_version = view.version
                 yield view
             if view.state.finished:
+                self._watchers.pop(job_id, None)
                 return
             await broadcast.wait(seconds=1.0)
+            view = await self.job(job_id)
 
     def results(self, job_id: str) -> AsyncIterator[DocumentResult]:
         return self._store.results(job_id)
@@ -163,6 +165,7 @@ class Dispatcher:
                 lane.revoked.add(shard_id)
                 lane.outbox.put_nowait(ShardCancel(shard_id))
         self._tokens.pop(job_id, None)
+        self._attempts = {s: n for s, n in self._attempts.items() if not s.startswith(job_id)}
 
     def running_by_node(self) -> dict[str, int]:
         return {lane.node_id: len(lane.inflight) for lane in self._lanes.values()}
