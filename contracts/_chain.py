@@ -4,7 +4,7 @@
 * `RpcChain(url)` — any EVM JSON-RPC endpoint (anvil, a testnet).
 * `Signer` — one account's key with its own nonce counter; every transaction is signed locally.
 * `RewardContracts` — the deployed RewardToken + RewardDistributor: post roots (idempotently),
-  claims, balances, confirmations; reverts surface as `ContractRevertError` with the custom error name.
+  claims, balances, confirmations; a revert raises `ContractRevertError` naming the custom error.
 
 Everything here blocks; async callers run it in a thread.
 """

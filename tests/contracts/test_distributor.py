@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from web3.logs import DISCARD
+
+from tokenweave.contracts import (
+    Chain,
+    ContractRevertError,
+    Deployment,
+    RewardContracts,
+    RewardTree,
+    Signer,
+)
+
+TOKEN = 10**18
+
+
+def _operators(n: int) -> list[str]:
+    return [Account.create().address for _ in range(n)]
+
+
+def test_amounts_after_several_epochs(rewards: RewardContracts, coordinator: Signer) -> None:
+    a, b = _operators(2)
+    earned = [{a: 3 * TOKEN, b: TOKEN}, {a: 2 * TOKEN}, {a: TOKEN, b: 5 * TOKEN}]
+    cumulative = {a: 0, b: 0}
+    for epoch, amounts in enumerate(earned, start=1):
+        for address, amount in amounts.items():
+            cumulative[address] += amount
+        tree = RewardTree(cumulative)
+        rewards.post_root(coordinator, epoch, tree.root)
+        if epoch == 2:  # a claims midway, b only at the end
+            rewards.claim(coordinator, a, cumulative[a], tree.proof(a))
+    rewards.claim(coordinator, a, cumulative[a], tree.proof(a))
+    rewards.claim(coordinator, b, cumulative[b], tree.proof(b))
+    assert rewards.balance_of(a) == rewards.claimed(a) == 6 * TOKEN
+    assert rewards.balance_of(b) == rewards.claimed(b) == 6 * TOKEN
+    assert rewards.latest_epoch() == 3
+    assert rewards.latest_root() == tree.root
+
+
+def test_a_second_claim_pays_nothing_more(rewards: RewardContracts, coordinator: Signer) -> None:
+    [a] = _operators(1)
+    tree = RewardTree({a: TOKEN})
+    rewards.post_root(coordinator, 1, tree.root)
+    rewards.claim(coordinator, a, TOKEN, tree.proof(a))
+    with pytest.raises(ContractRevertError) as info:
+        rewards.claim(coordinator, a, TOKEN, tree.proof(a))
+    assert info.value.error == "Reward__NothingToClaim"
+    assert rewards.balance_of(a) == TOKEN
+
+
+def test_forged_and_borrowed_proofs_revert(rewards: RewardContracts, coordinator: Signer) -> None:
+    a, b = _operators(2)
+    tree = RewardTree({a: TOKEN, b: 2 * TOKEN})
+    rewards.post_root(coordinator, 1, tree.root)
+    for account, amount, proof in [
+        (a, 10 * TOKEN, tree.proof(a)),  # more than the leaf says
+        (a, TOKEN, tree.proof(b)),  # another operator's proof
+        (b, 2 * TOKEN, [bytes(32)]),  # made up
+    ]:
+        with pytest.raises(ContractRevertError) as info:
+            rewards.claim(coordinator, account, amount, proof)
+        assert info.value.error == "Reward__InvalidProof"
+    assert rewards.balance_of(a) == rewards.balance_of(b) == 0
+
+
+def test_only_the_coordinator_posts_and_epochs_increase(
+    rewards: RewardContracts, coordinator: Signer, chain: Chain
+) -> None:
+    tree = RewardTree({_operators(1)[0]: TOKEN})
+    outsider = Signer(chain, chain.dev_keys[1])
+    with pytest.raises(ContractRevertError) as info:
+        rewards.post_root(outsider, 1, tree.root)
+    assert info.value.error == "AccessControlUnauthorizedAccount"
+    rewards.post_root(coordinator, 2, tree.root)
+    with pytest.raises(ContractRevertError, match="not after 2"):
+        rewards.post_root(coordinator, 1, tree.root)
+    other = RewardTree({_operators(1)[0]: TOKEN})
+    with pytest.raises(ContractRevertError, match="was posted with root"):
+        rewards.post_root(coordinator, 2, other.root)
+
+
+def test_posting_the_same_epoch_again_sends_nothing(
+    rewards: RewardContracts, coordinator: Signer, chain: Chain
+) -> None:
+    tree = RewardTree({_operators(1)[0]: TOKEN})
+    first = rewards.post_root(coordinator, 1, tree.root)
+    nonce = chain.w3.eth.get_transaction_count(coordinator.account.address)
+    assert rewards.post_root(coordinator, 1, tree.root) == first
+    assert chain.w3.eth.get_transaction_count(coordinator.account.address) == nonce
+    assert rewards.confirmations(first[0]) == 1
+    assert rewards.confirmations("0x" + "ab" * 32) is None
+
+
+def test_events_carry_the_right_arguments(
+    rewards: RewardContracts, coordinator: Signer, deployment: Deployment
+) -> None:
+    [a] = _operators(1)
+    tree = RewardTree({a: 7 * TOKEN})
+    rewards.post_root(coordinator, 4, tree.root)
+    [posted] = rewards.distributor.events.RootPosted().get_logs(from_block=deployment.block_number)
+    assert (posted["args"]["epoch"], bytes(posted["args"]["root"])) == (4, tree.root)
+    receipt = rewards.claim(coordinator, a, 7 * TOKEN, tree.proof(a))
+    [claimed] = rewards.distributor.events.Claimed().process_receipt(receipt, errors=DISCARD)
+    assert claimed["args"]["account"] == a
+    assert claimed["args"]["amount"] == claimed["args"]["cumulativeAmount"] == 7 * TOKEN
