@@ -95,7 +95,7 @@ class Signer:
             try:
                 tx.setdefault("gas", int(w3.eth.estimate_gas(tx) * 1.2) + 10_000)  # type: ignore[arg-type]
             except (ContractCustomError, ContractLogicError, TransactionFailed) as exc:
-                raise _revert(exc, errors or {}) from exc
+                raise revert_from(exc, errors or {}) from exc
             tx["nonce"] = nonce
             signed = self.account.sign_transaction(tx)
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -131,7 +131,8 @@ def _revert_data(exc: Exception) -> bytes | None:
     return None
 
 
-def _revert(exc: Exception, errors: dict[bytes, str]) -> ContractRevertError:
+def revert_from(exc: Exception, errors: dict[bytes, str]) -> ContractRevertError:
+    """The revert as `ContractRevertError`, named by the custom error's selector when known."""
     data = _revert_data(exc)
     if data is not None and len(data) >= 4 and data[:4] in errors:
         return ContractRevertError(errors[data[:4]], "0x" + data.hex())

@@ -31,6 +31,16 @@ class CoordinatorConfig:
     max_attempts: int = 3
     #: Reward tokens per 1,000 model tokens, per model: "MODEL=PRICE".
     prices: tuple[str, ...] = ("all-minilm-l6-v2=1",)
+    #: "embedded" (an in-process EVM with fresh contracts) or an EVM JSON-RPC URL.
+    chain: str = "embedded"
+    #: Hex private key that deploys the contracts and posts roots (required with a URL).
+    chain_key: str | None = None
+    #: Close an epoch this often; 0 closes epochs only on command (`tokenweave epoch close`).
+    epoch_seconds: float = 3600.0
+    #: Blocks on top of a root's transaction before its epoch counts as settled.
+    confirmations: int = 1
+    #: Development chains: ether sent to an operator asking for a claim, so it can pay gas.
+    faucet_wei: int = 0
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_s: float = 5.0
 

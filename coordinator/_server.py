@@ -6,30 +6,51 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable, Mapping, Sequence
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._reward_chain import open_reward_chain
+from tokenweave.coordinator._rewards_servicer import RewardsServicer
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
+from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
 from tokenweave.models import default_cache_dir
-from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
+from tokenweave.v1 import (
+    jobs_pb2,
+    jobs_pb2_grpc,
+    nodes_pb2,
+    nodes_pb2_grpc,
+    rewards_pb2,
+    rewards_pb2_grpc,
+)
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     nodes_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
+    rewards_pb2.DESCRIPTOR.services_by_name["RewardsService"].full_name,
 )
+#: Ether the embedded chain's faucet gives an operator for the gas of its claims.
+DEV_FAUCET_WEI = 10**16
+
+
+def reward_tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Sequence[bytes]]]:
+    tree = RewardTree(leaves)
+    return tree.root, tree.proof
 
 
 class CoordinatorServer:
@@ -82,6 +103,22 @@ class CoordinatorServer:
             expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
         )
         dispatcher = Dispatcher(store, registry, catalog, max_attempts=config.max_attempts)
+        try:
+            chain = await asyncio.to_thread(
+                open_reward_chain, config.chain, config.chain_key, config.data_dir
+            )
+        except Exception:
+            await engine.dispose()
+            raise
+        ledger = RewardLedger(sessions, reward_tree)
+        settler = EpochSettler(
+            ledger,
+            chain,
+            SettlementPolicy(
+                epoch_seconds=config.epoch_seconds, confirmations=config.confirmations
+            ),
+        )
+        faucet = config.faucet_wei or (DEV_FAUCET_WEI if config.chain == EMBEDDED else 0)
         recovered = await dispatcher.recover()
         if recovered:
             logger.info("recovered %d pending shards from the database", recovered)
@@ -94,6 +131,9 @@ class CoordinatorServer:
         jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(dispatcher, registry), server)
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
+        )
+        rewards_pb2_grpc.add_RewardsServiceServicer_to_server(
+            RewardsServicer(ledger, settler, chain, faucet), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -114,6 +154,7 @@ class CoordinatorServer:
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reap(registry)))
+        self._tasks.append(asyncio.create_task(settler.run()))
         (config.data_dir / "address").write_text(self.address + "\n")
         logger.info(
             "coordinator listening on %s (db %s)", self.address, engine.url.render_as_string()

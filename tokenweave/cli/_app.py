@@ -59,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-document-bytes", type=int, metavar="N")
     p.add_argument("--windows-per-shard", type=int, metavar="N")
+    p.add_argument(
+        "--chain",
+        metavar="RPC_URL",
+        help='"embedded" (default: an in-process EVM) or any EVM JSON-RPC endpoint',
+    )
+    p.add_argument(
+        "--chain-key",
+        metavar="HEX",
+        help="key that deploys and posts roots (env TOKENWEAVE_CHAIN_KEY)",
+    )
+    p.add_argument(
+        "--epoch-seconds", type=float, metavar="S", help="close an epoch this often; 0: on command"
+    )
+    p.add_argument(
+        "--confirmations", type=int, metavar="N", help="blocks before an epoch counts as settled"
+    )
+    p.add_argument(
+        "--prices", metavar="LIST", help="MODEL=TOKENS_PER_1000[,...] (default all-minilm-l6-v2=1)"
+    )
+    p.add_argument(
+        "--faucet-wei", type=int, metavar="WEI", help="development chains: gas money per claimer"
+    )
     _add_cache_option(p)
 
     p = sub.add_parser("node", help="run a node daemon")

@@ -4,22 +4,36 @@
   `jobs()`, `nodes()`, `cancel()`.
 * `EmbedJob` (_client.py) — a submitted job: `watch()`, `wait()`, `result()`, `cancel()`.
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.
+* Rewards (_rewards.py) — `epochs()`, `close_epoch()`, `rewards(address)` and `claim(key)`, which
+  signs the claim with the operator's key and has the coordinator relay it.
 
 Errors come back as the classes of `tokenweave.errors`, one per gRPC status.
 """
 
 from tokenweave.client._client import DEFAULT_MODEL, Client, EmbedJob, EmbedResult, default_address
 from tokenweave.client._convert import DocumentEmbedding, JobInfo, JobStatus, NodeInfo, NodeShare
+from tokenweave.client._rewards import (
+    ChainInfo,
+    ClaimResult,
+    EpochEarning,
+    EpochInfo,
+    OperatorRewards,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ChainInfo",
+    "ClaimResult",
     "Client",
     "DocumentEmbedding",
     "EmbedJob",
     "EmbedResult",
+    "EpochEarning",
+    "EpochInfo",
     "JobInfo",
     "JobStatus",
     "NodeInfo",
     "NodeShare",
+    "OperatorRewards",
     "default_address",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+from eth_account import Account
 
 from tokenweave.client._convert import (
     DocumentEmbedding,
@@ -20,13 +21,23 @@ from tokenweave.client._convert import (
     job_info,
     node_info,
 )
+from tokenweave.client._rewards import (
+    ChainInfo,
+    ClaimResult,
+    EpochInfo,
+    OperatorRewards,
+    chain_info,
+    epoch_info,
+    operator_rewards,
+    signed_claim,
+)
 from tokenweave.errors import (
     FailedPreconditionError,
     TokenweaveError,
     UnavailableError,
     error_for_status,
 )
-from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc
+from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, rewards_pb2, rewards_pb2_grpc
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 DEFAULT_MODEL = "all-minilm-l6-v2"
@@ -70,6 +81,7 @@ class Client:
             ],
         )
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self._rewards = rewards_pb2_grpc.RewardsServiceStub(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -137,6 +149,52 @@ class Client:
             )
         )
         return job_info(response.job)
+
+    # -- rewards ------------------------------------------------------------------------------
+
+    def epochs(self) -> tuple[list[EpochInfo], ChainInfo]:
+        response = self._call(
+            lambda: self._rewards.ListEpochs(rewards_pb2.ListEpochsRequest(), timeout=self.timeout)
+        )
+        return [epoch_info(e) for e in response.epochs], chain_info(response.chain)
+
+    def close_epoch(self) -> EpochInfo | None:
+        """Close the open epoch now; None when nothing was earned since the last one."""
+        response = self._call(
+            lambda: self._rewards.CloseEpoch(rewards_pb2.CloseEpochRequest(), timeout=self.timeout)
+        )
+        return epoch_info(response.epoch) if response.HasField("epoch") else None
+
+    def rewards(self, address: str) -> OperatorRewards:
+        response = self._call(
+            lambda: self._rewards.GetRewards(
+                rewards_pb2.GetRewardsRequest(address=address), timeout=self.timeout
+            )
+        )
+        return operator_rewards(response)
+
+    def claim(self, private_key: bytes) -> ClaimResult:
+        """Claim everything the key's address is owed in the latest root on chain.
+
+        The transaction is signed here, with the operator's key, and relayed by the coordinator.
+        """
+        address = Account.from_key(private_key).address
+        ticket = self._call(
+            lambda: self._rewards.GetClaim(
+                rewards_pb2.GetClaimRequest(address=address), timeout=self.timeout
+            )
+        )
+        raw, amount = signed_claim(ticket, private_key)
+        sent = self._call(
+            lambda: self._rewards.SendTransaction(
+                rewards_pb2.SendTransactionRequest(raw_transaction=raw), timeout=self.timeout
+            )
+        )
+        if not sent.success:
+            raise FailedPreconditionError(
+                f"the claim of {address} reverted: {sent.revert_reason or 'no reason given'}"
+            )
+        return ClaimResult(sent.tx_hash, ticket.epoch, amount, sent.gas_used)
 
     def _watch(self, job_id: str, after: int) -> Iterator[JobInfo]:
         stream = self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after))
