@@ -83,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cache_option(p)
 
-    p = sub.add_parser("node", help="run a node daemon")
+    p = sub.add_parser("node", help="run a node daemon (or `node claim` its rewards)")
+    nsub = p.add_subparsers(dest="node_command", metavar="ACTION")
+    nc = nsub.add_parser("claim", help="claim this node's rewards with its key")
+    nc.add_argument("--data-dir", type=Path, default=Path("node-data"), metavar="DIR")
+    nc.add_argument("--json", action="store_true")
+    _add_client_options(nc)
     _add_client_options(p)
     p.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data"
@@ -130,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_client_options(p)
 
+    p = sub.add_parser("rewards", help="an operator's earnings, or every epoch")
+    p.add_argument("address", nargs="?", help="operator address (default: list the epochs)")
+    p.add_argument("--json", action="store_true")
+    _add_client_options(p)
+
+    p = sub.add_parser("epoch", help="close the open epoch now")
+    esub = p.add_subparsers(dest="epoch_command", required=True, metavar="ACTION")
+    ec = esub.add_parser("close", help="close the open epoch and wait until it is settled")
+    ec.add_argument("--no-wait", action="store_true", help="return once the epoch is closed")
+    ec.add_argument("--json", action="store_true")
+    _add_client_options(ec)
+
     p = sub.add_parser("cancel", help="cancel a job")
     p.add_argument("job_id")
     _add_client_options(p)
@@ -172,7 +189,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tokenweave.coordinator import CoordinatorConfig
 
         return run_coordinator(layered(CoordinatorConfig, "coordinator", vars(args), file))
-    if command == "node":
+    if command == "node" and args.node_command is None:
         from tokenweave.cli._servers import run_node
         from tokenweave.node import NodeConfig
 
@@ -216,6 +233,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _jobs_cmd.list_nodes(client, args.json)
         if command == "cancel":
             return _jobs_cmd.cancel_job(client, args.job_id)
+        from tokenweave.cli import _rewards_cmd
+
+        if command == "rewards":
+            return _rewards_cmd.show_rewards(client, args.address, args.json)
+        if command == "epoch":
+            return _rewards_cmd.close_epoch(client, wait=not args.no_wait, as_json=args.json)
+        if command == "node":
+            return _rewards_cmd.claim(client, args.data_dir, args.json)
     raise AssertionError(f"unhandled command {command}")
 
 

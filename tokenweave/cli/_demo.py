@@ -1,4 +1,5 @@
-"""`tokenweave demo`: a coordinator and two nodes on loopback embed a whole book, then search it."""
+"""`tokenweave demo`: a coordinator and two nodes on loopback embed a whole book, search it, and
+settle the rewards for the work on the embedded chain."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from tokenweave.cli._cluster import LocalCluster
 from tokenweave.cli._jobs_cmd import submit_embed
-from tokenweave.client import DEFAULT_MODEL
+from tokenweave.cli._rewards_cmd import claim, close_epoch
+from tokenweave.client import DEFAULT_MODEL, Client
 from tokenweave.models import default_cache_dir, prepare_model
 
 console = Console(stderr=True)
@@ -20,6 +23,18 @@ DEFAULT_QUERY = "What did Noah send out from the ark to see if the waters had go
 
 def shipped_text() -> Path:
     return Path(str(resources.files("tokenweave.cli") / "data" / "genesis.txt"))
+
+
+def settle_and_claim(client: Client, cluster: LocalCluster) -> None:
+    """Close the epoch, wait until its root is settled on chain, show earnings, claim once."""
+    console.print("\n[bold]Rewards[/]: closing the epoch and settling it on the embedded chain")
+    close_epoch(client, wait=True, as_json=False)
+    table = Table("operator", "model tokens", "earned TWV", "claimable", title="earnings")
+    for node in client.nodes():
+        r = client.rewards(node.address)
+        table.add_row(node.address, f"{r.tokens:,}", r.earned, r.claimable)
+    Console().print(table)
+    claim(client, cluster.root / "node0", as_json=False)
 
 
 def run_demo(
@@ -36,7 +51,9 @@ def run_demo(
     console.print(f"model {prepared.spec.name} sha256 {prepared.sha256[:16]}… ready")
     with tempfile.TemporaryDirectory(prefix="tokenweave-demo-") as tmp:
         root = workdir or Path(tmp)
-        cluster = LocalCluster(root=root, model_cache=cache)
+        cluster = LocalCluster(
+            root=root, model_cache=cache, coordinator_args=("--epoch-seconds", "0")
+        )
         try:
             with console.status(f"starting a coordinator and {nodes} nodes on loopback"):
                 cluster.start(nodes)
@@ -54,6 +71,7 @@ def run_demo(
                     query=query,
                     top=3,
                 )
+                settle_and_claim(client, cluster)
         finally:
             with console.status("shutting down"):
                 codes = cluster.stop()
