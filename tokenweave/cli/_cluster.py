@@ -77,6 +77,9 @@ class LocalCluster:
         return ManagedProcess(name, process, log_path, log)
 
     def start_coordinator(self, timeout: float = 120.0) -> str:
+        """Start (or restart, on the same data dir) the coordinator; returns its address."""
+        if self.coordinator is not None:
+            self.coordinator.stop()
         data_dir = self.root / "coordinator"
         address_file = data_dir / "address"
         address_file.unlink(missing_ok=True)
