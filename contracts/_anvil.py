@@ -39,12 +39,20 @@ def _free_port() -> int:
 class Anvil:
     """`with Anvil() as anvil: anvil.url` — a fresh chain, stopped on exit."""
 
-    def __init__(self, port: int | None = None, block_time: float | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, block_time: float | None = None, detached: bool = False
+    ) -> None:
         self.port = port or _free_port()
         args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
         if block_time:
             args += ["--block-time", str(block_time)]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=detached,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait()
 

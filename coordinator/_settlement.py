@@ -90,6 +90,7 @@ class EpochSettler:
         self._wake = asyncio.Event()
         self._retry_at: dict[int, float] = {}
         self._lock = asyncio.Lock()
+        self._started = utcnow()
 
     async def close_epoch(self) -> EpochView | None:
         async with self._lock:
@@ -120,8 +121,8 @@ class EpochSettler:
     async def _close_if_due(self) -> None:
         if self._policy.epoch_seconds <= 0:
             return
-        last = await self._ledger.last_closed_at()
-        if last is None or utcnow() - last >= dt.timedelta(seconds=self._policy.epoch_seconds):
+        last = await self._ledger.last_closed_at() or self._started
+        if utcnow() - last >= dt.timedelta(seconds=self._policy.epoch_seconds):
             await self.close_epoch()
 
     async def step(self) -> None:

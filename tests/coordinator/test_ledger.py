@@ -180,3 +180,14 @@ async def test_claim_tickets(db: async_sessionmaker[AsyncSession]) -> None:
     assert (ticket.epoch, ticket.cumulative_wei) == (1, micro_to_wei(2_000_000))
     with pytest.raises(NotFoundError, match="0xb has earned nothing"):
         await ledger.claim_ticket("0xb")
+
+
+async def test_epochs_close_on_the_clock(db: async_sessionmaker[AsyncSession]) -> None:
+    ledger = RewardLedger(db, _tree)
+    await _earn(db, "s1", "0xa", 10)
+    hourly = EpochSettler(ledger, ScriptedChain(), SettlementPolicy(epoch_seconds=3600))
+    await hourly._close_if_due()
+    assert await ledger.epochs() == [], "the first epoch lasts a full period"
+    at_once = EpochSettler(ledger, ScriptedChain(), SettlementPolicy(epoch_seconds=1e-9))
+    await at_once._close_if_due()
+    assert [e.epoch for e in await ledger.epochs()] == [1]

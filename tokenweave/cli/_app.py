@@ -151,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     _add_client_options(p)
 
+    p = sub.add_parser("testnet", help="anvil, the contracts, a coordinator and nodes on loopback")
+    tsub = p.add_subparsers(dest="testnet_command", required=True, metavar="ACTION")
+    tu = tsub.add_parser("up", help="start a testnet in the background")
+    tu.add_argument("--nodes", type=int, default=2)
+    tu.add_argument("--dir", type=Path, default=Path("testnet"), help="state, data and logs")
+    tu.add_argument("--block-time", type=float, default=1.0, help="anvil seconds per block")
+    _add_cache_option(tu)
+    td = tsub.add_parser("down", help="stop the testnet started in --dir")
+    td.add_argument("--dir", type=Path, default=Path("testnet"))
+
     p = sub.add_parser("demo", help="a coordinator and nodes on loopback embed and search a book")
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--text", type=Path, help="default: the shipped Book of Genesis (KJV)")
@@ -200,6 +210,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.models_command == "prepare":
             return _models_cmd.prepare(args.names, _cache(args))
         return _models_cmd.list_models(_cache(args), args.json)
+    if command == "testnet":
+        from tokenweave.cli import _testnet
+
+        if args.testnet_command == "up":
+            return _testnet.up(args.dir, args.nodes, args.model_cache, args.block_time)
+        return _testnet.down(args.dir)
     if command == "demo":
         from tokenweave.cli._demo import DEFAULT_QUERY, run_demo
 

@@ -58,6 +58,8 @@ class LocalCluster:
     coordinator: ManagedProcess | None = None
     nodes: list[ManagedProcess] = field(default_factory=list)
     address: str = ""
+    #: Start processes in their own sessions, so that they outlive this one (`testnet up`).
+    detached: bool = False
 
     def _spawn(self, name: str, args: list[str]) -> ManagedProcess:
         logs = self.root / "logs"
@@ -73,6 +75,7 @@ class LocalCluster:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            start_new_session=self.detached,
         )
         return ManagedProcess(name, process, log_path, log)
 
