@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +178,46 @@ def test_a_coordinator_killed_mid_settlement_posts_once_and_pays_once(
     assert second.returncode == 2
     assert "nothing to claim" in second.stderr
     assert contracts.balance_of(address) == contracts.claimed(address) > 0
+
+
+def test_testnet_up_and_down(tmp_path: Path, model_cache: Path) -> None:
+    try:
+        anvil_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    root = tmp_path / "testnet"
+    env = {**os.environ, "TOKENWEAVE_MODEL_CACHE": str(model_cache)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tokenweave.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+            check=False,
+        )
+
+    up = cli("testnet", "up", "--dir", str(root), "--nodes", "1", "--block-time", "0.5")
+    pids: dict[str, int] = {}
+    try:
+        assert up.returncode == 0, up.stderr
+        state = json.loads((root / "testnet.json").read_text())
+        pids = state["pids"]
+        assert set(pids) == {"anvil", "coordinator", "node0"}
+        assert cli("testnet", "up", "--dir", str(root)).returncode == 2, "one testnet per dir"
+        with Client(state["coordinator"]) as client:
+            _work_and_settle(client)
+        claimed = cli(
+            "node", "claim", "--data-dir", state["node_data_dirs"][0],
+            "--coordinator", state["coordinator"], "--json",
+        )  # fmt: skip
+        assert claimed.returncode == 0, claimed.stderr
+        assert Decimal(json.loads(claimed.stdout)["balance"]) > 0
+    finally:
+        down = cli("testnet", "down", "--dir", str(root))
+    assert down.returncode == 0, down.stderr
+    assert not (root / "testnet.json").exists()
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
