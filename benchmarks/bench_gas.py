@@ -1,0 +1,85 @@
+"""Gas of settling rewards by epoch root, against one payout transaction per job.
+
+    python benchmarks/bench_gas.py
+
+On the embedded chain (py-evm, prague), for 10, 100 and 1,000 operators: the gas of posting an
+epoch root and of one operator's claim (the first ones, which create storage, and later ones),
+beside the naive design in which every job pays its operator with its own token transaction.
+Ratios are per operator per epoch, for operators that run 1, 10 or 100 jobs an epoch.
+"""
+
+from __future__ import annotations
+
+from eth_account import Account
+
+from tokenweave.contracts import EmbeddedChain, RewardContracts, RewardTree, Signer, deploy_rewards
+
+TOKEN = 10**18
+
+
+def measure(operators: int) -> dict[str, int]:
+    chain = EmbeddedChain()
+    coordinator = Signer(chain, chain.dev_keys[0])
+    contracts = RewardContracts(chain, deploy_rewards(coordinator, coordinator.address))
+    addresses = [Account.create().address for _ in range(operators)]
+    first = RewardTree({a: (i + 1) * TOKEN for i, a in enumerate(addresses)})
+    tx_hash, _ = contracts.post_root(coordinator, 1, first.root)
+    post = int(chain.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"])  # type: ignore[arg-type]
+    claimant = addresses[operators // 2]
+    claim_first = contracts.claim(
+        coordinator, claimant, first.amounts[claimant.lower()], first.proof(claimant)
+    )
+    second = RewardTree({a: (i + 2) * TOKEN for i, a in enumerate(addresses)})
+    tx_hash, _ = contracts.post_root(coordinator, 2, second.root)
+    post_again = int(chain.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"])  # type: ignore[arg-type]
+    claim_again = contracts.claim(
+        coordinator, claimant, second.amounts[claimant.lower()], second.proof(claimant)
+    )
+    # The naive design: a mint (payout) transaction per job, to an operator paid before.
+    minter = contracts.token.functions.MINTER_ROLE().call()
+    coordinator.send(
+        dict(
+            contracts.token.functions.grantRole(minter, coordinator.address).build_transaction(
+                {"from": coordinator.address}
+            )
+        )
+    )
+    payouts = []
+    for address in addresses[:2]:
+        for _ in range(2):
+            tx = contracts.token.functions.mint(address, TOKEN).build_transaction(
+                {"from": coordinator.address}
+            )
+            payouts.append(int(coordinator.send(dict(tx))["gasUsed"]))
+    return {
+        "post_first": post,
+        "post": post_again,
+        "claim_first": int(claim_first["gasUsed"]),
+        "claim_again": int(claim_again["gasUsed"]),
+        "payout_new": payouts[0],
+        "payout_repeat": payouts[1],
+    }
+
+
+def main() -> None:
+    jobs = (1, 10, 100)
+    print("gas on the embedded chain (py-evm, prague); steady state = not the first epoch or claim")
+    print(
+        f"{'operators':>9} {'1st root':>9} {'root':>7} {'1st claim':>10} {'claim':>7}"
+        f" {'per-job tx':>11}  ours / naive per operator-epoch at "
+        + ", ".join(f"{j} job{'s' * (j > 1)}" for j in jobs)
+    )
+    for operators in (10, 100, 1000):
+        g = measure(operators)
+        # Ours: a share of the root plus one claim per operator per epoch (claiming less often
+        # only helps). Naive: one payout transaction per job.
+        ours = g["post"] / operators + g["claim_again"]
+        ratios = "  ".join(f"{ours / (j * g['payout_repeat']):>6.3f}" for j in jobs)
+        print(
+            f"{operators:>9} {g['post_first']:>9,} {g['post']:>7,} {g['claim_first']:>10,}"
+            f" {g['claim_again']:>7,} {g['payout_repeat']:>11,}  {ratios}"
+        )
+
+
+if __name__ == "__main__":
+    main()
