@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_abi.abi import decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
@@ -37,13 +38,18 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 
+#: Custom errors by 4-byte selector: (name, argument types).
+ErrorTable = dict[bytes, tuple[str, list[str]]]
+
 
 class ContractRevertError(FailedPreconditionError):
-    """A call or transaction reverted; `error` is the custom error's name when known."""
+    """A call or transaction reverted; `error` is the custom error's name when known, `args` its
+    decoded arguments."""
 
-    def __init__(self, error: str, detail: str = "") -> None:
+    def __init__(self, error: str, detail: str = "", arguments: tuple[Any, ...] = ()) -> None:
         super().__init__(f"reverted with {error}" + (f": {detail}" if detail else ""))
         self.error = error
+        self.arguments = arguments
 
 
 @dataclass
@@ -71,24 +77,26 @@ def RpcChain(url: str, dev_keys: Sequence[bytes] = ()) -> Chain:  # noqa: N802
 
 
 class Signer:
-    """Signs and sends transactions from one key; nonces are counted here, under a lock."""
+    """Signs and sends transactions from one key, one at a time.
+
+    The nonce is the chain's count of the account's pending transactions, read under a lock just
+    before sending: it stays right after a restart, and after a reorg drops transactions.
+    """
 
     def __init__(self, chain: Chain, key: bytes) -> None:
         self.chain = chain
         self.account: LocalAccount = Account.from_key(key)
         self._lock = threading.Lock()
-        self._next_nonce: int | None = None
 
     @property
     def address(self) -> str:
         return str(self.account.address)
 
-    def send(self, tx: dict[str, Any], errors: dict[bytes, str] | None = None) -> dict[str, Any]:
+    def send(self, tx: dict[str, Any], errors: ErrorTable | None = None) -> dict[str, Any]:
         """Fill in nonce, gas and price, sign, send, wait for the receipt; raise on revert."""
         w3 = self.chain.w3
         with self._lock:
-            pending = w3.eth.get_transaction_count(self.account.address, "pending")
-            nonce = max(pending, self._next_nonce or 0)
+            nonce = w3.eth.get_transaction_count(self.account.address, "pending")
             tx = {"from": self.account.address, "chainId": self.chain.chain_id, **tx}
             if "maxFeePerGas" not in tx:
                 tx.setdefault("gasPrice", w3.eth.gas_price)
@@ -99,19 +107,19 @@ class Signer:
             tx["nonce"] = nonce
             signed = self.account.sign_transaction(tx)
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-            self._next_nonce = nonce + 1
         receipt = dict(w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120))
         if receipt["status"] != 1:
             raise ContractRevertError("unknown", f"transaction {tx_hash.hex()} failed")
         return receipt
 
 
-def _selectors(abi: Sequence[Any]) -> dict[bytes, str]:
+def _selectors(abi: Sequence[Any]) -> dict[bytes, tuple[str, list[str]]]:
+    """Custom errors by selector: (name, argument types)."""
     out = {}
     for item in abi:
         if item.get("type") == "error":
-            signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
-            out[keccak(text=signature)[:4]] = item["name"]
+            types = [i["type"] for i in item["inputs"]]
+            out[keccak(text=f"{item['name']}({','.join(types)})")[:4]] = (item["name"], types)
     return out
 
 
@@ -131,11 +139,18 @@ def _revert_data(exc: Exception) -> bytes | None:
     return None
 
 
-def revert_from(exc: Exception, errors: dict[bytes, str]) -> ContractRevertError:
-    """The revert as `ContractRevertError`, named by the custom error's selector when known."""
+def revert_from(exc: Exception, errors: ErrorTable) -> ContractRevertError:
+    """The revert as `ContractRevertError`, named and decoded by the custom error's selector."""
     data = _revert_data(exc)
     if data is not None and len(data) >= 4 and data[:4] in errors:
-        return ContractRevertError(errors[data[:4]], "0x" + data.hex())
+        name, types = errors[data[:4]]
+        with contextlib.suppress(Exception):
+            arguments = tuple(
+                to_checksum_address(v) if t == "address" else v
+                for t, v in zip(types, decode(types, data[4:]), strict=True)
+            )
+            return ContractRevertError(name, f"{name}{arguments}", arguments)
+        return ContractRevertError(name, "0x" + data.hex())
     return ContractRevertError("unknown", str(exc))
 
 

@@ -47,6 +47,7 @@ def test_a_second_claim_pays_nothing_more(rewards: RewardContracts, coordinator:
     with pytest.raises(ContractRevertError) as info:
         rewards.claim(coordinator, a, TOKEN, tree.proof(a))
     assert info.value.error == "Reward__NothingToClaim"
+    assert info.value.arguments == (a, TOKEN, TOKEN)
     assert rewards.balance_of(a) == TOKEN
 
 
@@ -73,6 +74,8 @@ def test_only_the_coordinator_posts_and_epochs_increase(
     with pytest.raises(ContractRevertError) as info:
         rewards.post_root(outsider, 1, tree.root)
     assert info.value.error == "AccessControlUnauthorizedAccount"
+    role = rewards.distributor.functions.COORDINATOR_ROLE().call()
+    assert info.value.arguments == (outsider.address, role)
     rewards.post_root(coordinator, 2, tree.root)
     with pytest.raises(ContractRevertError, match="not after 2"):
         rewards.post_root(coordinator, 1, tree.root)
