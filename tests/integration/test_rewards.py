@@ -16,7 +16,7 @@ import pytest
 
 from tokenweave.cli import LocalCluster
 from tokenweave.cli._rewards_cmd import wait_settled
-from tokenweave.client import Client
+from tokenweave.client import Client, EpochInfo
 from tokenweave.contracts import Anvil, Deployment, RewardContracts, RpcChain, anvil_binary
 from tokenweave.contracts._anvil import ANVIL_DEV_KEYS
 
@@ -221,3 +221,50 @@ def test_testnet_up_and_down(tmp_path: Path, model_cache: Path) -> None:
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_root_lost_in_a_reorg_is_posted_again(cluster_factory: ClusterFactory) -> None:
+    try:
+        anvil_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    with Anvil() as anvil:  # automine: blocks only come with transactions (or anvil_mine)
+        cluster = cluster_factory(
+            nodes=1,
+            coordinator_args=(
+                "--chain", anvil.url,
+                "--chain-key", "0x" + ANVIL_DEV_KEYS[0].hex(),
+                "--confirmations", "5",
+                "--epoch-seconds", "0",
+            ),
+        )  # fmt: skip
+        client = cluster.client()
+        client.embed([("doc", TEXT)], window=64, overlap=8).result()
+        w3 = RpcChain(anvil.url).w3
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        epoch = client.close_epoch()
+        assert epoch is not None
+        first = _wait_state(client, "POSTED")
+        # The chain drops the block with the root: a reorg seen from the coordinator.
+        assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+        second = _wait_state(client, "POSTED", not_tx=first.tx_hash)
+        assert second.tx_hash != first.tx_hash
+        w3.provider.make_request("anvil_mine", [10])  # type: ignore[arg-type]
+        settled = wait_settled(client, epoch.epoch, timeout=30)
+        deployment = Deployment.load(cluster.root / "coordinator" / "deployment.json")
+        contracts = RewardContracts(RpcChain(anvil.url), deployment)
+        assert contracts.latest_epoch() == epoch.epoch
+        assert "0x" + contracts.latest_root().hex() == settled.root
+        assert cluster.coordinator is not None
+        assert "vanished" in cluster.coordinator.log_path.read_text()
+        cluster.stop()
+
+
+def _wait_state(client: Client, state: str, not_tx: str = "", timeout: float = 30.0) -> EpochInfo:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [epoch] = client.epochs()[0]
+        if epoch.state == state and epoch.tx_hash != not_tx:
+            return epoch
+        time.sleep(0.05)
+    raise AssertionError(f"epoch never reached {state} (last: {epoch})")
