@@ -10,6 +10,10 @@ The code is organized as follows:
 * `Dispatcher` (_dispatch.py) — the queue of pending shards and the nodes' lease lanes.
 * `JobStore` (_jobs.py) — jobs, documents and shards in SQL (tables in _db.py).
 * `NodeRegistry` (_nodes.py) — challenge-signature registration, sessions, liveness.
+* Rewards: `PriceList` (_metering.py) prices verified tokens; `RewardLedger` (_ledger.py) keeps
+  the append-only ledger and closes epochs of cumulative leaves; `EpochSettler` (_settlement.py)
+  posts roots in order and waits for confirmations on a `ContractRewardChain` (_reward_chain.py);
+  `RewardsServicer` (_rewards_servicer.py) serves epochs, earnings and claims.
 * Pure domain: `WindowPlan` and shard grouping (_windows.py), `document_embedding` (_merge.py),
   `choose_node` (_placement.py), and `ModelCatalog` (_catalog.py).
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,7 +21,7 @@ from tokenweave.coordinator._metering import micro_to_wei
 from tokenweave.errors import FailedPreconditionError, NotFoundError
 
 
-class EpochState:
+class EpochState(StrEnum):
     CLOSED = "CLOSED"
     POSTED = "POSTED"
     SETTLED = "SETTLED"

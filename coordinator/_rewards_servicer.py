@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeAlias
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from grpc import aio
-
-from tokenweave.coordinator._ledger import EpochView, RewardLedger
+from tokenweave.coordinator._ledger import EpochState, EpochView, RewardLedger
 from tokenweave.coordinator._metering import format_micro, format_wei, micro_to_wei
 from tokenweave.coordinator._nodes import normalize_address
+from tokenweave.coordinator._servicers import Context, timestamp_proto
 from tokenweave.coordinator._settlement import EpochSettler, RewardChain
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.v1 import rewards_pb2, rewards_pb2_grpc
-
-Context: TypeAlias = aio.ServicerContext[Any, Any]
-
-
-def _timestamp(value: Any) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def epoch_to_proto(view: EpochView) -> rewards_pb2.Epoch:
@@ -35,8 +22,8 @@ def epoch_to_proto(view: EpochView) -> rewards_pb2.Epoch:
         tokens=view.tokens,
         amount=format_micro(view.amount_micro),
         tx_hash=view.tx_hash,
-        closed_at=_timestamp(view.closed_at),
-        settled_at=_timestamp(view.settled_at),
+        closed_at=timestamp_proto(view.closed_at),
+        settled_at=timestamp_proto(view.settled_at),
         attempts=view.attempts,
         last_error=view.last_error,
     )
@@ -89,7 +76,7 @@ class RewardsServicer(rewards_pb2_grpc.RewardsServiceServicer):
             asyncio.to_thread(self._chain.claimed, address),
             asyncio.to_thread(self._chain.balance, address),
         )
-        on_chain = [e for e in rewards.epochs if e.state != "CLOSED"]
+        on_chain = [e for e in rewards.epochs if e.state != EpochState.CLOSED]
         claimable = max(micro_to_wei(on_chain[-1].cumulative_micro) - claimed, 0) if on_chain else 0
         return rewards_pb2.GetRewardsResponse(
             address=address,

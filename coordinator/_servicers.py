@@ -34,7 +34,7 @@ Context: TypeAlias = aio.ServicerContext[Any, Any]
 MAX_LIST_LIMIT = 1000
 
 
-def _timestamp(value: Any) -> Timestamp | None:
+def timestamp_proto(value: Any) -> Timestamp | None:
     if value is None:
         return None
     ts = Timestamp()
@@ -55,8 +55,8 @@ def job_to_proto(view: JobView) -> jobs_pb2.Job:
         shards_total=view.shards_total,
         shards_done=view.shards_done,
         tokens_processed=view.tokens_processed,
-        created_at=_timestamp(view.created_at),
-        finished_at=_timestamp(view.finished_at),
+        created_at=timestamp_proto(view.created_at),
+        finished_at=timestamp_proto(view.finished_at),
         error=view.error,
         nodes=[
             jobs_pb2.NodeShare(
@@ -103,7 +103,7 @@ def node_to_proto(view: NodeView) -> jobs_pb2.NodeInfo:
         shards_running=view.shards_running,
         shards_done=view.shards_done,
         tokens_processed=view.tokens_processed,
-        last_seen=_timestamp(view.last_seen),
+        last_seen=timestamp_proto(view.last_seen),
         version=view.version,
     )
 
