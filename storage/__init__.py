@@ -1,0 +1,38 @@
+"""Content-addressed storage: CIDs and UnixFS DAGs that match IPFS's (issue #4, in progress).
+
+The code is organized as follows:
+
+* `CID` (_cid.py) — CIDv1, sha2-256, raw and dag-pb codecs, base32 text; `InvalidCidError`.
+* dag-pb and UnixFS encoding (_dagpb.py) — byte for byte as IPFS writes them.
+* `import_file` (_importer.py) — a file to raw leaves under a balanced tree of File nodes, with
+  the `unixfs-v1-2025` (default) and `kubo` profiles; the root CID equals what IPFS's importer
+  gives (tests/storage checks fixtures made by storage/reference with ipfs-unixfs-importer).
+
+Not built yet: directories, the blockstore, libp2p block exchange, placement and repair, and the
+`tokenweave data` commands.
+"""
+
+from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
+from tokenweave.storage._importer import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    Block,
+    DagNode,
+    ImportProfile,
+    import_file,
+    profile_named,
+)
+
+__all__ = [
+    "CID",
+    "DAG_PB",
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "RAW",
+    "Block",
+    "DagNode",
+    "ImportProfile",
+    "InvalidCidError",
+    "import_file",
+    "profile_named",
+]

@@ -1,0 +1,109 @@
+"""Files → UnixFS DAGs in the balanced layout, with the CIDs IPFS's own importer gives.
+
+Fixed-size chunks become raw leaf blocks; leaves are grouped, in order, `max_links` at a time
+under dag-pb File nodes, and those again, until one root remains. A file of one chunk is its own
+root (a raw block). `PROFILES` holds IPIP-499's `unixfs-v1-2025` (1 MiB chunks, 1024 links, the
+default) and `kubo` (256 KiB, 174 links: `ipfs add --cid-version=1 --raw-leaves`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.storage._cid import CID, DAG_PB, RAW
+from tokenweave.storage._dagpb import UNIXFS_FILE, PBLink, encode_node, unixfs_data
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProfile:
+    name: str
+    chunk_size: int
+    max_links: int
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1 or self.max_links < 2:
+            raise InvalidArgumentError(
+                f"profile {self.name!r}: chunk_size must be ≥ 1 and max_links ≥ 2"
+            )
+
+
+PROFILES = {
+    p.name: p
+    for p in (
+        ImportProfile("unixfs-v1-2025", chunk_size=1 << 20, max_links=1024),
+        ImportProfile("kubo", chunk_size=256 << 10, max_links=174),
+    )
+}
+DEFAULT_PROFILE = PROFILES["unixfs-v1-2025"]
+
+
+def profile_named(name: str) -> ImportProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"unknown profile {name!r}; choose one of {', '.join(sorted(PROFILES))}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    cid: CID
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DagNode:
+    """A node's identity and sizes: `tsize` counts its block and everything below it."""
+
+    cid: CID
+    tsize: int
+    filesize: int
+
+
+BlockSink = Callable[[Block], None]
+
+
+def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """Fixed-size chunks; an empty stream is one empty chunk (the empty file's raw block)."""
+    first = True
+    while True:
+        chunk = stream.read(size)
+        if not chunk and not first:
+            return
+        yield chunk
+        first = False
+        if len(chunk) < size:
+            return
+
+
+def _parent(children: Sequence[DagNode], sink: BlockSink) -> DagNode:
+    filesize = sum(c.filesize for c in children)
+    data = unixfs_data(UNIXFS_FILE, filesize=filesize, blocksizes=[c.filesize for c in children])
+    block = encode_node([PBLink(c.cid, "", c.tsize) for c in children], data)
+    cid = CID.of(DAG_PB, block)
+    sink(Block(cid, block))
+    return DagNode(cid, len(block) + sum(c.tsize for c in children), filesize)
+
+
+def import_file(
+    stream: BinaryIO, sink: BlockSink, profile: ImportProfile = DEFAULT_PROFILE
+) -> DagNode:
+    """Chunk `stream`, hand every block to `sink` (leaves first), and return the root."""
+    level: list[DagNode] = []
+    for chunk in chunks(stream, profile.chunk_size):
+        cid = CID.of(RAW, chunk)
+        sink(Block(cid, chunk))
+        level.append(DagNode(cid, len(chunk), len(chunk)))
+    if len(level) == 1:
+        return level[0]
+    while True:
+        level = [
+            _parent(level[i : i + profile.max_links], sink)
+            for i in range(0, len(level), profile.max_links)
+        ]
+        if len(level) == 1:
+            return level[0]

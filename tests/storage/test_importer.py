@@ -1,0 +1,98 @@
+"""Root CIDs equal those of IPFS's own UnixFS importer (fixtures from storage/reference)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.storage import (
+    CID,
+    DAG_PB,
+    DEFAULT_PROFILE,
+    RAW,
+    Block,
+    ImportProfile,
+    import_file,
+    profile_named,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "unixfs_cids.json"
+CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text())["cases"]
+
+
+def content(n: int) -> bytes:
+    """The fixture generator: byte i is (i * 31 + 7) % 251."""
+    return ((np.arange(n, dtype=np.int64) * 31 + 7) % 251).astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['profile']}-{c['size']}")
+def test_root_cid_matches_ipfs(case: dict[str, Any]) -> None:
+    profile = ImportProfile(case["profile"], case["chunkSize"], case["maxChildrenPerNode"])
+    blocks: list[Block] = []
+    root = import_file(io.BytesIO(content(case["size"])), blocks.append, profile)
+    assert str(root.cid) == case["cid"]
+    assert root.tsize == case["dagSize"]
+    assert root.filesize == case["size"]
+    assert blocks[-1].cid == root.cid, "the root comes last"
+    assert all(b.cid.verify(b.data) for b in blocks)
+    leaves = [b for b in blocks if b.cid.codec == RAW]
+    assert b"".join(b.data for b in leaves) == content(case["size"])
+
+
+def test_the_named_profiles() -> None:
+    assert profile_named("unixfs-v1-2025") == DEFAULT_PROFILE
+    assert (DEFAULT_PROFILE.chunk_size, DEFAULT_PROFILE.max_links) == (1 << 20, 1024)
+    kubo = profile_named("kubo")
+    assert (kubo.chunk_size, kubo.max_links) == (256 << 10, 174)
+    with pytest.raises(InvalidArgumentError, match="unknown profile 'ipfs'"):
+        profile_named("ipfs")
+    with pytest.raises(InvalidArgumentError, match="max_links"):
+        ImportProfile("bad", 1024, 1)
+
+
+def test_fixtures_are_what_the_reference_importer_gives(tmp_path: Path) -> None:
+    reference = ROOT / "storage" / "reference"
+    if not (reference / "node_modules" / "ipfs-unixfs-importer").exists() or not shutil.which(
+        "node"
+    ):
+        pytest.skip("the reference importer is not installed (make setup installs it)")
+    copy = tmp_path / "storage" / "reference"
+    copy.mkdir(parents=True)
+    (tmp_path / "tests" / "fixtures").mkdir(parents=True)
+    shutil.copy(reference / "cids.mjs", copy / "cids.mjs")
+    (copy / "node_modules").symlink_to(reference / "node_modules")
+    (copy / "package.json").symlink_to(reference / "package.json")
+    subprocess.run(["node", "cids.mjs"], cwd=copy, check=True, capture_output=True)
+    fresh = json.loads((tmp_path / "tests" / "fixtures" / "unixfs_cids.json").read_text())
+    assert fresh["cases"] == CASES
+
+
+def test_cids_round_trip_and_refuse_garbage() -> None:
+    cid = CID.of(DAG_PB, b"node")
+    assert CID.parse(str(cid)) == cid
+    assert CID.from_bytes(bytes(cid)) == cid
+    assert cid.codec_name == "dag-pb"
+    assert str(CID.of(RAW, b"")) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+    def text(raw: bytes) -> str:
+        return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+    for bad, message in [
+        ("Qmfoo", "should start with 'b'"),
+        ("b!!!!!!!!!!!", "not valid base32"),
+        (text(bytes(cid)[:-1]), "digest is 31 bytes"),
+        (text(b"\x00" + bytes(cid)[1:]), "CID version 0 is not supported"),
+        (text(bytes(cid)[:1] + b"\x71" + bytes(cid)[2:]), "codec 0x71 is not supported"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            CID.parse(bad)
