@@ -8,10 +8,14 @@ The code is organized as follows:
   the `unixfs-v1-2025` (default) and `kubo` profiles; the root CID equals what IPFS's importer
   gives (tests/storage checks fixtures made by storage/reference with ipfs-unixfs-importer).
 
-Not built yet: directories, the blockstore, libp2p block exchange, placement and repair, and the
-`tokenweave data` commands.
+* `BlockStore` (_blockstore.py) — a node's blocks on disk: atomic writes, verified reads with
+  quarantine, names derived from CIDs only, per-block pins, garbage collection, a quota.
+
+Not built yet: directories, libp2p block exchange, placement and repair, jobs over datasets, and
+the `tokenweave data` commands.
 """
 
+from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
 from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
 from tokenweave.storage._importer import (
     DEFAULT_PROFILE,
@@ -27,9 +31,12 @@ __all__ = [
     "CID",
     "DAG_PB",
     "DEFAULT_PROFILE",
+    "MAX_BLOCK_BYTES",
     "PROFILES",
     "RAW",
     "Block",
+    "BlockStore",
+    "CorruptBlockError",
     "DagNode",
     "ImportProfile",
     "InvalidCidError",
