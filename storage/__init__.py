@@ -23,6 +23,8 @@ from tokenweave.storage._importer import (
     Block,
     DagNode,
     ImportProfile,
+    check_entry_name,
+    import_directory,
     import_file,
     profile_named,
 )
@@ -40,6 +42,8 @@ __all__ = [
     "DagNode",
     "ImportProfile",
     "InvalidCidError",
+    "check_entry_name",
+    "import_directory",
     "import_file",
     "profile_named",
 ]

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.storage._cid import CID, DAG_PB, RAW
-from tokenweave.storage._dagpb import UNIXFS_FILE, PBLink, encode_node, unixfs_data
+from tokenweave.storage._dagpb import (
+    UNIXFS_DIRECTORY,
+    UNIXFS_FILE,
+    PBLink,
+    encode_node,
+    unixfs_data,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +114,44 @@ def import_file(
         ]
         if len(level) == 1:
             return level[0]
+
+
+def check_entry_name(name: str) -> str:
+    """A directory entry name that cannot escape its directory, or InvalidArgumentError."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise InvalidArgumentError(f"directory entry name {name!r} is not allowed")
+    return name
+
+
+def import_directory(
+    root: Path, sink: BlockSink, profile: ImportProfile = DEFAULT_PROFILE
+) -> DagNode:
+    """A folder as a UnixFS directory DAG; links are sorted by name bytes, as dag-pb requires.
+
+    Symbolic links and special files are refused rather than followed.
+    """
+    children: list[tuple[bytes, str, DagNode]] = []
+    for entry in root.iterdir():
+        name = check_entry_name(entry.name)
+        if entry.is_symlink():
+            raise InvalidArgumentError(f"{entry} is a symbolic link; links are not imported")
+        if entry.is_dir():
+            node = import_directory(entry, sink, profile)
+        elif entry.is_file():
+            with entry.open("rb") as f:
+                node = import_file(f, sink, profile)
+        else:
+            raise InvalidArgumentError(f"{entry} is not a regular file or directory")
+        children.append((name.encode(), name, node))
+    children.sort(key=lambda c: c[0])
+    block = encode_node(
+        [PBLink(node.cid, name, node.tsize) for _, name, node in children],
+        unixfs_data(UNIXFS_DIRECTORY),
+    )
+    cid = CID.of(DAG_PB, block)
+    sink(Block(cid, block))
+    return DagNode(
+        cid,
+        len(block) + sum(n.tsize for _, _, n in children),
+        sum(n.filesize for _, _, n in children),
+    )

@@ -42,6 +42,34 @@ for (const [profile, p] of Object.entries(profiles)) {
     cases.push({ profile, ...p, size, cid: root.cid.toString(), dagSize: Number(root.size) });
   }
 }
+// A directory tree: names and sizes of its files, content from the same generator.
+const tree = [
+  ["d/a.txt", 10],
+  ["d/b.bin", 5000],
+  ["d/sub/c.txt", 1025],
+  ["d/sub/empty", 0],
+  ["d/Zeta", 3],
+  ["d/\u00e9t\u00e9.txt", 7],
+];
+const directories = [];
+for (const [profile, p] of Object.entries(profiles)) {
+  const options = {
+    cidVersion: 1,
+    rawLeaves: true,
+    chunker: fixedSize({ chunkSize: p.chunkSize }),
+    layout: balanced({ maxChildrenPerNode: p.maxChildrenPerNode }),
+  };
+  const entries = [];
+  for await (const entry of importer(
+    tree.map(([path, size]) => ({ path, content: content(size) })),
+    new MemoryBlockstore(),
+    options,
+  )) {
+    entries.push({ path: entry.path, cid: entry.cid.toString(), dagSize: Number(entry.size) });
+  }
+  directories.push({ profile, ...p, files: tree, entries });
+}
 const out = new URL("../../tests/fixtures/unixfs_cids.json", import.meta.url);
-writeFileSync(out, JSON.stringify({ importer: "ipfs-unixfs-importer 17.1.1", cases }, null, 1) + "\n");
+const doc = { importer: "ipfs-unixfs-importer 17.1.1", cases, directories };
+writeFileSync(out, JSON.stringify(doc, null, 1) + "\n");
 console.log(`wrote ${cases.length} cases`);

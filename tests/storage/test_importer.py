@@ -21,6 +21,8 @@ from tokenweave.storage import (
     RAW,
     Block,
     ImportProfile,
+    check_entry_name,
+    import_directory,
     import_file,
     profile_named,
 )
@@ -96,3 +98,35 @@ def test_cids_round_trip_and_refuse_garbage() -> None:
     ]:
         with pytest.raises(InvalidArgumentError, match=message):
             CID.parse(bad)
+
+
+DIRECTORIES: list[dict[str, Any]] = json.loads(FIXTURE.read_text())["directories"]
+
+
+@pytest.mark.parametrize("case", DIRECTORIES, ids=lambda c: c["profile"])
+def test_directory_cids_match_ipfs(case: dict[str, Any], tmp_path: Path) -> None:
+    for path, size in case["files"]:
+        file = tmp_path / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(content(size))
+    profile = ImportProfile(case["profile"], case["chunkSize"], case["maxChildrenPerNode"])
+    blocks: list[Block] = []
+    root = import_directory(tmp_path / "d", blocks.append, profile)
+    expected = {e["path"]: e for e in case["entries"]}
+    assert str(root.cid) == expected["d"]["cid"]
+    assert root.tsize == expected["d"]["dagSize"]
+    cids = {str(b.cid) for b in blocks}
+    assert all(e["cid"] in cids for e in case["entries"])
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "..\\x", "nul\0"])
+def test_entry_names_that_could_escape_are_refused(name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="is not allowed"):
+        check_entry_name(name)
+
+
+def test_symlinks_are_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "link").symlink_to("/etc/passwd")
+    with pytest.raises(InvalidArgumentError, match="symbolic link"):
+        import_directory(tmp_path / "d", lambda b: None)
