@@ -8,6 +8,8 @@ The code is organized as follows:
   the `unixfs-v1-2025` (default) and `kubo` profiles; the root CID equals what IPFS's importer
   gives (tests/storage checks fixtures made by storage/reference with ipfs-unixfs-importer).
 
+* `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk, refusing entry names
+  that would escape the destination.
 * `BlockStore` (_blockstore.py) — a node's blocks on disk: atomic writes, verified reads with
   quarantine, names derived from CIDs only, per-block pins, garbage collection, a quota.
 
@@ -17,6 +19,7 @@ the `tokenweave data` commands.
 
 from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
 from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
+from tokenweave.storage._exporter import export, read_file
 from tokenweave.storage._importer import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -43,7 +46,9 @@ __all__ = [
     "ImportProfile",
     "InvalidCidError",
     "check_entry_name",
+    "export",
     "import_directory",
     "import_file",
     "profile_named",
+    "read_file",
 ]

@@ -57,3 +57,83 @@ def unixfs_data(kind: int, filesize: int | None = None, blocksizes: Sequence[int
     for size in blocksizes:
         out += _varint_field(4, size)
     return out
+
+
+class MalformedNodeError(ValueError):
+    """Bytes that are not a dag-pb node or UnixFS data."""
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while i < len(data):
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            break
+    raise MalformedNodeError("truncated or overlong varint")
+
+
+def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, value) for varint and length-delimited fields, in order."""
+    out: list[tuple[int, int | bytes]] = []
+    i = 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(data, i)
+            out.append((number, value))
+        elif wire == 2:
+            length, i = _read_varint(data, i)
+            if i + length > len(data):
+                raise MalformedNodeError("a field runs past the end of the node")
+            out.append((number, data[i : i + length]))
+            i += length
+        else:
+            raise MalformedNodeError(f"unexpected wire type {wire}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedNode:
+    links: tuple[PBLink, ...]
+    kind: int
+    data: bytes
+    filesize: int
+
+
+def decode_node(block: bytes) -> DecodedNode:
+    links: list[PBLink] = []
+    unixfs = b""
+    for number, value in _fields(block):
+        if number == 2 and isinstance(value, bytes):
+            parts = dict(_fields(value))
+            hash_ = parts.get(1)
+            if not isinstance(hash_, bytes):
+                raise MalformedNodeError("a link without a hash")
+            name = parts.get(2, b"")
+            tsize = parts.get(3, 0)
+            links.append(
+                PBLink(
+                    CID.from_bytes(hash_),
+                    name.decode() if isinstance(name, bytes) else "",
+                    tsize if isinstance(tsize, int) else 0,
+                )
+            )
+        elif number == 1 and isinstance(value, bytes):
+            unixfs = value
+    kind, data, filesize = -1, b"", 0
+    for number, value in _fields(unixfs):
+        if number == 1 and isinstance(value, int):
+            kind = value
+        elif number == 2 and isinstance(value, bytes):
+            data = value
+        elif number == 3 and isinstance(value, int):
+            filesize = value
+    if kind < 0:
+        raise MalformedNodeError("the node carries no UnixFS type")
+    return DecodedNode(tuple(links), kind, data, filesize)
