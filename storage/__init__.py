@@ -10,15 +10,19 @@ The code is organized as follows:
 
 * `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk, refusing entry names
   that would escape the destination.
+* `BlockExchange` (_exchange.py) — blocks served and fetched over libp2p (TCP + Noise + Yamux)
+  on `/tokenweave/blocks/1.0.0`, in a trio thread behind a blocking `fetch(cid, providers)`;
+  parallel providers, every block checked against its CID.
 * `BlockStore` (_blockstore.py) — a node's blocks on disk: atomic writes, verified reads with
   quarantine, names derived from CIDs only, per-block pins, garbage collection, a quota.
 
-Not built yet: directories, libp2p block exchange, placement and repair, jobs over datasets, and
-the `tokenweave data` commands.
+Not built yet: nodes running the exchange and reporting their blocks, the coordinator's index,
+placement and repair, audits, jobs over datasets, and the `tokenweave data` commands.
 """
 
 from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
 from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
+from tokenweave.storage._exchange import PROTOCOL, BlockExchange, PeerMisbehavedError
 from tokenweave.storage._exporter import export, read_file
 from tokenweave.storage._importer import (
     DEFAULT_PROFILE,
@@ -38,13 +42,16 @@ __all__ = [
     "DEFAULT_PROFILE",
     "MAX_BLOCK_BYTES",
     "PROFILES",
+    "PROTOCOL",
     "RAW",
     "Block",
+    "BlockExchange",
     "BlockStore",
     "CorruptBlockError",
     "DagNode",
     "ImportProfile",
     "InvalidCidError",
+    "PeerMisbehavedError",
     "check_entry_name",
     "export",
     "import_directory",
