@@ -18,12 +18,13 @@ from tokenweave.storage import (
     PeerMisbehavedError,
 )
 
+Starter = Callable[[Callable[[CID], bytes]], BlockExchange]
 BLOCK = bytes(range(256)) * 4096  # 1 MiB
 CID_OF_BLOCK = CID.of(RAW, BLOCK)
 
 
 @pytest.fixture
-def exchanges() -> Iterator[Callable[[Callable[[CID], bytes]], BlockExchange]]:
+def exchanges() -> Iterator[Starter]:
     started: list[BlockExchange] = []
 
     def start(reader: Callable[[CID], bytes]) -> BlockExchange:
@@ -42,7 +43,7 @@ def _store(tmp_path: Path, name: str) -> BlockStore:
     return store
 
 
-def test_a_block_is_fetched_and_verified(tmp_path: Path, exchanges) -> None:  # type: ignore[no-untyped-def]
+def test_a_block_is_fetched_and_verified(tmp_path: Path, exchanges: Starter) -> None:
     provider = exchanges(_store(tmp_path, "a").get)
     client = exchanges(BlockStore(tmp_path / "b").get)
     assert provider.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
@@ -51,7 +52,7 @@ def test_a_block_is_fetched_and_verified(tmp_path: Path, exchanges) -> None:  # 
     assert provider.stats.served == 1
 
 
-def test_concurrent_fetches_from_asyncio(tmp_path: Path, exchanges) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_fetches_from_asyncio(tmp_path: Path, exchanges: Starter) -> None:
     store = BlockStore(tmp_path / "a")
     blocks = [bytes([i]) * (100_000 + i) for i in range(8)]
     cids = [CID.of(RAW, b) for b in blocks]
@@ -68,7 +69,7 @@ def test_concurrent_fetches_from_asyncio(tmp_path: Path, exchanges) -> None:  # 
     assert asyncio.run(main()) == blocks
 
 
-def test_missing_blocks_and_no_providers(tmp_path: Path, exchanges) -> None:  # type: ignore[no-untyped-def]
+def test_missing_blocks_and_no_providers(tmp_path: Path, exchanges: Starter) -> None:
     provider = exchanges(BlockStore(tmp_path / "a").get)
     client = exchanges(BlockStore(tmp_path / "b").get)
     with pytest.raises(NotFoundError, match="does not have block"):
@@ -77,7 +78,7 @@ def test_missing_blocks_and_no_providers(tmp_path: Path, exchanges) -> None:  # 
         client.fetch(CID_OF_BLOCK, [])
 
 
-def test_a_peer_serving_wrong_bytes_is_caught(tmp_path: Path, exchanges) -> None:  # type: ignore[no-untyped-def]
+def test_a_peer_serving_wrong_bytes_is_caught(tmp_path: Path, exchanges: Starter) -> None:
     liar = exchanges(lambda cid: b"not what you asked for")
     client = exchanges(BlockStore(tmp_path / "b").get)
     with pytest.raises(PeerMisbehavedError, match="served bytes that are not block"):
@@ -85,14 +86,16 @@ def test_a_peer_serving_wrong_bytes_is_caught(tmp_path: Path, exchanges) -> None
     assert client.stats.bad_peers == {liar.peer_id}
 
 
-def test_an_oversized_block_is_refused_unread(tmp_path: Path, exchanges) -> None:  # type: ignore[no-untyped-def]
+def test_an_oversized_block_is_refused_unread(tmp_path: Path, exchanges: Starter) -> None:
     huge = exchanges(lambda cid: b"\0" * (MAX_BLOCK_BYTES + 1))
     client = exchanges(BlockStore(tmp_path / "b").get)
     with pytest.raises(PeerMisbehavedError, match="offered a block of"):
         client.fetch(CID_OF_BLOCK, huge.addrs)
 
 
-def test_the_honest_provider_wins_over_a_liar_and_a_dead_one(tmp_path: Path, exchanges) -> None:  # type: ignore[no-untyped-def]
+def test_the_honest_provider_wins_over_a_liar_and_a_dead_one(
+    tmp_path: Path, exchanges: Starter
+) -> None:
     liar = exchanges(lambda cid: b"lies")
     dead = exchanges(BlockStore(tmp_path / "dead").get)
     dead_addrs = dead.addrs
