@@ -13,6 +13,7 @@ The code is organized as follows:
 * `BlockExchange` (_exchange.py) — blocks served and fetched over libp2p (TCP + Noise + Yamux)
   on `/tokenweave/blocks/1.0.0`, in a trio thread behind a blocking `fetch(cid, providers)`;
   parallel providers, every block checked against its CID.
+* Replicas (_replicas.py) — rendezvous placement, repair plans, possession proofs for audits.
 * `BlockStore` (_blockstore.py) — a node's blocks on disk: atomic writes, verified reads with
   quarantine, names derived from CIDs only, per-block pins, garbage collection, a quota.
 

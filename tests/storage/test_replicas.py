@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from collections import Counter
+
+from tokenweave.storage import CID, RAW
+from tokenweave.storage._replicas import placement, possession_proof, ranking, repair_plan
+
+NODES = [f"node-{i}" for i in range(6)]
+CIDS = [CID.of(RAW, str(i).encode()) for i in range(600)]
+
+
+def test_placement_is_stable_and_spreads_evenly() -> None:
+    held = Counter(n for cid in CIDS for n in placement(cid, NODES))
+    assert sum(held.values()) == 3 * len(CIDS)
+    assert max(held.values()) < 1.25 * min(held.values())
+    assert placement(CIDS[0], NODES) == placement(CIDS[0], list(reversed(NODES)))
+    assert placement(CIDS[0], NODES[:2]) == ranking(CIDS[0], NODES[:2])
+
+
+def test_only_the_blocks_of_a_leaving_node_move() -> None:
+    before = {cid: placement(cid, NODES) for cid in CIDS}
+    after = {cid: placement(cid, NODES[1:]) for cid in CIDS}
+    for cid in CIDS:
+        if "node-0" not in before[cid]:
+            assert after[cid] == before[cid]
+        else:
+            assert set(before[cid]) - {"node-0"} <= set(after[cid])
+
+
+def test_repair_restores_the_replication_factor() -> None:
+    providers = {cid: placement(cid, NODES) for cid in CIDS}
+    live = set(NODES) - {"node-2"}
+    copies, lost = repair_plan(providers, live)
+    assert lost == []
+    assert {c.cid for c in copies} == {cid for cid, h in providers.items() if "node-2" in h}
+    for copy in copies:
+        assert copy.target in live
+        assert copy.target not in providers[copy.cid]
+        assert "node-2" not in copy.sources
+    healed = {cid: set(h) & live for cid, h in providers.items()}
+    for copy in copies:
+        healed[copy.cid].add(copy.target)
+    assert all(len(h) == 3 for h in healed.values())
+
+
+def test_blocks_with_no_live_holder_are_reported_lost() -> None:
+    cid = CIDS[0]
+    copies, lost = repair_plan({cid: ["gone"]}, live=set(NODES))
+    assert (copies, lost) == ([], [cid])
+
+
+def test_possession_proofs_need_the_bytes() -> None:
+    assert possession_proof(b"n1", b"block") == possession_proof(b"n1", b"block")
+    assert possession_proof(b"n1", b"block") != possession_proof(b"n2", b"block")
+    assert possession_proof(b"n1", b"block") != possession_proof(b"n1", b"blocc")
