@@ -41,6 +41,9 @@ class NodeRow(Base):
     hardware: Mapped[dict[str, object]] = mapped_column(JSON)
     models: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     version: Mapped[str] = mapped_column(String(40))
+    #: libp2p peer id and multiaddrs where the node serves dataset blocks.
+    peer_id: Mapped[str] = mapped_column(String(128), default="")
+    multiaddrs: Mapped[list[str]] = mapped_column(JSON, default=list)
     registered_at: Mapped[timestamp]
     last_seen: Mapped[timestamp]
     shards_done: Mapped[int] = mapped_column(default=0)

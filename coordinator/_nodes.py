@@ -107,6 +107,8 @@ class NodeRegistry:
             row.hardware = reg.hardware
             row.models = models
             row.version = reg.version
+            row.peer_id = reg.peer_id
+            row.multiaddrs = list(reg.multiaddrs)
             row.last_seen = now
         token = secrets.token_hex(16)
         self._live[address] = _Session(token, time.monotonic(), reg.max_inflight_shards, reg.models)
@@ -172,6 +174,8 @@ class NodeRegistry:
                     tokens_processed=r.tokens_processed,
                     last_seen=r.last_seen,
                     version=r.version,
+                    peer_id=r.peer_id,
+                    multiaddrs=tuple(r.multiaddrs),
                 )
                 for r in rows
             ]

@@ -105,6 +105,8 @@ def node_to_proto(view: NodeView) -> jobs_pb2.NodeInfo:
         tokens_processed=view.tokens_processed,
         last_seen=timestamp_proto(view.last_seen),
         version=view.version,
+        peer_id=view.peer_id,
+        multiaddrs=list(view.multiaddrs),
     )
 
 
@@ -246,6 +248,8 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
                 ),
                 max_inflight_shards=request.max_inflight_shards,
                 version=request.version,
+                peer_id=request.peer_id,
+                multiaddrs=tuple(request.multiaddrs),
             )
         )
         logger.info("node %s registered (%s)", node_id, ", ".join(m.name for m in request.models))

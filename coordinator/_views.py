@@ -117,6 +117,8 @@ class NodeRegistration:
     models: tuple[ModelOffer, ...]
     max_inflight_shards: int
     version: str
+    peer_id: str = ""
+    multiaddrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,8 @@ class NodeView:
     tokens_processed: int
     last_seen: dt.datetime
     version: str
+    peer_id: str = ""
+    multiaddrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

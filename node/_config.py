@@ -29,3 +29,7 @@ class NodeConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     max_message_bytes: int = 256 * 1024 * 1024
+    #: libp2p listen address for serving dataset blocks to peers.
+    p2p_listen: str = "/ip4/127.0.0.1/tcp/0"
+    #: Most bytes of dataset blocks kept in `<data_dir>/blocks`; unset: no limit.
+    block_quota_bytes: int | None = None

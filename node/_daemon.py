@@ -24,6 +24,7 @@ from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._runner import ShardRunner
+from tokenweave.storage import BlockExchange, BlockStore
 from tokenweave.v1 import jobs_pb2, nodes_pb2, nodes_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,13 @@ class NodeDaemon:
         identity: NodeIdentity,
         runners: dict[str, ShardRunner],
         speeds: dict[str, float],
+        exchange: BlockExchange,
     ) -> None:
         self.config = config
         self.identity = identity
         self._runners = runners
         self._speeds = speeds
+        self.exchange = exchange
         self._hardware = detect_hardware()
         self.shards_done = 0
 
@@ -101,7 +104,11 @@ class NodeDaemon:
                 runner.provider,
                 speeds[name],
             )
-        return cls(config, identity, runners, speeds)
+        store = BlockStore(config.data_dir / "blocks", config.block_quota_bytes)
+        exchange = BlockExchange(store.get, identity.private_key, config.p2p_listen)
+        await asyncio.to_thread(exchange.start)
+        logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
+        return cls(config, identity, runners, speeds, exchange)
 
     @property
     def speeds(self) -> dict[str, float]:
@@ -109,6 +116,12 @@ class NodeDaemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, reconnecting with jittered exponential backoff."""
+        try:
+            await self._serve(stop)
+        finally:
+            await asyncio.to_thread(self.exchange.stop)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         delay = self.config.backoff_initial_s
         while not stop.is_set():
             options = [
@@ -167,6 +180,8 @@ class NodeDaemon:
             ],
             max_inflight_shards=self.config.max_inflight_shards,
             version=__version__,
+            peer_id=self.exchange.peer_id,
+            multiaddrs=self.exchange.addrs,
         )
         return await stub.Register(request)
 

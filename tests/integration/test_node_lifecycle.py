@@ -14,6 +14,7 @@ import numpy as np
 
 from tokenweave.client import JobStatus
 from tokenweave.models import PreparedModel
+from tokenweave.storage import CID, RAW, BlockExchange, BlockStore
 
 from .conftest import GENESIS, ClusterFactory
 
@@ -92,3 +93,17 @@ def test_a_node_keeps_its_identity_across_restarts(cluster_factory: ClusterFacto
         assert {n.node_id for n in client.nodes()} == first
         result = client.embed(["And God said, Let there be light."]).result()
     assert np.linalg.norm(result.documents[0].embedding) > 0.99
+
+
+def test_a_node_serves_its_blocks_over_libp2p(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(nodes=1)
+    with cluster.client() as client:
+        [node] = client.nodes()
+    assert node.peer_id.startswith("16Uiu2"), "a secp256k1 peer id: the node's own key"
+    assert node.multiaddrs
+    assert node.multiaddrs[0].startswith("/ip4/127.0.0.1/tcp/")
+    block = b"a dataset block" * 1000
+    cid = CID.of(RAW, block)
+    BlockStore(cluster.root / "node0" / "blocks").put(cid, block)
+    with BlockExchange(lambda c: b"", timeout=20) as exchange:
+        assert exchange.fetch(cid, node.multiaddrs) == block

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
     p.add_argument("--max-inflight-shards", type=int, metavar="N")
+    p.add_argument("--p2p-listen", metavar="MULTIADDR", help="where to serve dataset blocks")
+    p.add_argument("--block-quota-bytes", type=int, metavar="N", help="cap on stored blocks")
     _add_cache_option(p)
 
     p = sub.add_parser("models", help="prepare and list ONNX models")

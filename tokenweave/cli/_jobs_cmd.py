@@ -253,6 +253,8 @@ def _node_row(n: NodeInfo) -> dict[str, Any]:
         "tokens_processed": n.tokens_processed,
         "last_seen": n.last_seen.isoformat() if n.last_seen else None,
         "version": n.version,
+        "peer_id": n.peer_id,
+        "multiaddrs": list(n.multiaddrs),
     }
 
 

@@ -86,6 +86,8 @@ class NodeInfo:
     tokens_processed: int
     last_seen: dt.datetime | None
     version: str
+    peer_id: str = ""
+    multiaddrs: tuple[str, ...] = ()
 
 
 def _time(message: jobs_pb2.Job | jobs_pb2.NodeInfo, name: str) -> dt.datetime | None:
@@ -149,4 +151,6 @@ def node_info(node: jobs_pb2.NodeInfo) -> NodeInfo:
         tokens_processed=node.tokens_processed,
         last_seen=_time(node, "last_seen"),
         version=node.version,
+        peer_id=node.peer_id,
+        multiaddrs=tuple(node.multiaddrs),
     )

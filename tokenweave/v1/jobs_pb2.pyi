@@ -549,6 +549,8 @@ class NodeInfo(google.protobuf.message.Message):
     TOKENS_PROCESSED_FIELD_NUMBER: builtins.int
     LAST_SEEN_FIELD_NUMBER: builtins.int
     VERSION_FIELD_NUMBER: builtins.int
+    PEER_ID_FIELD_NUMBER: builtins.int
+    MULTIADDRS_FIELD_NUMBER: builtins.int
     node_id: builtins.str
     address: builtins.str
     """Ethereum address that receives the operator's rewards."""
@@ -557,12 +559,16 @@ class NodeInfo(google.protobuf.message.Message):
     shards_done: builtins.int
     tokens_processed: builtins.int
     version: builtins.str
+    peer_id: builtins.str
+    """libp2p identity and addresses where the node serves dataset blocks."""
     @property
     def hardware(self) -> Global___Hardware: ...
     @property
     def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___NodeModel]: ...
     @property
     def last_seen(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def multiaddrs(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
         self,
         *,
@@ -576,9 +582,11 @@ class NodeInfo(google.protobuf.message.Message):
         tokens_processed: builtins.int = ...,
         last_seen: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         version: builtins.str = ...,
+        peer_id: builtins.str = ...,
+        multiaddrs: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["hardware", b"hardware", "last_seen", b"last_seen"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "last_seen", b"last_seen", "models", b"models", "node_id", b"node_id", "shards_done", b"shards_done", "shards_running", b"shards_running", "state", b"state", "tokens_processed", b"tokens_processed", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "last_seen", b"last_seen", "models", b"models", "multiaddrs", b"multiaddrs", "node_id", b"node_id", "peer_id", b"peer_id", "shards_done", b"shards_done", "shards_running", b"shards_running", "state", b"state", "tokens_processed", b"tokens_processed", "version", b"version"]) -> None: ...
 
 Global___NodeInfo: typing_extensions.TypeAlias = NodeInfo
 

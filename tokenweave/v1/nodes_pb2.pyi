@@ -65,6 +65,8 @@ class RegisterRequest(google.protobuf.message.Message):
     MODELS_FIELD_NUMBER: builtins.int
     MAX_INFLIGHT_SHARDS_FIELD_NUMBER: builtins.int
     VERSION_FIELD_NUMBER: builtins.int
+    PEER_ID_FIELD_NUMBER: builtins.int
+    MULTIADDRS_FIELD_NUMBER: builtins.int
     address: builtins.str
     nonce: builtins.bytes
     signature: builtins.bytes
@@ -72,10 +74,14 @@ class RegisterRequest(google.protobuf.message.Message):
     max_inflight_shards: builtins.int
     """Shards the node wants queued at once (one running, the rest prefetched)."""
     version: builtins.str
+    peer_id: builtins.str
+    """The node's libp2p identity and the addresses where it serves blocks."""
     @property
     def hardware(self) -> tokenweave.v1.jobs_pb2.Hardware: ...
     @property
     def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[tokenweave.v1.jobs_pb2.NodeModel]: ...
+    @property
+    def multiaddrs(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
         self,
         *,
@@ -86,9 +92,11 @@ class RegisterRequest(google.protobuf.message.Message):
         models: collections.abc.Iterable[tokenweave.v1.jobs_pb2.NodeModel] | None = ...,
         max_inflight_shards: builtins.int = ...,
         version: builtins.str = ...,
+        peer_id: builtins.str = ...,
+        multiaddrs: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["hardware", b"hardware"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "max_inflight_shards", b"max_inflight_shards", "models", b"models", "nonce", b"nonce", "signature", b"signature", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "max_inflight_shards", b"max_inflight_shards", "models", b"models", "multiaddrs", b"multiaddrs", "nonce", b"nonce", "peer_id", b"peer_id", "signature", b"signature", "version", b"version"]) -> None: ...
 
 Global___RegisterRequest: typing_extensions.TypeAlias = RegisterRequest
 
