@@ -3,7 +3,8 @@
 Fixed-size chunks become raw leaf blocks; leaves are grouped, in order, `max_links` at a time
 under dag-pb File nodes, and those again, until one root remains. A file of one chunk is its own
 root (a raw block). `PROFILES` holds IPIP-499's `unixfs-v1-2025` (1 MiB chunks, 1024 links, the
-default) and `kubo` (256 KiB, 174 links: `ipfs add --cid-version=1 --raw-leaves`).
+default) and `kubo` (256 KiB, 174 links: `ipfs add --cid-version=1 --raw-leaves`); `fastcdc`
+chunks by content instead, for datasets that change often (not IPFS-identical).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pyfastcdc import FastCDC
+
 from tokenweave.errors import InvalidArgumentError
+from tokenweave.storage._blockstore import MAX_BLOCK_BYTES
 from tokenweave.storage._cid import CID, DAG_PB, RAW
 from tokenweave.storage._dagpb import (
     UNIXFS_DIRECTORY,
@@ -27,13 +31,22 @@ from tokenweave.storage._dagpb import (
 @dataclass(frozen=True, slots=True)
 class ImportProfile:
     name: str
+    #: Fixed chunk size; with content-defined chunking, the average.
     chunk_size: int
     max_links: int
+    #: Content-defined chunking (FastCDC): an insertion moves only nearby chunk boundaries, so
+    #: versions of a dataset share most blocks. Not IPFS-identical: Kubo and Helia chunk fixed.
+    content_defined: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.max_links < 2:
             raise InvalidArgumentError(
                 f"profile {self.name!r}: chunk_size must be ≥ 1 and max_links ≥ 2"
+            )
+        if self.content_defined and not 256 <= self.chunk_size <= MAX_BLOCK_BYTES // 4:
+            raise InvalidArgumentError(
+                f"profile {self.name!r}: a content-defined average chunk must be 256 bytes to "
+                f"{MAX_BLOCK_BYTES // 4} (chunks reach 4x the average)"
             )
 
 
@@ -42,6 +55,7 @@ PROFILES = {
     for p in (
         ImportProfile("unixfs-v1-2025", chunk_size=1 << 20, max_links=1024),
         ImportProfile("kubo", chunk_size=256 << 10, max_links=174),
+        ImportProfile("fastcdc", chunk_size=256 << 10, max_links=174, content_defined=True),
     )
 }
 DEFAULT_PROFILE = PROFILES["unixfs-v1-2025"]
@@ -87,6 +101,17 @@ def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
             return
 
 
+def content_defined_chunks(stream: BinaryIO, average: int) -> Iterator[bytes]:
+    """FastCDC chunks between average/4 and average*4 bytes."""
+    cdc = FastCDC(avg_size=average, min_size=average // 4, max_size=average * 4)
+    empty = True
+    for chunk in cdc.cut_stream(stream):
+        empty = False
+        yield bytes(chunk.data)
+    if empty:
+        yield b""
+
+
 def _parent(children: Sequence[DagNode], sink: BlockSink) -> DagNode:
     filesize = sum(c.filesize for c in children)
     data = unixfs_data(UNIXFS_FILE, filesize=filesize, blocksizes=[c.filesize for c in children])
@@ -101,7 +126,12 @@ def import_file(
 ) -> DagNode:
     """Chunk `stream`, hand every block to `sink` (leaves first), and return the root."""
     level: list[DagNode] = []
-    for chunk in chunks(stream, profile.chunk_size):
+    source = (
+        content_defined_chunks(stream, profile.chunk_size)
+        if profile.content_defined
+        else chunks(stream, profile.chunk_size)
+    )
+    for chunk in source:
         cid = CID.of(RAW, chunk)
         sink(Block(cid, chunk))
         level.append(DagNode(cid, len(chunk), len(chunk)))

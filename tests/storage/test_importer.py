@@ -130,3 +130,35 @@ def test_symlinks_are_not_followed(tmp_path: Path) -> None:
     (tmp_path / "d" / "link").symlink_to("/etc/passwd")
     with pytest.raises(InvalidArgumentError, match="symbolic link"):
         import_directory(tmp_path / "d", lambda b: None)
+
+
+def test_content_defined_chunking_keeps_blocks_across_an_insertion() -> None:
+    rng = np.random.default_rng(7)
+    original = rng.integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+    edited = original[:1_000_000] + b"a few inserted bytes" + original[1_000_000:]
+
+    def leaves(data: bytes, profile: ImportProfile) -> set[CID]:
+        blocks: list[Block] = []
+        import_file(io.BytesIO(data), blocks.append, profile)
+        return {b.cid for b in blocks if b.cid.codec == RAW}
+
+    cdc, fixed = profile_named("fastcdc"), profile_named("kubo")
+    shared_cdc = len(leaves(original, cdc) & leaves(edited, cdc)) / len(leaves(original, cdc))
+    shared_fixed = len(leaves(original, fixed) & leaves(edited, fixed)) / len(
+        leaves(original, fixed)
+    )
+    assert shared_cdc > 0.7
+    assert shared_fixed < 0.4
+    blocks: list[Block] = []
+    root = import_file(io.BytesIO(edited), blocks.append, cdc)
+    assert root.filesize == len(edited)
+    assert b"".join(b.data for b in blocks if b.cid.codec == RAW) == edited
+    assert max(len(b.data) for b in blocks) <= 4 * cdc.chunk_size
+
+
+def test_content_defined_chunk_sizes_are_bounded() -> None:
+    with pytest.raises(InvalidArgumentError, match="content-defined average chunk"):
+        ImportProfile("huge", 1 << 20, 174, content_defined=True)
+    blocks: list[Block] = []
+    root = import_file(io.BytesIO(b""), blocks.append, profile_named("fastcdc"))
+    assert str(root.cid) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
