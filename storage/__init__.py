@@ -7,6 +7,7 @@ The code is organized as follows:
 * `import_file` (_importer.py) — a file to raw leaves under a balanced tree of File nodes, with
   the `unixfs-v1-2025` (default) and `kubo` profiles; the root CID equals what IPFS's importer
   gives (tests/storage checks fixtures made by storage/reference with ipfs-unixfs-importer).
+  `fastcdc` chunks by content for deduplication across versions (not IPFS-identical).
 
 * `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk, refusing entry names
   that would escape the destination.
