@@ -39,7 +39,7 @@ def decode_varint(data: bytes, offset: int) -> tuple[int, int]:
         if not data[i] & 0x80:
             return value, i + 1
         shift += 7
-    raise InvalidCidError("truncated or overlong varint")
+    raise InvalidArgumentError("truncated or overlong varint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,5 +101,5 @@ class CID:
             raise InvalidCidError(f"{text!r} is not valid base32") from None
         try:
             return cls.from_bytes(raw)
-        except InvalidCidError as exc:
+        except InvalidArgumentError as exc:
             raise InvalidCidError(f"{text!r}: {exc.message}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenweave.storage._cid import CID, encode_varint
+from tokenweave.storage._cid import CID, decode_varint, encode_varint
 
 UNIXFS_FILE = 2
 UNIXFS_DIRECTORY = 1
@@ -63,32 +63,18 @@ class MalformedNodeError(ValueError):
     """Bytes that are not a dag-pb node or UnixFS data."""
 
 
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while i < len(data):
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-        shift += 7
-        if shift > 63:
-            break
-    raise MalformedNodeError("truncated or overlong varint")
-
-
 def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
     """(field number, value) for varint and length-delimited fields, in order."""
     out: list[tuple[int, int | bytes]] = []
     i = 0
     while i < len(data):
-        key, i = _read_varint(data, i)
+        key, i = decode_varint(data, i)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, i = _read_varint(data, i)
+            value, i = decode_varint(data, i)
             out.append((number, value))
         elif wire == 2:
-            length, i = _read_varint(data, i)
+            length, i = decode_varint(data, i)
             if i + length > len(data):
                 raise MalformedNodeError("a field runs past the end of the node")
             out.append((number, data[i : i + length]))
