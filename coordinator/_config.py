@@ -41,6 +41,8 @@ class CoordinatorConfig:
     confirmations: int = 1
     #: Development chains: ether sent to an operator asking for a claim, so it can pay gas.
     faucet_wei: int = 0
+    #: Copies of every dataset block, on distinct nodes.
+    replicas: int = 3
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_s: float = 5.0
 

@@ -162,6 +162,32 @@ class EpochBalanceRow(Base):
     cumulative_micro: Mapped[int] = mapped_column(BigInteger)
 
 
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    root: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str]
+    size: Mapped[int] = mapped_column(BigInteger)
+    blocks: Mapped[int]
+    created_at: Mapped[timestamp]
+
+
+class DatasetBlockRow(Base):
+    __tablename__ = "dataset_blocks"
+
+    root: Mapped[str] = mapped_column(ForeignKey("datasets.root"), primary_key=True)
+    cid: Mapped[str] = mapped_column(String(80), primary_key=True)
+
+
+class BlockProviderRow(Base):
+    """Node `node_id` acknowledged holding block `cid`."""
+
+    __tablename__ = "block_providers"
+
+    cid: Mapped[str] = mapped_column(String(80), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

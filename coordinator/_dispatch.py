@@ -31,12 +31,13 @@ from tokenweave.coordinator._views import (
     ShardAck,
     ShardCancel,
     ShardOutput,
+    StoreBlock,
 )
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
-LaneMessage = Assignment | ShardCancel | ShardAck | None
+LaneMessage = Assignment | ShardCancel | ShardAck | StoreBlock | None
 
 
 @dataclass(eq=False)
@@ -90,6 +91,8 @@ class Dispatcher:
         self._tokens: dict[str, list[npt.NDArray[np.uint32]]] = {}
         self._watchers: dict[str, _Broadcast] = {}
         self._lock = asyncio.Lock()
+        #: Block copies awaiting the node's answer: (node, cid) → error ("" when stored).
+        self._stores: dict[tuple[str, str], asyncio.Future[str]] = {}
 
     async def recover(self) -> int:
         """Queue the shards of unfinished jobs found in the database."""
@@ -184,12 +187,40 @@ class Dispatcher:
         await self._pump()
         return lane
 
+    # -- dataset blocks -----------------------------------------------------------------------
+
+    def connected_nodes(self) -> list[str]:
+        return sorted(self._lanes)
+
+    async def store_block(self, node_id: str, cid: str, data: bytes, patience: float) -> str:
+        """Send a block to a node to keep; "" once it confirms, else why it did not."""
+        lane = self._lanes.get(node_id)
+        if lane is None:
+            return f"node {node_id} is not connected"
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._stores[(node_id, cid)] = future
+        lane.outbox.put_nowait(StoreBlock(cid, data))
+        try:
+            return await asyncio.wait_for(future, patience)
+        except TimeoutError:
+            return f"node {node_id} did not confirm block {cid} within {patience:.0f} s"
+        finally:
+            self._stores.pop((node_id, cid), None)
+
+    def block_stored(self, lane: NodeLane, cid: str, ok: bool, error: str) -> None:
+        future = self._stores.get((lane.node_id, cid))
+        if future is not None and not future.done():
+            future.set_result("" if ok else error or "refused")
+
     async def detach(self, lane: NodeLane, reason: str) -> None:
         """Close a lane; whatever it held goes back to the queue."""
         async with self._lock:
             if self._lanes.get(lane.node_id) is not lane:
                 return
             del self._lanes[lane.node_id]
+            for (node_id, cid), future in list(self._stores.items()):
+                if node_id == lane.node_id and not future.done():
+                    future.set_result(f"node {node_id} left before storing block {cid}")
             held = list(lane.inflight.values())
             lane.inflight.clear()
             requeued = await self._requeue(lane.node_id, held)

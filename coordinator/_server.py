@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
+from tokenweave.coordinator._data_servicer import DataServicer
+from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
@@ -29,6 +31,8 @@ from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
 from tokenweave.models import default_cache_dir
 from tokenweave.v1 import (
+    data_pb2,
+    data_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     nodes_pb2,
@@ -43,6 +47,7 @@ SERVICE_NAMES = (
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     nodes_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
     rewards_pb2.DESCRIPTOR.services_by_name["RewardsService"].full_name,
+    data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name,
 )
 #: Ether the embedded chain's faucet gives an operator for the gas of its claims.
 DEV_FAUCET_WEI = 10**16
@@ -131,6 +136,9 @@ class CoordinatorServer:
         jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(dispatcher, registry), server)
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
+        )
+        data_pb2_grpc.add_DataServiceServicer_to_server(
+            DataServicer(dispatcher, DatasetIndex(sessions), config.replicas), server
         )
         rewards_pb2_grpc.add_RewardsServiceServicer_to_server(
             RewardsServicer(ledger, settler, chain, faucet), server

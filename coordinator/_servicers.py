@@ -24,6 +24,7 @@ from tokenweave.coordinator._views import (
     ShardAck,
     ShardCancel,
     ShardOutput,
+    StoreBlock,
 )
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
@@ -210,9 +211,15 @@ def _assignment_to_proto(a: Assignment) -> nodes_pb2.ShardAssignment:
     )
 
 
-def _lane_message(message: Assignment | ShardCancel | ShardAck) -> nodes_pb2.LeaseResponse:
+def _lane_message(
+    message: Assignment | ShardCancel | ShardAck | StoreBlock,
+) -> nodes_pb2.LeaseResponse:
     if isinstance(message, Assignment):
         return nodes_pb2.LeaseResponse(assignment=_assignment_to_proto(message))
+    if isinstance(message, StoreBlock):
+        return nodes_pb2.LeaseResponse(
+            store=nodes_pb2.StoreBlock(cid=message.cid, data=message.data)
+        )
     if isinstance(message, ShardCancel):
         return nodes_pb2.LeaseResponse(cancel=nodes_pb2.ShardCancel(shard_id=message.shard_id))
     return nodes_pb2.LeaseResponse(
@@ -313,6 +320,9 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
                 await asyncio.shield(
                     self._dispatcher.fail(lane, request.failure.shard_id, request.failure.error)
                 )
+            elif kind == "stored":
+                s = request.stored
+                self._dispatcher.block_stored(lane, s.cid, s.ok, s.error)
             elif kind == "release":
                 await asyncio.shield(
                     self._dispatcher.hand_back(lane, list(request.release.shard_ids))

@@ -149,6 +149,14 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreBlock:
+    """A dataset block for a node to keep."""
+
+    cid: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ShardCancel:
     shard_id: str
 

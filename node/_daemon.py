@@ -19,12 +19,13 @@ import numpy as np
 from grpc import aio
 
 from tokenweave import __version__
+from tokenweave.errors import TokenweaveError
 from tokenweave.models import EmbeddingSession, default_cache_dir, load_prepared, prepare_model
 from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._runner import ShardRunner
-from tokenweave.storage import BlockExchange, BlockStore
+from tokenweave.storage import CID, BlockExchange, BlockStore
 from tokenweave.v1 import jobs_pb2, nodes_pb2, nodes_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,14 @@ class NodeDaemon:
         runners: dict[str, ShardRunner],
         speeds: dict[str, float],
         exchange: BlockExchange,
+        store: BlockStore,
     ) -> None:
         self.config = config
         self.identity = identity
         self._runners = runners
         self._speeds = speeds
         self.exchange = exchange
+        self.store = store
         self._hardware = detect_hardware()
         self.shards_done = 0
 
@@ -108,7 +111,7 @@ class NodeDaemon:
         exchange = BlockExchange(store.get, identity.private_key, config.p2p_listen)
         await asyncio.to_thread(exchange.start)
         logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
-        return cls(config, identity, runners, speeds, exchange)
+        return cls(config, identity, runners, speeds, exchange, store)
 
     @property
     def speeds(self) -> dict[str, float]:
@@ -272,8 +275,19 @@ class NodeDaemon:
                 session.queue.put_nowait(message.assignment)
             elif kind == "cancel":
                 session.cancelled.add(message.cancel.shard_id)
+            elif kind == "store":
+                await self._keep(session, message.store)
             elif kind == "ack" and not message.ack.accepted:
                 logger.info("shard %s not counted: %s", message.ack.shard_id, message.ack.reason)
+
+    async def _keep(self, session: _Session, block: nodes_pb2.StoreBlock) -> None:
+        """Store a dataset block placed on this node, and say whether it worked."""
+        try:
+            await asyncio.to_thread(self.store.put, CID.parse(block.cid), block.data)
+            answer = nodes_pb2.BlockStored(cid=block.cid, ok=True)
+        except TokenweaveError as exc:
+            answer = nodes_pb2.BlockStored(cid=block.cid, ok=False, error=exc.message)
+        await session.send(nodes_pb2.LeaseRequest(stored=answer))
 
     async def _work(self, session: _Session) -> None:
         while True:

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -20,6 +21,14 @@ from tokenweave.client._convert import (
     document_embedding,
     job_info,
     node_info,
+)
+from tokenweave.client._data import (
+    BlockReplicas,
+    DatasetInfo,
+    PutResult,
+    download,
+    import_path,
+    upload_requests,
 )
 from tokenweave.client._rewards import (
     ChainInfo,
@@ -37,7 +46,14 @@ from tokenweave.errors import (
     UnavailableError,
     error_for_status,
 )
-from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, rewards_pb2, rewards_pb2_grpc
+from tokenweave.v1 import (
+    data_pb2,
+    data_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    rewards_pb2,
+    rewards_pb2_grpc,
+)
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 DEFAULT_MODEL = "all-minilm-l6-v2"
@@ -82,6 +98,7 @@ class Client:
         )
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._rewards = rewards_pb2_grpc.RewardsServiceStub(self._channel)
+        self._data = data_pb2_grpc.DataServiceStub(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -195,6 +212,52 @@ class Client:
                 f"the claim of {address} reverted: {sent.revert_reason or 'no reason given'}"
             )
         return ClaimResult(sent.tx_hash, ticket.epoch, amount, sent.gas_used)
+
+    # -- datasets -----------------------------------------------------------------------------
+
+    def put(
+        self,
+        path: Path,
+        *,
+        profile: str = "unixfs-v1-2025",
+        name: str | None = None,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> PutResult:
+        """Store a file or folder on the network; returns its root CID and replica count."""
+        root, blocks = import_path(path, profile)
+        requests = upload_requests(root, blocks, name or path.name, progress)
+        response = self._call(lambda: self._data.PutBlocks(requests, timeout=self.timeout * 10))
+        return PutResult(response.root, response.blocks, response.bytes, response.min_replicas)
+
+    def providers(self, cid: str) -> list[str]:
+        """Multiaddrs of the nodes holding a block."""
+        response = self._call(
+            lambda: self._data.GetProviders(
+                data_pb2.GetProvidersRequest(cid=cid), timeout=self.timeout
+            )
+        )
+        return [a for p in response.providers for a in p.multiaddrs]
+
+    def get(self, cid: str, destination: Path) -> None:
+        """Fetch a dataset from the nodes over libp2p, checking every block, into `destination`."""
+        download(cid, destination, self.providers)
+
+    def datasets(self) -> list[DatasetInfo]:
+        response = self._call(
+            lambda: self._data.ListDatasets(data_pb2.ListDatasetsRequest(), timeout=self.timeout)
+        )
+        return [DatasetInfo(d.root, d.name, d.size, d.blocks) for d in response.datasets]
+
+    def dataset_status(self, root: str) -> tuple[DatasetInfo, list[BlockReplicas]]:
+        response = self._call(
+            lambda: self._data.DatasetStatus(
+                data_pb2.DatasetStatusRequest(root=root), timeout=self.timeout
+            )
+        )
+        d = response.dataset
+        return DatasetInfo(d.root, d.name, d.size, d.blocks), [
+            BlockReplicas(b.cid, b.replicas, tuple(b.node_ids)) for b in response.blocks
+        ]
 
     def _watch(self, job_id: str, after: int) -> Iterator[JobInfo]:
         stream = self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after))

@@ -254,6 +254,7 @@ class LeaseRequest(google.protobuf.message.Message):
     RESULT_FIELD_NUMBER: builtins.int
     FAILURE_FIELD_NUMBER: builtins.int
     RELEASE_FIELD_NUMBER: builtins.int
+    STORED_FIELD_NUMBER: builtins.int
     @property
     def hello(self) -> Global___LeaseHello: ...
     @property
@@ -262,6 +263,8 @@ class LeaseRequest(google.protobuf.message.Message):
     def failure(self) -> Global___ShardFailure: ...
     @property
     def release(self) -> Global___ShardRelease: ...
+    @property
+    def stored(self) -> Global___BlockStored: ...
     def __init__(
         self,
         *,
@@ -269,12 +272,36 @@ class LeaseRequest(google.protobuf.message.Message):
         result: Global___ShardResult | None = ...,
         failure: Global___ShardFailure | None = ...,
         release: Global___ShardRelease | None = ...,
+        stored: Global___BlockStored | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "release", b"release", "result", b"result"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "release", b"release", "result", b"result"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["hello", "result", "failure", "release"] | None: ...
+    def HasField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "release", b"release", "result", b"result", "stored", b"stored"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "release", b"release", "result", b"result", "stored", b"stored"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["hello", "result", "failure", "release", "stored"] | None: ...
 
 Global___LeaseRequest: typing_extensions.TypeAlias = LeaseRequest
+
+@typing.final
+class BlockStored(google.protobuf.message.Message):
+    """The answer to a StoreBlock: the block is on the node's disk, or why not."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CID_FIELD_NUMBER: builtins.int
+    OK_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    cid: builtins.str
+    ok: builtins.bool
+    error: builtins.str
+    def __init__(
+        self,
+        *,
+        cid: builtins.str = ...,
+        ok: builtins.bool = ...,
+        error: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "error", b"error", "ok", b"ok"]) -> None: ...
+
+Global___BlockStored: typing_extensions.TypeAlias = BlockStored
 
 @typing.final
 class Window(google.protobuf.message.Message):
@@ -366,21 +393,45 @@ class LeaseResponse(google.protobuf.message.Message):
     ASSIGNMENT_FIELD_NUMBER: builtins.int
     CANCEL_FIELD_NUMBER: builtins.int
     ACK_FIELD_NUMBER: builtins.int
+    STORE_FIELD_NUMBER: builtins.int
     @property
     def assignment(self) -> Global___ShardAssignment: ...
     @property
     def cancel(self) -> Global___ShardCancel: ...
     @property
     def ack(self) -> Global___ShardAck: ...
+    @property
+    def store(self) -> Global___StoreBlock: ...
     def __init__(
         self,
         *,
         assignment: Global___ShardAssignment | None = ...,
         cancel: Global___ShardCancel | None = ...,
         ack: Global___ShardAck | None = ...,
+        store: Global___StoreBlock | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "message", b"message"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "message", b"message"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["assignment", "cancel", "ack"] | None: ...
+    def HasField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "message", b"message", "store", b"store"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "message", b"message", "store", b"store"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["assignment", "cancel", "ack", "store"] | None: ...
 
 Global___LeaseResponse: typing_extensions.TypeAlias = LeaseResponse
+
+@typing.final
+class StoreBlock(google.protobuf.message.Message):
+    """Keep this dataset block (a replica placed on this node)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CID_FIELD_NUMBER: builtins.int
+    DATA_FIELD_NUMBER: builtins.int
+    cid: builtins.str
+    data: builtins.bytes
+    def __init__(
+        self,
+        *,
+        cid: builtins.str = ...,
+        data: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "data", b"data"]) -> None: ...
+
+Global___StoreBlock: typing_extensions.TypeAlias = StoreBlock

@@ -1,0 +1,119 @@
+"""DataService: uploads placed on nodes by rendezvous hashing, provider lookups, status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from tokenweave.coordinator._datasets import DatasetIndex
+from tokenweave.coordinator._dispatch import Dispatcher
+from tokenweave.coordinator._servicers import Context
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from tokenweave.storage import CID, MAX_BLOCK_BYTES
+from tokenweave.storage._replicas import placement
+from tokenweave.v1 import data_pb2, data_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a node gets to confirm it stored a block.
+STORE_PATIENCE_S = 30.0
+
+
+class DataServicer(data_pb2_grpc.DataServiceServicer):
+    def __init__(self, dispatcher: Dispatcher, index: DatasetIndex, replicas: int) -> None:
+        self._dispatcher = dispatcher
+        self._index = index
+        self._replicas = replicas
+
+    async def _place(self, cid: CID, data: bytes) -> int:
+        nodes = self._dispatcher.connected_nodes()
+        if not nodes:
+            raise UnavailableError("no node is connected to store blocks on")
+        targets = placement(cid, nodes, self._replicas)
+        text = str(cid)
+        errors = await asyncio.gather(
+            *(self._dispatcher.store_block(n, text, data, STORE_PATIENCE_S) for n in targets)
+        )
+        stored = [n for n, error in zip(targets, errors, strict=True) if not error]
+        await self._index.add_providers(text, stored)
+        if not stored:
+            raise ResourceExhaustedError(f"no node could store block {cid}: {'; '.join(errors)}")
+        for node, error in zip(targets, errors, strict=True):
+            if error:
+                logger.warning("block %s not stored on %s: %s", cid, node, error)
+        return len(stored)
+
+    async def PutBlocks(
+        self, request_iterator: AsyncIterator[data_pb2.PutBlocksRequest], context: Context
+    ) -> data_pb2.PutBlocksResponse:
+        cids: list[str] = []
+        total = 0
+        fewest = self._replicas
+        async for request in request_iterator:
+            if request.WhichOneof("message") == "finish":
+                finish = request.finish
+                root = str(CID.parse(finish.root))
+                if root not in cids:
+                    raise InvalidArgumentError(f"root {root} was not among the uploaded blocks")
+                await self._index.record(root, finish.name, finish.size, cids)
+                return data_pb2.PutBlocksResponse(
+                    root=root, blocks=len(cids), bytes=total, min_replicas=fewest
+                )
+            block = request.block
+            cid = CID.parse(block.cid)
+            if len(block.data) > MAX_BLOCK_BYTES:
+                raise ResourceExhaustedError(
+                    f"block {cid} is {len(block.data)} bytes; blocks are at most {MAX_BLOCK_BYTES}"
+                )
+            if not cid.verify(block.data):
+                raise InvalidArgumentError(f"block {cid}: the bytes do not hash to the CID")
+            fewest = min(fewest, await self._place(cid, block.data))
+            cids.append(str(cid))
+            total += len(block.data)
+        raise FailedPreconditionError(
+            f"the upload ended after {len(cids)} blocks without a finish message; nothing recorded"
+        )
+
+    async def GetProviders(
+        self, request: data_pb2.GetProvidersRequest, context: Context
+    ) -> data_pb2.GetProvidersResponse:
+        cid = str(CID.parse(request.cid))
+        providers = await self._index.providers(cid)
+        return data_pb2.GetProvidersResponse(
+            providers=[
+                data_pb2.Provider(
+                    node_id=p.node_id, peer_id=p.peer_id, multiaddrs=list(p.multiaddrs)
+                )
+                for p in providers
+            ]
+        )
+
+    async def ListDatasets(
+        self, request: data_pb2.ListDatasetsRequest, context: Context
+    ) -> data_pb2.ListDatasetsResponse:
+        return data_pb2.ListDatasetsResponse(
+            datasets=[
+                data_pb2.Dataset(root=d.root, name=d.name, size=d.size, blocks=d.blocks)
+                for d in await self._index.datasets()
+            ]
+        )
+
+    async def DatasetStatus(
+        self, request: data_pb2.DatasetStatusRequest, context: Context
+    ) -> data_pb2.DatasetStatusResponse:
+        view, blocks = await self._index.status(str(CID.parse(request.root)))
+        return data_pb2.DatasetStatusResponse(
+            dataset=data_pb2.Dataset(
+                root=view.root, name=view.name, size=view.size, blocks=view.blocks
+            ),
+            blocks=[
+                data_pb2.BlockStatus(cid=cid, replicas=len(nodes), node_ids=nodes)
+                for cid, nodes in blocks
+            ],
+        )

@@ -1,0 +1,93 @@
+"""Datasets end to end: three real nodes keep the blocks, a client fetches them over libp2p."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from tokenweave.cli import LocalCluster
+from tokenweave.errors import NotFoundError
+from tokenweave.storage import CID, RAW
+from tokenweave.v1 import data_pb2, data_pb2_grpc
+
+from .conftest import ClusterFactory
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
+    return cluster_factory(nodes=3)
+
+
+def _file(path: Path, size: int, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return path
+
+
+def test_put_status_get_and_survive_a_kill(cluster: LocalCluster, tmp_path: Path) -> None:
+    source = _file(tmp_path / "data.bin", 3_000_000, seed=1)
+    folder = tmp_path / "corpus"
+    _file(folder / "a.txt", 10_000, seed=2)
+    _file(folder / "sub" / "b.txt", 700_000, seed=3)
+    with cluster.client() as client:
+        put = client.put(source, profile="kubo")
+        assert put.min_replicas == 3
+        assert put.bytes >= 3_000_000
+        tree = client.put(folder)
+        assert {d.root for d in client.datasets()} >= {put.root, tree.root}
+        info, blocks = client.dataset_status(put.root)
+        assert (info.name, info.size, info.blocks) == ("data.bin", 3_000_000, len(blocks))
+        assert all(b.replicas == 3 for b in blocks)
+
+        client.get(put.root, tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
+
+        victim = cluster.nodes[0]
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(10)
+        client.get(put.root, tmp_path / "again.bin")
+        assert (tmp_path / "again.bin").read_bytes() == source.read_bytes()
+        client.get(tree.root, tmp_path / "corpus-back")
+        for path in folder.rglob("*"):
+            copy = tmp_path / "corpus-back" / path.relative_to(folder)
+            assert copy.is_dir() if path.is_dir() else copy.read_bytes() == path.read_bytes()
+
+
+def test_bad_uploads_are_refused(cluster: LocalCluster) -> None:
+    block = b"some bytes"
+    cid = str(CID.of(RAW, block))
+    with grpc.insecure_channel(cluster.address) as channel:
+        stub = data_pb2_grpc.DataServiceStub(channel)
+        cases = [
+            (
+                [data_pb2.PutBlocksRequest(block=data_pb2.DataBlock(cid=cid, data=block))],
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "without a finish message",
+            ),
+            (
+                [data_pb2.PutBlocksRequest(block=data_pb2.DataBlock(cid=cid, data=b"other"))],
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "do not hash to the CID",
+            ),
+            (
+                [data_pb2.PutBlocksRequest(block=data_pb2.DataBlock(cid="QmNope", data=block))],
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "is not a base32 CIDv1",
+            ),
+            (
+                [data_pb2.PutBlocksRequest(finish=data_pb2.PutFinish(root=cid))],
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "was not among the uploaded blocks",
+            ),
+        ]
+        for requests, code, message in cases:
+            with pytest.raises(grpc.RpcError) as info:
+                stub.PutBlocks(iter(requests))
+            assert info.value.code() == code
+            assert message in info.value.details()
+    with cluster.client() as client, pytest.raises(NotFoundError, match="no dataset with root"):
+        client.dataset_status(cid)

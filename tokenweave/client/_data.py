@@ -1,0 +1,89 @@
+"""Datasets in the SDK: upload a file or folder as a UnixFS DAG, fetch it back over libp2p."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenweave.errors import InvalidArgumentError, NotFoundError
+from tokenweave.storage import (
+    CID,
+    Block,
+    BlockExchange,
+    DagNode,
+    export,
+    import_directory,
+    import_file,
+    profile_named,
+)
+from tokenweave.v1 import data_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    root: str
+    blocks: int
+    bytes: int
+    min_replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    root: str
+    name: str
+    size: int
+    blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReplicas:
+    cid: str
+    replicas: int
+    node_ids: tuple[str, ...]
+
+
+def import_path(path: Path, profile: str) -> tuple[DagNode, list[Block]]:
+    """The DAG of a file or folder, built locally: its root and every block, leaves first."""
+    blocks: list[Block] = []
+    chosen = profile_named(profile)
+    if path.is_dir():
+        root = import_directory(path, blocks.append, chosen)
+    elif path.is_file():
+        with path.open("rb") as f:
+            root = import_file(f, blocks.append, chosen)
+    else:
+        raise InvalidArgumentError(f"{path} is not a file or directory")
+    return root, blocks
+
+
+def upload_requests(
+    root: DagNode, blocks: list[Block], name: str, progress: Callable[[int], None]
+) -> Iterator[data_pb2.PutBlocksRequest]:
+    seen: set[CID] = set()
+    for block in blocks:
+        if block.cid in seen:
+            continue
+        seen.add(block.cid)
+        yield data_pb2.PutBlocksRequest(
+            block=data_pb2.DataBlock(cid=str(block.cid), data=block.data)
+        )
+        progress(len(block.data))
+    yield data_pb2.PutBlocksRequest(
+        finish=data_pb2.PutFinish(root=str(root.cid), name=name, size=root.filesize)
+    )
+
+
+def download(root: str, destination: Path, providers: Callable[[str], list[str]]) -> None:
+    """Fetch the DAG from the nodes that hold it, verifying every block, and write it out."""
+    cid = CID.parse(root)
+
+    with BlockExchange(lambda c: b"") as exchange:
+
+        def source(block: CID) -> bytes:
+            addrs = providers(str(block))
+            if not addrs:
+                raise NotFoundError(f"no node holds block {block}")
+            return exchange.fetch(block, addrs)
+
+        export(cid, source, destination)
