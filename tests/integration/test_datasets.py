@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -91,3 +94,45 @@ def test_bad_uploads_are_refused(cluster: LocalCluster) -> None:
             assert message in info.value.details()
     with cluster.client() as client, pytest.raises(NotFoundError, match="no dataset with root"):
         client.dataset_status(cid)
+
+
+def test_the_data_commands(cluster: LocalCluster, tmp_path: Path) -> None:
+    source = _file(tmp_path / "notes.txt", 50_000, seed=4)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tokenweave.cli",
+                "data",
+                *args,
+                "--coordinator",
+                cluster.address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    put = cli("put", str(source))
+    assert put.returncode == 0, put.stderr
+    cid = put.stdout.strip().splitlines()[-1]
+    assert cid == json.loads(cli("put", str(source), "--json").stdout)["cid"]
+    got = cli("get", cid, "-o", str(tmp_path / "copy.txt"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "copy.txt").read_bytes() == source.read_bytes()
+    status = json.loads(cli("status", cid, "--json").stdout)
+    assert status["name"] == "notes.txt"
+    with cluster.client() as client:
+        online = sum(n.online for n in client.nodes())  # an earlier test may have killed one
+    assert [b["replicas"] for b in status["blocks"]] == [min(3, online)]
+    assert cid in {d["root"] for d in json.loads(cli("ls", "--json").stdout)}
+    assert cli("ls").returncode == 0
+    missing = cli("put", str(tmp_path / "absent"))
+    assert missing.returncode == 2
+    assert "no such file or directory" in missing.stderr
+    bad = cli("status", "not-a-cid")
+    assert bad.returncode == 2
+    assert "INVALID_ARGUMENT" in bad.stderr

@@ -149,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--json", action="store_true")
     _add_client_options(ec)
 
+    p = sub.add_parser("data", help="store and fetch content-addressed datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dp = dsub.add_parser("put", help="store a file or directory; prints its root CID last")
+    dp.add_argument("path", type=Path)
+    dp.add_argument("--profile", default="unixfs-v1-2025", help="unixfs-v1-2025, kubo or fastcdc")
+    dp.add_argument("--json", action="store_true")
+    _add_client_options(dp)
+    dg = dsub.add_parser("get", help="fetch a dataset from the nodes")
+    dg.add_argument("cid")
+    dg.add_argument("-o", "--output", type=Path, required=True, metavar="PATH")
+    _add_client_options(dg)
+    dl = dsub.add_parser("ls", help="list datasets")
+    dl.add_argument("--json", action="store_true")
+    _add_client_options(dl)
+    ds = dsub.add_parser("status", help="providers and replica count per block")
+    ds.add_argument("cid")
+    ds.add_argument("--json", action="store_true")
+    _add_client_options(ds)
+
     p = sub.add_parser("cancel", help="cancel a job")
     p.add_argument("job_id")
     _add_client_options(p)
@@ -251,6 +270,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _jobs_cmd.list_nodes(client, args.json)
         if command == "cancel":
             return _jobs_cmd.cancel_job(client, args.job_id)
+        if command == "data":
+            from tokenweave.cli import _data_cmd
+
+            if args.data_command == "put":
+                return _data_cmd.put(client, args.path, args.profile, args.json)
+            if args.data_command == "get":
+                return _data_cmd.get(client, args.cid, args.output)
+            if args.data_command == "ls":
+                return _data_cmd.ls(client, args.json)
+            return _data_cmd.status(client, args.cid, args.json)
         from tokenweave.cli import _rewards_cmd
 
         if command == "rewards":
