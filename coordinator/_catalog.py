@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from tokenweave.errors import NotFoundError
+from tokenweave.errors import NotFoundError, clip
 from tokenweave.models import ModelSpec, load_tokenizer, prepare_model
 
 
@@ -50,7 +50,7 @@ class ModelCatalog:
             return self._entries[name]
         except KeyError:
             raise NotFoundError(
-                f"unknown model {name!r}; this coordinator serves {', '.join(self.names)}"
+                f"unknown model {clip(name)}; this coordinator serves {', '.join(self.names)}"
             ) from None
 
     def tokenize(self, name: str, texts: Sequence[str]) -> list[TokenizedText]:

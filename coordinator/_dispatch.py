@@ -176,13 +176,14 @@ class Dispatcher:
     # -- nodes --------------------------------------------------------------------------------
 
     async def attach(self, node_id: str, token: str) -> NodeLane:
-        self._registry.authenticate(node_id, token)
-        old = self._lanes.get(node_id)
-        if old is not None:
-            await self.detach(old, reason="replaced by a new lease stream")
-        max_inflight, offers = self._registry.session_info(node_id)
-        lane = NodeLane(node_id, token, max_inflight, {m.name: m for m in offers})
-        self._lanes[node_id] = lane
+        async with self._lock:
+            self._registry.authenticate(node_id, token)
+            old = self._lanes.get(node_id)
+            if old is not None:
+                await self._detach_locked(old, reason="replaced by a new lease stream")
+            max_inflight, offers = self._registry.session_info(node_id)
+            lane = NodeLane(node_id, token, max_inflight, {m.name: m for m in offers})
+            self._lanes[node_id] = lane
         logger.info("node %s attached (%d slots)", node_id, max_inflight)
         await self._pump()
         return lane
@@ -215,18 +216,22 @@ class Dispatcher:
     async def detach(self, lane: NodeLane, reason: str) -> None:
         """Close a lane; whatever it held goes back to the queue."""
         async with self._lock:
-            if self._lanes.get(lane.node_id) is not lane:
-                return
+            await self._detach_locked(lane, reason)
+        await self._pump()
+
+    async def _detach_locked(self, lane: NodeLane, reason: str) -> None:
+        if self._lanes.get(lane.node_id) is lane:
             del self._lanes[lane.node_id]
             for (node_id, cid), future in list(self._stores.items()):
                 if node_id == lane.node_id and not future.done():
                     future.set_result(f"node {node_id} left before storing block {cid}")
-            held = list(lane.inflight.values())
-            lane.inflight.clear()
-            requeued = await self._requeue(lane.node_id, held)
-            lane.outbox.put_nowait(None)
-        logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
-        await self._pump()
+        # Even a lane already replaced gives back what it still holds.
+        held = list(lane.inflight.values())
+        lane.inflight.clear()
+        requeued = await self._requeue(lane.node_id, held)
+        lane.outbox.put_nowait(None)
+        if held or reason != "lease stream closed":
+            logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
 
     async def _requeue(self, node_id: str, shards: list[QueuedShard]) -> int:
         """Return shards the node held to the front of the queue, as far as the database agrees."""
@@ -261,21 +266,33 @@ class Dispatcher:
         return shard
 
     async def complete(self, lane: NodeLane, output: ShardOutput) -> None:
-        shard = self._held(lane, output.shard_id)
-        if shard is None:
-            return
-        self._check_output(shard, output)
+        """Record a result. A result that fails the checks counts as a failed attempt (the
+        shard runs again) and is acknowledged as not accepted; only a result for a shard the
+        node never held is an error."""
         async with self._lock:
-            job, finished = await self._store.complete_shard(lane.node_id, output)
-            lane.inflight.pop(output.shard_id, None)
-            self._attempts.pop(output.shard_id, None)
-            if finished:
-                self._tokens.pop(job.job_id, None)
-                logger.info(
-                    "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
+            shard = self._held(lane, output.shard_id)
+            if shard is None:
+                return
+            try:
+                self._check_output(shard, output)
+                job, finished = await self._store.complete_shard(lane.node_id, output)
+            except (InvalidArgumentError, FailedPreconditionError) as exc:
+                lane.outbox.put_nowait(
+                    ShardAck(output.shard_id, accepted=False, reason=exc.message)
                 )
-        lane.outbox.put_nowait(ShardAck(output.shard_id, accepted=True))
-        self._notify(job.job_id)
+                await self._fail_locked(lane, shard, f"rejected result: {exc.message}")
+                job_id = shard.job_id
+            else:
+                lane.inflight.pop(output.shard_id, None)
+                self._attempts.pop(output.shard_id, None)
+                if finished:
+                    self._tokens.pop(job.job_id, None)
+                    logger.info(
+                        "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
+                    )
+                lane.outbox.put_nowait(ShardAck(output.shard_id, accepted=True))
+                job_id = job.job_id
+        self._notify(job_id)
         await self._pump()
 
     def _check_output(self, shard: QueuedShard, output: ShardOutput) -> None:
@@ -297,25 +314,29 @@ class Dispatcher:
             raise InvalidArgumentError(f"shard {shard.shard_id}: embeddings are not all finite")
 
     async def fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
-        shard = self._held(lane, shard_id)
-        if shard is None:
-            return
         async with self._lock:
-            lane.inflight.pop(shard_id, None)
-            attempts = self._attempts.get(shard_id, 0) + 1
-            self._attempts[shard_id] = attempts
-            logger.warning(
-                "node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error
-            )
-            if attempts >= self._max_attempts:
-                await self._store.fail(
-                    shard.job_id, f"shard {shard_id} failed {attempts} times; last error: {error}"
-                )
-                self._drop_job(shard.job_id)
-            else:
-                await self._requeue(lane.node_id, [shard])
+            shard = self._held(lane, shard_id)
+            if shard is None:
+                return
+            await self._fail_locked(lane, shard, error)
         self._notify(shard.job_id)
         await self._pump()
+
+    async def _fail_locked(self, lane: NodeLane, shard: QueuedShard, error: str) -> None:
+        shard_id = shard.shard_id
+        lane.inflight.pop(shard_id, None)
+        attempts = self._attempts.get(shard_id, 0) + 1
+        self._attempts[shard_id] = attempts
+        logger.warning(
+            "node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error
+        )
+        if attempts >= self._max_attempts:
+            await self._store.fail(
+                shard.job_id, f"shard {shard_id} failed {attempts} times; last error: {error}"
+            )
+            self._drop_job(shard.job_id)
+        else:
+            await self._requeue(lane.node_id, [shard])
 
     # -- placement ----------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from tokenweave.coordinator._views import (
     WindowResult,
 )
 from tokenweave.coordinator._windows import WindowPlan, WindowSpan, group_into_shards
-from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, clip
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,7 @@ class JobStore:
                 f"{self._limits.max_documents}"
             )
         for i, doc in enumerate(request.documents):
-            label = f"document {i}" + (f" ({doc.name!r})" if doc.name else "")
+            label = f"document {i}" + (f" ({clip(doc.name)})" if doc.name else "")
             if not doc.text.strip():
                 raise InvalidArgumentError(f"{label} is empty")
             size = len(doc.text.encode())
@@ -156,7 +156,7 @@ class JobStore:
         spans: list[WindowSpan] = []
         for i, (doc, text) in enumerate(zip(request.documents, tokenized, strict=True)):
             if len(text.ids) == 0:
-                label = f"document {i}" + (f" ({doc.name!r})" if doc.name else "")
+                label = f"document {i}" + (f" ({clip(doc.name)})" if doc.name else "")
                 raise InvalidArgumentError(f"{label} has no tokens after tokenization")
             spans.extend(plan.spans(i, len(text.ids)))
         shards = group_into_shards(spans, self._limits.windows_per_shard)
@@ -231,7 +231,7 @@ class JobStore:
         async with self._sessions() as session:
             row = await session.get(JobRow, job_id)
             if row is None:
-                raise NotFoundError(f"no job with id {job_id!r}")
+                raise NotFoundError(f"no job with id {clip(job_id)}")
             return _job_view(row, await self._node_shares(session, job_id))
 
     async def recent(self, limit: int) -> list[JobView]:
@@ -405,7 +405,7 @@ class JobStore:
         async with self._sessions.begin() as session:
             job = await session.get(JobRow, job_id)
             if job is None:
-                raise NotFoundError(f"no job with id {job_id!r}")
+                raise NotFoundError(f"no job with id {clip(job_id)}")
             if JobState(job.state).finished:
                 if state is JobState.CANCELLED:
                     raise FailedPreconditionError(f"job {job_id} has already {job.state}")

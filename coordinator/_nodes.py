@@ -7,6 +7,7 @@ A node proves it holds the key of its Ethereum address by signing a one-time cha
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import NodeRow, utcnow
 from tokenweave.coordinator._views import ModelOffer, NodeRegistration, NodeView
-from tokenweave.errors import InvalidArgumentError, UnauthenticatedError
+from tokenweave.errors import InvalidArgumentError, UnauthenticatedError, clip
 
 CHALLENGE_TTL_SECONDS = 60.0
 
@@ -35,7 +36,9 @@ def challenge_message(coordinator_id: str, address: str, nonce: bytes) -> str:
 def normalize_address(address: str) -> str:
     body = address[2:] if address.startswith(("0x", "0X")) else ""
     if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
-        raise InvalidArgumentError(f"{address!r} is not an Ethereum address (0x + 40 hex digits)")
+        raise InvalidArgumentError(
+            f"{clip(address)} is not an Ethereum address (0x + 40 hex digits)"
+        )
     return "0x" + body.lower()
 
 
@@ -92,8 +95,16 @@ class NodeRegistry:
     async def register(self, reg: NodeRegistration) -> tuple[str, str]:
         """Verify the signature, upsert the node, and open a session; returns (node_id, token)."""
         address = self._verify(reg)
-        if reg.max_inflight_shards < 1:
-            raise InvalidArgumentError("max_inflight_shards must be at least 1")
+        if not 1 <= reg.max_inflight_shards <= 64:
+            raise InvalidArgumentError("max_inflight_shards must be between 1 and 64")
+        for m in reg.models:
+            if not (math.isfinite(m.tokens_per_second) and 0 < m.tokens_per_second < 1e10):
+                raise InvalidArgumentError(
+                    f"model {m.name[:80]!r}: tokens_per_second {m.tokens_per_second} must be a "
+                    "finite positive measurement"
+                )
+        if len(reg.version) > 40 or len(reg.peer_id) > 128:
+            raise InvalidArgumentError("version or peer_id is too long")
         models = [
             {"name": m.name, "sha256": m.sha256, "tokens_per_second": m.tokens_per_second}
             for m in reg.models
@@ -118,7 +129,7 @@ class NodeRegistry:
         live = self._live.get(node_id)
         if live is None or not secrets.compare_digest(live.token, token):
             raise UnauthenticatedError(
-                f"node {node_id!r} has no session with this token; register again"
+                f"node {clip(node_id)} has no session with this token; register again"
             )
 
     def heartbeat(self, node_id: str, token: str) -> None:
@@ -126,7 +137,9 @@ class NodeRegistry:
         self._live[node_id].last_seen = time.monotonic()
 
     def session_info(self, node_id: str) -> tuple[int, tuple[ModelOffer, ...]]:
-        live = self._live[node_id]
+        live = self._live.get(node_id)
+        if live is None:
+            raise UnauthenticatedError(f"node {node_id!r} has no session; register again")
         return live.max_inflight, live.models
 
     def expired(self) -> list[str]:
@@ -148,10 +161,10 @@ class NodeRegistry:
     async def persist_last_seen(self) -> None:
         now = utcnow()
         async with self._db.begin() as session:
-            for node_id in list(self._live):
+            for node_id, live in list(self._live.items()):
                 row = await session.get(NodeRow, node_id)
                 if row is not None:
-                    age = time.monotonic() - self._live[node_id].last_seen
+                    age = time.monotonic() - live.last_seen
                     row.last_seen = now - dt.timedelta(seconds=age)
 
     async def list(self, running: dict[str, int]) -> list[NodeView]:

@@ -29,6 +29,7 @@ from tokenweave.coordinator._reward_chain import open_reward_chain
 from tokenweave.coordinator._rewards_servicer import RewardsServicer
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
+from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import default_cache_dir
 from tokenweave.v1 import (
     data_pb2,
@@ -89,6 +90,12 @@ class CoordinatorServer:
     async def create(cls, config: CoordinatorConfig) -> CoordinatorServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         cache = config.model_cache or default_cache_dir()
+        prices = PriceList.parse(config.prices)
+        unpriced = [m for m in config.models if m not in prices.per_1k_micro]
+        if unpriced:
+            raise InvalidArgumentError(
+                f"no price for served model(s) {', '.join(unpriced)}; add MODEL=PRICE to --prices"
+            )
         catalog = await asyncio.to_thread(ModelCatalog.prepare, config.models, cache)
         engine, sessions = await open_database(config.database_url)
         store = JobStore(
@@ -100,7 +107,7 @@ class CoordinatorServer:
                 default_overlap=config.default_overlap,
                 windows_per_shard=config.windows_per_shard,
             ),
-            PriceList.parse(config.prices),
+            prices,
         )
         registry = NodeRegistry(
             sessions,
@@ -163,7 +170,9 @@ class CoordinatorServer:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reap(registry)))
         self._tasks.append(asyncio.create_task(settler.run()))
-        (config.data_dir / "address").write_text(self.address + "\n")
+        address_file = config.data_dir / "address"
+        address_file.with_suffix(".tmp").write_text(self.address + "\n")
+        address_file.with_suffix(".tmp").replace(address_file)
         logger.info(
             "coordinator listening on %s (db %s)", self.address, engine.url.render_as_string()
         )

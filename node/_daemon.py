@@ -19,7 +19,7 @@ import numpy as np
 from grpc import aio
 
 from tokenweave import __version__
-from tokenweave.errors import TokenweaveError
+from tokenweave.errors import FailedPreconditionError, TokenweaveError
 from tokenweave.models import EmbeddingSession, default_cache_dir, load_prepared, prepare_model
 from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
@@ -30,16 +30,18 @@ from tokenweave.v1 import jobs_pb2, nodes_pb2, nodes_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-#: Status codes after which a new session is worth trying.
-RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.UNKNOWN,
+#: Registration answers that no retry can change: the daemon exits with the message.
+REFUSED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNIMPLEMENTED,
 }
+#: Heartbeats missed in a row before the session is given up.
+HEARTBEAT_MISSES = 3
+
+
+class RegistrationRefusedError(FailedPreconditionError):
+    """The coordinator refused this node for a reason a retry cannot change."""
 
 
 #: Seconds a stopping node waits for the coordinator to close the lease stream.
@@ -79,6 +81,7 @@ class NodeDaemon:
         self._speeds = speeds
         self.exchange = exchange
         self.store = store
+        self._registered = False
         self._hardware = detect_hardware()
         self.shards_done = 0
 
@@ -132,14 +135,13 @@ class NodeDaemon:
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
             ]
             async with aio.insecure_channel(self.config.coordinator, options=options) as channel:
+                self._registered = False
                 try:
                     stub: nodes_pb2_grpc.NodeServiceAsyncStub
                     stub = nodes_pb2_grpc.NodeServiceStub(channel)
                     await self._session(stub, stop)
-                    delay = self.config.backoff_initial_s
                 except aio.AioRpcError as exc:
-                    if exc.code() not in RETRYABLE:
-                        raise
+                    # Whatever ended an established session, a new one is worth trying.
                     logger.warning(
                         "coordinator %s: %s: %s",
                         self.config.coordinator,
@@ -148,6 +150,8 @@ class NodeDaemon:
                     )
             if stop.is_set():
                 break
+            if self._registered:  # the last session worked: start backing off afresh
+                delay = self.config.backoff_initial_s
             wait = random.uniform(0, delay)
             logger.info("reconnecting in %.1f s", wait)
             with contextlib.suppress(TimeoutError):
@@ -191,7 +195,15 @@ class NodeDaemon:
     async def _session(
         self, stub: nodes_pb2_grpc.NodeServiceAsyncStub, stop: asyncio.Event
     ) -> None:
-        reg = await self._register(stub)
+        try:
+            reg = await self._register(stub)
+        except aio.AioRpcError as exc:
+            if exc.code() in REFUSED:
+                raise RegistrationRefusedError(
+                    f"{self.config.coordinator} refused this node: {exc.details()}"
+                ) from exc
+            raise
+        self._registered = True
         logger.info("registered with %s as %s", self.config.coordinator, reg.node_id)
         session = _Session(call=stub.Lease())
         session.idle.set()
@@ -261,12 +273,22 @@ class NodeDaemon:
         self, stub: nodes_pb2_grpc.NodeServiceAsyncStub, reg: nodes_pb2.RegisterResponse
     ) -> None:
         interval = max(reg.heartbeat_interval_ms, 100) / 1000
+        misses = 0
         while True:
             await asyncio.sleep(interval)
-            await stub.Heartbeat(
-                nodes_pb2.HeartbeatRequest(node_id=reg.node_id, session_token=reg.session_token),
-                timeout=interval * 2,
-            )
+            try:
+                await stub.Heartbeat(
+                    nodes_pb2.HeartbeatRequest(
+                        node_id=reg.node_id, session_token=reg.session_token
+                    ),
+                    timeout=interval * 2,
+                )
+                misses = 0
+            except aio.AioRpcError as exc:
+                misses += 1
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED or misses >= HEARTBEAT_MISSES:
+                    raise
+                logger.warning("heartbeat missed (%s); retrying", exc.code().name)
 
     async def _read(self, session: _Session) -> None:
         async for message in session.call:
@@ -282,12 +304,18 @@ class NodeDaemon:
 
     async def _keep(self, session: _Session, block: nodes_pb2.StoreBlock) -> None:
         """Store a dataset block placed on this node, and say whether it worked."""
+        if session.draining.is_set():
+            return  # the coordinator learns from the closed stream
         try:
             await asyncio.to_thread(self.store.put, CID.parse(block.cid), block.data)
             answer = nodes_pb2.BlockStored(cid=block.cid, ok=True)
         except TokenweaveError as exc:
             answer = nodes_pb2.BlockStored(cid=block.cid, ok=False, error=exc.message)
-        await session.send(nodes_pb2.LeaseRequest(stored=answer))
+        except OSError as exc:
+            logger.error("could not store block %s: %s", block.cid, exc)
+            answer = nodes_pb2.BlockStored(cid=block.cid, ok=False, error=f"disk error: {exc}")
+        if not session.draining.is_set():
+            await session.send(nodes_pb2.LeaseRequest(stored=answer))
 
     async def _work(self, session: _Session) -> None:
         while True:

@@ -29,6 +29,7 @@ __all__ = [
     "TokenweaveError",
     "UnauthenticatedError",
     "UnavailableError",
+    "clip",
     "error_for_status",
 ]
 
@@ -88,6 +89,12 @@ _BY_STATUS: dict[str, type[TokenweaveError]] = {
         InternalError,
     )
 }
+
+
+def clip(value: object, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: error messages must not echo huge inputs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def error_for_status(status: str, message: str) -> TokenweaveError:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,10 @@ from tokenweave.coordinator._views import (
     JobState,
     ModelOffer,
     NodeRegistration,
+    ShardAck,
     ShardOutput,
 )
-from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
+from tokenweave.errors import FailedPreconditionError
 from tokenweave.models import PreparedModel
 
 MODEL = "all-minilm-l6-v2"
@@ -161,23 +162,46 @@ async def test_a_completion_cancelled_at_any_point_loses_nothing(
     assert done != queued
 
 
-async def test_bad_results_are_refused_and_change_nothing(
-    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (
+            lambda out: dataclasses.replace(out, rows=1, embeddings=out.embeddings[: 384 * 4]),
+            "expected 2x384",
+        ),
+        (lambda out: dataclasses.replace(out, digest="0" * 64), "digest does not match"),
+    ],
+)
+async def test_a_bad_result_is_refused_and_the_shard_runs_again(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore],
+    catalog: ModelCatalog,
+    bad: Callable[[ShardOutput], ShardOutput],
+    reason: str,
 ) -> None:
     dispatcher, registry, _store = parts
     job = await dispatcher.submit(_job())
     lane = await _node(registry, dispatcher, catalog)
     first, _ = _assignments(lane)
-    with pytest.raises(InvalidArgumentError, match="expected 2x384"):
-        await dispatcher.complete(lane, _output(first, rows=1))
-    good = _output(first)
-    with pytest.raises(InvalidArgumentError, match="digest does not match"):
-        await dispatcher.complete(lane, dataclasses.replace(good, digest="0" * 64))
+    await dispatcher.complete(lane, bad(_output(first)))
+    messages = [lane.outbox.get_nowait() for _ in range(lane.outbox.qsize())]
+    acks = [m for m in messages if isinstance(m, ShardAck)]
+    assert [(a.shard_id, a.accepted) for a in acks] == [(first.shard_id, False)]
+    assert reason in acks[0].reason
+    assert (await dispatcher.job(job.job_id)).shards_done == 0
+    again = [m for m in messages if isinstance(m, Assignment) and m.shard_id == first.shard_id]
+    assert again, "the shard is leased again"
+    await dispatcher.complete(lane, _output(first))
+    assert (await dispatcher.job(job.job_id)).shards_done == 1
+
+
+async def test_a_result_for_a_shard_never_held_is_an_error(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, _store = parts
+    await dispatcher.submit(_job())
+    lane = await _node(registry, dispatcher, catalog)
     with pytest.raises(FailedPreconditionError, match="does not hold shard nope"):
         await dispatcher.complete(lane, ShardOutput("nope", b"", 0, 384, 0, 0.0, "", ""))
-    assert (await dispatcher.job(job.job_id)).shards_done == 0
-    await dispatcher.complete(lane, good)
-    assert (await dispatcher.job(job.job_id)).shards_done == 1
 
 
 async def test_a_shard_that_keeps_failing_fails_its_job(

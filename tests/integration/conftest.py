@@ -35,7 +35,7 @@ def cluster_factory(
     def make(
         nodes: int = 0,
         coordinator_args: Sequence[str] = (),
-        node_args: Sequence[str] = ("--batch-size", "8"),
+        node_args: Sequence[str] = ("--batch-size", "8", "--threads", "1"),
     ) -> LocalCluster:
         cluster = LocalCluster(
             root=tmp_path_factory.mktemp(f"cluster{next(counter)}"),

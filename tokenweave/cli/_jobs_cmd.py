@@ -144,12 +144,12 @@ def rank_windows(client: Client, result: EmbedResult, query: str, top: int) -> l
     return scored[:top]
 
 
-def print_passages(passages: Sequence[Passage], texts: dict[str, str], query: str) -> None:
+def print_passages(passages: Sequence[Passage], texts: Sequence[str], query: str) -> None:
     out.print(f"\n[bold]Best passages for[/] {query!r}:")
     for rank, p in enumerate(passages, 1):
         span = p.as_json()
         c0, c1 = span["char_start"], span["char_end"]
-        text = " ".join(texts[p.document.name][c0:c1].split())
+        text = " ".join(texts[p.document.index][c0:c1].split())
         limit = 2000 if rank == 1 else 300  # the best passage whole, the others as a glimpse
         if len(text) > limit:
             text = text[:limit] + " …"
@@ -170,6 +170,8 @@ def submit_embed(
     query: str | None,
     top: int,
 ) -> int:
+    if top < 1:
+        raise InvalidArgumentError(f"--top {top} must be at least 1")
     docs = read_documents(paths)
     job = client.embed(docs, model=model, window=window, overlap=overlap)
     if not as_json:
@@ -195,7 +197,7 @@ def submit_embed(
         return 0
     print_summary(result)
     if query:
-        print_passages(passages, dict(docs), query)
+        print_passages(passages, [text for _, text in docs], query)
     return 0
 
 

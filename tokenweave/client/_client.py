@@ -42,6 +42,7 @@ from tokenweave.client._rewards import (
 )
 from tokenweave.errors import (
     FailedPreconditionError,
+    InvalidArgumentError,
     TokenweaveError,
     UnavailableError,
     error_for_status,
@@ -130,6 +131,9 @@ class Client:
             else jobs_pb2.Document(name=f"doc-{i}", text=d)
             for i, d in enumerate(documents)
         ]
+        for field, value in (("window", window), ("overlap", overlap)):
+            if value is not None and not 0 <= value < 2**32:
+                raise InvalidArgumentError(f"{field}={value} is out of range")
         request = jobs_pb2.SubmitJobRequest(model=model, documents=docs)
         if window is not None:
             request.window = window
@@ -148,6 +152,8 @@ class Client:
         return job_info(response.job)
 
     def jobs(self, limit: int = 50) -> list[JobInfo]:
+        if not 0 <= limit < 2**32:
+            raise InvalidArgumentError(f"limit={limit} is out of range")
         response = self._call(
             lambda: self._stub.ListJobs(jobs_pb2.ListJobsRequest(limit=limit), timeout=self.timeout)
         )
