@@ -52,6 +52,8 @@ class NodeLane:
     inflight: dict[str, QueuedShard] = field(default_factory=dict)
     #: Shards taken back from this node (job cancelled or failed); a late result is dropped.
     revoked: set[str] = field(default_factory=set)
+    #: The node handed shards back: it is shutting down and gets no more.
+    draining: bool = False
 
     def load(self) -> int:
         return sum(s.model_tokens for s in self.inflight.values())
@@ -62,6 +64,7 @@ class _Broadcast:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.watchers = 0
 
     def notify(self) -> None:
         self._event.set()
@@ -130,15 +133,20 @@ class Dispatcher:
         """Yield the job each time it changes past `after_version`, until it is finished."""
         view = await self.job(job_id)
         broadcast = self._watchers.setdefault(job_id, _Broadcast())
-        while True:
-            if view.version > after_version:
-                after_version = view.version
-                yield view
-            if view.state.finished:
-                self._watchers.pop(job_id, None)
-                return
-            await broadcast.wait(seconds=1.0)
-            view = await self.job(job_id)
+        broadcast.watchers += 1
+        try:
+            while True:
+                if view.version > after_version:
+                    after_version = view.version
+                    yield view
+                if view.state.finished:
+                    return
+                await broadcast.wait(seconds=1.0)
+                view = await self.job(job_id)
+        finally:
+            broadcast.watchers -= 1
+            if broadcast.watchers == 0 and self._watchers.get(job_id) is broadcast:
+                del self._watchers[job_id]
 
     def results(self, job_id: str) -> AsyncIterator[DocumentResult]:
         return self._store.results(job_id)
@@ -248,6 +256,7 @@ class Dispatcher:
 
     async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
         async with self._lock:
+            lane.draining = True
             held = [lane.inflight.pop(s) for s in shard_ids if s in lane.inflight]
             await self._requeue(lane.node_id, held)
         await self._pump()
@@ -347,7 +356,8 @@ class Dispatcher:
                 lanes = [
                     lane
                     for lane in self._lanes.values()
-                    if (offer := lane.models.get(shard.model))
+                    if not lane.draining
+                    and (offer := lane.models.get(shard.model))
                     and offer.sha256 == shard.model_sha256
                 ]
                 if not any(len(lane.inflight) < lane.max_inflight for lane in self._lanes.values()):

@@ -218,3 +218,16 @@ async def test_a_shard_that_keeps_failing_fails_its_job(
     view = await dispatcher.job(job.job_id)
     assert view.state is JobState.FAILED
     assert "failed 2 times; last error: boom twice" in view.error
+
+
+async def test_shards_handed_back_go_to_other_nodes(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, _store = parts
+    await dispatcher.submit(_job())
+    leaving = await _node(registry, dispatcher, catalog)
+    first, second = _assignments(leaving)
+    await dispatcher.hand_back(leaving, [first.shard_id, second.shard_id])
+    assert _assignments(leaving) == [], "a node that hands work back gets no more"
+    staying = await _node(registry, dispatcher, catalog)
+    assert {a.shard_id for a in _assignments(staying)} == {first.shard_id, second.shard_id}
