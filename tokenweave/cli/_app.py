@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except TokenweaveError as exc:
-        err.print(f"[red]error[/] ({exc.status}): {exc.message}")
+        err.print(f"[red]error[/] ({exc.status}): {exc.message}", soft_wrap=True, highlight=False)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")
