@@ -10,18 +10,24 @@ Ratios are per operator per epoch, for operators that run 1, 10 or 100 jobs an e
 
 from __future__ import annotations
 
-from eth_account import Account
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from tokenweave.contracts import EmbeddedChain, RewardContracts, RewardTree, Signer, deploy_rewards
 
 TOKEN = 10**18
 
 
+def operator_addresses(n: int) -> list[str]:
+    """Fixed addresses, so that roots, proofs and their calldata gas are the same every run."""
+    return [to_checksum_address(keccak(text=f"operator {i}")[12:]) for i in range(n)]
+
+
 def measure(operators: int) -> dict[str, int]:
     chain = EmbeddedChain()
     coordinator = Signer(chain, chain.dev_keys[0])
     contracts = RewardContracts(chain, deploy_rewards(coordinator, coordinator.address))
-    addresses = [Account.create().address for _ in range(operators)]
+    addresses = operator_addresses(operators)
     first = RewardTree({a: (i + 1) * TOKEN for i, a in enumerate(addresses)})
     tx_hash, _ = contracts.post_root(coordinator, 1, first.root)
     post = int(chain.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"])  # type: ignore[arg-type]

@@ -5,29 +5,30 @@ The code is organized as follows:
 * `src/*.sol` — `RewardToken` (ERC-20, minted only by the distributor) and `RewardDistributor`
   (one Merkle root per epoch over cumulative amounts; claims pay the difference), custom errors in
   `IRewardErrors`. `build.mjs` compiles them with the pinned solc-js (`make contracts`) into
-  `artifacts/*.json`, loaded by `load_artifact` (_artifacts.py).
-* `RewardTree` (_merkle.py) — OpenZeppelin StandardMerkleTree leaves, root and proofs.
-* `EmbeddedChain`, `RpcChain`, `Signer`, `RewardContracts`, `deploy_rewards`, `Deployment`
-  (_chain.py) — web3.py bindings: deploy, post roots once, claim, read balances.
-* `Anvil` (_anvil.py) — a local anvil node from npm's @foundry-rs/anvil.
+  `artifacts/*.json`, loaded by `load_artifact`; `stale_sources` tells when they are out of date
+  (_artifacts.py).
+* `RewardTree`, `leaf_hash` (_merkle.py) — OpenZeppelin StandardMerkleTree leaves, root, proofs.
+* `Chain`, `EmbeddedChain`, `RpcChain`, `Signer` (_chain.py) — web3.py connections (in-process
+  py-evm or JSON-RPC) and the key that signs and sends transactions.
+* `Deployment`, `deploy_rewards`, `RewardContracts` (_rewards.py) — deploy the pair, post roots
+  once per epoch, claim, read balances and confirmations.
+* `ContractRevertError`, `revert_from` (_reverts.py) — reverts named by their custom error, with
+  decoded arguments.
+* `Anvil`, `anvil_binary`, `ANVIL_DEV_KEYS` (_anvil.py) — a local anvil node from npm's
+  @foundry-rs/anvil.
+
+Everything blocks; async callers run it in a worker thread.
 """
 
-from tokenweave.contracts._anvil import Anvil, anvil_binary
+from tokenweave.contracts._anvil import ANVIL_DEV_KEYS, Anvil, anvil_binary
 from tokenweave.contracts._artifacts import Artifact, load_artifact, stale_sources
-from tokenweave.contracts._chain import (
-    EMBEDDED,
-    Chain,
-    ContractRevertError,
-    Deployment,
-    EmbeddedChain,
-    RewardContracts,
-    RpcChain,
-    Signer,
-    deploy_rewards,
-)
+from tokenweave.contracts._chain import EMBEDDED, Chain, EmbeddedChain, RpcChain, Signer
 from tokenweave.contracts._merkle import RewardTree, leaf_hash
+from tokenweave.contracts._reverts import ContractRevertError, revert_from
+from tokenweave.contracts._rewards import Deployment, RewardContracts, deploy_rewards
 
 __all__ = [
+    "ANVIL_DEV_KEYS",
     "EMBEDDED",
     "Anvil",
     "Artifact",
@@ -43,5 +44,6 @@ __all__ = [
     "deploy_rewards",
     "leaf_hash",
     "load_artifact",
+    "revert_from",
     "stale_sources",
 ]

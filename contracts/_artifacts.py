@@ -14,6 +14,8 @@ ARTIFACTS = HERE / "artifacts"
 
 @dataclass(frozen=True)
 class Artifact:
+    """One compiled contract as build.mjs wrote it."""
+
     name: str
     abi: list[dict[str, Any]]
     bytecode: str
@@ -25,6 +27,7 @@ class Artifact:
 
 
 def load_artifact(name: str) -> Artifact:
+    """The committed artifact of contract `name` ("RewardToken", "RewardDistributor")."""
     path = ARTIFACTS / f"{name}.json"
     try:
         data = json.loads(path.read_text())

@@ -14,8 +14,11 @@ from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+_UINT256_LIMIT = 2**256
+
 
 def leaf_hash(address: str, amount: int) -> bytes:
+    """keccak256(bytes.concat(keccak256(abi.encode(address, amount)))), as the contract checks."""
     return keccak(keccak(encode(["address", "uint256"], [to_checksum_address(address), amount])))
 
 
@@ -24,11 +27,18 @@ def _hash_pair(a: bytes, b: bytes) -> bytes:
 
 
 class RewardTree:
-    """A Merkle tree over {address: cumulative amount}; `root` and `proof(address)`."""
+    """A Merkle tree over {address: cumulative amount}; `root` and `proof(address)`.
+
+    Addresses are matched without regard to case; `amounts` is keyed by lower-case address."""
 
     def __init__(self, amounts: Mapping[str, int]) -> None:
         if not amounts:
             raise ValueError("a reward tree needs at least one leaf")
+        if len({a.lower() for a in amounts}) != len(amounts):
+            raise ValueError("a reward tree has one leaf per address; some appear twice")
+        for address, amount in amounts.items():
+            if not 0 <= amount < _UINT256_LIMIT:
+                raise ValueError(f"{address}: {amount} is not a uint256")
         leaves = sorted((leaf_hash(a, v), a.lower()) for a, v in amounts.items())
         size = 2 * len(leaves) - 1
         tree: list[bytes] = [b""] * size
@@ -46,6 +56,7 @@ class RewardTree:
         return self._tree[0]
 
     def proof(self, address: str) -> list[bytes]:
+        """The sibling hashes from `address`'s leaf up to the root (OpenZeppelin's order)."""
         try:
             index = self._index[address.lower()]
         except KeyError:

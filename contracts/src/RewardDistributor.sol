@@ -17,9 +17,13 @@ contract RewardDistributor is AccessControl, IRewardErrors {
     /// @notice Role allowed to post roots.
     bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
 
+    /// @dev The token paid out; this contract holds its MINTER_ROLE.
     RewardToken private immutable _token;
+    /// @dev The latest epoch posted; 0 before the first.
     uint64 private _latestEpoch;
+    /// @dev The root of `_latestEpoch`: every claim is checked against it alone.
     bytes32 private _latestRoot;
+    /// @dev What each account has been paid so far (its cumulative amount at its last claim).
     mapping(address account => uint256 amount) private _claimed;
 
     /// @notice A root was posted.
@@ -57,7 +61,9 @@ contract RewardDistributor is AccessControl, IRewardErrors {
     }
 
     /// @notice Pay `account` what its leaf in the latest root owes beyond what it was paid.
-    /// @dev Anyone may submit the claim; the tokens always go to `account`.
+    /// @dev Anyone may submit the claim; the tokens always go to `account`. A claim that would
+    ///      pay nothing (the leaf was claimed already) reverts with Reward__NothingToClaim rather
+    ///      than succeeding with 0, so a wasted transaction is visible to the sender.
     /// @param account The operator.
     /// @param cumulativeAmount The operator's cumulative amount in the latest root.
     /// @param proof The Merkle proof of the leaf.
@@ -91,7 +97,11 @@ contract RewardDistributor is AccessControl, IRewardErrors {
         return _token;
     }
 
-    /// @dev Every payout passes through here.
+    /// @dev Every payout passes through here: record, announce, then mint (the only external
+    ///      call, made last).
+    /// @param account The operator.
+    /// @param amount What this claim pays.
+    /// @param cumulativeAmount The operator's cumulative amount after it.
     function _pay(address account, uint256 amount, uint256 cumulativeAmount) private {
         _claimed[account] = cumulativeAmount;
         emit Claimed(account, amount, cumulativeAmount);

@@ -1,4 +1,12 @@
+"""RewardDistributor and RewardToken through the Python bindings, on every chain of conftest.
+
+A claim that would pay nothing more reverts with `Reward__NothingToClaim` (it does not pay 0).
+"""
+
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -12,12 +20,21 @@ from tokenweave.contracts import (
     RewardTree,
     Signer,
 )
+from tokenweave.errors import FailedPreconditionError
 
 TOKEN = 10**18
 
 
 def _operators(n: int) -> list[str]:
     return [Account.create().address for _ in range(n)]
+
+
+def _send_directly(rewards: RewardContracts, signer: Signer, function: Any) -> dict[str, Any]:
+    """Send a contract call as is, past the binding's own checks, so the contract decides."""
+    tx = dict(function.build_transaction({"from": signer.address, "gas": 1}))
+    for key in ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"):
+        tx.pop(key, None)
+    return signer.send(tx, rewards.errors)
 
 
 def test_amounts_after_several_epochs(rewards: RewardContracts, coordinator: Signer) -> None:
@@ -108,3 +125,87 @@ def test_events_carry_the_right_arguments(
     [claimed] = rewards.distributor.events.Claimed().process_receipt(receipt, errors=DISCARD)
     assert claimed["args"]["account"] == a
     assert claimed["args"]["amount"] == claimed["args"]["cumulativeAmount"] == 7 * TOKEN
+
+
+def test_the_contract_itself_refuses_old_epochs_and_empty_roots(
+    rewards: RewardContracts, coordinator: Signer
+) -> None:
+    root = RewardTree({_operators(1)[0]: TOKEN}).root
+    rewards.post_root(coordinator, 5, root)
+    post = rewards.distributor.functions.postRoot
+    for epoch in (5, 4):
+        with pytest.raises(ContractRevertError) as info:
+            _send_directly(rewards, coordinator, post(epoch, root))
+        assert (info.value.error, info.value.arguments) == (
+            "Reward__EpochNotIncreasing",
+            (epoch, 5),
+        )
+    with pytest.raises(ContractRevertError) as info:
+        _send_directly(rewards, coordinator, post(6, bytes(32)))
+    assert info.value.error == "Reward__EmptyRoot"
+    assert rewards.latest_epoch() == 5
+
+
+def test_the_binding_refuses_an_old_epoch_without_sending(
+    rewards: RewardContracts, coordinator: Signer, chain: Chain
+) -> None:
+    root = RewardTree({_operators(1)[0]: TOKEN}).root
+    rewards.post_root(coordinator, 3, root)
+    nonce = chain.w3.eth.get_transaction_count(coordinator.account.address)
+    with pytest.raises(ContractRevertError) as info:
+        rewards.post_root(coordinator, 2, root)
+    assert (info.value.error, info.value.arguments) == ("Reward__EpochNotIncreasing", (2, 3))
+    assert chain.w3.eth.get_transaction_count(coordinator.account.address) == nonce
+
+
+def test_nothing_can_be_claimed_before_a_root(
+    rewards: RewardContracts, coordinator: Signer
+) -> None:
+    [a] = _operators(1)
+    tree = RewardTree({a: TOKEN})
+    with pytest.raises(ContractRevertError) as info:
+        rewards.claim(coordinator, a, TOKEN, tree.proof(a))
+    assert info.value.error == "Reward__NoRoot"
+
+
+def test_anyone_may_claim_for_an_operator_who_alone_is_paid(
+    rewards: RewardContracts, coordinator: Signer, chain: Chain, deployment: Deployment
+) -> None:
+    [a] = _operators(1)
+    relayer = Signer(chain, chain.dev_keys[2])
+    rewards.post_root(coordinator, 1, RewardTree({a: 2 * TOKEN}).root)
+    rewards.claim(relayer, a, 2 * TOKEN, RewardTree({a: 2 * TOKEN}).proof(a))
+    tree = RewardTree({a: 5 * TOKEN})
+    rewards.post_root(coordinator, 2, tree.root)
+    receipt = rewards.claim(relayer, a, 5 * TOKEN, tree.proof(a))
+    [claimed] = rewards.distributor.events.Claimed().process_receipt(receipt, errors=DISCARD)
+    assert dict(claimed["args"]) == {
+        "account": a,
+        "amount": 3 * TOKEN,
+        "cumulativeAmount": 5 * TOKEN,
+    }
+    [minted] = rewards.token.events.Transfer().process_receipt(receipt, errors=DISCARD)
+    assert (minted["args"]["to"], minted["args"]["value"]) == (a, 3 * TOKEN)
+    assert rewards.balance_of(a) == 5 * TOKEN
+    assert rewards.balance_of(relayer.address) == 0
+
+
+def test_only_the_distributor_mints(rewards: RewardContracts, chain: Chain) -> None:
+    outsider = Signer(chain, chain.dev_keys[1])
+    minter = rewards.token.functions.MINTER_ROLE().call()
+    with pytest.raises(ContractRevertError) as info:
+        _send_directly(rewards, outsider, rewards.token.functions.mint(outsider.address, TOKEN))
+    assert info.value.error == "AccessControlUnauthorizedAccount"
+    assert info.value.arguments == (outsider.address, minter)
+    assert rewards.token.functions.hasRole(minter, rewards.deployment.distributor).call()
+
+
+def test_a_deployment_round_trips_and_belongs_to_its_chain(
+    deployment: Deployment, chain: Chain, tmp_path: Path
+) -> None:
+    deployment.save(tmp_path / "deployment.json")
+    assert Deployment.load(tmp_path / "deployment.json") == deployment
+    assert deployment.chain_id == chain.chain_id
+    elsewhere = Deployment(**{**deployment.__dict__, "chain_id": chain.chain_id + 1})
+    with pytest.raises(FailedPreconditionError, match="is chain"):
+        RewardContracts(chain, elsewhere)
