@@ -34,8 +34,8 @@ from tokenweave.contracts import (
     RpcChain,
     Signer,
     deploy_rewards,
+    revert_from,
 )
-from tokenweave.contracts._chain import revert_from
 from tokenweave.coordinator._settlement import ChainInfo, SentTransaction
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 

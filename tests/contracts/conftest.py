@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tokenweave.contracts import (
+    ANVIL_DEV_KEYS,
     Anvil,
     Chain,
     Deployment,
@@ -17,7 +18,6 @@ from tokenweave.contracts import (
     anvil_binary,
     deploy_rewards,
 )
-from tokenweave.contracts._anvil import ANVIL_DEV_KEYS
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from tokenweave.contracts import Anvil, Deployment, RewardTree, anvil_binary
-from tokenweave.contracts._anvil import ANVIL_DEV_KEYS
+from tokenweave.contracts import ANVIL_DEV_KEYS, Anvil, Deployment, RewardTree, anvil_binary
 from tokenweave.coordinator._reward_chain import DEPLOYMENT_FILE, open_reward_chain
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 

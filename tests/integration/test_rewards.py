@@ -17,8 +17,14 @@ import pytest
 from tokenweave.cli import LocalCluster
 from tokenweave.cli._rewards_cmd import wait_settled
 from tokenweave.client import Client, EpochInfo
-from tokenweave.contracts import Anvil, Deployment, RewardContracts, RpcChain, anvil_binary
-from tokenweave.contracts._anvil import ANVIL_DEV_KEYS
+from tokenweave.contracts import (
+    ANVIL_DEV_KEYS,
+    Anvil,
+    Deployment,
+    RewardContracts,
+    RpcChain,
+    anvil_binary,
+)
 
 from .conftest import ClusterFactory, sample_documents
 

@@ -18,8 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from tokenweave.cli._cluster import LocalCluster
-from tokenweave.contracts import Anvil
-from tokenweave.contracts._anvil import ANVIL_DEV_KEYS
+from tokenweave.contracts import ANVIL_DEV_KEYS, Anvil
 from tokenweave.errors import FailedPreconditionError
 
 console = Console(stderr=True)
