@@ -43,6 +43,12 @@ class CoordinatorConfig:
     faucet_wei: int = 0
     #: Copies of every dataset block, on distinct nodes.
     replicas: int = 3
+    #: Seconds a block provider may be disconnected before its blocks are copied elsewhere.
+    repair_grace_s: float = 60.0
+    #: Seconds between custody rounds (repair, then audits).
+    custody_interval_s: float = 10.0
+    #: Possession audits per custody round (random block, random connected provider).
+    audits_per_round: int = 4
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_s: float = 5.0
 

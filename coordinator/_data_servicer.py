@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from tokenweave.coordinator._custody import mint_challenges
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._servicers import Context
+from tokenweave.coordinator._views import StoreBlock
 from tokenweave.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -37,11 +39,12 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
             raise UnavailableError("no node is connected to store blocks on")
         targets = placement(cid, nodes, self._replicas)
         text = str(cid)
+        message = StoreBlock(text, data)
         errors = await asyncio.gather(
-            *(self._dispatcher.store_block(n, text, data, STORE_PATIENCE_S) for n in targets)
+            *(self._dispatcher.block_request(n, message, STORE_PATIENCE_S) for n in targets)
         )
         stored = [n for n, error in zip(targets, errors, strict=True) if not error]
-        await self._index.add_providers(text, stored)
+        await self._index.add_providers(text, stored, challenges=mint_challenges(data))
         if not stored:
             raise ResourceExhaustedError(f"no node could store block {cid}: {'; '.join(errors)}")
         for node, error in zip(targets, errors, strict=True):
@@ -108,12 +111,18 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         self, request: data_pb2.DatasetStatusRequest, context: Context
     ) -> data_pb2.DatasetStatusResponse:
         view, blocks = await self._index.status(str(CID.parse(request.root)))
+        connected = set(self._dispatcher.connected_nodes())
         return data_pb2.DatasetStatusResponse(
             dataset=data_pb2.Dataset(
                 root=view.root, name=view.name, size=view.size, blocks=view.blocks
             ),
             blocks=[
-                data_pb2.BlockStatus(cid=cid, replicas=len(nodes), node_ids=nodes)
+                data_pb2.BlockStatus(
+                    cid=cid,
+                    replicas=len(online := [n for n in nodes if n in connected]),
+                    node_ids=online,
+                    offline_node_ids=[n for n in nodes if n not in connected],
+                )
                 for cid, nodes in blocks
             ],
         )

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import (
+    AuditRow,
+    BlockChallengeRow,
     BlockProviderRow,
     DatasetBlockRow,
     DatasetRow,
@@ -16,6 +19,11 @@ from tokenweave.coordinator._db import (
     utcnow,
 )
 from tokenweave.errors import NotFoundError
+
+#: A passed audit gives back this much reputation (up to 1.0); a failed one multiplies it by
+#: REPUTATION_CUT.
+REPUTATION_GAIN = 0.02
+REPUTATION_CUT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +45,98 @@ class DatasetIndex:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._db = sessions
 
-    async def add_providers(self, cid: str, node_ids: Sequence[str]) -> None:
-        if not node_ids:
-            return
+    async def add_providers(
+        self,
+        cid: str,
+        node_ids: Sequence[str],
+        challenges: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Record that `node_ids` hold `cid` (idempotent, safe against concurrent uploads of the
+        same block), and keep audit `challenges` for it while it has fewer than that many."""
         async with self._db.begin() as session:
             for node_id in node_ids:
-                if await session.get(BlockProviderRow, (cid, node_id)) is None:
-                    session.add(BlockProviderRow(cid=cid, node_id=node_id))
+                try:
+                    async with session.begin_nested():
+                        await session.execute(
+                            insert(BlockProviderRow).values(cid=cid, node_id=node_id)
+                        )
+                except IntegrityError:
+                    pass  # already on record
+            if challenges:
+                held = await session.scalar(
+                    select(func.count())
+                    .select_from(BlockChallengeRow)
+                    .where(BlockChallengeRow.cid == cid)
+                )
+                for nonce, proof in challenges[: max(0, len(challenges) - (held or 0))]:
+                    session.add(BlockChallengeRow(cid=cid, nonce=nonce, proof=proof))
+
+    async def provider_map(self) -> dict[str, set[str]]:
+        """Every block on record and the nodes that hold it."""
+        held: dict[str, set[str]] = {}
+        async with self._db() as session:
+            for cid, node_id in await session.execute(
+                select(BlockProviderRow.cid, BlockProviderRow.node_id)
+            ):
+                held.setdefault(cid, set()).add(node_id)
+        return held
+
+    async def peer_addresses(self) -> dict[str, tuple[str, ...]]:
+        """Each node's full multiaddrs (ending in /p2p/<peer id>), for peers to dial."""
+        async with self._db() as session:
+            rows = await session.scalars(select(NodeRow).where(NodeRow.peer_id != ""))
+            return {r.node_id: tuple(r.multiaddrs) for r in rows}
+
+    async def sample_holdings(self, nodes: Sequence[str], count: int) -> list[tuple[str, str]]:
+        """Up to `count` random (cid, node) records among `nodes`, for audits."""
+        if not nodes or count <= 0:
+            return []
+        async with self._db() as session:
+            rows = await session.execute(
+                select(BlockProviderRow.cid, BlockProviderRow.node_id)
+                .where(BlockProviderRow.node_id.in_(nodes))
+                .order_by(func.random())
+                .limit(count)
+            )
+            return [(cid, node_id) for cid, node_id in rows]
+
+    async def take_challenge(self, cid: str) -> tuple[bytes, bytes] | None:
+        """An unused (nonce, expected proof) for `cid`, removed so that it is asked only once."""
+        async with self._db.begin() as session:
+            row = await session.scalar(
+                select(BlockChallengeRow).where(BlockChallengeRow.cid == cid).limit(1)
+            )
+            if row is None:
+                return None
+            await session.execute(delete(BlockChallengeRow).where(BlockChallengeRow.id == row.id))
+            return row.nonce, row.proof
+
+    async def record_audit(self, cid: str, node_id: str, passed: bool, reason: str) -> float:
+        """Record an audit. A pass restores a little reputation; a failure halves it and drops
+        the node's record of the block (the repair loop copies it again). Returns the node's
+        reputation after the audit."""
+        async with self._db.begin() as session:
+            session.add(
+                AuditRow(
+                    cid=cid, node_id=node_id, passed=passed, reason=reason, created_at=utcnow()
+                )
+            )
+            node = await session.get(NodeRow, node_id)
+            if not passed:
+                await session.execute(
+                    delete(BlockProviderRow).where(
+                        BlockProviderRow.cid == cid, BlockProviderRow.node_id == node_id
+                    )
+                )
+            if node is None:
+                return 0.0
+            if passed:
+                node.audits_passed += 1
+                node.reputation = min(1.0, node.reputation + REPUTATION_GAIN)
+            else:
+                node.audits_failed += 1
+                node.reputation *= REPUTATION_CUT
+            return node.reputation
 
     async def record(self, root: str, name: str, size: int, cids: Sequence[str]) -> DatasetView:
         async with self._db.begin() as session:
@@ -74,20 +167,20 @@ class DatasetIndex:
             return [DatasetView(r.root, r.name, r.size, r.blocks) for r in rows]
 
     async def status(self, root: str) -> tuple[DatasetView, list[tuple[str, list[str]]]]:
+        """The dataset and, for each of its blocks, the nodes on record as holding it."""
         async with self._db() as session:
             row = await session.get(DatasetRow, root)
             if row is None:
                 raise NotFoundError(f"no dataset with root {root}")
-            cids = list(
-                await session.scalars(
-                    select(DatasetBlockRow.cid).where(DatasetBlockRow.root == root)
-                )
+            cids = await session.scalars(
+                select(DatasetBlockRow.cid).where(DatasetBlockRow.root == root)
             )
             holders: dict[str, list[str]] = {cid: [] for cid in cids}
             for cid, node_id in await session.execute(
-                select(BlockProviderRow.cid, BlockProviderRow.node_id).where(
-                    BlockProviderRow.cid.in_(cids)
-                )
+                select(BlockProviderRow.cid, BlockProviderRow.node_id)
+                .join(DatasetBlockRow, DatasetBlockRow.cid == BlockProviderRow.cid)
+                .where(DatasetBlockRow.root == root)
+                .order_by(BlockProviderRow.node_id)
             ):
                 holders[cid].append(node_id)
             view = DatasetView(row.root, row.name, row.size, row.blocks)

@@ -48,6 +48,10 @@ class NodeRow(Base):
     last_seen: Mapped[timestamp]
     shards_done: Mapped[int] = mapped_column(default=0)
     tokens_processed: Mapped[int] = mapped_column(default=0)
+    #: 1.0 for a new node; halved by each failed audit, restored slowly by passed ones.
+    reputation: Mapped[float] = mapped_column(default=1.0)
+    audits_passed: Mapped[int] = mapped_column(default=0)
+    audits_failed: Mapped[int] = mapped_column(default=0)
 
 
 class JobRow(Base):
@@ -186,6 +190,32 @@ class BlockProviderRow(Base):
 
     cid: Mapped[str] = mapped_column(String(80), primary_key=True)
     node_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+
+
+class BlockChallengeRow(Base):
+    """An audit question for block `cid`, minted when the coordinator saw its bytes at upload:
+    a fresh nonce and the answer sha256(nonce || block). Each is asked once, then deleted."""
+
+    __tablename__ = "block_challenges"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cid: Mapped[str] = mapped_column(String(80), index=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    proof: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditRow(Base):
+    """One audit of one provider, and what was decided."""
+
+    __tablename__ = "audits"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cid: Mapped[str] = mapped_column(String(80))
+    node_id: Mapped[str] = mapped_column(String(80), index=True)
+    passed: Mapped[bool]
+    #: Why it failed (wrong proof, the node's own error, no answer in time); empty if passed.
+    reason: Mapped[str] = mapped_column(default="")
+    created_at: Mapped[timestamp]
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

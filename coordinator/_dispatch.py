@@ -14,6 +14,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,9 @@ from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placement import NodeLoad, choose_node
 from tokenweave.coordinator._views import (
     Assignment,
+    AuditChallenge,
     DocumentResult,
+    FetchBlock,
     JobRequest,
     JobView,
     ModelOffer,
@@ -37,7 +40,19 @@ from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
-LaneMessage = Assignment | ShardCancel | ShardAck | StoreBlock | None
+LaneMessage = Assignment | ShardCancel | ShardAck | StoreBlock | FetchBlock | AuditChallenge | None
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditAnswer:
+    """A node's answer to an audit: the proof, or why it has none."""
+
+    proof: bytes
+    error: str = ""
+    #: The node left before answering (not a failure: nothing was learned).
+    left: bool = False
 
 
 @dataclass(eq=False)
@@ -96,6 +111,8 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         #: Block copies awaiting the node's answer: (node, cid) → error ("" when stored).
         self._stores: dict[tuple[str, str], asyncio.Future[str]] = {}
+        #: Audits awaiting the node's proof: (node, cid, nonce) → answer.
+        self._audits: dict[tuple[str, str, bytes], asyncio.Future[AuditAnswer]] = {}
 
     async def recover(self) -> int:
         """Queue the shards of unfinished jobs found in the database."""
@@ -201,25 +218,53 @@ class Dispatcher:
     def connected_nodes(self) -> list[str]:
         return sorted(self._lanes)
 
-    async def store_block(self, node_id: str, cid: str, data: bytes, patience: float) -> str:
-        """Send a block to a node to keep; "" once it confirms, else why it did not."""
-        lane = self._lanes.get(node_id)
-        if lane is None:
-            return f"node {node_id} is not connected"
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._stores[(node_id, cid)] = future
-        lane.outbox.put_nowait(StoreBlock(cid, data))
+    async def block_request(
+        self, node_id: str, message: StoreBlock | FetchBlock, patience: float
+    ) -> str:
+        """Ask a node to keep a block (sent, or fetched from peers); "" once it confirms, else
+        why it did not. Concurrent requests for the same block on the same node share one."""
+        key = (node_id, message.cid)
+        future = self._stores.get(key)
+        if future is None:
+            lane = self._lanes.get(node_id)
+            if lane is None:
+                return f"node {node_id} is not connected"
+            future = self._stores[key] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: self._forget(self._stores, key, f))
+            lane.outbox.put_nowait(message)
         try:
-            return await asyncio.wait_for(future, patience)
+            return await asyncio.wait_for(asyncio.shield(future), patience)
         except TimeoutError:
-            return f"node {node_id} did not confirm block {cid} within {patience:.0f} s"
-        finally:
-            self._stores.pop((node_id, cid), None)
+            return f"node {node_id} did not confirm block {message.cid} within {patience:.0f} s"
 
     def block_stored(self, lane: NodeLane, cid: str, ok: bool, error: str) -> None:
         future = self._stores.get((lane.node_id, cid))
         if future is not None and not future.done():
             future.set_result("" if ok else error or "refused")
+
+    async def audit(self, node_id: str, challenge: AuditChallenge, patience: float) -> AuditAnswer:
+        """Ask a node for sha256(nonce || block) of a block it is said to hold."""
+        lane = self._lanes.get(node_id)
+        if lane is None:
+            return AuditAnswer(b"", f"node {node_id} is not connected", left=True)
+        key = (node_id, challenge.cid, challenge.nonce)
+        future = self._audits[key] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: self._forget(self._audits, key, f))
+        lane.outbox.put_nowait(challenge)
+        try:
+            return await asyncio.wait_for(future, patience)
+        except TimeoutError:
+            return AuditAnswer(b"", f"no answer within {patience:.0f} s")
+
+    def audit_answered(self, lane: NodeLane, cid: str, nonce: bytes, answer: AuditAnswer) -> None:
+        future = self._audits.get((lane.node_id, cid, nonce))
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    @staticmethod
+    def _forget(table: dict[_K, asyncio.Future[_V]], key: _K, future: asyncio.Future[_V]) -> None:
+        if table.get(key) is future:
+            del table[key]
 
     async def detach(self, lane: NodeLane, reason: str) -> None:
         """Close a lane; whatever it held goes back to the queue."""
@@ -233,6 +278,9 @@ class Dispatcher:
             for (node_id, cid), future in list(self._stores.items()):
                 if node_id == lane.node_id and not future.done():
                     future.set_result(f"node {node_id} left before storing block {cid}")
+            for (node_id, _, _), answer in list(self._audits.items()):
+                if node_id == lane.node_id and not answer.done():
+                    answer.set_result(AuditAnswer(b"", "node left", left=True))
         # Even a lane already replaced gives back what it still holds.
         held = list(lane.inflight.values())
         lane.inflight.clear()

@@ -189,6 +189,9 @@ class NodeRegistry:
                     version=r.version,
                     peer_id=r.peer_id,
                     multiaddrs=tuple(r.multiaddrs),
+                    reputation=r.reputation,
+                    audits_passed=r.audits_passed,
+                    audits_failed=r.audits_failed,
                 )
                 for r in rows
             ]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
+from tokenweave.coordinator._custody import Custodian, CustodyPolicy
 from tokenweave.coordinator._data_servicer import DataServicer
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
@@ -144,8 +145,19 @@ class CoordinatorServer:
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
         )
+        index = DatasetIndex(sessions)
+        custodian = Custodian(
+            dispatcher,
+            index,
+            CustodyPolicy(
+                replicas=config.replicas,
+                grace_s=config.repair_grace_s,
+                interval_s=config.custody_interval_s,
+                audits_per_round=config.audits_per_round,
+            ),
+        )
         data_pb2_grpc.add_DataServiceServicer_to_server(
-            DataServicer(dispatcher, DatasetIndex(sessions), config.replicas), server
+            DataServicer(dispatcher, index, config.replicas), server
         )
         rewards_pb2_grpc.add_RewardsServiceServicer_to_server(
             RewardsServicer(ledger, settler, chain, faucet), server
@@ -170,6 +182,7 @@ class CoordinatorServer:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reap(registry)))
         self._tasks.append(asyncio.create_task(settler.run()))
+        self._tasks.append(asyncio.create_task(custodian.run()))
         address_file = config.data_dir / "address"
         address_file.with_suffix(".tmp").write_text(self.address + "\n")
         address_file.with_suffix(".tmp").replace(address_file)

@@ -11,11 +11,13 @@ from typing import Any, TypeAlias
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
-from tokenweave.coordinator._dispatch import Dispatcher, NodeLane
+from tokenweave.coordinator._dispatch import AuditAnswer, Dispatcher, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._views import (
     Assignment,
+    AuditChallenge,
     DocumentInput,
+    FetchBlock,
     JobRequest,
     JobView,
     ModelOffer,
@@ -108,6 +110,9 @@ def node_to_proto(view: NodeView) -> jobs_pb2.NodeInfo:
         version=view.version,
         peer_id=view.peer_id,
         multiaddrs=list(view.multiaddrs),
+        reputation=view.reputation,
+        audits_passed=view.audits_passed,
+        audits_failed=view.audits_failed,
     )
 
 
@@ -212,13 +217,21 @@ def _assignment_to_proto(a: Assignment) -> nodes_pb2.ShardAssignment:
 
 
 def _lane_message(
-    message: Assignment | ShardCancel | ShardAck | StoreBlock,
+    message: Assignment | ShardCancel | ShardAck | StoreBlock | FetchBlock | AuditChallenge,
 ) -> nodes_pb2.LeaseResponse:
     if isinstance(message, Assignment):
         return nodes_pb2.LeaseResponse(assignment=_assignment_to_proto(message))
     if isinstance(message, StoreBlock):
         return nodes_pb2.LeaseResponse(
             store=nodes_pb2.StoreBlock(cid=message.cid, data=message.data)
+        )
+    if isinstance(message, FetchBlock):
+        return nodes_pb2.LeaseResponse(
+            fetch=nodes_pb2.FetchBlock(cid=message.cid, providers=list(message.providers))
+        )
+    if isinstance(message, AuditChallenge):
+        return nodes_pb2.LeaseResponse(
+            audit=nodes_pb2.AuditChallenge(cid=message.cid, nonce=message.nonce)
         )
     if isinstance(message, ShardCancel):
         return nodes_pb2.LeaseResponse(cancel=nodes_pb2.ShardCancel(shard_id=message.shard_id))
@@ -323,6 +336,9 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
             elif kind == "stored":
                 s = request.stored
                 self._dispatcher.block_stored(lane, s.cid, s.ok, s.error)
+            elif kind == "proof":
+                a = request.proof
+                self._dispatcher.audit_answered(lane, a.cid, a.nonce, AuditAnswer(a.proof, a.error))
             elif kind == "release":
                 await asyncio.shield(
                     self._dispatcher.hand_back(lane, list(request.release.shard_ids))

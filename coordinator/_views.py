@@ -135,6 +135,9 @@ class NodeView:
     version: str
     peer_id: str = ""
     multiaddrs: tuple[str, ...] = ()
+    reputation: float = 1.0
+    audits_passed: int = 0
+    audits_failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,20 @@ class StoreBlock:
 
     cid: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBlock:
+    """A repair: copy block `cid` from one of `providers` (multiaddrs ending in /p2p/<peer>)."""
+
+    cid: str
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditChallenge:
+    cid: str
+    nonce: bytes
 
 
 @dataclass(frozen=True, slots=True)

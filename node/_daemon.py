@@ -19,14 +19,15 @@ import numpy as np
 from grpc import aio
 
 from tokenweave import __version__
-from tokenweave.errors import FailedPreconditionError, TokenweaveError
+from tokenweave.errors import FailedPreconditionError, TokenweaveError, UnavailableError
 from tokenweave.models import EmbeddingSession, default_cache_dir, load_prepared, prepare_model
 from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._runner import ShardRunner
-from tokenweave.storage import CID, BlockExchange, BlockStore
-from tokenweave.v1 import jobs_pb2, nodes_pb2, nodes_pb2_grpc
+from tokenweave.storage import CID, BlockExchange, BlockStore, CorruptBlockError
+from tokenweave.storage._replicas import possession_proof
+from tokenweave.v1 import data_pb2, data_pb2_grpc, jobs_pb2, nodes_pb2, nodes_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class RegistrationRefusedError(FailedPreconditionError):
 
 #: Seconds a stopping node waits for the coordinator to close the lease stream.
 CLOSE_TIMEOUT_S = 10.0
+#: Seconds a read of a corrupt block may spend healing it from peers.
+HEAL_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -57,6 +60,8 @@ class _Session:
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Block copies and audit answers in progress.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def send(self, request: nodes_pb2.LeaseRequest) -> None:
         async with self.write_lock:
@@ -84,6 +89,8 @@ class NodeDaemon:
         self._registered = False
         self._hardware = detect_hardware()
         self.shards_done = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._data: data_pb2_grpc.DataServiceAsyncStub | None = None
 
     @classmethod
     async def create(cls, config: NodeConfig) -> NodeDaemon:
@@ -111,10 +118,17 @@ class NodeDaemon:
                 speeds[name],
             )
         store = BlockStore(config.data_dir / "blocks", config.block_quota_bytes)
-        exchange = BlockExchange(store.get, identity.private_key, config.p2p_listen)
+        daemon: NodeDaemon | None = None
+
+        def serve_block(cid: CID) -> bytes:
+            assert daemon is not None
+            return daemon.read_block(cid)
+
+        exchange = BlockExchange(serve_block, identity.private_key, config.p2p_listen)
+        daemon = cls(config, identity, runners, speeds, exchange, store)
         await asyncio.to_thread(exchange.start)
         logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
-        return cls(config, identity, runners, speeds, exchange, store)
+        return daemon
 
     @property
     def speeds(self) -> dict[str, float]:
@@ -122,6 +136,7 @@ class NodeDaemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, reconnecting with jittered exponential backoff."""
+        self._loop = asyncio.get_running_loop()
         try:
             await self._serve(stop)
         finally:
@@ -139,6 +154,7 @@ class NodeDaemon:
                 try:
                     stub: nodes_pb2_grpc.NodeServiceAsyncStub
                     stub = nodes_pb2_grpc.NodeServiceStub(channel)
+                    self._data = data_pb2_grpc.DataServiceStub(channel)
                     await self._session(stub, stop)
                 except aio.AioRpcError as exc:
                     # Whatever ended an established session, a new one is worth trying.
@@ -235,9 +251,10 @@ class NodeDaemon:
                 details="the coordinator closed the lease stream",
             )
         finally:
-            for task in (heartbeat, reader, worker, stopping):
+            background = (heartbeat, reader, worker, stopping, *session.tasks)
+            for task in background:
                 task.cancel()
-            for task in (heartbeat, reader, worker, stopping):
+            for task in background:
                 with contextlib.suppress(asyncio.CancelledError, aio.AioRpcError):
                     await task
             session.call.cancel()
@@ -299,6 +316,11 @@ class NodeDaemon:
                 session.cancelled.add(message.cancel.shard_id)
             elif kind == "store":
                 await self._keep(session, message.store)
+            elif kind == "fetch":
+                # Copies run beside the stream: a slow peer must not hold up assignments.
+                session.tasks.add(asyncio.create_task(self._copy(session, message.fetch)))
+            elif kind == "audit":
+                session.tasks.add(asyncio.create_task(self._prove(session, message.audit)))
             elif kind == "ack" and not message.ack.accepted:
                 logger.info("shard %s not counted: %s", message.ack.shard_id, message.ack.reason)
 
@@ -316,6 +338,88 @@ class NodeDaemon:
             answer = nodes_pb2.BlockStored(cid=block.cid, ok=False, error=f"disk error: {exc}")
         if not session.draining.is_set():
             await session.send(nodes_pb2.LeaseRequest(stored=answer))
+
+    async def _copy(self, session: _Session, request: nodes_pb2.FetchBlock) -> None:
+        """Fetch a block from the peers that hold it (a repair), keep it, and say so."""
+        try:
+            cid = CID.parse(request.cid)
+            if not self.store.has(cid):
+                data = await asyncio.to_thread(self.exchange.fetch, cid, list(request.providers))
+                await asyncio.to_thread(self.store.put, cid, data)
+            answer = nodes_pb2.BlockStored(cid=request.cid, ok=True)
+        except TokenweaveError as exc:
+            answer = nodes_pb2.BlockStored(cid=request.cid, ok=False, error=exc.message)
+        except OSError as exc:
+            answer = nodes_pb2.BlockStored(cid=request.cid, ok=False, error=f"disk error: {exc}")
+        if not answer.ok:
+            logger.warning("could not copy block %s: %s", request.cid, answer.error)
+        if not session.draining.is_set():
+            await session.send(nodes_pb2.LeaseRequest(stored=answer))
+
+    async def _prove(self, session: _Session, audit: nodes_pb2.AuditChallenge) -> None:
+        """Answer an audit from this node's own disk: a missing or corrupt block fails it
+        (a corrupt one is healed from peers afterwards, and the coordinator copies it again)."""
+        proof, error = b"", ""
+        try:
+            cid = CID.parse(audit.cid)
+            proof = possession_proof(audit.nonce, await asyncio.to_thread(self.store.get, cid))
+        except CorruptBlockError as exc:
+            error = exc.message
+            session.tasks.add(asyncio.create_task(self._heal_quietly(cid)))
+        except TokenweaveError as exc:
+            error = exc.message
+        except OSError as exc:
+            error = f"disk error: {exc}"
+        if not session.draining.is_set():
+            await session.send(
+                nodes_pb2.LeaseRequest(
+                    proof=nodes_pb2.AuditProof(
+                        cid=audit.cid, nonce=audit.nonce, proof=proof, error=error
+                    )
+                )
+            )
+
+    # -- reading blocks -----------------------------------------------------------------------
+
+    def read_block(self, cid: CID) -> bytes:
+        """A block from this node's store, healed from peers if it is corrupt on disk.
+
+        Called from worker threads (the exchange serving peers, shard runs), never from the
+        event loop: healing asks the coordinator for providers on the loop and waits.
+        """
+        try:
+            return self.store.get(cid)
+        except CorruptBlockError as exc:
+            loop = self._loop
+            if loop is None:
+                raise
+            logger.warning("%s; healing it from peers", exc.message)
+            try:
+                return asyncio.run_coroutine_threadsafe(self.heal(cid), loop).result(HEAL_TIMEOUT_S)
+            except (TokenweaveError, TimeoutError, aio.AioRpcError) as heal_error:
+                raise CorruptBlockError(
+                    f"{exc.message}; healing it failed: {heal_error}"
+                ) from heal_error
+
+    async def heal(self, cid: CID) -> bytes:
+        """Fetch `cid` from the other nodes that hold it, verify it and store it again."""
+        if self._data is None:
+            raise UnavailableError("not connected to a coordinator: no providers to heal from")
+        reply = await self._data.GetProviders(
+            data_pb2.GetProvidersRequest(cid=str(cid)), timeout=HEAL_TIMEOUT_S
+        )
+        me = self.exchange.peer_id
+        providers = [a for p in reply.providers if p.peer_id != me for a in p.multiaddrs]
+        data = await asyncio.to_thread(self.exchange.fetch, cid, providers)
+        await asyncio.to_thread(self.store.put, cid, data)
+        logger.info("block %s healed from a peer", cid)
+        return data
+
+    async def _heal_quietly(self, cid: CID) -> None:
+        try:
+            await self.heal(cid)
+        except (TokenweaveError, aio.AioRpcError) as exc:
+            logger.warning("could not heal block %s: %s", cid, exc)
 
     async def _work(self, session: _Session) -> None:
         while True:

@@ -40,17 +40,27 @@ def repair_plan(
     providers: Mapping[CID, Collection[str]],
     live: Collection[str],
     replicas: int = DEFAULT_REPLICATION,
+    *,
+    returning: Collection[str] = (),
 ) -> tuple[list[Copy], list[CID]]:
-    """Copies that bring every block back to `replicas` live holders, and the blocks that no
-    live node holds (lost until a holder returns)."""
+    """Copies that bring every block back to `replicas` holders, and the blocks that no live
+    node holds (lost until a holder returns).
+
+    Copies come from live holders and go to live nodes, in each block's rendezvous order.
+    Holders in `returning` (gone less than the grace period) still count toward `replicas`, so
+    a node that restarts does not set off a wave of copies; they are neither sources nor
+    targets.
+    """
     copies: list[Copy] = []
     lost: list[CID] = []
     for cid, holders in providers.items():
         alive = [n for n in holders if n in live]
+        away = [n for n in holders if n in returning and n not in live]
         if not alive:
-            lost.append(cid)
+            if not away:
+                lost.append(cid)
             continue
-        missing = replicas - len(alive)
+        missing = replicas - len(alive) - len(away)
         if missing <= 0:
             continue
         targets = [n for n in ranking(cid, live) if n not in alive][:missing]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tokenweave.storage import CID, RAW
-from tokenweave.storage._replicas import placement, possession_proof, ranking, repair_plan
+from tokenweave.storage._replicas import Copy, placement, possession_proof, ranking, repair_plan
 
 NODES = [f"node-{i}" for i in range(6)]
 CIDS = [CID.of(RAW, str(i).encode()) for i in range(600)]
@@ -47,6 +47,23 @@ def test_blocks_with_no_live_holder_are_reported_lost() -> None:
     cid = CIDS[0]
     copies, lost = repair_plan({cid: ["gone"]}, live=set(NODES))
     assert (copies, lost) == ([], [cid])
+
+
+def test_holders_within_the_grace_period_still_count() -> None:
+    providers = {cid: placement(cid, NODES) for cid in CIDS}
+    live = set(NODES) - {"node-2"}
+    assert repair_plan(providers, live, returning={"node-2"}) == ([], [])
+    # Only one of three holders live, one returning: a single copy brings it back to three.
+    cid = CIDS[0]
+    holders = placement(cid, NODES)
+    copies, lost = repair_plan({cid: holders}, {holders[0], "node-x"}, returning={holders[1]})
+    assert lost == []
+    assert copies == [Copy(cid, (holders[0],), "node-x")]
+
+
+def test_a_block_held_only_by_returning_nodes_is_not_lost_yet() -> None:
+    cid = CIDS[0]
+    assert repair_plan({cid: ["away"]}, live=set(NODES), returning={"away"}) == ([], [])
 
 
 def test_possession_proofs_need_the_bytes() -> None:

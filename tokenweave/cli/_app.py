@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--faucet-wei", type=int, metavar="WEI", help="development chains: gas money per claimer"
     )
+    p.add_argument("--replicas", type=int, metavar="N", help="copies of each dataset block (3)")
+    p.add_argument(
+        "--repair-grace-s",
+        type=float,
+        metavar="S",
+        help="seconds a provider may be gone before its blocks are copied again (60)",
+    )
+    p.add_argument(
+        "--custody-interval-s", type=float, metavar="S", help="seconds between repair rounds (10)"
+    )
+    p.add_argument("--audits-per-round", type=int, metavar="N", help="possession audits (4)")
     _add_cache_option(p)
 
     p = sub.add_parser("node", help="run a node daemon (or `node claim` its rewards)")

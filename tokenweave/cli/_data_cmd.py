@@ -72,8 +72,13 @@ def status(client: Client, cid: str, as_json: bool) -> int:
         sys.stdout.write("\n")
         return 0
     out.print(f"{info.root} {info.name!r}: {info.size:,} bytes in {info.blocks} blocks")
-    table = Table("block", "replicas", "nodes")
+    table = Table("block", "replicas", "nodes", "offline")
     for b in blocks:
-        table.add_row(b.cid, str(b.replicas), ", ".join(n[:10] + "…" for n in b.node_ids))
+        table.add_row(
+            b.cid,
+            str(b.replicas),
+            ", ".join(n[:10] + "…" for n in b.node_ids),
+            ", ".join(n[:10] + "…" for n in b.offline_node_ids),
+        )
     out.print(table)
     return 0

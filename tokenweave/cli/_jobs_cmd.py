@@ -257,6 +257,9 @@ def _node_row(n: NodeInfo) -> dict[str, Any]:
         "version": n.version,
         "peer_id": n.peer_id,
         "multiaddrs": list(n.multiaddrs),
+        "reputation": n.reputation,
+        "audits_passed": n.audits_passed,
+        "audits_failed": n.audits_failed,
     }
 
 
@@ -266,7 +269,9 @@ def list_nodes(client: Client, as_json: bool) -> int:
         json.dump([_node_row(n) for n in nodes], sys.stdout)
         sys.stdout.write("\n")
         return 0
-    table = Table("address", "state", "hardware", "tokens/s", "running", "done", "tokens")
+    table = Table(
+        "address", "state", "hardware", "tokens/s", "running", "done", "tokens", "reputation"
+    )
     for n in nodes:
         hardware = f"{n.cpu_cores} cores, {n.memory_bytes / 2**30:.0f} GiB"
         if n.gpus:
@@ -280,6 +285,8 @@ def list_nodes(client: Client, as_json: bool) -> int:
             str(n.shards_running),
             str(n.shards_done),
             f"{n.tokens_processed:,}",
+            f"{n.reputation:.2f} ({n.audits_failed} of {n.audits_passed + n.audits_failed} "
+            "audits failed)",
         )
     out.print(table)
     return 0

@@ -4,6 +4,8 @@
   `jobs()`, `nodes()`, `cancel()`.
 * `EmbedJob` (_client.py) — a submitted job: `watch()`, `wait()`, `result()`, `cancel()`.
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.
+* Datasets (_data.py) — `put()`, `get()`, `datasets()` and `dataset_status()` give
+  `PutResult`, `DatasetInfo` and `BlockReplicas`.
 * Rewards (_rewards.py) — `epochs()`, `close_epoch()`, `rewards(address)` and `claim(key)`, which
   signs the claim with the operator's key and has the coordinator relay it.
 
@@ -12,6 +14,7 @@ Errors come back as the classes of `tokenweave.errors`, one per gRPC status.
 
 from tokenweave.client._client import DEFAULT_MODEL, Client, EmbedJob, EmbedResult, default_address
 from tokenweave.client._convert import DocumentEmbedding, JobInfo, JobStatus, NodeInfo, NodeShare
+from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
 from tokenweave.client._rewards import (
     ChainInfo,
     ClaimResult,
@@ -22,9 +25,11 @@ from tokenweave.client._rewards import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BlockReplicas",
     "ChainInfo",
     "ClaimResult",
     "Client",
+    "DatasetInfo",
     "DocumentEmbedding",
     "EmbedJob",
     "EmbedResult",
@@ -35,5 +40,6 @@ __all__ = [
     "NodeInfo",
     "NodeShare",
     "OperatorRewards",
+    "PutResult",
     "default_address",
 ]

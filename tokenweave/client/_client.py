@@ -262,7 +262,8 @@ class Client:
         )
         d = response.dataset
         return DatasetInfo(d.root, d.name, d.size, d.blocks), [
-            BlockReplicas(b.cid, b.replicas, tuple(b.node_ids)) for b in response.blocks
+            BlockReplicas(b.cid, b.replicas, tuple(b.node_ids), tuple(b.offline_node_ids))
+            for b in response.blocks
         ]
 
     def _watch(self, job_id: str, after: int) -> Iterator[JobInfo]:

@@ -88,6 +88,10 @@ class NodeInfo:
     version: str
     peer_id: str = ""
     multiaddrs: tuple[str, ...] = ()
+    #: 1.0 for a new node; cut by failed audits.
+    reputation: float = 1.0
+    audits_passed: int = 0
+    audits_failed: int = 0
 
 
 def _time(message: jobs_pb2.Job | jobs_pb2.NodeInfo, name: str) -> dt.datetime | None:
@@ -153,4 +157,7 @@ def node_info(node: jobs_pb2.NodeInfo) -> NodeInfo:
         version=node.version,
         peer_id=node.peer_id,
         multiaddrs=tuple(node.multiaddrs),
+        reputation=node.reputation,
+        audits_passed=node.audits_passed,
+        audits_failed=node.audits_failed,
     )

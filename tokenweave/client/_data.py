@@ -39,8 +39,11 @@ class DatasetInfo:
 @dataclass(frozen=True, slots=True)
 class BlockReplicas:
     cid: str
+    #: Providers connected now.
     replicas: int
     node_ids: tuple[str, ...]
+    #: Providers on record that are not connected (within the repair grace period, or gone).
+    offline_node_ids: tuple[str, ...] = ()
 
 
 def import_path(path: Path, profile: str) -> tuple[DagNode, list[Block]]:

@@ -229,18 +229,25 @@ class BlockStatus(google.protobuf.message.Message):
     CID_FIELD_NUMBER: builtins.int
     REPLICAS_FIELD_NUMBER: builtins.int
     NODE_IDS_FIELD_NUMBER: builtins.int
+    OFFLINE_NODE_IDS_FIELD_NUMBER: builtins.int
     cid: builtins.str
     replicas: builtins.int
+    """Providers connected to the coordinator now: the copies that can be read."""
     @property
     def node_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def offline_node_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Providers on record that are not connected (within the repair grace period, or gone)."""
+
     def __init__(
         self,
         *,
         cid: builtins.str = ...,
         replicas: builtins.int = ...,
         node_ids: collections.abc.Iterable[builtins.str] | None = ...,
+        offline_node_ids: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["cid", b"cid", "node_ids", b"node_ids", "replicas", b"replicas"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "node_ids", b"node_ids", "offline_node_ids", b"offline_node_ids", "replicas", b"replicas"]) -> None: ...
 
 Global___BlockStatus: typing_extensions.TypeAlias = BlockStatus
 

@@ -551,6 +551,9 @@ class NodeInfo(google.protobuf.message.Message):
     VERSION_FIELD_NUMBER: builtins.int
     PEER_ID_FIELD_NUMBER: builtins.int
     MULTIADDRS_FIELD_NUMBER: builtins.int
+    REPUTATION_FIELD_NUMBER: builtins.int
+    AUDITS_PASSED_FIELD_NUMBER: builtins.int
+    AUDITS_FAILED_FIELD_NUMBER: builtins.int
     node_id: builtins.str
     address: builtins.str
     """Ethereum address that receives the operator's rewards."""
@@ -561,6 +564,12 @@ class NodeInfo(google.protobuf.message.Message):
     version: builtins.str
     peer_id: builtins.str
     """libp2p identity and addresses where the node serves dataset blocks."""
+    reputation: builtins.float
+    """1.0 for a new node; cut when it fails an audit or a verification, restored slowly by
+    passing them. Nodes below the coordinator's threshold get no work.
+    """
+    audits_passed: builtins.int
+    audits_failed: builtins.int
     @property
     def hardware(self) -> Global___Hardware: ...
     @property
@@ -584,9 +593,12 @@ class NodeInfo(google.protobuf.message.Message):
         version: builtins.str = ...,
         peer_id: builtins.str = ...,
         multiaddrs: collections.abc.Iterable[builtins.str] | None = ...,
+        reputation: builtins.float = ...,
+        audits_passed: builtins.int = ...,
+        audits_failed: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["hardware", b"hardware", "last_seen", b"last_seen"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "last_seen", b"last_seen", "models", b"models", "multiaddrs", b"multiaddrs", "node_id", b"node_id", "peer_id", b"peer_id", "shards_done", b"shards_done", "shards_running", b"shards_running", "state", b"state", "tokens_processed", b"tokens_processed", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["address", b"address", "audits_failed", b"audits_failed", "audits_passed", b"audits_passed", "hardware", b"hardware", "last_seen", b"last_seen", "models", b"models", "multiaddrs", b"multiaddrs", "node_id", b"node_id", "peer_id", b"peer_id", "reputation", b"reputation", "shards_done", b"shards_done", "shards_running", b"shards_running", "state", b"state", "tokens_processed", b"tokens_processed", "version", b"version"]) -> None: ...
 
 Global___NodeInfo: typing_extensions.TypeAlias = NodeInfo
 

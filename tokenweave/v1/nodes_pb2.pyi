@@ -255,6 +255,7 @@ class LeaseRequest(google.protobuf.message.Message):
     FAILURE_FIELD_NUMBER: builtins.int
     RELEASE_FIELD_NUMBER: builtins.int
     STORED_FIELD_NUMBER: builtins.int
+    PROOF_FIELD_NUMBER: builtins.int
     @property
     def hello(self) -> Global___LeaseHello: ...
     @property
@@ -265,6 +266,8 @@ class LeaseRequest(google.protobuf.message.Message):
     def release(self) -> Global___ShardRelease: ...
     @property
     def stored(self) -> Global___BlockStored: ...
+    @property
+    def proof(self) -> Global___AuditProof: ...
     def __init__(
         self,
         *,
@@ -273,16 +276,17 @@ class LeaseRequest(google.protobuf.message.Message):
         failure: Global___ShardFailure | None = ...,
         release: Global___ShardRelease | None = ...,
         stored: Global___BlockStored | None = ...,
+        proof: Global___AuditProof | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "release", b"release", "result", b"result", "stored", b"stored"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "release", b"release", "result", b"result", "stored", b"stored"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["hello", "result", "failure", "release", "stored"] | None: ...
+    def HasField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "proof", b"proof", "release", b"release", "result", b"result", "stored", b"stored"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "proof", b"proof", "release", b"release", "result", b"result", "stored", b"stored"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["hello", "result", "failure", "release", "stored", "proof"] | None: ...
 
 Global___LeaseRequest: typing_extensions.TypeAlias = LeaseRequest
 
 @typing.final
 class BlockStored(google.protobuf.message.Message):
-    """The answer to a StoreBlock: the block is on the node's disk, or why not."""
+    """The answer to a StoreBlock or a FetchBlock: the block is on the node's disk, or why not."""
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -394,6 +398,8 @@ class LeaseResponse(google.protobuf.message.Message):
     CANCEL_FIELD_NUMBER: builtins.int
     ACK_FIELD_NUMBER: builtins.int
     STORE_FIELD_NUMBER: builtins.int
+    FETCH_FIELD_NUMBER: builtins.int
+    AUDIT_FIELD_NUMBER: builtins.int
     @property
     def assignment(self) -> Global___ShardAssignment: ...
     @property
@@ -402,6 +408,10 @@ class LeaseResponse(google.protobuf.message.Message):
     def ack(self) -> Global___ShardAck: ...
     @property
     def store(self) -> Global___StoreBlock: ...
+    @property
+    def fetch(self) -> Global___FetchBlock: ...
+    @property
+    def audit(self) -> Global___AuditChallenge: ...
     def __init__(
         self,
         *,
@@ -409,10 +419,12 @@ class LeaseResponse(google.protobuf.message.Message):
         cancel: Global___ShardCancel | None = ...,
         ack: Global___ShardAck | None = ...,
         store: Global___StoreBlock | None = ...,
+        fetch: Global___FetchBlock | None = ...,
+        audit: Global___AuditChallenge | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "message", b"message", "store", b"store"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "message", b"message", "store", b"store"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["assignment", "cancel", "ack", "store"] | None: ...
+    def HasField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "audit", b"audit", "cancel", b"cancel", "fetch", b"fetch", "message", b"message", "store", b"store"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["ack", b"ack", "assignment", b"assignment", "audit", b"audit", "cancel", b"cancel", "fetch", b"fetch", "message", b"message", "store", b"store"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["assignment", "cancel", "ack", "store", "fetch", "audit"] | None: ...
 
 Global___LeaseResponse: typing_extensions.TypeAlias = LeaseResponse
 
@@ -435,3 +447,73 @@ class StoreBlock(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["cid", b"cid", "data", b"data"]) -> None: ...
 
 Global___StoreBlock: typing_extensions.TypeAlias = StoreBlock
+
+@typing.final
+class FetchBlock(google.protobuf.message.Message):
+    """Copy a dataset block from peers that hold it (a repair): fetch it over libp2p, verify it
+    against its CID, keep it, and answer with BlockStored.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CID_FIELD_NUMBER: builtins.int
+    PROVIDERS_FIELD_NUMBER: builtins.int
+    cid: builtins.str
+    @property
+    def providers(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Full multiaddrs of the holders, each ending in /p2p/<peer id>."""
+
+    def __init__(
+        self,
+        *,
+        cid: builtins.str = ...,
+        providers: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "providers", b"providers"]) -> None: ...
+
+Global___FetchBlock: typing_extensions.TypeAlias = FetchBlock
+
+@typing.final
+class AuditChallenge(google.protobuf.message.Message):
+    """Prove possession of a block: answer sha256(nonce || block) from the node's own disk."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CID_FIELD_NUMBER: builtins.int
+    NONCE_FIELD_NUMBER: builtins.int
+    cid: builtins.str
+    nonce: builtins.bytes
+    def __init__(
+        self,
+        *,
+        cid: builtins.str = ...,
+        nonce: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "nonce", b"nonce"]) -> None: ...
+
+Global___AuditChallenge: typing_extensions.TypeAlias = AuditChallenge
+
+@typing.final
+class AuditProof(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CID_FIELD_NUMBER: builtins.int
+    NONCE_FIELD_NUMBER: builtins.int
+    PROOF_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    cid: builtins.str
+    nonce: builtins.bytes
+    proof: builtins.bytes
+    """sha256(nonce || block); empty when the node cannot answer, with `error` saying why."""
+    error: builtins.str
+    def __init__(
+        self,
+        *,
+        cid: builtins.str = ...,
+        nonce: builtins.bytes = ...,
+        proof: builtins.bytes = ...,
+        error: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "error", b"error", "nonce", b"nonce", "proof", b"proof"]) -> None: ...
+
+Global___AuditProof: typing_extensions.TypeAlias = AuditProof
