@@ -75,6 +75,8 @@ class JobRow(Base):
     error: Mapped[str] = mapped_column(default="")
     #: Bumped on every change; WatchJob resumes from it.
     version: Mapped[int] = mapped_column(default=0)
+    #: Root CID of the dataset the documents came from; empty when they were sent inline.
+    dataset: Mapped[str] = mapped_column(String(80), default="")
 
 
 class DocumentRow(Base):
@@ -92,6 +94,8 @@ class DocumentRow(Base):
     offsets: Mapped[bytes] = mapped_column(LargeBinary)
     #: float32 little-endian, set when the job succeeds.
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Dataset jobs: {"file", "start", "end", "text_field"}, where nodes read the text.
+    source: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
 
 
 class ShardRow(Base):
@@ -114,6 +118,10 @@ class ShardRow(Base):
     wall_seconds: Mapped[float] = mapped_column(default=0.0)
     provider: Mapped[str] = mapped_column(String(40), default="")
     completed_at: Mapped[dt.datetime | None]
+    #: Dataset jobs: bytes of dataset the shard reads, and the nodes that held all of its
+    #: blocks at submission (placement prefers them).
+    read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    local_nodes: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class LedgerRow(Base):

@@ -22,11 +22,12 @@ import numpy.typing as npt
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._jobs import JobStore, QueuedShard
 from tokenweave.coordinator._nodes import NodeRegistry
-from tokenweave.coordinator._placement import NodeLoad, choose_node
+from tokenweave.coordinator._placement import NodeLoad, choose_node, peer_fetch_seconds
 from tokenweave.coordinator._views import (
     Assignment,
     AuditChallenge,
     DocumentResult,
+    DocumentSource,
     FetchBlock,
     JobRequest,
     JobView,
@@ -36,7 +37,8 @@ from tokenweave.coordinator._views import (
     ShardOutput,
     StoreBlock,
 )
-from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
+from tokenweave.models import windows_digest
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class Dispatcher:
         self._attempts: dict[str, int] = {}
         self._lanes: dict[str, NodeLane] = {}
         self._tokens: dict[str, list[npt.NDArray[np.uint32]]] = {}
+        self._sources: dict[str, list[DocumentSource | None]] = {}
         self._watchers: dict[str, _Broadcast] = {}
         self._lock = asyncio.Lock()
         #: Block copies awaiting the node's answer: (node, cid) → error ("" when stored).
@@ -193,6 +196,7 @@ class Dispatcher:
                 lane.revoked.add(shard_id)
                 lane.outbox.put_nowait(ShardCancel(shard_id))
         self._tokens.pop(job_id, None)
+        self._sources.pop(job_id, None)
         self._attempts = {s: n for s, n in self._attempts.items() if not s.startswith(job_id)}
 
     def running_by_node(self) -> dict[str, int]:
@@ -331,7 +335,7 @@ class Dispatcher:
             if shard is None:
                 return
             try:
-                self._check_output(shard, output)
+                await self._check_output(shard, output)
                 job, finished = await self._store.complete_shard(lane.node_id, output)
             except (InvalidArgumentError, FailedPreconditionError) as exc:
                 lane.outbox.put_nowait(
@@ -344,6 +348,7 @@ class Dispatcher:
                 self._attempts.pop(output.shard_id, None)
                 if finished:
                     self._tokens.pop(job.job_id, None)
+                    self._sources.pop(job.job_id, None)
                     logger.info(
                         "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
                     )
@@ -352,7 +357,14 @@ class Dispatcher:
         self._notify(job_id)
         await self._pump()
 
-    def _check_output(self, shard: QueuedShard, output: ShardOutput) -> None:
+    async def _check_output(self, shard: QueuedShard, output: ShardOutput) -> None:
+        tokens = await self._job_tokens(shard.job_id)
+        ran = windows_digest([tokens[w.document][w.start : w.end] for w in shard.spans])
+        if output.tokens_digest != ran:
+            raise InvalidArgumentError(
+                f"shard {shard.shard_id}: the node ran other tokens than the shard's "
+                f"(token digest {clip(output.tokens_digest, 16)}, expected {ran[:16]}…)"
+            )
         dim = self._catalog.get(shard.model).spec.dim
         rows = len(shard.spans)
         if output.rows != rows or output.dim != dim:
@@ -416,6 +428,9 @@ class Dispatcher:
                         lane.models[shard.model].tokens_per_second,
                         lane.load(),
                         lane.max_inflight - len(lane.inflight),
+                        fetch_seconds=0.0
+                        if lane.node_id in shard.local_nodes
+                        else peer_fetch_seconds(shard.read_bytes),
                     )
                     for lane in lanes
                 ]
@@ -434,16 +449,29 @@ class Dispatcher:
                 lane.outbox.put_nowait(await self._assignment(shard))
                 self._notify(shard.job_id)
 
-    async def _assignment(self, shard: QueuedShard) -> Assignment:
-        tokens = self._tokens.get(shard.job_id)
+    async def _job_tokens(self, job_id: str) -> list[npt.NDArray[np.uint32]]:
+        tokens = self._tokens.get(job_id)
         if tokens is None:
-            tokens = self._tokens[shard.job_id] = await self._store.document_tokens(shard.job_id)
-        return Assignment(
-            shard_id=shard.shard_id,
-            job_id=shard.job_id,
-            model=shard.model,
-            model_sha256=shard.model_sha256,
-            windows=tuple(tokens[w.document][w.start : w.end] for w in shard.spans),
+            tokens = self._tokens[job_id] = await self._store.document_tokens(job_id)
+        return tokens
+
+    async def _assignment(self, shard: QueuedShard) -> Assignment:
+        base = Assignment(shard.shard_id, shard.job_id, shard.model, shard.model_sha256, ())
+        if shard.read_bytes:  # a dataset job: the node reads the documents itself
+            sources = self._sources.get(shard.job_id)
+            if sources is None:
+                sources = self._sources[shard.job_id] = await self._store.document_sources(
+                    shard.job_id
+                )
+            needed = sorted({w.document for w in shard.spans})
+            return dataclasses.replace(
+                base,
+                sources=tuple((d, source) for d in needed if (source := sources[d]) is not None),
+                spans=tuple((w.document, w.start, w.end) for w in shard.spans),
+            )
+        tokens = await self._job_tokens(shard.job_id)
+        return dataclasses.replace(
+            base, windows=tuple(tokens[w.document][w.start : w.end] for w in shard.spans)
         )
 
     async def shutdown(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,9 @@ from tokenweave.coordinator._db import DocumentRow, JobRow, LedgerRow, NodeRow, 
 from tokenweave.coordinator._merge import document_embedding
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._views import (
+    DocumentInput,
     DocumentResult,
+    DocumentSource,
     JobRequest,
     JobState,
     JobView,
@@ -31,7 +33,7 @@ from tokenweave.coordinator._views import (
     ShardState,
     WindowResult,
 )
-from tokenweave.coordinator._windows import WindowPlan, WindowSpan, group_into_shards
+from tokenweave.coordinator._windows import ShardPlan, WindowPlan, WindowSpan, group_into_shards
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, clip
 
 
@@ -53,6 +55,9 @@ class QueuedShard:
     model_sha256: str
     model_tokens: int
     spans: tuple[WindowSpan, ...]
+    #: Dataset jobs: bytes of the documents the node reads, and the nodes holding them all.
+    read_bytes: int = 0
+    local_nodes: frozenset[str] = frozenset()
 
 
 def _job_view(row: JobRow, nodes: Sequence[NodeShare] = ()) -> JobView:
@@ -74,6 +79,7 @@ def _job_view(row: JobRow, nodes: Sequence[NodeShare] = ()) -> JobView:
         error=row.error,
         version=row.version,
         nodes=tuple(nodes),
+        dataset=row.dataset,
     )
 
 
@@ -85,7 +91,25 @@ def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
         model_sha256=job.model_sha256,
         model_tokens=shard.model_tokens,
         spans=tuple(WindowSpan(d, s, e) for d, s, e in shard.spans),
+        read_bytes=shard.read_bytes,
+        local_nodes=frozenset(shard.local_nodes),
     )
+
+
+def _locality(
+    documents: Sequence[DocumentInput], holders: Mapping[str, frozenset[str]], shard: ShardPlan
+) -> tuple[int, list[str]]:
+    """Bytes of dataset a shard reads, and the nodes that hold every block it reads."""
+    sources = [
+        source
+        for d in sorted({w.document for w in shard.windows})
+        if (source := documents[d].source) is not None
+    ]
+    if not sources:
+        return 0, []
+    blocks = {b for source in sources for b in source.blocks}
+    local = frozenset.intersection(*(holders.get(b, frozenset()) for b in blocks))
+    return sum(source.end - source.start for source in sources), sorted(local)
 
 
 async def _window_embeddings(
@@ -160,6 +184,7 @@ class JobStore:
                 raise InvalidArgumentError(f"{label} has no tokens after tokenization")
             spans.extend(plan.spans(i, len(text.ids)))
         shards = group_into_shards(spans, self._limits.windows_per_shard)
+        locality = [_locality(request.documents, request.holders, s) for s in shards]
         job_id = uuid.uuid4().hex
         now = utcnow()
         job = JobRow(
@@ -180,6 +205,7 @@ class JobStore:
             finished_at=None,
             error="",
             version=1,
+            dataset=request.dataset,
         )
         shard_rows = [
             ShardRow(
@@ -194,8 +220,10 @@ class JobStore:
                 leased_at=None,
                 embeddings=None,
                 completed_at=None,
+                read_bytes=read_bytes,
+                local_nodes=local_nodes,
             )
-            for s in shards
+            for s, (read_bytes, local_nodes) in zip(shards, locality, strict=True)
         ]
         async with self._sessions.begin() as session:
             session.add(job)
@@ -209,6 +237,14 @@ class JobStore:
                     token_ids=text.ids.astype("<u4").tobytes(),
                     offsets=text.offsets.astype("<u4").tobytes(),
                     embedding=None,
+                    source=None
+                    if doc.source is None
+                    else {
+                        "file": doc.source.file,
+                        "start": doc.source.start,
+                        "end": doc.source.end,
+                        "text_field": doc.source.text_field,
+                    },
                 )
                 for i, (doc, text) in enumerate(zip(request.documents, tokenized, strict=True))
             )
@@ -247,6 +283,26 @@ class JobStore:
                 select(DocumentRow).where(DocumentRow.job_id == job_id).order_by(DocumentRow.index)
             )
             return [np.frombuffer(r.token_ids, dtype="<u4") for r in rows]
+
+    async def document_sources(self, job_id: str) -> list[DocumentSource | None]:
+        """Dataset jobs: where nodes read each document; None for documents sent inline."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(DocumentRow.source)
+                .where(DocumentRow.job_id == job_id)
+                .order_by(DocumentRow.index)
+            )
+            return [
+                None
+                if r is None
+                else DocumentSource(
+                    str(r["file"]),
+                    int(str(r["start"])),
+                    int(str(r["end"])),
+                    str(r["text_field"]),
+                )
+                for r in rows
+            ]
 
     async def pending_shards(self) -> list[QueuedShard]:
         """Shards of unfinished jobs that no node holds, oldest job first.

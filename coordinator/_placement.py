@@ -6,6 +6,9 @@ while there is a backlog every node keeps pulling work at its own speed: shares 
 proportion to speed. Near the end of the work a shard is held back from a slow idle node when a
 busy faster node would finish it sooner than the whole network drains what is left — a slow node
 must not become the job's tail.
+
+Dataset shards add the time to fetch their documents' blocks from peers for a node that does
+not hold them all (`fetch_seconds`), so that work goes to the data when that is not slower.
 """
 
 from __future__ import annotations
@@ -20,10 +23,23 @@ class NodeLoad:
     tokens_per_second: float
     queued_tokens: int
     free_slots: int
+    #: Seconds this node would spend fetching the shard's dataset blocks from peers.
+    fetch_seconds: float = 0.0
+
+
+#: Peer-to-peer block throughput assumed when placing dataset shards, and the cost of one
+#: round trip (measured by benchmarks/bench_storage.py: about 41 MB/s on loopback).
+PEER_BYTES_PER_SECOND = 40e6
+PEER_ROUND_TRIP_S = 0.005
+
+
+def peer_fetch_seconds(read_bytes: int) -> float:
+    """Expected seconds to fetch `read_bytes` of dataset from peers (0 for no bytes)."""
+    return PEER_ROUND_TRIP_S + read_bytes / PEER_BYTES_PER_SECOND if read_bytes else 0.0
 
 
 def expected_finish(node: NodeLoad, shard_tokens: int) -> float:
-    return (node.queued_tokens + shard_tokens) / node.tokens_per_second
+    return (node.queued_tokens + shard_tokens) / node.tokens_per_second + node.fetch_seconds
 
 
 def choose_node(

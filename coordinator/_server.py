@@ -18,6 +18,7 @@ from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
 from tokenweave.coordinator._custody import Custodian, CustodyPolicy
 from tokenweave.coordinator._data_servicer import DataServicer
+from tokenweave.coordinator._dataset_jobs import DatasetReader
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
@@ -71,6 +72,7 @@ class CoordinatorServer:
         engine: AsyncEngine,
         dispatcher: Dispatcher,
         health_servicer: health.aio.HealthServicer,
+        datasets: DatasetReader,
     ) -> None:
         self.config = config
         self.port = port
@@ -78,6 +80,7 @@ class CoordinatorServer:
         self._engine = engine
         self._dispatcher = dispatcher
         self._health = health_servicer
+        self._datasets = datasets
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._shutdown_started = False
@@ -141,11 +144,14 @@ class CoordinatorServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
         ]
         server = aio.server(interceptors=[StatusInterceptor()], options=options)
-        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(dispatcher, registry), server)
+        index = DatasetIndex(sessions)
+        datasets = DatasetReader(index)
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(
+            JobServicer(dispatcher, registry, datasets), server
+        )
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
         )
-        index = DatasetIndex(sessions)
         custodian = Custodian(
             dispatcher,
             index,
@@ -176,7 +182,7 @@ class CoordinatorServer:
         if port == 0:
             await engine.dispose()
             raise OSError(f"could not listen on {config.listen}")
-        self = cls(config, server, port, engine, dispatcher, health_servicer)
+        self = cls(config, server, port, engine, dispatcher, health_servicer, datasets)
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -219,6 +225,7 @@ class CoordinatorServer:
                 await task
         await self._dispatcher.shutdown()
         await self._server.stop(self.config.shutdown_grace_s)
+        await asyncio.to_thread(self._datasets.close)
         await self._engine.dispose()
         self._stopped.set()
         logger.info("coordinator stopped")

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
+from tokenweave.coordinator._dataset_jobs import DatasetReader
 from tokenweave.coordinator._dispatch import AuditAnswer, Dispatcher, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._views import (
@@ -29,6 +30,7 @@ from tokenweave.coordinator._views import (
     StoreBlock,
 )
 from tokenweave.errors import InvalidArgumentError
+from tokenweave.storage import CID
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ def job_to_proto(view: JobView) -> jobs_pb2.Job:
             for n in view.nodes
         ],
         nodes_busy=view.nodes_busy,
+        dataset=view.dataset,
     )
 
 
@@ -123,23 +126,32 @@ def _require_job_id(job_id: str) -> str:
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, registry: NodeRegistry) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, registry: NodeRegistry, datasets: DatasetReader
+    ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
+        self._datasets = datasets
 
     async def SubmitJob(
         self, request: jobs_pb2.SubmitJobRequest, context: Context
     ) -> jobs_pb2.SubmitJobResponse:
         if not request.model:
             raise InvalidArgumentError("model is required")
-        job = await self._dispatcher.submit(
-            JobRequest(
-                model=request.model,
-                documents=tuple(DocumentInput(d.name, d.text) for d in request.documents),
-                window=request.window if request.HasField("window") else None,
-                overlap=request.overlap if request.HasField("overlap") else None,
+        window = request.window if request.HasField("window") else None
+        overlap = request.overlap if request.HasField("overlap") else None
+        if request.dataset.root:
+            if request.documents:
+                raise InvalidArgumentError("give documents or a dataset, not both")
+            root = str(CID.parse(request.dataset.root))
+            dataset = await self._datasets.documents(root, request.dataset.text_field)
+            job_request = JobRequest(
+                request.model, dataset.documents, window, overlap, root, dataset.holders
             )
-        )
+        else:
+            documents = tuple(DocumentInput(d.name, d.text) for d in request.documents)
+            job_request = JobRequest(request.model, documents, window, overlap)
+        job = await self._dispatcher.submit(job_request)
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(job))
 
     async def GetJob(
@@ -213,6 +225,17 @@ def _assignment_to_proto(a: Assignment) -> nodes_pb2.ShardAssignment:
         model=a.model,
         model_sha256=a.model_sha256,
         windows=[nodes_pb2.Window(token_ids=w.astype("<u4").tobytes()) for w in a.windows],
+        sources=[
+            nodes_pb2.DocumentSource(
+                document=document,
+                file=source.file,
+                start=source.start,
+                end=source.end,
+                text_field=source.text_field,
+            )
+            for document, source in a.sources
+        ],
+        spans=[nodes_pb2.DocumentSpan(document=d, start=s, end=e) for d, s, e in a.spans],
     )
 
 
@@ -327,6 +350,7 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
                     wall_seconds=r.wall_seconds,
                     digest=r.digest,
                     provider=r.provider,
+                    tokens_digest=r.tokens_digest,
                 )
                 await asyncio.shield(self._dispatcher.complete(lane, output))
             elif kind == "failure":

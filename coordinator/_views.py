@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -30,9 +31,23 @@ class ShardState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentSource:
+    """Where a dataset job's document lives: bytes [start, end) of UnixFS file `file`; a JSON
+    Lines record whose `text_field` is the text, or (empty field) the text itself."""
+
+    file: str
+    start: int
+    end: int
+    text_field: str = ""
+    #: Every block a reader fetches for it (for placement near the data).
+    blocks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentInput:
     name: str
     text: str
+    source: DocumentSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,10 @@ class JobRequest:
     documents: tuple[DocumentInput, ...]
     window: int | None = None
     overlap: int | None = None
+    #: Root CID of the dataset the documents came from, when they did.
+    dataset: str = ""
+    #: Dataset block → the nodes holding it, when the job was submitted.
+    holders: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +90,7 @@ class JobView:
     version: int
     nodes: tuple[NodeShare, ...] = ()
     nodes_busy: int = 0
+    dataset: str = ""
 
     @property
     def tokens_per_second(self) -> float:
@@ -148,7 +168,12 @@ class Assignment:
     job_id: str
     model: str
     model_sha256: str
+    #: Token windows sent inline (empty for a dataset job, which sends `sources` and `spans`).
     windows: tuple[npt.NDArray[np.uint32], ...]
+    #: Dataset jobs: (document index, where to read it) for each document the shard needs.
+    sources: tuple[tuple[int, DocumentSource], ...] = ()
+    #: Dataset jobs: (document, start, end) token ranges to run.
+    spans: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,3 +220,5 @@ class ShardOutput:
     wall_seconds: float
     digest: str
     provider: str
+    #: sha256 of the token ids the node ran (`windows_digest`).
+    tokens_digest: str = ""

@@ -12,20 +12,44 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from grpc import aio
 
 from tokenweave import __version__
-from tokenweave.errors import FailedPreconditionError, TokenweaveError, UnavailableError
-from tokenweave.models import EmbeddingSession, default_cache_dir, load_prepared, prepare_model
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    TokenweaveError,
+    UnavailableError,
+)
+from tokenweave.models import (
+    EmbeddingSession,
+    default_cache_dir,
+    encode_document,
+    load_prepared,
+    prepare_model,
+    windows_digest,
+)
 from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._runner import ShardRunner
-from tokenweave.storage import CID, BlockExchange, BlockStore, CorruptBlockError
+from tokenweave.storage import (
+    CID,
+    BlockExchange,
+    BlockStore,
+    CorruptBlockError,
+    DocumentRef,
+    read_document,
+)
 from tokenweave.storage._replicas import possession_proof
 from tokenweave.v1 import data_pb2, data_pb2_grpc, jobs_pb2, nodes_pb2, nodes_pb2_grpc
 
@@ -49,6 +73,14 @@ class RegistrationRefusedError(FailedPreconditionError):
 CLOSE_TIMEOUT_S = 10.0
 #: Seconds a read of a corrupt block may spend healing it from peers.
 HEAL_TIMEOUT_S = 30.0
+#: Dataset documents whose token ids a node keeps for the next shard.
+DOCUMENT_CACHE = 16
+
+
+@dataclass
+class _Reads:
+    local: int = 0
+    remote: int = 0
 
 
 @dataclass
@@ -90,6 +122,10 @@ class NodeDaemon:
         self._hardware = detect_hardware()
         self.shards_done = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Token ids of recently read dataset documents (a long one spans many shards).
+        self._documents: OrderedDict[tuple[str, int, int, str, str], npt.NDArray[np.int64]] = (
+            OrderedDict()
+        )
         self._data: data_pb2_grpc.DataServiceAsyncStub | None = None
 
     @classmethod
@@ -390,27 +426,38 @@ class NodeDaemon:
         try:
             return self.store.get(cid)
         except CorruptBlockError as exc:
-            loop = self._loop
-            if loop is None:
+            if self._loop is None:
                 raise
             logger.warning("%s; healing it from peers", exc.message)
             try:
-                return asyncio.run_coroutine_threadsafe(self.heal(cid), loop).result(HEAL_TIMEOUT_S)
+                return self._on_loop(self.heal(cid))
             except (TokenweaveError, TimeoutError, aio.AioRpcError) as heal_error:
                 raise CorruptBlockError(
                     f"{exc.message}; healing it failed: {heal_error}"
                 ) from heal_error
 
-    async def heal(self, cid: CID) -> bytes:
-        """Fetch `cid` from the other nodes that hold it, verify it and store it again."""
+    def _on_loop(self, coroutine: Coroutine[Any, Any, bytes]) -> bytes:
+        """Run `coroutine` on the daemon's event loop from a worker thread, and wait for it."""
+        if self._loop is None:
+            coroutine.close()
+            raise UnavailableError("the node is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(HEAL_TIMEOUT_S)
+
+    async def fetch_from_peers(self, cid: CID) -> bytes:
+        """`cid` from the other nodes that hold it (asked of the coordinator), verified."""
         if self._data is None:
-            raise UnavailableError("not connected to a coordinator: no providers to heal from")
+            raise UnavailableError("not connected to a coordinator: no providers to ask")
         reply = await self._data.GetProviders(
             data_pb2.GetProvidersRequest(cid=str(cid)), timeout=HEAL_TIMEOUT_S
         )
         me = self.exchange.peer_id
         providers = [a for p in reply.providers if p.peer_id != me for a in p.multiaddrs]
-        data = await asyncio.to_thread(self.exchange.fetch, cid, providers)
+        result: bytes = await asyncio.to_thread(self.exchange.fetch, cid, providers)
+        return result
+
+    async def heal(self, cid: CID) -> bytes:
+        """Fetch `cid` from the other nodes that hold it, verify it and store it again."""
+        data = await self.fetch_from_peers(cid)
         await asyncio.to_thread(self.store.put, cid, data)
         logger.info("block %s healed from a peer", cid)
         return data
@@ -452,10 +499,14 @@ class NodeDaemon:
                     ),
                 )
             )
-        windows = [
-            np.frombuffer(w.token_ids, dtype="<u4").astype(np.int64) for w in assignment.windows
-        ]
         try:
+            if assignment.spans:
+                windows = await asyncio.to_thread(self._dataset_windows, assignment, runner)
+            else:
+                windows = [
+                    np.frombuffer(w.token_ids, dtype="<u4").astype(np.int64)
+                    for w in assignment.windows
+                ]
             run = await asyncio.to_thread(runner.run, windows)
         except Exception as exc:
             logger.exception("shard %s failed", assignment.shard_id)
@@ -483,5 +534,57 @@ class NodeDaemon:
                 wall_seconds=run.wall_seconds,
                 digest=run.digest,
                 provider=run.provider,
+                tokens_digest=windows_digest(windows),
             )
         )
+
+    # -- dataset jobs -------------------------------------------------------------------------
+
+    def _dataset_windows(
+        self, assignment: nodes_pb2.ShardAssignment, runner: ShardRunner
+    ) -> list[npt.NDArray[np.int64]]:
+        """Read the shard's documents from dataset blocks (this node's own where it has them,
+        peers' otherwise), tokenize them and cut the assigned windows. Runs in a worker thread."""
+        reads = _Reads()
+        seen: dict[CID, bytes] = {}  # documents of one shard often share blocks
+
+        def block(cid: CID) -> bytes:
+            data = seen.get(cid)
+            if data is not None:
+                return data
+            try:
+                data = self.read_block(cid)
+                reads.local += len(data)
+            except NotFoundError:
+                data = self._on_loop(self.fetch_from_peers(cid))
+                reads.remote += len(data)
+            seen[cid] = data
+            return data
+
+        documents: dict[int, npt.NDArray[np.int64]] = {}
+        for source in assignment.sources:
+            key = (source.file, source.start, source.end, source.text_field, runner.model.sha256)
+            ids = self._documents.get(key)
+            if ids is None:
+                ref = DocumentRef(
+                    f"document {source.document}", CID.parse(source.file), source.start, source.end
+                )
+                text = read_document(ref, block, source.text_field or None)
+                ids = encode_document(runner.tokenizer, text)
+                self._documents[key] = ids
+                while len(self._documents) > DOCUMENT_CACHE:
+                    self._documents.popitem(last=False)
+            else:
+                self._documents.move_to_end(key)
+            documents[source.document] = ids
+        missing = {s.document for s in assignment.spans} - set(documents)
+        if missing:
+            raise InvalidArgumentError(f"no source for documents {sorted(missing)}")
+        if reads.local or reads.remote:
+            logger.info(
+                "shard %s: read %d bytes of dataset from this node, %d from peers",
+                assignment.shard_id,
+                reads.local,
+                reads.remote,
+            )
+        return [documents[s.document][s.start : s.end] for s in assignment.spans]

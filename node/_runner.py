@@ -10,7 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tokenweave.models import SPECIAL_TOKENS_PER_WINDOW, EmbeddingSession, PreparedModel
+from tokenweave.models import (
+    SPECIAL_TOKENS_PER_WINDOW,
+    EmbeddingSession,
+    PreparedModel,
+    load_tokenizer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,7 @@ class ShardRunner:
     def __init__(self, model: PreparedModel, session: EmbeddingSession) -> None:
         self.model = model
         self._session = session
+        self.tokenizer = load_tokenizer(model)
 
     @property
     def provider(self) -> str:

@@ -11,6 +11,9 @@ The code is organized as follows:
 
 * `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk, refusing entry names
   that would escape the destination.
+* `read_range`, `range_blocks`, `dataset_documents`, `read_document` (_documents.py) — byte
+  ranges of a file from only the blocks that hold them; a dataset's documents (`.txt` files of a
+  directory, or the lines of a JSON Lines file) as `DocumentRef`s, each readable alone.
 * `BlockExchange` (_exchange.py) — blocks served and fetched over libp2p (TCP + Noise + Yamux)
   on `/tokenweave/blocks/1.0.0`, in a trio thread behind a blocking `fetch(cid, providers)`;
   parallel providers, every block checked against its CID.
@@ -24,6 +27,13 @@ placement and repair, audits, jobs over datasets, and the `tokenweave data` comm
 
 from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
 from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
+from tokenweave.storage._documents import (
+    DocumentRef,
+    dataset_documents,
+    range_blocks,
+    read_document,
+    read_range,
+)
 from tokenweave.storage._exchange import PROTOCOL, BlockExchange, PeerMisbehavedError
 from tokenweave.storage._exporter import export, read_file
 from tokenweave.storage._importer import (
@@ -51,13 +61,18 @@ __all__ = [
     "BlockStore",
     "CorruptBlockError",
     "DagNode",
+    "DocumentRef",
     "ImportProfile",
     "InvalidCidError",
     "PeerMisbehavedError",
     "check_entry_name",
+    "dataset_documents",
     "export",
     "import_directory",
     "import_file",
     "profile_named",
+    "range_blocks",
+    "read_document",
     "read_file",
+    "read_range",
 ]

@@ -31,7 +31,7 @@ from tokenweave.coordinator._views import (
     ShardOutput,
 )
 from tokenweave.errors import FailedPreconditionError
-from tokenweave.models import PreparedModel
+from tokenweave.models import PreparedModel, windows_digest
 
 MODEL = "all-minilm-l6-v2"
 
@@ -88,7 +88,15 @@ def _output(assignment: Assignment, rows: int | None = None) -> ShardOutput:
     n = len(assignment.windows) if rows is None else rows
     data = np.full((n, 384), 1 / np.sqrt(384), dtype="<f4").tobytes()
     return ShardOutput(
-        assignment.shard_id, data, n, 384, 10, 0.1, hashlib.sha256(data).hexdigest(), "cpu"
+        assignment.shard_id,
+        data,
+        n,
+        384,
+        10,
+        0.1,
+        hashlib.sha256(data).hexdigest(),
+        "cpu",
+        tokens_digest=windows_digest(assignment.windows),
     )
 
 
@@ -170,6 +178,10 @@ async def test_a_completion_cancelled_at_any_point_loses_nothing(
             "expected 2x384",
         ),
         (lambda out: dataclasses.replace(out, digest="0" * 64), "digest does not match"),
+        (
+            lambda out: dataclasses.replace(out, tokens_digest="0" * 64),
+            "ran other tokens than the shard's",
+        ),
     ],
 )
 async def test_a_bad_result_is_refused_and_the_shard_runs_again(

@@ -1,6 +1,7 @@
 import pytest
 
 from tokenweave.coordinator import NodeLoad, choose_node
+from tokenweave.coordinator._placement import peer_fetch_seconds
 
 
 def _simulate(
@@ -64,3 +65,14 @@ def test_no_nodes_means_no_placement() -> None:
 def test_ties_break_by_node_id() -> None:
     loads = [NodeLoad("b", 1.0, 0, 1), NodeLoad("a", 1.0, 0, 1)]
     assert choose_node(5, loads) == "a"
+
+
+def test_a_dataset_shard_goes_to_a_node_holding_its_blocks() -> None:
+    fetch = peer_fetch_seconds(8_000_000)  # 8 MB from peers: 0.2 s at the assumed rate
+    holder = NodeLoad("b-holder", 5_000, 0, 1)
+    other = NodeLoad("a-other", 5_000, 0, 1, fetch_seconds=fetch)
+    assert choose_node(1_000, [other, holder]) == "b-holder"
+    # ... unless the holder is busy for longer than the fetch takes.
+    busy = NodeLoad("b-holder", 5_000, 5_000, 1)
+    assert choose_node(1_000, [other, busy]) == "a-other"
+    assert peer_fetch_seconds(0) == 0.0

@@ -22,6 +22,7 @@ def test_public_names_are_pinned() -> None:
         "load_prepared",
         "load_tokenizer",
         "prepare_model",
+        "windows_digest",
     ]
     for name in tokenweave.models.__all__:
         assert hasattr(tokenweave.models, name), name

@@ -124,7 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="submit a job")
     ssub = p.add_subparsers(dest="submit_command", required=True, metavar="KIND")
     se = ssub.add_parser("embed", help="embed documents of any length")
-    se.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    se.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    se.add_argument(
+        "--dataset",
+        metavar="CID",
+        help="embed a stored dataset instead of files (JSON Lines, or a folder of .txt)",
+    )
+    se.add_argument(
+        "--text-field", default="text", metavar="NAME", help="JSON Lines field with the text"
+    )
     se.add_argument("--model", default=DEFAULT_MODEL)
     se.add_argument(
         "--window", type=int, help="tokens per window, [CLS]/[SEP] included (default 256)"
@@ -268,6 +276,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _jobs_cmd.submit_embed(
                 client,
                 args.files,
+                dataset=args.dataset,
+                text_field=args.text_field,
                 model=args.model,
                 window=args.window,
                 overlap=args.overlap,

@@ -169,11 +169,23 @@ def submit_embed(
     as_json: bool,
     query: str | None,
     top: int,
+    dataset: str | None = None,
+    text_field: str = "text",
 ) -> int:
     if top < 1:
         raise InvalidArgumentError(f"--top {top} must be at least 1")
-    docs = read_documents(paths)
-    job = client.embed(docs, model=model, window=window, overlap=overlap)
+    if bool(paths) == bool(dataset):
+        raise InvalidArgumentError("give FILEs or --dataset CID (one of them)")
+    if dataset:
+        if query:
+            raise InvalidArgumentError("--query needs the texts: use it with FILEs")
+        docs = []
+        job = client.embed_dataset(
+            dataset, text_field=text_field, model=model, window=window, overlap=overlap
+        )
+    else:
+        docs = read_documents(paths)
+        job = client.embed(docs, model=model, window=window, overlap=overlap)
     if not as_json:
         console.print(
             f"submitted job {job.id}: {job.info.tokens:,} tokens, {job.info.windows} windows, "

@@ -131,10 +131,31 @@ class Client:
             else jobs_pb2.Document(name=f"doc-{i}", text=d)
             for i, d in enumerate(documents)
         ]
+        return self._submit(jobs_pb2.SubmitJobRequest(model=model, documents=docs), window, overlap)
+
+    def embed_dataset(
+        self,
+        root: str,
+        *,
+        text_field: str = "text",
+        model: str = DEFAULT_MODEL,
+        window: int | None = None,
+        overlap: int | None = None,
+    ) -> EmbedJob:
+        """Embed a stored dataset (`put()` returns its root): a JSON Lines file, one document per
+        line in `text_field`, or a folder, one document per .txt file. Nodes read the documents
+        from the dataset's blocks; the result is the same as sending the texts."""
+        request = jobs_pb2.SubmitJobRequest(
+            model=model, dataset=jobs_pb2.DatasetSource(root=root, text_field=text_field)
+        )
+        return self._submit(request, window, overlap)
+
+    def _submit(
+        self, request: jobs_pb2.SubmitJobRequest, window: int | None, overlap: int | None
+    ) -> EmbedJob:
         for field, value in (("window", window), ("overlap", overlap)):
             if value is not None and not 0 <= value < 2**32:
                 raise InvalidArgumentError(f"{field}={value} is out of range")
-        request = jobs_pb2.SubmitJobRequest(model=model, documents=docs)
         if window is not None:
             request.window = window
         if overlap is not None:

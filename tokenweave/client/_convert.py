@@ -53,6 +53,8 @@ class JobInfo:
     #: Increases with every change; WatchJob resumes after it.
     sequence: int = 0
     tokens_per_second: float = 0.0
+    #: Root CID of the dataset the documents came from; empty when they were sent inline.
+    dataset: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ def job_info(job: jobs_pb2.Job, sequence: int = 0, tokens_per_second: float = 0.
         created_at=_time(job, "created_at"),
         finished_at=_time(job, "finished_at"),
         error=job.error,
+        dataset=job.dataset,
         sequence=sequence,
         tokens_per_second=tokens_per_second,
     )

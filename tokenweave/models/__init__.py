@@ -12,7 +12,8 @@ The code is organized as follows:
   ``<cache_dir>/<name>/{model.onnx, tokenizer.json, manifest.json}``: built once, written
   atomically (_file_integrity.py), re-hashed against its manifest (_manifest.py) on every load.
 * load_tokenizer, encode_document, SpecialTokens (_tokenizer.py) — whole-document tokenization
-  without special tokens, and the [CLS]/[SEP]/[PAD] ids windows are framed and padded with.
+  without special tokens, and the [CLS]/[SEP]/[PAD] ids windows are framed and padded with;
+  windows_digest, the hash of the token ids a node ran.
 * EmbeddingSession (_session.py) — token-id windows in, unit-length float32 vectors out, batched
   on the CUDA or CPU execution provider.
 * UnknownModelError, ModelCacheError, ModelHashMismatchError (_errors.py).
@@ -40,6 +41,7 @@ from tokenweave.models._tokenizer import (
     TokenIds,
     encode_document,
     load_tokenizer,
+    windows_digest,
 )
 
 __all__ = [
@@ -62,4 +64,5 @@ __all__ = [
     "load_prepared",
     "load_tokenizer",
     "prepare_model",
+    "windows_digest",
 ]

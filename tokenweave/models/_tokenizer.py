@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,3 +57,12 @@ def encode_document(tokenizer: Tokenizer, text: str) -> TokenIds:
     """Token ids of ``text`` without [CLS]/[SEP], ready to be cut into windows."""
     encoding = tokenizer.encode(text, add_special_tokens=False)
     return np.asarray(encoding.ids, dtype=np.int64)
+
+
+def windows_digest(windows: Sequence[npt.NDArray[np.integer]]) -> str:
+    """sha256 (hex) of the windows' token ids, each as uint32 little-endian, in order: what a
+    node shows the coordinator to prove it ran the tokens it was meant to."""
+    digest = hashlib.sha256()
+    for window in windows:
+        digest.update(np.asarray(window).astype("<u4").tobytes())
+    return digest.hexdigest()

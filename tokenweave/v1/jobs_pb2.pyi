@@ -87,6 +87,7 @@ class SubmitJobRequest(google.protobuf.message.Message):
     DOCUMENTS_FIELD_NUMBER: builtins.int
     WINDOW_FIELD_NUMBER: builtins.int
     OVERLAP_FIELD_NUMBER: builtins.int
+    DATASET_FIELD_NUMBER: builtins.int
     model: builtins.str
     """Registered model name, e.g. "all-minilm-l6-v2"."""
     window: builtins.int
@@ -95,6 +96,12 @@ class SubmitJobRequest(google.protobuf.message.Message):
     """Tokens shared by neighbouring windows. Unset: the coordinator's default."""
     @property
     def documents(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Document]: ...
+    @property
+    def dataset(self) -> Global___DatasetSource:
+        """Instead of `documents`: a dataset stored with DataService. Nodes read its blocks
+        themselves, from their own disk when they hold them, else from peers.
+        """
+
     def __init__(
         self,
         *,
@@ -102,15 +109,38 @@ class SubmitJobRequest(google.protobuf.message.Message):
         documents: collections.abc.Iterable[Global___Document] | None = ...,
         window: builtins.int | None = ...,
         overlap: builtins.int | None = ...,
+        dataset: Global___DatasetSource | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "overlap", b"overlap", "window", b"window"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "documents", b"documents", "model", b"model", "overlap", b"overlap", "window", b"window"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "dataset", b"dataset", "overlap", b"overlap", "window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "dataset", b"dataset", "documents", b"documents", "model", b"model", "overlap", b"overlap", "window", b"window"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_overlap", b"_overlap"]) -> typing.Literal["overlap"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_window", b"_window"]) -> typing.Literal["window"] | None: ...
 
 Global___SubmitJobRequest: typing_extensions.TypeAlias = SubmitJobRequest
+
+@typing.final
+class DatasetSource(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROOT_FIELD_NUMBER: builtins.int
+    TEXT_FIELD_FIELD_NUMBER: builtins.int
+    root: builtins.str
+    """Root CID: a JSON Lines file (one document per non-blank line) or a UnixFS directory (one
+    document per .txt file, in path order).
+    """
+    text_field: builtins.str
+    """JSON Lines: the field holding each document's text. Default "text"."""
+    def __init__(
+        self,
+        *,
+        root: builtins.str = ...,
+        text_field: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["root", b"root", "text_field", b"text_field"]) -> None: ...
+
+Global___DatasetSource: typing_extensions.TypeAlias = DatasetSource
 
 @typing.final
 class SubmitJobResponse(google.protobuf.message.Message):
@@ -175,6 +205,7 @@ class Job(google.protobuf.message.Message):
     ERROR_FIELD_NUMBER: builtins.int
     NODES_FIELD_NUMBER: builtins.int
     NODES_BUSY_FIELD_NUMBER: builtins.int
+    DATASET_FIELD_NUMBER: builtins.int
     job_id: builtins.str
     state: Global___JobState.ValueType
     model: builtins.str
@@ -192,6 +223,8 @@ class Job(google.protobuf.message.Message):
     """Why the job failed, when it did."""
     nodes_busy: builtins.int
     """Nodes running a shard of this job right now."""
+    dataset: builtins.str
+    """Root CID of the dataset the documents came from; empty when they were sent inline."""
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
@@ -217,9 +250,10 @@ class Job(google.protobuf.message.Message):
         error: builtins.str = ...,
         nodes: collections.abc.Iterable[Global___NodeShare] | None = ...,
         nodes_busy: builtins.int = ...,
+        dataset: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "documents", b"documents", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "model", b"model", "nodes", b"nodes", "nodes_busy", b"nodes_busy", "overlap", b"overlap", "shards_done", b"shards_done", "shards_total", b"shards_total", "state", b"state", "tokens", b"tokens", "tokens_processed", b"tokens_processed", "window", b"window", "windows", b"windows"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "dataset", b"dataset", "documents", b"documents", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "model", b"model", "nodes", b"nodes", "nodes_busy", b"nodes_busy", "overlap", b"overlap", "shards_done", b"shards_done", "shards_total", b"shards_total", "state", b"state", "tokens", b"tokens", "tokens_processed", b"tokens_processed", "window", b"window", "windows", b"windows"]) -> None: ...
 
 Global___Job: typing_extensions.TypeAlias = Job
 

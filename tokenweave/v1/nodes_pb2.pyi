@@ -183,6 +183,7 @@ class ShardResult(google.protobuf.message.Message):
     WALL_SECONDS_FIELD_NUMBER: builtins.int
     DIGEST_FIELD_NUMBER: builtins.int
     PROVIDER_FIELD_NUMBER: builtins.int
+    TOKENS_DIGEST_FIELD_NUMBER: builtins.int
     shard_id: builtins.str
     embeddings: builtins.bytes
     """Row-major float32 little-endian, one row per window in assignment order."""
@@ -194,6 +195,10 @@ class ShardResult(google.protobuf.message.Message):
     digest: builtins.str
     """sha256 of `embeddings`, hex."""
     provider: builtins.str
+    tokens_digest: builtins.str
+    """sha256 of the token ids the node ran (each window's, uint32 little-endian, in order), hex:
+    shows it read the right text when it read the documents itself.
+    """
     def __init__(
         self,
         *,
@@ -205,8 +210,9 @@ class ShardResult(google.protobuf.message.Message):
         wall_seconds: builtins.float = ...,
         digest: builtins.str = ...,
         provider: builtins.str = ...,
+        tokens_digest: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["digest", b"digest", "dim", b"dim", "embeddings", b"embeddings", "provider", b"provider", "rows", b"rows", "shard_id", b"shard_id", "tokens", b"tokens", "wall_seconds", b"wall_seconds"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["digest", b"digest", "dim", b"dim", "embeddings", b"embeddings", "provider", b"provider", "rows", b"rows", "shard_id", b"shard_id", "tokens", b"tokens", "tokens_digest", b"tokens_digest", "wall_seconds", b"wall_seconds"]) -> None: ...
 
 Global___ShardResult: typing_extensions.TypeAlias = ShardResult
 
@@ -332,13 +338,25 @@ class ShardAssignment(google.protobuf.message.Message):
     MODEL_FIELD_NUMBER: builtins.int
     MODEL_SHA256_FIELD_NUMBER: builtins.int
     WINDOWS_FIELD_NUMBER: builtins.int
+    SOURCES_FIELD_NUMBER: builtins.int
+    SPANS_FIELD_NUMBER: builtins.int
     shard_id: builtins.str
     job_id: builtins.str
     model: builtins.str
     model_sha256: builtins.str
     """The node must refuse to run a model file whose sha256 differs."""
     @property
-    def windows(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Window]: ...
+    def windows(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Window]:
+        """Token windows sent inline; or, for a dataset job, empty, with `sources` and `spans`."""
+
+    @property
+    def sources(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___DocumentSource]:
+        """Where the node reads each document it needs: from dataset blocks by CID."""
+
+    @property
+    def spans(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___DocumentSpan]:
+        """The windows to run, as token ranges of those documents (tokenized without specials)."""
+
     def __init__(
         self,
         *,
@@ -347,10 +365,63 @@ class ShardAssignment(google.protobuf.message.Message):
         model: builtins.str = ...,
         model_sha256: builtins.str = ...,
         windows: collections.abc.Iterable[Global___Window] | None = ...,
+        sources: collections.abc.Iterable[Global___DocumentSource] | None = ...,
+        spans: collections.abc.Iterable[Global___DocumentSpan] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["job_id", b"job_id", "model", b"model", "model_sha256", b"model_sha256", "shard_id", b"shard_id", "windows", b"windows"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id", "model", b"model", "model_sha256", b"model_sha256", "shard_id", b"shard_id", "sources", b"sources", "spans", b"spans", "windows", b"windows"]) -> None: ...
 
 Global___ShardAssignment: typing_extensions.TypeAlias = ShardAssignment
+
+@typing.final
+class DocumentSource(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: builtins.int
+    FILE_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    TEXT_FIELD_FIELD_NUMBER: builtins.int
+    document: builtins.int
+    """The document's index in the job."""
+    file: builtins.str
+    """CID of the UnixFS file that holds the document, and its byte range there."""
+    start: builtins.int
+    end: builtins.int
+    text_field: builtins.str
+    """The range is one JSON Lines record: its text is this field. Empty: the range is the text."""
+    def __init__(
+        self,
+        *,
+        document: builtins.int = ...,
+        file: builtins.str = ...,
+        start: builtins.int = ...,
+        end: builtins.int = ...,
+        text_field: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["document", b"document", "end", b"end", "file", b"file", "start", b"start", "text_field", b"text_field"]) -> None: ...
+
+Global___DocumentSource: typing_extensions.TypeAlias = DocumentSource
+
+@typing.final
+class DocumentSpan(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    document: builtins.int
+    start: builtins.int
+    end: builtins.int
+    def __init__(
+        self,
+        *,
+        document: builtins.int = ...,
+        start: builtins.int = ...,
+        end: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["document", b"document", "end", b"end", "start", b"start"]) -> None: ...
+
+Global___DocumentSpan: typing_extensions.TypeAlias = DocumentSpan
 
 @typing.final
 class ShardCancel(google.protobuf.message.Message):
