@@ -25,6 +25,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL = TProtocol("/tokenweave/blocks/1.0.0")
 FOUND, MISSING = 0, 1
+#: Seconds `stop()` gives open connections to close.
+CLOSE_TIMEOUT_S = 2.0
 
 #: Where the exchange reads blocks from to serve them (a BlockStore's `get`).
 BlockReader = Callable[[CID], bytes]
@@ -94,6 +97,9 @@ class BlockExchange:
             key_pair=key_pair,
             sec_opt={NOISE_PROTOCOL_ID: noise},
             muxer_preference="YAMUX",
+            # Dial only the providers asked for: py-libp2p's auto-connector would otherwise
+            # keep redialling every peer it has met (dead ones too) and stall shutdown.
+            connection_config=ConnectionConfig(min_connections=0, low_watermark=0),
         )
         self._listen = multiaddr.Multiaddr(listen)
         self._timeout = timeout
@@ -123,12 +129,17 @@ class BlockExchange:
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
-        async with self._host.run(listen_addrs=[self._listen]):
-            self._host.set_stream_handler(PROTOCOL, self._serve)
-            self._ready.set()
-            await self._stop.wait()
-            # Close every connection ourselves: the host leaves some sockets open otherwise.
-            await self._host.get_network().close()
+        with trio.CancelScope() as everything:
+            async with self._host.run(listen_addrs=[self._listen]):
+                self._host.set_stream_handler(PROTOCOL, self._serve)
+                self._ready.set()
+                await self._stop.wait()
+                # Close every connection ourselves: the host leaves some sockets open otherwise.
+                with trio.move_on_after(CLOSE_TIMEOUT_S):
+                    await self._host.get_network().close()
+                # Whatever the host still waits for (idle connections' tasks, redials) must not
+                # hold up the process: cut it short.
+                everything.cancel()
 
     def stop(self) -> None:
         if self._token is not None and self._stop is not None:
