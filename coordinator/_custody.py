@@ -52,6 +52,8 @@ class CustodyPolicy:
     patience_s: float = 30.0
     max_copies_per_round: int = 256
     parallel_copies: int = 8
+    #: Seconds a node that failed to copy a block is not asked to copy it again.
+    refusal_memory_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class Custodian:
         self._started = clock()
         #: When each node was last seen connected (the coordinator's start for those never seen).
         self._seen: dict[str, float] = {}
+        #: (block, node) → when the node failed to copy it; not asked again for a while.
+        self._refused: dict[tuple[str, str], float] = {}
 
     async def run(self) -> None:
         while True:
@@ -115,11 +119,19 @@ class Custodian:
         connected = self._observe()
         held = await self._index.provider_map()
         holders = set().union(*held.values()) if held else set()
+        now = self._clock()
+        self._refused = {
+            k: t for k, t in self._refused.items() if now - t < self.policy.refusal_memory_s
+        }
+        avoid: dict[CID, set[str]] = {}
+        for cid, node in self._refused:
+            avoid.setdefault(CID.parse(cid), set()).add(node)
         copies, lost = repair_plan(
             {CID.parse(cid): nodes for cid, nodes in held.items()},
             connected,
             self.policy.replicas,
             returning=self._returning(holders, connected),
+            avoid=avoid,
         )
         if lost:
             logger.warning("%d blocks have no provider online; waiting for one", len(lost))
@@ -143,6 +155,7 @@ class Custodian:
                 )
             if error:
                 logger.warning("copy of %s to %s failed: %s", cid, target, error)
+                self._refused[(cid, target)] = self._clock()
                 return False
             await self._index.add_providers(cid, [target])
             return True

@@ -18,7 +18,7 @@ from tokenweave.errors import (
     UnavailableError,
 )
 from tokenweave.storage import CID, MAX_BLOCK_BYTES
-from tokenweave.storage._replicas import placement
+from tokenweave.storage._replicas import ranking
 from tokenweave.v1 import data_pb2, data_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -34,22 +34,30 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         self._replicas = replicas
 
     async def _place(self, cid: CID, data: bytes) -> int:
-        nodes = self._dispatcher.connected_nodes()
-        if not nodes:
+        """Store the block on `replicas` connected nodes, in its rendezvous order: a node that
+        refuses it (full, failing disk) passes its turn to the next. Returns the copies made."""
+        candidates = ranking(cid, self._dispatcher.connected_nodes())
+        if not candidates:
             raise UnavailableError("no node is connected to store blocks on")
-        targets = placement(cid, nodes, self._replicas)
         text = str(cid)
         message = StoreBlock(text, data)
-        errors = await asyncio.gather(
-            *(self._dispatcher.block_request(n, message, STORE_PATIENCE_S) for n in targets)
-        )
-        stored = [n for n, error in zip(targets, errors, strict=True) if not error]
+        stored: list[str] = []
+        errors: list[str] = []
+        while candidates and len(stored) < self._replicas:
+            wanted = self._replicas - len(stored)
+            batch, candidates = candidates[:wanted], candidates[wanted:]
+            answers = await asyncio.gather(
+                *(self._dispatcher.block_request(n, message, STORE_PATIENCE_S) for n in batch)
+            )
+            for node, error in zip(batch, answers, strict=True):
+                if error:
+                    errors.append(error)
+                    logger.warning("block %s not stored on %s: %s", cid, node, error)
+                else:
+                    stored.append(node)
         await self._index.add_providers(text, stored, challenges=mint_challenges(data))
         if not stored:
             raise ResourceExhaustedError(f"no node could store block {cid}: {'; '.join(errors)}")
-        for node, error in zip(targets, errors, strict=True):
-            if error:
-                logger.warning("block %s not stored on %s: %s", cid, node, error)
         return len(stored)
 
     async def PutBlocks(

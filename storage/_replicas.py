@@ -42,6 +42,7 @@ def repair_plan(
     replicas: int = DEFAULT_REPLICATION,
     *,
     returning: Collection[str] = (),
+    avoid: Mapping[CID, Collection[str]] | None = None,
 ) -> tuple[list[Copy], list[CID]]:
     """Copies that bring every block back to `replicas` holders, and the blocks that no live
     node holds (lost until a holder returns).
@@ -49,7 +50,7 @@ def repair_plan(
     Copies come from live holders and go to live nodes, in each block's rendezvous order.
     Holders in `returning` (gone less than the grace period) still count toward `replicas`, so
     a node that restarts does not set off a wave of copies; they are neither sources nor
-    targets.
+    targets. `avoid` names, per block, nodes not to copy it to (they refused it lately).
     """
     copies: list[Copy] = []
     lost: list[CID] = []
@@ -63,7 +64,9 @@ def repair_plan(
         missing = replicas - len(alive) - len(away)
         if missing <= 0:
             continue
-        targets = [n for n in ranking(cid, live) if n not in alive][:missing]
+        refused = avoid.get(cid, ()) if avoid else ()
+        targets = [n for n in ranking(cid, live) if n not in alive and n not in refused]
+        targets = targets[:missing]
         copies.extend(Copy(cid, tuple(sorted(alive)), t) for t in targets)
     return copies, lost
 

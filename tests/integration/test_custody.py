@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,9 +73,7 @@ def test_replicas_return_to_three_after_a_provider_is_killed(
         assert put.min_replicas == 3
         assert all(b.replicas == 3 for b in _blocks(client, put.root))
 
-        cluster.nodes[0].process.send_signal(signal.SIGKILL)
-        cluster.nodes[0].process.wait(10)
-        cluster.nodes[0].stopped = True
+        cluster.nodes[0].kill()
         _wait(
             "the killed node shows as offline",
             lambda: all(b.offline_node_ids == (victim,) for b in _blocks(client, put.root)),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from tokenweave.cli import LocalCluster
 from tokenweave.errors import NotFoundError
+from tokenweave.node import NodeIdentity
 from tokenweave.storage import CID, RAW
 from tokenweave.v1 import data_pb2, data_pb2_grpc
 
@@ -50,8 +50,7 @@ def test_put_status_get_and_survive_a_kill(cluster: LocalCluster, tmp_path: Path
         assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
 
         victim = cluster.nodes[0]
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait(10)
+        victim.kill()
         client.get(put.root, tmp_path / "again.bin")
         assert (tmp_path / "again.bin").read_bytes() == source.read_bytes()
         client.get(tree.root, tmp_path / "corpus-back")
@@ -136,3 +135,22 @@ def test_the_data_commands(cluster: LocalCluster, tmp_path: Path) -> None:
     bad = cli("status", "not-a-cid")
     assert bad.returncode == 2
     assert "INVALID_ARGUMENT" in bad.stderr
+
+
+def test_a_full_node_passes_blocks_on_and_says_why(cluster: LocalCluster, tmp_path: Path) -> None:
+    with cluster.client() as client:
+        online = sum(n.online for n in client.nodes())
+    cluster.add_node("--block-quota-bytes", "1000")
+    cluster.wait_for_nodes(online + 1)
+    full = NodeIdentity.load_or_create(cluster.root / f"node{len(cluster.nodes) - 1}")
+    source = _file(tmp_path / "quota.bin", 1_000_000, seed=5)
+    with cluster.client() as client:
+        put = client.put(source, profile="kubo")
+        assert put.min_replicas == min(3, online)  # the full node's turns went to the others
+        _, blocks = client.dataset_status(put.root)
+        # Its 1,000 bytes hold the small root node at most; every leaf went elsewhere.
+        kept = [b.cid for b in blocks if full.address.lower() in b.node_ids]
+        assert kept in ([], [put.root])
+        client.get(put.root, tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
+    assert "is full" in cluster.coordinator.log_path.read_text()  # type: ignore[union-attr]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -161,8 +160,7 @@ def test_a_coordinator_killed_mid_settlement_posts_once_and_pays_once(
     while client.epochs()[0][0].state == "CLOSED" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert cluster.coordinator is not None
-    cluster.coordinator.process.send_signal(signal.SIGKILL)
-    cluster.coordinator.process.wait(10)
+    cluster.coordinator.kill()
 
     cluster.start_coordinator()  # same data dir: same database, same deployment
     client = Client(cluster.address)
@@ -177,8 +175,7 @@ def test_a_coordinator_killed_mid_settlement_posts_once_and_pays_once(
     assert first.returncode == 0, first.stderr
     address = json.loads(first.stdout)["address"]
     assert cluster.coordinator is not None
-    cluster.coordinator.process.send_signal(signal.SIGKILL)
-    cluster.coordinator.process.wait(10)
+    cluster.coordinator.kill()
     cluster.start_coordinator()
     second = _claim_cli(cluster, 0)
     assert second.returncode == 2

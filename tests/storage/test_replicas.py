@@ -66,6 +66,16 @@ def test_a_block_held_only_by_returning_nodes_is_not_lost_yet() -> None:
     assert repair_plan({cid: ["away"]}, live=set(NODES), returning={"away"}) == ([], [])
 
 
+def test_a_node_that_refused_a_block_is_passed_over() -> None:
+    cid = CIDS[0]
+    order = ranking(cid, NODES)
+    holders = order[:2]
+    copies, _ = repair_plan({cid: holders}, set(NODES))
+    assert [c.target for c in copies] == [order[2]]
+    copies, _ = repair_plan({cid: holders}, set(NODES), avoid={cid: {order[2]}})
+    assert [c.target for c in copies] == [order[3]]
+
+
 def test_possession_proofs_need_the_bytes() -> None:
     assert possession_proof(b"n1", b"block") == possession_proof(b"n1", b"block")
     assert possession_proof(b"n1", b"block") != possession_proof(b"n2", b"block")

@@ -42,6 +42,12 @@ class ManagedProcess:
         self.log.close()
         return self.process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown (crash tests)."""
+        self.stopped = True
+        self.process.kill()
+        self.process.wait()
+
     def tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
