@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -74,6 +76,30 @@ def test_a_folder_of_text_files_embeds_like_its_texts(
         inline = client.embed([texts[0], texts[2]]).result()
     assert [d.name for d in result.documents] == ["a.txt", "sub/b.txt"]
     _same(result, inline)
+
+
+def test_the_cli_embeds_a_dataset(cluster: LocalCluster, tmp_path: Path) -> None:
+    source = tmp_path / "lines.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in _texts()), encoding="utf-8")
+    with cluster.client() as client:
+        root = client.put(source).root
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tokenweave.cli", *args, "--coordinator", cluster.address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    done = cli("submit", "embed", "--dataset", root, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [d["name"] for d in result["documents"]] == [f"line {i + 1}" for i in range(4)]
+    both = cli("submit", "embed", str(source), "--dataset", root)
+    assert both.returncode == 2
+    assert "one of them" in both.stderr
 
 
 def test_bad_dataset_jobs_are_refused(cluster: LocalCluster, tmp_path: Path) -> None:

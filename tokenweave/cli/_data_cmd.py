@@ -12,7 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from tokenweave.client import Client
-from tokenweave.errors import InvalidArgumentError
+from tokenweave.errors import InvalidArgumentError, NotFoundError
 
 console = Console(stderr=True)
 out = Console()
@@ -24,13 +24,17 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _bar(disable: bool = False) -> Progress:
+    return Progress(
+        "[bold]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=console, disable=disable,
+    )  # fmt: skip
+
+
 def put(client: Client, path: Path, profile: str, as_json: bool) -> int:
     if not path.exists():
         raise InvalidArgumentError(f"{path}: no such file or directory")
-    with Progress(
-        "[bold]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=console, disable=as_json,
-    ) as progress:  # fmt: skip
+    with _bar(disable=as_json) as progress:
         task = progress.add_task(f"put {path.name}", total=_size(path))
         result = client.put(path, profile=profile, progress=lambda n: progress.advance(task, n))
     if as_json:
@@ -45,8 +49,13 @@ def put(client: Client, path: Path, profile: str, as_json: bool) -> int:
 
 
 def get(client: Client, cid: str, destination: Path) -> int:
-    with console.status(f"fetching {cid}"):
-        client.get(cid, destination)
+    try:
+        total: int | None = client.dataset_status(cid)[0].size
+    except NotFoundError:  # a block inside a dataset, or a DAG stored some other way
+        total = None
+    with _bar() as progress:
+        task = progress.add_task(f"get {cid[:16]}…", total=total)
+        client.get(cid, destination, progress=lambda n: progress.advance(task, n))
     console.print(f"wrote {destination}")
     return 0
 

@@ -265,9 +265,12 @@ class Client:
         )
         return [a for p in response.providers for a in p.multiaddrs]
 
-    def get(self, cid: str, destination: Path) -> None:
-        """Fetch a dataset from the nodes over libp2p, checking every block, into `destination`."""
-        download(cid, destination, self.providers)
+    def get(
+        self, cid: str, destination: Path, *, progress: Callable[[int], None] = lambda n: None
+    ) -> None:
+        """Fetch a dataset from the nodes over libp2p, checking every block, into `destination`;
+        `progress` is called with the bytes of file data in each block fetched."""
+        download(cid, destination, self.providers, progress)
 
     def datasets(self) -> list[DatasetInfo]:
         response = self._call(

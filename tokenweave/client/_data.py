@@ -9,6 +9,7 @@ from pathlib import Path
 from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.storage import (
     CID,
+    RAW,
     Block,
     BlockExchange,
     DagNode,
@@ -77,8 +78,14 @@ def upload_requests(
     )
 
 
-def download(root: str, destination: Path, providers: Callable[[str], list[str]]) -> None:
-    """Fetch the DAG from the nodes that hold it, verifying every block, and write it out."""
+def download(
+    root: str,
+    destination: Path,
+    providers: Callable[[str], list[str]],
+    progress: Callable[[int], None] = lambda n: None,
+) -> None:
+    """Fetch the DAG from the nodes that hold it, verifying every block, and write it out;
+    `progress` gets the bytes of file data in each leaf as it arrives."""
     cid = CID.parse(root)
 
     with BlockExchange(lambda c: b"") as exchange:
@@ -87,6 +94,9 @@ def download(root: str, destination: Path, providers: Callable[[str], list[str]]
             addrs = providers(str(block))
             if not addrs:
                 raise NotFoundError(f"no node holds block {block}")
-            return exchange.fetch(block, addrs)
+            data = exchange.fetch(block, addrs)
+            if block.codec == RAW:
+                progress(len(data))
+            return data
 
         export(cid, source, destination)
