@@ -14,6 +14,10 @@ The code is organized as follows:
   the append-only ledger and closes epochs of cumulative leaves; `EpochSettler` (_settlement.py)
   posts roots in order and waits for confirmations on a `ContractRewardChain` (_reward_chain.py);
   `RewardsServicer` (_rewards_servicer.py) serves epochs, earnings and claims.
+* Datasets: `DataServicer` (_data_servicer.py) places uploaded blocks on nodes; `DatasetIndex`
+  (_datasets.py) keeps datasets, providers, audit challenges and audits in SQL; `Custodian`
+  (_custody.py) repairs replicas and audits providers; `DatasetReader` (_dataset_jobs.py) turns
+  a dataset's root CID into a job's documents.
 * Pure domain: `WindowPlan` and shard grouping (_windows.py), `document_embedding` (_merge.py),
   `choose_node` (_placement.py), and `ModelCatalog` (_catalog.py).
 """

@@ -1,4 +1,5 @@
-"""Content-addressed storage: CIDs and UnixFS DAGs that match IPFS's (issue #4, in progress).
+"""Content-addressed storage: CIDs and UnixFS DAGs that match IPFS's, blocks on disk and between
+peers. The coordinator (DatasetIndex, Custodian, DatasetReader) and the node daemon build on it.
 
 The code is organized as follows:
 
@@ -8,7 +9,6 @@ The code is organized as follows:
   the `unixfs-v1-2025` (default) and `kubo` profiles; the root CID equals what IPFS's importer
   gives (tests/storage checks fixtures made by storage/reference with ipfs-unixfs-importer).
   `fastcdc` chunks by content for deduplication across versions (not IPFS-identical).
-
 * `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk, refusing entry names
   that would escape the destination.
 * `read_range`, `range_blocks`, `dataset_documents`, `read_document` (_documents.py) — byte
@@ -20,9 +20,6 @@ The code is organized as follows:
 * Replicas (_replicas.py) — rendezvous placement, repair plans, possession proofs for audits.
 * `BlockStore` (_blockstore.py) — a node's blocks on disk: atomic writes, verified reads with
   quarantine, names derived from CIDs only, per-block pins, garbage collection, a quota.
-
-Not built yet: nodes running the exchange and reporting their blocks, the coordinator's index,
-placement and repair, audits, jobs over datasets, and the `tokenweave data` commands.
 """
 
 from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError

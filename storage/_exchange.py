@@ -35,6 +35,10 @@ from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, CorruptBlockError
 from tokenweave.storage._cid import CID, decode_varint, encode_varint
 
 logger = logging.getLogger(__name__)
+# py-libp2p logs expected events as errors (the losing dial of a parallel fetch, a peer that went
+# away); the exchange reports what matters itself. Applications that set a level keep theirs.
+if logging.getLogger("libp2p").level == logging.NOTSET:
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
 
 PROTOCOL = TProtocol("/tokenweave/blocks/1.0.0")
 FOUND, MISSING = 0, 1

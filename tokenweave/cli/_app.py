@@ -221,6 +221,8 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("sqlalchemy", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # py-libp2p logs a parallel fetch's losing dials and departed peers as errors.
+    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def _cache(args: argparse.Namespace) -> Path:
