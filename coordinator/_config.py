@@ -29,6 +29,16 @@ class CoordinatorConfig:
     heartbeat_misses: int = 3
     #: A shard that failed this many times fails its job.
     max_attempts: int = 3
+    #: Fraction of shards also run on a second node and compared (a third decides a dispute).
+    verify_fraction: float = 0.1
+    #: Lowest per-window cosine at which two outputs of a shard agree.
+    verify_tolerance: float = 0.9999
+    #: A run past factor × its expected time + slack gets a backup copy on another node.
+    straggler_factor: float = 3.0
+    straggler_slack_s: float = 2.0
+    #: Nodes whose reputation (halved by each wrong output or failed audit) falls below this are
+    #: refused.
+    min_reputation: float = 0.2
     #: Reward tokens per 1,000 model tokens, per model: "MODEL=PRICE".
     prices: tuple[str, ...] = ("all-minilm-l6-v2=1",)
     #: "embedded" (an in-process EVM with fresh contracts) or an EVM JSON-RPC URL.

@@ -52,6 +52,11 @@ class NodeRow(Base):
     reputation: Mapped[float] = mapped_column(default=1.0)
     audits_passed: Mapped[int] = mapped_column(default=0)
     audits_failed: Mapped[int] = mapped_column(default=0)
+    #: Verified shards whose output agreed with another node's, and ones where it did not.
+    verifications_passed: Mapped[int] = mapped_column(default=0)
+    verifications_failed: Mapped[int] = mapped_column(default=0)
+    #: Caught returning wrong outputs in the open epoch: its rewards for it are withheld.
+    withheld: Mapped[bool] = mapped_column(default=False)
 
 
 class JobRow(Base):
@@ -140,6 +145,8 @@ class LedgerRow(Base):
     amount_micro: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[timestamp]
     epoch: Mapped[int | None] = mapped_column(index=True)
+    #: The operator was caught returning wrong outputs in this row's epoch: not paid.
+    withheld: Mapped[bool] = mapped_column(default=False)
 
 
 class EpochRow(Base):
@@ -223,6 +230,20 @@ class AuditRow(Base):
     passed: Mapped[bool]
     #: Why it failed (wrong proof, the node's own error, no answer in time); empty if passed.
     reason: Mapped[str] = mapped_column(default="")
+    created_at: Mapped[timestamp]
+
+
+class VerificationRow(Base):
+    """One node's part in the verification of one shard, and what was decided."""
+
+    __tablename__ = "verifications"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard_id: Mapped[str] = mapped_column(String(80), index=True)
+    node_id: Mapped[str] = mapped_column(String(80), index=True)
+    agreed: Mapped[bool]
+    #: Lowest per-window cosine to the accepted output (1.0 for the accepted one itself).
+    cosine: Mapped[float]
     created_at: Mapped[timestamp]
 
 

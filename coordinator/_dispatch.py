@@ -12,9 +12,10 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,7 @@ from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._jobs import JobStore, QueuedShard
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placement import NodeLoad, choose_node, peer_fetch_seconds
+from tokenweave.coordinator._verify import DEFAULT_TOLERANCE, chosen_for_verification, judge
 from tokenweave.coordinator._views import (
     Assignment,
     AuditChallenge,
@@ -43,6 +45,8 @@ from tokenweave.models import windows_digest
 logger = logging.getLogger(__name__)
 
 LaneMessage = Assignment | ShardCancel | ShardAck | StoreBlock | FetchBlock | AuditChallenge | None
+#: Results a shard may collect before the coordinator gives up on agreement.
+MAX_OPINIONS = 3
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -71,9 +75,47 @@ class NodeLane:
     revoked: set[str] = field(default_factory=set)
     #: The node handed shards back: it is shutting down and gets no more.
     draining: bool = False
+    #: 1.0 for a trusted node; scales its share of work (see WorkPolicy.min_reputation).
+    reputation: float = 1.0
 
     def load(self) -> int:
         return sum(s.model_tokens for s in self.inflight.values())
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPolicy:
+    #: Fraction of shards that also run on a second node, to be compared.
+    verify_fraction: float = 0.1
+    #: Lowest per-window cosine at which two outputs of a shard agree.
+    tolerance: float = DEFAULT_TOLERANCE
+    #: A run past factor × its expected time (from the node's measured speed) + slack gets a
+    #: backup copy on another node.
+    straggler_factor: float = 3.0
+    straggler_slack_s: float = 2.0
+    #: Nodes whose reputation falls below this are refused.
+    min_reputation: float = 0.2
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A leased shard: the nodes running it and the results that await agreement."""
+
+    shard: QueuedShard
+    #: Results that must agree: 1, or 2 for a verified shard (3 after a disagreement).
+    wanted: int
+    #: node → monotonic deadline of its run.
+    runs: dict[str, float] = field(default_factory=dict)
+    #: Every node that has run (or runs) it: a further copy goes elsewhere.
+    tried: set[str] = field(default_factory=set)
+    results: dict[str, ShardOutput] = field(default_factory=dict)
+    #: Copies still to place (verification, a tie-break, a backup, a lost run).
+    extra: int = 0
+    backed_up: bool = False
+
+
+async def _uncancellable(change: Coroutine[Any, Any, None]) -> None:
+    """Run a state change to its end even when the caller is cancelled."""
+    await asyncio.shield(asyncio.ensure_future(change))
 
 
 class _Broadcast:
@@ -100,12 +142,17 @@ class Dispatcher:
         registry: NodeRegistry,
         catalog: ModelCatalog,
         max_attempts: int,
+        policy: WorkPolicy | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._catalog = catalog
         self._max_attempts = max_attempts
+        self.policy = policy or WorkPolicy()
         self._pending: dict[str, QueuedShard] = {}
+        self._flights: dict[str, _Flight] = {}
+        #: Nodes that failed a shard: its next lease goes elsewhere when it can.
+        self._avoid: dict[str, set[str]] = {}
         self._attempts: dict[str, int] = {}
         self._lanes: dict[str, NodeLane] = {}
         self._tokens: dict[str, list[npt.NDArray[np.uint32]]] = {}
@@ -190,14 +237,29 @@ class Dispatcher:
     def _drop_job(self, job_id: str) -> None:
         for shard_id in [s for s, q in self._pending.items() if q.job_id == job_id]:
             del self._pending[shard_id]
-        for lane in self._lanes.values():
+        for shard_id in [s for s, f in self._flights.items() if f.shard.job_id == job_id]:
+            self._cancel_runs(self._flights.pop(shard_id))
+        for lane in self._lanes.values():  # runs a replaced lane still lists
             for shard_id in [s for s, q in lane.inflight.items() if q.job_id == job_id]:
-                del lane.inflight[shard_id]
-                lane.revoked.add(shard_id)
-                lane.outbox.put_nowait(ShardCancel(shard_id))
+                self._revoke(lane, shard_id)
         self._tokens.pop(job_id, None)
         self._sources.pop(job_id, None)
         self._attempts = {s: n for s, n in self._attempts.items() if not s.startswith(job_id)}
+        self._avoid = {s: n for s, n in self._avoid.items() if not s.startswith(job_id)}
+
+    @staticmethod
+    def _revoke(lane: NodeLane, shard_id: str) -> None:
+        del lane.inflight[shard_id]
+        lane.revoked.add(shard_id)
+        lane.outbox.put_nowait(ShardCancel(shard_id))
+
+    def _cancel_runs(self, flight: _Flight) -> None:
+        """Take the shard back from every node still running it (a late result is dropped)."""
+        for node_id in flight.runs:
+            lane = self._lanes.get(node_id)
+            if lane is not None and flight.shard.shard_id in lane.inflight:
+                self._revoke(lane, flight.shard.shard_id)
+        flight.runs.clear()
 
     def running_by_node(self) -> dict[str, int]:
         return {lane.node_id: len(lane.inflight) for lane in self._lanes.values()}
@@ -212,6 +274,7 @@ class Dispatcher:
                 await self._detach_locked(old, reason="replaced by a new lease stream")
             max_inflight, offers = self._registry.session_info(node_id)
             lane = NodeLane(node_id, token, max_inflight, {m.name: m for m in offers})
+            lane.reputation = self._registry.reputation(node_id)
             self._lanes[node_id] = lane
         logger.info("node %s attached (%d slots)", node_id, max_inflight)
         await self._pump()
@@ -272,6 +335,9 @@ class Dispatcher:
 
     async def detach(self, lane: NodeLane, reason: str) -> None:
         """Close a lane; whatever it held goes back to the queue."""
+        await _uncancellable(self._detach(lane, reason))
+
+    async def _detach(self, lane: NodeLane, reason: str) -> None:
         async with self._lock:
             await self._detach_locked(lane, reason)
         await self._pump()
@@ -286,19 +352,48 @@ class Dispatcher:
                 if node_id == lane.node_id and not answer.done():
                     answer.set_result(AuditAnswer(b"", "node left", left=True))
         # Even a lane already replaced gives back what it still holds.
-        held = list(lane.inflight.values())
-        lane.inflight.clear()
-        requeued = await self._requeue(lane.node_id, held)
+        held = list(lane.inflight)
+        requeued = 0
+        for shard_id in held:
+            requeued += await self._end_run(lane, shard_id)
         lane.outbox.put_nowait(None)
         if held or reason != "lease stream closed":
             logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
 
-    async def _requeue(self, node_id: str, shards: list[QueuedShard]) -> int:
-        """Return shards the node held to the front of the queue, as far as the database agrees."""
-        released = await self._store.release(node_id, [s.shard_id for s in shards])
-        front = {s.shard_id: s for s in shards if s.shard_id in released}
-        self._pending = {**front, **self._pending}
-        return len(front)
+    async def _end_run(self, lane: NodeLane, shard_id: str, error: str | None = None) -> int:
+        """The node stops running the shard without a result that counts: it left, handed the
+        shard back, or failed it (`error`). Another copy is placed if none runs; the shard goes
+        back to the queue only when no node runs it and no result awaits agreement. Returns 1
+        if it went back to the queue."""
+        lane.inflight.pop(shard_id, None)
+        flight = self._flights.get(shard_id)
+        if flight is None:
+            return 0
+        flight.runs.pop(lane.node_id, None)
+        if error is not None:
+            attempts = self._attempts.get(shard_id, 0) + 1
+            self._attempts[shard_id] = attempts
+            self._avoid.setdefault(shard_id, set()).add(lane.node_id)
+            logger.warning(
+                "node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error
+            )
+            if attempts >= self._max_attempts:
+                await self._store.fail(
+                    flight.shard.job_id,
+                    f"shard {shard_id} failed {attempts} times; last error: {error}",
+                )
+                self._drop_job(flight.shard.job_id)
+                return 0
+        if flight.results or flight.runs:
+            # Another node runs it, or a result awaits a second opinion: top up the copies.
+            short = flight.wanted - len(flight.results) - len(flight.runs) - flight.extra
+            flight.extra += max(0, short)
+            return 0
+        del self._flights[shard_id]
+        if shard_id not in await self._store.release([shard_id]):
+            return 0  # done or cancelled meanwhile
+        self._pending = {shard_id: flight.shard, **self._pending}
+        return 1
 
     async def expire_nodes(self) -> None:
         for node_id in self._registry.expired():
@@ -307,10 +402,14 @@ class Dispatcher:
                 await self.detach(lane, reason="no heartbeat")
 
     async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
+        await _uncancellable(self._hand_back(lane, shard_ids))
+
+    async def _hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
         async with self._lock:
             lane.draining = True
-            held = [lane.inflight.pop(s) for s in shard_ids if s in lane.inflight]
-            await self._requeue(lane.node_id, held)
+            for shard_id in shard_ids:
+                if shard_id in lane.inflight:
+                    await self._end_run(lane, shard_id)
         await self._pump()
 
     def _held(self, lane: NodeLane, shard_id: str) -> QueuedShard | None:
@@ -329,33 +428,122 @@ class Dispatcher:
     async def complete(self, lane: NodeLane, output: ShardOutput) -> None:
         """Record a result. A result that fails the checks counts as a failed attempt (the
         shard runs again) and is acknowledged as not accepted; only a result for a shard the
-        node never held is an error."""
+        node never held is an error. A verified shard is done once two results agree; the
+        first valid result of an unverified one wins, and every other run is cancelled.
+
+        The change runs to its end even if the caller is cancelled (the node hung up): a shard
+        is never left between the database and the dispatcher's memory."""
+        await _uncancellable(self._complete(lane, output))
+
+    async def _complete(self, lane: NodeLane, output: ShardOutput) -> None:
         async with self._lock:
             shard = self._held(lane, output.shard_id)
             if shard is None:
                 return
             try:
                 await self._check_output(shard, output)
-                job, finished = await self._store.complete_shard(lane.node_id, output)
-            except (InvalidArgumentError, FailedPreconditionError) as exc:
+            except InvalidArgumentError as exc:
                 lane.outbox.put_nowait(
                     ShardAck(output.shard_id, accepted=False, reason=exc.message)
                 )
-                await self._fail_locked(lane, shard, f"rejected result: {exc.message}")
-                job_id = shard.job_id
+                await self._end_run(lane, output.shard_id, f"rejected result: {exc.message}")
             else:
-                lane.inflight.pop(output.shard_id, None)
-                self._attempts.pop(output.shard_id, None)
-                if finished:
-                    self._tokens.pop(job.job_id, None)
-                    self._sources.pop(job.job_id, None)
-                    logger.info(
-                        "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
-                    )
-                lane.outbox.put_nowait(ShardAck(output.shard_id, accepted=True))
-                job_id = job.job_id
-        self._notify(job_id)
+                await self._take_result(lane, shard, output)
+        self._notify(shard.job_id)
         await self._pump()
+
+    async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
+        shard_id = shard.shard_id
+        lane.inflight.pop(shard_id, None)
+        flight = self._flights.get(shard_id)
+        if flight is None:  # cannot happen while the lane holds it; keep the database the judge
+            lane.outbox.put_nowait(ShardAck(shard_id, accepted=False, reason="not in flight"))
+            return
+        flight.runs.pop(lane.node_id, None)
+        flight.results[lane.node_id] = output
+        if flight.wanted == 1:
+            await self._accept(flight, lane.node_id, ())
+            return
+        rows, dim = output.rows, output.dim
+        matrices = {
+            node: np.frombuffer(r.embeddings, dtype="<f4").reshape(rows, dim)
+            for node, r in flight.results.items()
+        }
+        verdict = judge(matrices, self.policy.tolerance)
+        if verdict is not None:
+            await self._accept(flight, verdict.winner, verdict.agreed, verdict.caught)
+            return
+        if len(flight.results) >= flight.wanted:  # they disagree: one more node decides
+            if flight.wanted >= MAX_OPINIONS:
+                await self._store.fail(
+                    shard.job_id,
+                    f"shard {shard_id}: no two of {len(flight.results)} nodes agreed on its output",
+                )
+                self._drop_job(shard.job_id)
+                return
+            flight.wanted += 1
+            flight.extra += 1
+            logger.warning(
+                "shard %s: results of %s disagree; a third node decides",
+                shard_id,
+                ", ".join(flight.results),
+            )
+
+    async def _accept(
+        self,
+        flight: _Flight,
+        winner: str,
+        agreed: tuple[str, ...],
+        caught: tuple[tuple[str, float], ...] = (),
+    ) -> None:
+        """The shard is done with `winner`'s result (it is paid); other runs are cancelled."""
+        shard_id = flight.shard.shard_id
+        del self._flights[shard_id]
+        self._cancel_runs(flight)
+        try:
+            job, finished = await self._store.complete_shard(winner, flight.results[winner])
+        except FailedPreconditionError as exc:  # cancelled or failed meanwhile
+            logger.info("result for shard %s not recorded: %s", shard_id, exc.message)
+            return
+        self._attempts.pop(shard_id, None)
+        self._avoid.pop(shard_id, None)
+        for node_id in flight.results:
+            lane = self._lanes.get(node_id)
+            if lane is not None and node_id not in dict(caught):
+                lane.outbox.put_nowait(ShardAck(shard_id, accepted=True))
+        if agreed:
+            reputations = await self._store.record_verification(shard_id, agreed, caught)
+            for node_id, reputation in reputations.items():
+                await self._set_reputation(node_id, reputation)
+            for node_id, worst in caught:
+                logger.warning(
+                    "node %s returned a wrong output for shard %s (cosine %.4f to the agreed "
+                    "one); this epoch's rewards withheld, reputation now %.2f",
+                    node_id,
+                    shard_id,
+                    worst,
+                    reputations.get(node_id, 0.0),
+                )
+                lane = self._lanes.get(node_id)
+                if lane is not None:
+                    lane.outbox.put_nowait(
+                        ShardAck(shard_id, accepted=False, reason="output disagreed with peers")
+                    )
+        if finished:
+            self._tokens.pop(job.job_id, None)
+            self._sources.pop(job.job_id, None)
+            logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
+
+    async def _set_reputation(self, node_id: str, reputation: float) -> None:
+        lane = self._lanes.get(node_id)
+        if lane is None:
+            return
+        lane.reputation = reputation
+        if reputation < self.policy.min_reputation:
+            self._registry.drop(node_id, lane.token)
+            await self._detach_locked(
+                lane, reason=f"reputation {reputation:.2f} is below {self.policy.min_reputation}"
+            )
 
     async def _check_output(self, shard: QueuedShard, output: ShardOutput) -> None:
         tokens = await self._job_tokens(shard.job_id)
@@ -383,71 +571,122 @@ class Dispatcher:
             raise InvalidArgumentError(f"shard {shard.shard_id}: embeddings are not all finite")
 
     async def fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
+        await _uncancellable(self._fail(lane, shard_id, error))
+
+    async def _fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
         async with self._lock:
             shard = self._held(lane, shard_id)
             if shard is None:
                 return
-            await self._fail_locked(lane, shard, error)
+            await self._end_run(lane, shard_id, error)
         self._notify(shard.job_id)
         await self._pump()
 
-    async def _fail_locked(self, lane: NodeLane, shard: QueuedShard, error: str) -> None:
-        shard_id = shard.shard_id
-        lane.inflight.pop(shard_id, None)
-        attempts = self._attempts.get(shard_id, 0) + 1
-        self._attempts[shard_id] = attempts
-        logger.warning(
-            "node %s failed shard %s (attempt %d): %s", lane.node_id, shard_id, attempts, error
-        )
-        if attempts >= self._max_attempts:
-            await self._store.fail(
-                shard.job_id, f"shard {shard_id} failed {attempts} times; last error: {error}"
-            )
-            self._drop_job(shard.job_id)
-        else:
-            await self._requeue(lane.node_id, [shard])
+    async def check_stragglers(self) -> int:
+        """Give a backup copy to every shard whose run is past its deadline; returns how many."""
+        now = time.monotonic()
+        backed = 0
+        async with self._lock:
+            for flight in self._flights.values():
+                late = [n for n, deadline in flight.runs.items() if deadline < now]
+                if late and not flight.backed_up:
+                    flight.backed_up = True
+                    flight.extra += 1
+                    backed += 1
+                    logger.warning(
+                        "shard %s on %s is past its deadline; a backup copy runs elsewhere",
+                        flight.shard.shard_id,
+                        ", ".join(late),
+                    )
+        if backed:
+            await self._pump()
+        return backed
 
     # -- placement ----------------------------------------------------------------------------
 
+    def _candidates(self, shard: QueuedShard, exclude: set[str]) -> list[NodeLane]:
+        return [
+            lane
+            for lane in self._lanes.values()
+            if not lane.draining
+            and lane.node_id not in exclude
+            and (offer := lane.models.get(shard.model))
+            and offer.sha256 == shard.model_sha256
+        ]
+
+    def _choose(self, shard: QueuedShard, lanes: list[NodeLane], backlog: int) -> str | None:
+        loads = [
+            NodeLoad(
+                lane.node_id,
+                lane.models[shard.model].tokens_per_second * max(lane.reputation, 0.01),
+                lane.load(),
+                lane.max_inflight - len(lane.inflight),
+                fetch_seconds=0.0
+                if lane.node_id in shard.local_nodes
+                else peer_fetch_seconds(shard.read_bytes),
+            )
+            for lane in lanes
+        ]
+        return choose_node(shard.model_tokens, loads, backlog)
+
+    async def _run_on(self, lane: NodeLane, flight: _Flight) -> None:
+        shard = flight.shard
+        offer = lane.models[shard.model]
+        expected = (lane.load() + shard.model_tokens) / offer.tokens_per_second
+        deadline = expected * self.policy.straggler_factor + self.policy.straggler_slack_s
+        flight.runs[lane.node_id] = time.monotonic() + deadline
+        flight.tried.add(lane.node_id)
+        lane.inflight[shard.shard_id] = shard
+        lane.outbox.put_nowait(await self._assignment(shard))
+
     async def _pump(self) -> None:
         async with self._lock:
+            await self._place_copies()
             backlog = sum(s.model_tokens for s in self._pending.values())
             for shard_id, shard in list(self._pending.items()):
-                lanes = [
-                    lane
-                    for lane in self._lanes.values()
-                    if not lane.draining
-                    and (offer := lane.models.get(shard.model))
-                    and offer.sha256 == shard.model_sha256
-                ]
                 if not any(len(lane.inflight) < lane.max_inflight for lane in self._lanes.values()):
                     return
-                loads = [
-                    NodeLoad(
-                        lane.node_id,
-                        lane.models[shard.model].tokens_per_second,
-                        lane.load(),
-                        lane.max_inflight - len(lane.inflight),
-                        fetch_seconds=0.0
-                        if lane.node_id in shard.local_nodes
-                        else peer_fetch_seconds(shard.read_bytes),
-                    )
-                    for lane in lanes
-                ]
-                node_id = choose_node(shard.model_tokens, loads, backlog)
+                lanes = self._candidates(shard, self._avoid.get(shard_id, set()))
+                lanes = lanes or self._candidates(shard, set())
+                node_id = self._choose(shard, lanes, backlog)
                 backlog -= shard.model_tokens
                 if node_id is None:
                     continue
-                lane = self._lanes[node_id]
                 del self._pending[shard_id]
                 if not await self._store.mark_leased(shard_id, node_id):
                     logger.warning(
                         "shard %s is no longer pending; dropped from the queue", shard_id
                     )
                     continue
-                lane.inflight[shard_id] = shard
-                lane.outbox.put_nowait(await self._assignment(shard))
+                verified = chosen_for_verification(shard_id, self.policy.verify_fraction)
+                flight = _Flight(shard, wanted=2 if verified else 1, extra=int(verified))
+                self._flights[shard_id] = flight
+                await self._run_on(self._lanes[node_id], flight)
                 self._notify(shard.job_id)
+            await self._place_copies()
+
+    async def _place_copies(self) -> None:
+        """Place the extra copies that verifications, tie-breaks and backups asked for, each on
+        a node that has not run the shard. A verification with no such node connected is
+        given up (the result stands unverified)."""
+        for flight in list(self._flights.values()):
+            while flight.extra > 0:
+                lanes = self._candidates(flight.shard, flight.tried)
+                if not lanes:
+                    if not flight.runs and len(flight.results) == 1:
+                        only = next(iter(flight.results))
+                        logger.warning(
+                            "shard %s: no other node to verify it with; %s's result stands",
+                            flight.shard.shard_id,
+                            only,
+                        )
+                        await self._accept(flight, only, ())
+                    break
+                chosen = self._choose(flight.shard, lanes, flight.shard.model_tokens)
+                if chosen is None:
+                    break
+                flight.extra -= 1
+                await self._run_on(self._lanes[chosen], flight)
 
     async def _job_tokens(self, job_id: str) -> list[npt.NDArray[np.uint32]]:
         tokens = self._tokens.get(job_id)

@@ -18,7 +18,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._db import DocumentRow, JobRow, LedgerRow, NodeRow, ShardRow, utcnow
+from tokenweave.coordinator._datasets import REPUTATION_CUT, REPUTATION_GAIN
+from tokenweave.coordinator._db import (
+    DocumentRow,
+    JobRow,
+    LedgerRow,
+    NodeRow,
+    ShardRow,
+    VerificationRow,
+    utcnow,
+)
 from tokenweave.coordinator._merge import document_embedding
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._views import (
@@ -380,40 +389,35 @@ class JobStore:
                 job.version += 1
             return True
 
-    async def release(self, node_id: str, shard_ids: Sequence[str]) -> set[str]:
-        """Put shards the node holds back in the queue; returns the ones that were released.
-
-        A shard the database no longer shows as leased to this node (done, cancelled, or leased
-        elsewhere) is left alone.
-        """
+    async def release(self, shard_ids: Sequence[str]) -> set[str]:
+        """Put leased shards back in the queue; returns the ones that were released (a shard
+        done or cancelled meanwhile is left alone). The dispatcher calls it once no node runs
+        the shard any more."""
         if not shard_ids:
             return set()
         async with self._sessions.begin() as session:
             released = await session.scalars(
                 update(ShardRow)
-                .where(
-                    ShardRow.shard_id.in_(shard_ids),
-                    ShardRow.state == ShardState.LEASED,
-                    ShardRow.node_id == node_id,
-                )
+                .where(ShardRow.shard_id.in_(shard_ids), ShardRow.state == ShardState.LEASED)
                 .values(state=ShardState.PENDING, node_id=None, leased_at=None)
                 .returning(ShardRow.shard_id)
             )
             return set(released)
 
     async def complete_shard(self, node_id: str, output: ShardOutput) -> tuple[JobView, bool]:
-        """Record a verified shard result; returns the job and whether this finished it."""
+        """Record a shard's accepted result, paid to `node_id` (the node that produced it; not
+        necessarily the first lessee: a backup or a verifier may win). Returns the job and
+        whether this finished it."""
         async with self._sessions.begin() as session:
             shard = await session.get(ShardRow, output.shard_id)
-            if shard is None or shard.state != ShardState.LEASED or shard.node_id != node_id:
-                raise FailedPreconditionError(
-                    f"node {node_id} does not hold shard {output.shard_id}"
-                )
+            if shard is None or shard.state != ShardState.LEASED:
+                raise FailedPreconditionError(f"shard {output.shard_id} is no longer running")
             job = await session.get(JobRow, shard.job_id)
             node = await session.get(NodeRow, node_id)
             assert job is not None
             assert node is not None
             shard.state = ShardState.DONE
+            shard.node_id = node_id
             shard.embeddings = output.embeddings
             shard.digest = output.digest
             shard.wall_seconds = output.wall_seconds
@@ -434,6 +438,7 @@ class JobStore:
                     amount_micro=self._prices.reward_micro(job.model, shard.model_tokens),
                     created_at=utcnow(),
                     epoch=None,
+                    withheld=node.withheld,
                 )
             )
             finished = job.shards_done == job.shards_total
@@ -450,6 +455,46 @@ class JobStore:
             doc.embedding = merged.astype("<f4").tobytes()
         job.state = JobState.SUCCEEDED
         job.finished_at = utcnow()
+
+    async def record_verification(
+        self,
+        shard_id: str,
+        agreed: Sequence[str],
+        caught: Sequence[tuple[str, float]],
+    ) -> dict[str, float]:
+        """Record a verification's outcome. Nodes that agreed gain a little reputation; a node
+        caught returning a wrong output has its reputation halved and its rewards for the open
+        epoch withheld (rows already earned in it, and any more until the epoch closes).
+        Returns each node's reputation afterwards."""
+        now = utcnow()
+        reputations: dict[str, float] = {}
+        async with self._sessions.begin() as session:
+            for node_id, ok, cosine in [
+                *((n, True, 1.0) for n in agreed),
+                *((n, False, c) for n, c in caught),
+            ]:
+                session.add(
+                    VerificationRow(
+                        shard_id=shard_id, node_id=node_id, agreed=ok, cosine=cosine, created_at=now
+                    )
+                )
+                node = await session.get(NodeRow, node_id)
+                if node is None:
+                    continue
+                if ok:
+                    node.verifications_passed += 1
+                    node.reputation = min(1.0, node.reputation + REPUTATION_GAIN)
+                else:
+                    node.verifications_failed += 1
+                    node.reputation *= REPUTATION_CUT
+                    node.withheld = True
+                    await session.execute(
+                        update(LedgerRow)
+                        .where(LedgerRow.address == node.address, LedgerRow.epoch.is_(None))
+                        .values(withheld=True)
+                    )
+                reputations[node_id] = node.reputation
+        return reputations
 
     async def fail(self, job_id: str, error: str) -> JobView:
         return await self._finish(job_id, JobState.FAILED, error)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenweave.coordinator._db import EpochBalanceRow, EpochRow, LedgerRow, utcnow
+from tokenweave.coordinator._db import EpochBalanceRow, EpochRow, LedgerRow, NodeRow, utcnow
 from tokenweave.coordinator._metering import micro_to_wei
 from tokenweave.errors import FailedPreconditionError, NotFoundError
 
@@ -108,6 +108,8 @@ class RewardLedger:
             )
             if stamped.rowcount == 0:  # type: ignore[attr-defined]
                 return None
+            # A node caught cheating in the epoch just closed earns again from the next one.
+            await session.execute(update(NodeRow).values(withheld=False))
             earned = {
                 address: (int(tokens), int(amount))
                 for address, tokens, amount in await session.execute(
@@ -116,7 +118,7 @@ class RewardLedger:
                         func.sum(LedgerRow.tokens),
                         func.sum(LedgerRow.amount_micro),
                     )
-                    .where(LedgerRow.epoch == epoch)
+                    .where(LedgerRow.epoch == epoch, LedgerRow.withheld.is_(False))
                     .group_by(LedgerRow.address)
                 )
             }

@@ -19,7 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import NodeRow, utcnow
 from tokenweave.coordinator._views import ModelOffer, NodeRegistration, NodeView
-from tokenweave.errors import InvalidArgumentError, UnauthenticatedError, clip
+from tokenweave.errors import (
+    InvalidArgumentError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    clip,
+)
 
 CHALLENGE_TTL_SECONDS = 60.0
 
@@ -48,6 +53,7 @@ class _Session:
     last_seen: float
     max_inflight: int
     models: tuple[ModelOffer, ...]
+    reputation: float = 1.0
 
 
 class NodeRegistry:
@@ -56,10 +62,12 @@ class NodeRegistry:
         sessions: async_sessionmaker[AsyncSession],
         coordinator_id: str,
         expiry_seconds: float,
+        min_reputation: float = 0.0,
     ) -> None:
         self._db = sessions
         self._coordinator_id = coordinator_id
         self._expiry = expiry_seconds
+        self._min_reputation = min_reputation
         self._challenges: dict[str, tuple[bytes, float]] = {}
         self._live: dict[str, _Session] = {}
 
@@ -113,8 +121,15 @@ class NodeRegistry:
         async with self._db.begin() as session:
             row = await session.get(NodeRow, address)
             if row is None:
-                row = NodeRow(node_id=address, address=address, registered_at=now)
+                row = NodeRow(node_id=address, address=address, registered_at=now, reputation=1.0)
                 session.add(row)
+            elif row.reputation < self._min_reputation:
+                raise PermissionDeniedError(
+                    f"node {address} is refused: its reputation {row.reputation:.2f} is below "
+                    f"{self._min_reputation} after {row.verifications_failed} wrong outputs and "
+                    f"{row.audits_failed} failed audits"
+                )
+            reputation = row.reputation
             row.hardware = reg.hardware
             row.models = models
             row.version = reg.version
@@ -122,7 +137,9 @@ class NodeRegistry:
             row.multiaddrs = list(reg.multiaddrs)
             row.last_seen = now
         token = secrets.token_hex(16)
-        self._live[address] = _Session(token, time.monotonic(), reg.max_inflight_shards, reg.models)
+        self._live[address] = _Session(
+            token, time.monotonic(), reg.max_inflight_shards, reg.models, reputation
+        )
         return address, token
 
     def authenticate(self, node_id: str, token: str) -> None:
@@ -141,6 +158,10 @@ class NodeRegistry:
         if live is None:
             raise UnauthenticatedError(f"node {node_id!r} has no session; register again")
         return live.max_inflight, live.models
+
+    def reputation(self, node_id: str) -> float:
+        live = self._live.get(node_id)
+        return live.reputation if live is not None else 0.0
 
     def expired(self) -> list[str]:
         """Drop and return the nodes not heard from within the expiry."""
@@ -192,6 +213,9 @@ class NodeRegistry:
                     reputation=r.reputation,
                     audits_passed=r.audits_passed,
                     audits_failed=r.audits_failed,
+                    verifications_passed=r.verifications_passed,
+                    verifications_failed=r.verifications_failed,
+                    withheld=r.withheld,
                 )
                 for r in rows
             ]

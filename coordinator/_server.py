@@ -21,7 +21,7 @@ from tokenweave.coordinator._data_servicer import DataServicer
 from tokenweave.coordinator._dataset_jobs import DatasetReader
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
-from tokenweave.coordinator._dispatch import Dispatcher
+from tokenweave.coordinator._dispatch import Dispatcher, WorkPolicy
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._ledger import RewardLedger
@@ -117,8 +117,21 @@ class CoordinatorServer:
             sessions,
             coordinator_id=secrets.token_hex(8),
             expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
+            min_reputation=config.min_reputation,
         )
-        dispatcher = Dispatcher(store, registry, catalog, max_attempts=config.max_attempts)
+        dispatcher = Dispatcher(
+            store,
+            registry,
+            catalog,
+            max_attempts=config.max_attempts,
+            policy=WorkPolicy(
+                verify_fraction=config.verify_fraction,
+                tolerance=config.verify_tolerance,
+                straggler_factor=config.straggler_factor,
+                straggler_slack_s=config.straggler_slack_s,
+                min_reputation=config.min_reputation,
+            ),
+        )
         try:
             chain = await asyncio.to_thread(
                 open_reward_chain, config.chain, config.chain_key, config.data_dir
@@ -198,11 +211,13 @@ class CoordinatorServer:
         return self
 
     async def _reap(self, registry: NodeRegistry) -> None:
-        interval = self.config.heartbeat_interval_s
+        """Every half heartbeat: expire silent nodes, back up stragglers."""
+        interval = self.config.heartbeat_interval_s / 2
         while True:
             await asyncio.sleep(interval)
             try:
                 await self._dispatcher.expire_nodes()
+                await self._dispatcher.check_stragglers()
                 await registry.persist_last_seen()
             except Exception:
                 logger.exception("node liveness check failed")

@@ -116,6 +116,9 @@ def node_to_proto(view: NodeView) -> jobs_pb2.NodeInfo:
         reputation=view.reputation,
         audits_passed=view.audits_passed,
         audits_failed=view.audits_failed,
+        verifications_passed=view.verifications_passed,
+        verifications_failed=view.verifications_failed,
+        withheld=view.withheld,
     )
 
 

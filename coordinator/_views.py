@@ -158,6 +158,10 @@ class NodeView:
     reputation: float = 1.0
     audits_passed: int = 0
     audits_failed: int = 0
+    verifications_passed: int = 0
+    verifications_failed: int = 0
+    #: Caught returning wrong outputs in the open epoch: its rewards for it are withheld.
+    withheld: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._db import open_database
-from tokenweave.coordinator._dispatch import Dispatcher, NodeLane
+from tokenweave.coordinator._db import LedgerRow, NodeRow, VerificationRow, open_database
+from tokenweave.coordinator._dispatch import Dispatcher, NodeLane, WorkPolicy
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
@@ -28,9 +31,10 @@ from tokenweave.coordinator._views import (
     ModelOffer,
     NodeRegistration,
     ShardAck,
+    ShardCancel,
     ShardOutput,
 )
-from tokenweave.errors import FailedPreconditionError
+from tokenweave.errors import FailedPreconditionError, PermissionDeniedError
 from tokenweave.models import PreparedModel, windows_digest
 
 MODEL = "all-minilm-l6-v2"
@@ -41,24 +45,47 @@ def catalog(model_cache: Path, prepared: PreparedModel) -> ModelCatalog:
     return ModelCatalog.prepare([MODEL], model_cache)
 
 
+Parts = tuple[Dispatcher, NodeRegistry, JobStore]
+
+
 @pytest.fixture
-async def parts(
+async def make_parts(
     tmp_path: Path, catalog: ModelCatalog
-) -> AsyncIterator[tuple[Dispatcher, NodeRegistry, JobStore]]:
-    engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
-    store = JobStore(
-        sessions,
-        catalog,
-        JobLimits(10**6, 100, default_overlap=2, windows_per_shard=2),
-        PriceList.parse([f"{MODEL}=1"]),
-    )
-    registry = NodeRegistry(sessions, coordinator_id="test", expiry_seconds=60)
-    yield Dispatcher(store, registry, catalog, max_attempts=2), registry, store
-    await engine.dispose()
+) -> AsyncIterator[Callable[[WorkPolicy], Awaitable[Parts]]]:
+    engines: list[AsyncEngine] = []
+
+    async def make(policy: WorkPolicy) -> Parts:
+        engine, sessions = await open_database(
+            f"sqlite+aiosqlite:///{tmp_path / f'c{len(engines)}.db'}"
+        )
+        engines.append(engine)
+        store = JobStore(
+            sessions,
+            catalog,
+            JobLimits(10**6, 100, default_overlap=2, windows_per_shard=2),
+            PriceList.parse([f"{MODEL}=1"]),
+        )
+        registry = NodeRegistry(sessions, coordinator_id="test", expiry_seconds=60)
+        return Dispatcher(store, registry, catalog, max_attempts=2, policy=policy), registry, store
+
+    yield make
+    for engine in engines:
+        await engine.dispose()
 
 
-async def _node(registry: NodeRegistry, dispatcher: Dispatcher, catalog: ModelCatalog) -> NodeLane:
-    account = Account.create()
+@pytest.fixture
+async def parts(make_parts: Callable[[WorkPolicy], Awaitable[Parts]]) -> Parts:
+    """Without verification: every shard runs once."""
+    return await make_parts(WorkPolicy(verify_fraction=0.0))
+
+
+async def _node(
+    registry: NodeRegistry,
+    dispatcher: Dispatcher,
+    catalog: ModelCatalog,
+    account: LocalAccount | None = None,
+) -> NodeLane:
+    account = account or Account.create()
     message, nonce = registry.challenge(account.address)
     signature = bytes(Account.sign_message(encode_defunct(text=message), account.key).signature)
     node_id, token = await registry.register(
@@ -84,9 +111,14 @@ def _assignments(lane: NodeLane) -> list[Assignment]:
     return out
 
 
-def _output(assignment: Assignment, rows: int | None = None) -> ShardOutput:
+def _output(assignment: Assignment, rows: int | None = None, seed: int = -1) -> ShardOutput:
+    """An output with unit rows: the same for every node, or (seed >= 0) a different one."""
     n = len(assignment.windows) if rows is None else rows
-    data = np.full((n, 384), 1 / np.sqrt(384), dtype="<f4").tobytes()
+    matrix = np.full((n, 384), 1 / np.sqrt(384), dtype="<f4")
+    if seed >= 0:
+        matrix = np.random.default_rng(seed).normal(size=(n, 384)).astype("<f4")
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    data = matrix.tobytes()
     return ShardOutput(
         assignment.shard_id,
         data,
@@ -144,7 +176,7 @@ async def test_the_database_refuses_to_release_or_relet_a_finished_shard(
     lane = await _node(registry, dispatcher, catalog)
     first, _ = _assignments(lane)
     await dispatcher.complete(lane, _output(first))
-    assert await store.release(lane.node_id, [first.shard_id]) == set()
+    assert await store.release([first.shard_id]) == set()
     assert await store.mark_leased(first.shard_id, lane.node_id) is False
 
 
@@ -243,3 +275,142 @@ async def test_shards_handed_back_go_to_other_nodes(
     assert _assignments(leaving) == [], "a node that hands work back gets no more"
     staying = await _node(registry, dispatcher, catalog)
     assert {a.shard_id for a in _assignments(staying)} == {first.shard_id, second.shard_id}
+
+
+# -- redundancy: verification, disputes, stragglers --------------------------------------------
+
+
+def _messages(lane: NodeLane) -> list[object]:
+    return [lane.outbox.get_nowait() for _ in range(lane.outbox.qsize())]
+
+
+async def _rows(store: JobStore, table: type) -> list:  # type: ignore[type-arg]
+    async with store._sessions() as session:
+        return list(await session.scalars(select(table)))
+
+
+async def _run_all(
+    dispatcher: Dispatcher, lanes: dict[NodeLane, int], job_id: str
+) -> dict[str, list[str]]:
+    """Let each lane run whatever it is given (seed -1: the true output, else a wrong one) until
+    the job stops changing; returns which nodes ran each shard."""
+    ran: dict[str, list[str]] = {}
+    progress = True
+    while progress:
+        progress = False
+        for lane, seed in lanes.items():
+            for assignment in _assignments(lane):
+                ran.setdefault(assignment.shard_id, []).append(lane.node_id)
+                await dispatcher.complete(lane, _output(assignment, seed=seed))
+                progress = True
+    return ran
+
+
+async def test_a_verified_shard_runs_on_two_nodes_and_is_paid_once(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=1.0))
+    a = await _node(registry, dispatcher, catalog)
+    b = await _node(registry, dispatcher, catalog)
+    job = await dispatcher.submit(_job())
+    ran = await _run_all(dispatcher, {a: -1, b: -1}, job.job_id)
+    assert all(sorted(nodes) == sorted([a.node_id, b.node_id]) for nodes in ran.values())
+    view = await dispatcher.job(job.job_id)
+    assert view.state is JobState.SUCCEEDED
+    ledger = await _rows(store, LedgerRow)
+    assert sorted(r.shard_id for r in ledger) == sorted(ran), "each shard paid once"
+    verifications = await _rows(store, VerificationRow)
+    assert len(verifications) == 2 * len(ran)
+    assert all(v.agreed for v in verifications)
+
+
+async def test_a_third_node_settles_a_dispute_and_the_liar_is_caught(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=1.0))
+    liar = await _node(registry, dispatcher, catalog)
+    honest = await _node(registry, dispatcher, catalog)
+    job = await dispatcher.submit(_job())
+    await _run_all(dispatcher, {liar: 1, honest: -1}, job.job_id)
+    assert (await dispatcher.job(job.job_id)).shards_done == 0, "a dispute is not a result"
+    judge = await _node(registry, dispatcher, catalog)
+    ran = await _run_all(dispatcher, {liar: 1, honest: -1, judge: -1}, job.job_id)
+    assert (await dispatcher.job(job.job_id)).state is JobState.SUCCEEDED
+    assert all(judge.node_id in nodes for nodes in ran.values())
+    shards = len(ran)
+    nodes = {n.node_id: n for n in await _rows(store, NodeRow)}
+    assert nodes[liar.node_id].verifications_failed == shards
+    assert nodes[liar.node_id].reputation == pytest.approx(0.5**shards)
+    assert nodes[liar.node_id].withheld
+    assert nodes[honest.node_id].verifications_failed == 0
+    assert nodes[honest.node_id].verifications_passed == shards
+    ledger = await _rows(store, LedgerRow)
+    assert len(ledger) == shards
+    assert liar.node_id not in {r.address for r in ledger}
+    # Below the threshold (0.2) the liar was cut off.
+    assert liar.node_id not in dispatcher.connected_nodes()
+
+
+async def test_a_caught_node_earns_nothing_in_that_epoch(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=0.0))
+    node = await _node(registry, dispatcher, catalog)
+    await dispatcher.submit(_job())
+    for assignment in _assignments(node):
+        await dispatcher.complete(node, _output(assignment))
+    await store.record_verification("some-shard", (), ((node.node_id, 0.1),))
+    ledger = await _rows(store, LedgerRow)
+    assert ledger
+    assert all(r.withheld for r in ledger)
+
+
+async def test_a_node_below_the_reputation_threshold_is_refused(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=0.0))
+    registry._min_reputation = 0.2
+    account = Account.create()
+    node = await _node(registry, dispatcher, catalog, account)
+    for shard in ("s1", "s2", "s3"):
+        await store.record_verification(shard, (), ((node.node_id, 0.0),))
+    with pytest.raises(PermissionDeniedError, match=r"reputation 0\.12 is below 0\.2"):
+        await _node(registry, dispatcher, catalog, account)
+
+
+async def test_a_straggler_gets_a_backup_and_the_first_result_wins(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    policy = WorkPolicy(verify_fraction=0.0, straggler_factor=0.0, straggler_slack_s=0.0)
+    dispatcher, registry, store = await make_parts(policy)
+    slow = await _node(registry, dispatcher, catalog)
+    job = await dispatcher.submit(_job())
+    held = _assignments(slow)
+    fast = await _node(registry, dispatcher, catalog)
+    await _run_all(dispatcher, {fast: -1}, job.job_id)  # the rest of the queue
+    assert (await dispatcher.job(job.job_id)).state is JobState.RUNNING
+    assert await dispatcher.check_stragglers() == len(held)
+    backups = _assignments(fast)
+    assert {b.shard_id for b in backups} == {h.shard_id for h in held}
+    for backup in backups:
+        await dispatcher.complete(fast, _output(backup))
+    assert (await dispatcher.job(job.job_id)).state is JobState.SUCCEEDED
+    cancels = [m for m in _messages(slow) if isinstance(m, ShardCancel)]
+    assert {c.shard_id for c in cancels} == {h.shard_id for h in held}
+    late = held[0]
+    await dispatcher.complete(slow, _output(late))  # the straggler's late result is dropped
+    acks = [m for m in _messages(slow) if isinstance(m, ShardAck)]
+    assert [(a.accepted, a.reason) for a in acks] == [(False, "shard was revoked")]
+    ledger = await _rows(store, LedgerRow)
+    assert len(ledger) == (await dispatcher.job(job.job_id)).shards_total, "each shard paid once"
+    assert {r.address for r in ledger} == {fast.node_id}
+
+
+async def test_a_lone_node_result_stands_unverified(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, _store = await make_parts(WorkPolicy(verify_fraction=1.0))
+    node = await _node(registry, dispatcher, catalog)
+    job = await dispatcher.submit(_job())
+    await _run_all(dispatcher, {node: -1}, job.job_id)
+    assert (await dispatcher.job(job.job_id)).state is JobState.SUCCEEDED

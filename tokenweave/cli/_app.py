@@ -92,6 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--custody-interval-s", type=float, metavar="S", help="seconds between repair rounds (10)"
     )
     p.add_argument("--audits-per-round", type=int, metavar="N", help="possession audits (4)")
+    p.add_argument(
+        "--verify-fraction", type=float, metavar="F", help="shards run twice and compared (0.1)"
+    )
+    p.add_argument(
+        "--verify-tolerance", type=float, metavar="COS", help="per-window cosine to agree (0.9999)"
+    )
+    p.add_argument(
+        "--straggler-factor",
+        type=float,
+        metavar="X",
+        help="backup a run past X times its expected time (3)",
+    )
+    p.add_argument("--straggler-slack-s", type=float, metavar="S", help="... plus S seconds (2)")
+    p.add_argument(
+        "--min-reputation", type=float, metavar="R", help="refuse nodes below this (0.2)"
+    )
+    p.add_argument("--heartbeat-misses", type=int, metavar="N", help="silent intervals (3)")
     _add_cache_option(p)
 
     p = sub.add_parser("node", help="run a node daemon (or `node claim` its rewards)")

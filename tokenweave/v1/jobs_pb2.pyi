@@ -588,6 +588,9 @@ class NodeInfo(google.protobuf.message.Message):
     REPUTATION_FIELD_NUMBER: builtins.int
     AUDITS_PASSED_FIELD_NUMBER: builtins.int
     AUDITS_FAILED_FIELD_NUMBER: builtins.int
+    VERIFICATIONS_PASSED_FIELD_NUMBER: builtins.int
+    VERIFICATIONS_FAILED_FIELD_NUMBER: builtins.int
+    WITHHELD_FIELD_NUMBER: builtins.int
     node_id: builtins.str
     address: builtins.str
     """Ethereum address that receives the operator's rewards."""
@@ -599,11 +602,17 @@ class NodeInfo(google.protobuf.message.Message):
     peer_id: builtins.str
     """libp2p identity and addresses where the node serves dataset blocks."""
     reputation: builtins.float
-    """1.0 for a new node; cut when it fails an audit or a verification, restored slowly by
-    passing them. Nodes below the coordinator's threshold get no work.
+    """1.0 for a new node; halved when it fails an audit or a verification, restored slowly by
+    passing them. It scales the node's share of work; below the coordinator's threshold the
+    node is refused.
     """
     audits_passed: builtins.int
     audits_failed: builtins.int
+    verifications_passed: builtins.int
+    """Verified shards where the node's output agreed with another node's, and where it did not."""
+    verifications_failed: builtins.int
+    withheld: builtins.bool
+    """Caught returning wrong outputs in the open epoch: its rewards for that epoch are withheld."""
     @property
     def hardware(self) -> Global___Hardware: ...
     @property
@@ -630,9 +639,12 @@ class NodeInfo(google.protobuf.message.Message):
         reputation: builtins.float = ...,
         audits_passed: builtins.int = ...,
         audits_failed: builtins.int = ...,
+        verifications_passed: builtins.int = ...,
+        verifications_failed: builtins.int = ...,
+        withheld: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["hardware", b"hardware", "last_seen", b"last_seen"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["address", b"address", "audits_failed", b"audits_failed", "audits_passed", b"audits_passed", "hardware", b"hardware", "last_seen", b"last_seen", "models", b"models", "multiaddrs", b"multiaddrs", "node_id", b"node_id", "peer_id", b"peer_id", "reputation", b"reputation", "shards_done", b"shards_done", "shards_running", b"shards_running", "state", b"state", "tokens_processed", b"tokens_processed", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["address", b"address", "audits_failed", b"audits_failed", "audits_passed", b"audits_passed", "hardware", b"hardware", "last_seen", b"last_seen", "models", b"models", "multiaddrs", b"multiaddrs", "node_id", b"node_id", "peer_id", b"peer_id", "reputation", b"reputation", "shards_done", b"shards_done", "shards_running", b"shards_running", "state", b"state", "tokens_processed", b"tokens_processed", "verifications_failed", b"verifications_failed", "verifications_passed", b"verifications_passed", "version", b"version", "withheld", b"withheld"]) -> None: ...
 
 Global___NodeInfo: typing_extensions.TypeAlias = NodeInfo
 
