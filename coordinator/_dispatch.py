@@ -77,6 +77,9 @@ class NodeLane:
     draining: bool = False
     #: 1.0 for a trusted node; scales its share of work (see WorkPolicy.min_reputation).
     reputation: float = 1.0
+    #: A run of this node is past its deadline (stalled?): it gets no new work until it
+    #: returns a result.
+    late: bool = False
 
     def load(self) -> int:
         return sum(s.model_tokens for s in self.inflight.values())
@@ -455,6 +458,7 @@ class Dispatcher:
     async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
         shard_id = shard.shard_id
         lane.inflight.pop(shard_id, None)
+        lane.late = False
         flight = self._flights.get(shard_id)
         if flight is None:  # cannot happen while the lane holds it; keep the database the judge
             lane.outbox.put_nowait(ShardAck(shard_id, accepted=False, reason="not in flight"))
@@ -589,6 +593,9 @@ class Dispatcher:
         async with self._lock:
             for flight in self._flights.values():
                 late = [n for n, deadline in flight.runs.items() if deadline < now]
+                for node_id in late:
+                    if (lane := self._lanes.get(node_id)) is not None:
+                        lane.late = True
                 if late and not flight.backed_up:
                     flight.backed_up = True
                     flight.extra += 1
@@ -609,6 +616,7 @@ class Dispatcher:
             lane
             for lane in self._lanes.values()
             if not lane.draining
+            and not lane.late
             and lane.node_id not in exclude
             and (offer := lane.models.get(shard.model))
             and offer.sha256 == shard.model_sha256
@@ -667,13 +675,15 @@ class Dispatcher:
 
     async def _place_copies(self) -> None:
         """Place the extra copies that verifications, tie-breaks and backups asked for, each on
-        a node that has not run the shard. A verification with no such node connected is
-        given up (the result stands unverified)."""
+        a node that has not run the shard. A verification with no such node connected, and no
+        run still on time, is given up (the result stands unverified)."""
+        now = time.monotonic()
         for flight in list(self._flights.values()):
             while flight.extra > 0:
                 lanes = self._candidates(flight.shard, flight.tried)
                 if not lanes:
-                    if not flight.runs and len(flight.results) == 1:
+                    on_time = any(deadline >= now for deadline in flight.runs.values())
+                    if not on_time and len(flight.results) == 1:
                         only = next(iter(flight.results))
                         logger.warning(
                             "shard %s: no other node to verify it with; %s's result stands",

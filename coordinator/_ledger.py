@@ -217,12 +217,14 @@ class RewardLedger:
                     select(
                         func.coalesce(func.sum(LedgerRow.tokens), 0),
                         func.coalesce(func.sum(LedgerRow.amount_micro), 0),
-                    ).where(LedgerRow.address == address)
+                    ).where(LedgerRow.address == address, LedgerRow.withheld.is_(False))
                 )
             ).one()
             unsettled = await session.scalar(
                 select(func.coalesce(func.sum(LedgerRow.amount_micro), 0)).where(
-                    LedgerRow.address == address, LedgerRow.epoch.is_(None)
+                    LedgerRow.address == address,
+                    LedgerRow.epoch.is_(None),
+                    LedgerRow.withheld.is_(False),
                 )
             )
             rows = await session.execute(

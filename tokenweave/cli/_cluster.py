@@ -67,7 +67,7 @@ class LocalCluster:
     #: Start processes in their own sessions, so that they outlive this one (`testnet up`).
     detached: bool = False
 
-    def _spawn(self, name: str, args: list[str]) -> ManagedProcess:
+    def _spawn(self, name: str, args: list[str], module: str = "tokenweave.cli") -> ManagedProcess:
         logs = self.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{name}.log"
@@ -76,7 +76,7 @@ class LocalCluster:
         if self.model_cache is not None:
             env["TOKENWEAVE_MODEL_CACHE"] = str(self.model_cache)
         process = subprocess.Popen(
-            [sys.executable, "-m", "tokenweave.cli", *args],
+            [sys.executable, "-m", module, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -86,7 +86,8 @@ class LocalCluster:
         return ManagedProcess(name, process, log_path, log)
 
     def start_coordinator(self, timeout: float = 120.0) -> str:
-        """Start (or restart, on the same data dir) the coordinator; returns its address."""
+        """Start the coordinator, or restart it on the same data dir and port (so that nodes and
+        clients find it again); returns its address."""
         if self.coordinator is not None:
             self.coordinator.stop()
         data_dir = self.root / "coordinator"
@@ -97,7 +98,7 @@ class LocalCluster:
             [
                 "coordinator",
                 "--listen",
-                "127.0.0.1:0",
+                self.address or "127.0.0.1:0",
                 "--data-dir",
                 str(data_dir),
                 *self.coordinator_args,
@@ -115,13 +116,16 @@ class LocalCluster:
         self.address = address_file.read_text().strip()
         return self.address
 
-    def add_node(self, *extra: str, data_dir: Path | None = None) -> ManagedProcess:
-        """Start a node; `data_dir` of an earlier node restarts that node (same key)."""
+    def add_node(
+        self, *extra: str, data_dir: Path | None = None, module: str | None = None
+    ) -> ManagedProcess:
+        """Start a node; `data_dir` of an earlier node restarts that node (same key). `module`
+        runs another entry point with the node's arguments (tests use a dishonest node)."""
         index = len(self.nodes)
         node = self._spawn(
             f"node{index}",
             [
-                "node",
+                *([] if module else ["node"]),
                 "--coordinator",
                 self.address,
                 "--data-dir",
@@ -129,6 +133,7 @@ class LocalCluster:
                 *self.node_args,
                 *extra,
             ],
+            module or "tokenweave.cli",
         )
         self.nodes.append(node)
         return node

@@ -272,6 +272,9 @@ def _node_row(n: NodeInfo) -> dict[str, Any]:
         "reputation": n.reputation,
         "audits_passed": n.audits_passed,
         "audits_failed": n.audits_failed,
+        "verifications_passed": n.verifications_passed,
+        "verifications_failed": n.verifications_failed,
+        "withheld": n.withheld,
     }
 
 
@@ -282,7 +285,16 @@ def list_nodes(client: Client, as_json: bool) -> int:
         sys.stdout.write("\n")
         return 0
     table = Table(
-        "address", "state", "hardware", "tokens/s", "running", "done", "tokens", "reputation"
+        "address",
+        "state",
+        "hardware",
+        "tokens/s",
+        "running",
+        "done",
+        "tokens",
+        "reputation",
+        "wrong outputs",
+        "failed audits",
     )
     for n in nodes:
         hardware = f"{n.cpu_cores} cores, {n.memory_bytes / 2**30:.0f} GiB"
@@ -297,8 +309,10 @@ def list_nodes(client: Client, as_json: bool) -> int:
             str(n.shards_running),
             str(n.shards_done),
             f"{n.tokens_processed:,}",
-            f"{n.reputation:.2f} ({n.audits_failed} of {n.audits_passed + n.audits_failed} "
-            "audits failed)",
+            f"{n.reputation:.2f}",
+            f"{n.verifications_failed} of {n.verifications_passed + n.verifications_failed}"
+            + (" [red]withheld[/]" if n.withheld else ""),
+            f"{n.audits_failed} of {n.audits_passed + n.audits_failed}",
         )
     out.print(table)
     return 0

@@ -90,10 +90,15 @@ class NodeInfo:
     version: str
     peer_id: str = ""
     multiaddrs: tuple[str, ...] = ()
-    #: 1.0 for a new node; cut by failed audits.
+    #: 1.0 for a new node; halved by each failed audit or wrong output.
     reputation: float = 1.0
     audits_passed: int = 0
     audits_failed: int = 0
+    #: Verified shards where its output agreed with another node's, and where it did not.
+    verifications_passed: int = 0
+    verifications_failed: int = 0
+    #: Caught returning wrong outputs in the open epoch: its rewards for it are withheld.
+    withheld: bool = False
 
 
 def _time(message: jobs_pb2.Job | jobs_pb2.NodeInfo, name: str) -> dt.datetime | None:
@@ -163,4 +168,7 @@ def node_info(node: jobs_pb2.NodeInfo) -> NodeInfo:
         reputation=node.reputation,
         audits_passed=node.audits_passed,
         audits_failed=node.audits_failed,
+        verifications_passed=node.verifications_passed,
+        verifications_failed=node.verifications_failed,
+        withheld=node.withheld,
     )

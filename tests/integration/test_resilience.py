@@ -1,0 +1,144 @@
+"""Crashes, stragglers and cheats with real processes: no shard lost, none paid twice."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from tokenweave.cli import LocalCluster
+from tokenweave.client import Client, EmbedJob, EmbedResult, JobStatus
+from tokenweave.models import PreparedModel
+from tokenweave.node import NodeIdentity
+
+from .conftest import GENESIS, ClusterFactory, direct_embeddings
+
+#: Small shards, so that a job is many of them and a crash lands in the middle.
+SMALL_SHARDS = ("--windows-per-shard", "4")
+
+
+def _text() -> str:
+    genesis = GENESIS.read_text(encoding="utf-8")
+    return genesis[: genesis.index("Chapter 9")]  # ~7,000 tokens: ~30 windows, ~8 shards
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _started(job: EmbedJob, shards: int = 2) -> None:
+    _wait(f"{shards} shards done", lambda: job.refresh().shards_done >= shards)
+    assert job.info.status is JobStatus.RUNNING, "the job finished before the fault"
+
+
+def _same(a: EmbedResult, b: EmbedResult) -> None:
+    for x, y in zip(a.documents, b.documents, strict=True):
+        np.testing.assert_array_equal(x.spans, y.spans)
+        np.testing.assert_allclose(x.window_embeddings, y.window_embeddings, rtol=0, atol=1e-5)
+
+
+def _ledger(cluster: LocalCluster, job_id: str) -> list[tuple[str, str, int, bool]]:
+    """(shard, address, tokens, withheld) of every ledger row of the job, read from the
+    coordinator's own database."""
+    path = cluster.root / "coordinator" / "coordinator.db"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute(
+            "SELECT shard_id, address, tokens, withheld FROM ledger WHERE job_id = ?", (job_id,)
+        ).fetchall()
+
+
+def _paid_once(cluster: LocalCluster, result: EmbedResult) -> None:
+    rows = _ledger(cluster, result.job.job_id)
+    shards = [r[0] for r in rows]
+    assert len(shards) == len(set(shards)) == result.job.shards_total
+    assert sum(r[2] for r in rows) == result.job.tokens_processed
+
+
+def test_a_node_killed_mid_job_loses_nothing(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(nodes=3, coordinator_args=SMALL_SHARDS)
+    with cluster.client() as client:
+        clean = client.embed([_text()]).result()
+        job = client.embed([_text()])
+        _started(job)
+        cluster.nodes[0].kill()
+        result = job.result()
+    _same(result, clean)
+    _paid_once(cluster, result)
+
+
+def test_a_coordinator_killed_mid_job_resumes_it(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(nodes=2, coordinator_args=SMALL_SHARDS)
+    assert cluster.coordinator is not None
+    with cluster.client() as client:
+        clean = client.embed([_text()]).result()
+        job = client.embed([_text()])
+        _started(job)
+        cluster.coordinator.kill()
+        cluster.start_coordinator()  # same database, same port: nodes reconnect by themselves
+        result = job.result()  # the SDK's watch retries through the outage
+    _same(result, clean)
+    _paid_once(cluster, result)
+    assert "recovered" in cluster.coordinator.log_path.read_text()
+
+
+def test_a_stalled_node_gets_a_backup(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(
+        nodes=2,
+        coordinator_args=(
+            *SMALL_SHARDS,
+            "--heartbeat-misses",
+            "1000",  # the stalled node stays "alive": only the straggler check can save the job
+            "--straggler-factor",
+            "1.5",
+            "--straggler-slack-s",
+            "1",
+        ),
+    )
+    stalled = cluster.nodes[0]
+    with cluster.client() as client:
+        clean = client.embed([_text()]).result()
+        job = client.embed([_text()])
+        _started(job, shards=1)
+        stalled.process.send_signal(signal.SIGSTOP)
+        try:
+            result = job.result()
+        finally:
+            stalled.process.send_signal(signal.SIGCONT)
+    _same(result, clean)
+    _paid_once(cluster, result)
+    assert cluster.coordinator is not None
+    assert "past its deadline" in cluster.coordinator.log_path.read_text()
+
+
+def test_a_cheating_node_is_caught_and_unpaid(
+    cluster_factory: ClusterFactory, prepared: PreparedModel
+) -> None:
+    cluster = cluster_factory(nodes=2, coordinator_args=(*SMALL_SHARDS, "--verify-fraction", "1"))
+    cheat = cluster.add_node(module="tests.integration.cheater")
+    cluster.wait_for_nodes(3)
+    cheater = NodeIdentity.load_or_create(cluster.root / "node2").address.lower()
+    text = _text()
+    with Client(cluster.address) as client:
+        result = client.embed([text], window=256, overlap=32).result()
+        ((_, windows, _),) = direct_embeddings(prepared, [text], 256, 32)
+        np.testing.assert_allclose(result.documents[0].window_embeddings, windows, atol=1e-5)
+        nodes = {n.node_id: n for n in client.nodes()}
+        assert nodes[cheater].verifications_failed > 0
+        assert nodes[cheater].reputation < 1.0
+        honest = [n for i, n in nodes.items() if i != cheater]
+        assert all(n.verifications_failed == 0 and n.verifications_passed > 0 for n in honest)
+        assert cheater not in {r[1] for r in _ledger(cluster, result.job.job_id)}
+        client.close_epoch()
+        assert client.rewards(cheater).tokens == 0
+        assert all(client.rewards(n.node_id).tokens > 0 for n in honest)
+    # Caught three times, its reputation fell below 0.2: it is refused and the daemon exits.
+    _wait("the cheater is refused", lambda: cheat.process.poll() is not None, timeout=60)
+    assert "refused" in cheat.log_path.read_text()
+    _paid_once(cluster, result)
