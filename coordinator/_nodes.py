@@ -27,6 +27,8 @@ from tokenweave.errors import (
 )
 
 CHALLENGE_TTL_SECONDS = 60.0
+#: Challenges open at once per address; the oldest gives way.
+MAX_OPEN_CHALLENGES = 8
 
 
 def challenge_message(coordinator_id: str, address: str, nonce: bytes) -> str:
@@ -68,28 +70,38 @@ class NodeRegistry:
         self._coordinator_id = coordinator_id
         self._expiry = expiry_seconds
         self._min_reputation = min_reputation
-        self._challenges: dict[str, tuple[bytes, float]] = {}
+        #: address → {nonce: expiry}
+        self._challenges: dict[str, dict[bytes, float]] = {}
         self._live: dict[str, _Session] = {}
 
     def challenge(self, address: str) -> tuple[str, bytes]:
+        """A one-time nonce for `address` to sign. Several may be open at once (anyone may ask
+        for one, so a new one must not void the node's own)."""
         address = normalize_address(address)
         now = time.monotonic()
-        self._challenges = {a: c for a, c in self._challenges.items() if c[1] > now}
+        self._challenges = {
+            a: live
+            for a, c in self._challenges.items()
+            if (live := {n: t for n, t in c.items() if t > now})
+        }
+        open_ = self._challenges.setdefault(address, {})
+        while len(open_) >= MAX_OPEN_CHALLENGES:
+            del open_[min(open_, key=open_.__getitem__)]
         nonce = secrets.token_bytes(32)
-        self._challenges[address] = (nonce, now + CHALLENGE_TTL_SECONDS)
+        open_[nonce] = now + CHALLENGE_TTL_SECONDS
         return challenge_message(self._coordinator_id, address, nonce), nonce
 
     def _verify(self, reg: NodeRegistration) -> str:
         address = normalize_address(reg.address)
-        nonce, expires = self._challenges.pop(address, (b"", 0.0))
-        if not nonce or expires < time.monotonic():
+        expires = self._challenges.get(address, {}).pop(bytes(reg.nonce), 0.0)
+        if expires < time.monotonic():
             raise UnauthenticatedError(
-                f"no open challenge for {address}; call GetChallenge first (challenges last "
-                f"{CHALLENGE_TTL_SECONDS:.0f} s and are good for one attempt)"
+                f"no open challenge for {address} with this nonce; call GetChallenge first "
+                f"(challenges last {CHALLENGE_TTL_SECONDS:.0f} s and are good for one attempt)"
             )
-        if not secrets.compare_digest(nonce, reg.nonce):
-            raise UnauthenticatedError(f"the nonce is not the one issued to {address}")
-        message = encode_defunct(text=challenge_message(self._coordinator_id, address, nonce))
+        message = encode_defunct(
+            text=challenge_message(self._coordinator_id, address, bytes(reg.nonce))
+        )
         try:
             signer = str(Account.recover_message(message, signature=reg.signature)).lower()
         except Exception as exc:  # eth_account raises several types for malformed signatures

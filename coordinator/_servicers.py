@@ -221,6 +221,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return jobs_pb2.ListNodesResponse(nodes=[node_to_proto(n) for n in nodes])
 
 
+#: Seconds a node has, after opening its lease stream, to say hello.
+HELLO_TIMEOUT_S = 10.0
+
+
 def _assignment_to_proto(a: Assignment) -> nodes_pb2.ShardAssignment:
     return nodes_pb2.ShardAssignment(
         shard_id=a.shard_id,
@@ -312,7 +316,13 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
     async def Lease(
         self, request_iterator: AsyncIterator[nodes_pb2.LeaseRequest], context: Context
     ) -> AsyncIterator[nodes_pb2.LeaseResponse]:
-        first = await anext(aiter(request_iterator), None)
+        try:
+            first = await asyncio.wait_for(anext(aiter(request_iterator), None), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            raise InvalidArgumentError(
+                f"a lease stream must open with a hello message; none came within "
+                f"{HELLO_TIMEOUT_S:.0f} s"
+            ) from None
         if first is None or first.WhichOneof("message") != "hello":
             raise InvalidArgumentError("a lease stream must open with a hello message")
         lane = await self._dispatcher.attach(first.hello.node_id, first.hello.session_token)

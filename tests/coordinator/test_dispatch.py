@@ -34,7 +34,11 @@ from tokenweave.coordinator._views import (
     ShardCancel,
     ShardOutput,
 )
-from tokenweave.errors import FailedPreconditionError, PermissionDeniedError
+from tokenweave.errors import (
+    FailedPreconditionError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from tokenweave.models import PreparedModel, windows_digest
 
 MODEL = "all-minilm-l6-v2"
@@ -414,3 +418,26 @@ async def test_a_lone_node_result_stands_unverified(
     job = await dispatcher.submit(_job())
     await _run_all(dispatcher, {node: -1}, job.job_id)
     assert (await dispatcher.job(job.job_id)).state is JobState.SUCCEEDED
+
+
+async def test_an_onlookers_challenge_does_not_void_the_nodes_own(
+    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    _dispatcher, registry, _store = await make_parts(WorkPolicy(verify_fraction=0.0))
+    account = Account.create()
+    message, nonce = registry.challenge(account.address)
+    registry.challenge(account.address)  # anyone may ask for a challenge for any address
+    signature = bytes(Account.sign_message(encode_defunct(text=message), account.key).signature)
+    registration = NodeRegistration(
+        address=account.address,
+        nonce=nonce,
+        signature=signature,
+        hardware={},
+        models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, 1000.0),),
+        max_inflight_shards=2,
+        version="test",
+    )
+    node_id, _ = await registry.register(registration)
+    assert node_id == account.address.lower()
+    with pytest.raises(UnauthenticatedError, match="no open challenge"):
+        await registry.register(registration)  # a challenge is good for one attempt

@@ -28,6 +28,8 @@ class ManagedProcess:
     log_path: Path
     log: IO[bytes]
     stopped: bool = False
+    #: A node's data dir (its key and blocks): restart it there to bring the same node back.
+    data_dir: Path | None = None
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, then SIGKILL past `timeout`; returns the exit code."""
@@ -122,6 +124,7 @@ class LocalCluster:
         """Start a node; `data_dir` of an earlier node restarts that node (same key). `module`
         runs another entry point with the node's arguments (tests use a dishonest node)."""
         index = len(self.nodes)
+        data_dir = data_dir or self.root / f"node{index}"
         node = self._spawn(
             f"node{index}",
             [
@@ -129,12 +132,13 @@ class LocalCluster:
                 "--coordinator",
                 self.address,
                 "--data-dir",
-                str(data_dir or self.root / f"node{index}"),
+                str(data_dir),
                 *self.node_args,
                 *extra,
             ],
             module or "tokenweave.cli",
         )
+        node.data_dir = data_dir
         self.nodes.append(node)
         return node
 
