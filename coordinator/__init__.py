@@ -7,7 +7,8 @@ The code is organized as follows:
 * `CoordinatorConfig` (_config.py) — every setting, with its default.
 * Servicers (_servicers.py) — thin JobService / NodeService adapters; `StatusInterceptor`
   (_errors.py) is the one place domain errors become gRPC statuses.
-* `Dispatcher` (_dispatch.py) — the queue of pending shards and the nodes' lease lanes.
+* `Dispatcher` (_dispatch.py) — the queue of pending shards and the nodes' lease lanes; leases
+  with deadlines, backup copies of stragglers, redundant runs judged by `_verify.py`.
 * `JobStore` (_jobs.py) — jobs, documents and shards in SQL (tables in _db.py).
 * `NodeRegistry` (_nodes.py) — challenge-signature registration, sessions, liveness.
 * Rewards: `PriceList` (_metering.py) prices verified tokens; `RewardLedger` (_ledger.py) keeps
