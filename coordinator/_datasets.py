@@ -18,12 +18,8 @@ from tokenweave.coordinator._db import (
     NodeRow,
     utcnow,
 )
+from tokenweave.coordinator._nodes import next_reputation
 from tokenweave.errors import NotFoundError
-
-#: A passed audit gives back this much reputation (up to 1.0); a failed one multiplies it by
-#: REPUTATION_CUT.
-REPUTATION_GAIN = 0.02
-REPUTATION_CUT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +128,9 @@ class DatasetIndex:
                 return 0.0
             if passed:
                 node.audits_passed += 1
-                node.reputation = min(1.0, node.reputation + REPUTATION_GAIN)
             else:
                 node.audits_failed += 1
-                node.reputation *= REPUTATION_CUT
+            node.reputation = next_reputation(node.reputation, passed)
             return node.reputation
 
     async def record(self, root: str, name: str, size: int, cids: Sequence[str]) -> DatasetView:

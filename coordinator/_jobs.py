@@ -18,7 +18,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._datasets import REPUTATION_CUT, REPUTATION_GAIN
 from tokenweave.coordinator._db import (
     DocumentRow,
     JobRow,
@@ -30,6 +29,7 @@ from tokenweave.coordinator._db import (
 )
 from tokenweave.coordinator._merge import document_embedding
 from tokenweave.coordinator._metering import PriceList
+from tokenweave.coordinator._nodes import next_reputation
 from tokenweave.coordinator._views import (
     DocumentInput,
     DocumentResult,
@@ -481,12 +481,11 @@ class JobStore:
                 node = await session.get(NodeRow, node_id)
                 if node is None:
                     continue
+                node.reputation = next_reputation(node.reputation, ok)
                 if ok:
                     node.verifications_passed += 1
-                    node.reputation = min(1.0, node.reputation + REPUTATION_GAIN)
                 else:
                     node.verifications_failed += 1
-                    node.reputation *= REPUTATION_CUT
                     node.withheld = True
                     await session.execute(
                         update(LedgerRow)

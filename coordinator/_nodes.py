@@ -29,6 +29,14 @@ from tokenweave.errors import (
 CHALLENGE_TTL_SECONDS = 60.0
 #: Challenges open at once per address; the oldest gives way.
 MAX_OPEN_CHALLENGES = 8
+#: A passed audit or verification gives back this much reputation (up to 1.0); a failed one
+#: multiplies it by REPUTATION_CUT.
+REPUTATION_GAIN = 0.02
+REPUTATION_CUT = 0.5
+
+
+def next_reputation(reputation: float, passed: bool) -> float:
+    return min(1.0, reputation + REPUTATION_GAIN) if passed else reputation * REPUTATION_CUT
 
 
 def challenge_message(coordinator_id: str, address: str, nonce: bytes) -> str:
