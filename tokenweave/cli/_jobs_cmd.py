@@ -278,6 +278,17 @@ def _node_row(n: NodeInfo) -> dict[str, Any]:
     }
 
 
+def _reputation(n: NodeInfo) -> str:
+    """`0.50`, then what cut it: wrong outputs and failed audits, and withheld rewards."""
+    cell = f"{n.reputation:.2f}"
+    if n.verifications_failed:
+        verified = n.verifications_passed + n.verifications_failed
+        cell += f", {n.verifications_failed}/{verified} wrong"
+    if n.audits_failed:
+        cell += f", {n.audits_failed}/{n.audits_passed + n.audits_failed} audits failed"
+    return cell + (" [red]withheld[/]" if n.withheld else "")
+
+
 def list_nodes(client: Client, as_json: bool) -> int:
     nodes = client.nodes()
     if as_json:
@@ -293,9 +304,8 @@ def list_nodes(client: Client, as_json: bool) -> int:
         "done",
         "tokens",
         "reputation",
-        "wrong outputs",
-        "failed audits",
     )
+    table.columns[1].no_wrap = True
     for n in nodes:
         hardware = f"{n.cpu_cores} cores, {n.memory_bytes / 2**30:.0f} GiB"
         if n.gpus:
@@ -309,10 +319,7 @@ def list_nodes(client: Client, as_json: bool) -> int:
             str(n.shards_running),
             str(n.shards_done),
             f"{n.tokens_processed:,}",
-            f"{n.reputation:.2f}",
-            f"{n.verifications_failed} of {n.verifications_passed + n.verifications_failed}"
-            + (" [red]withheld[/]" if n.withheld else ""),
-            f"{n.audits_failed} of {n.audits_passed + n.audits_failed}",
+            _reputation(n),
         )
     out.print(table)
     return 0
