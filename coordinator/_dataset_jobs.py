@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._views import DocumentInput, DocumentSource
-from tokenweave.errors import FailedPreconditionError, NotFoundError
+from tokenweave.errors import FailedPreconditionError
 from tokenweave.storage import CID, DAG_PB, BlockExchange, dataset_documents, range_blocks
 
 #: JSON Lines field read when a job does not name one.
@@ -30,10 +30,6 @@ class DatasetDocuments:
     holders: Mapping[str, frozenset[str]]
 
 
-def _refuse(cid: CID) -> bytes:
-    raise NotFoundError(f"the coordinator serves no blocks ({cid})")
-
-
 class DatasetReader:
     """Reads datasets from the nodes through a libp2p host of its own, started on first use."""
 
@@ -45,7 +41,7 @@ class DatasetReader:
     def _started(self) -> BlockExchange:
         with self._lock:
             if self._exchange is None:
-                self._exchange = BlockExchange(_refuse, timeout=30).start()
+                self._exchange = BlockExchange(timeout=30).start()
             return self._exchange
 
     def close(self) -> None:

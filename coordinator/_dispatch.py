@@ -511,9 +511,10 @@ class Dispatcher:
             return
         self._attempts.pop(shard_id, None)
         self._avoid.pop(shard_id, None)
+        wrong = {node_id for node_id, _ in caught}
         for node_id in flight.results:
             lane = self._lanes.get(node_id)
-            if lane is not None and node_id not in dict(caught):
+            if lane is not None and node_id not in wrong:
                 lane.outbox.put_nowait(ShardAck(shard_id, accepted=True))
         if agreed:
             reputations = await self._store.record_verification(shard_id, agreed, caught)

@@ -85,11 +85,12 @@ class ExchangeStats:
 
 
 class BlockExchange:
-    """A libp2p host serving `reader`'s blocks; `start()` before use, `stop()` after."""
+    """A libp2p host serving `reader`'s blocks (none without a reader: a client that only
+    fetches); `start()` before use, `stop()` after."""
 
     def __init__(
         self,
-        reader: BlockReader,
+        reader: BlockReader | None = None,
         private_key: bytes | None = None,
         listen: str = "/ip4/127.0.0.1/tcp/0",
         timeout: float = 30.0,
@@ -177,6 +178,8 @@ class BlockExchange:
                     raise EOFError(f"a CID of {length} bytes")
                 cid = CID.from_bytes(await _read_exactly(stream, length))
                 try:
+                    if self._reader is None:
+                        raise NotFoundError(f"this peer serves no blocks ({cid})")
                     data = await trio.to_thread.run_sync(self._reader, cid)
                 except (NotFoundError, CorruptBlockError):
                     await stream.write(bytes([MISSING]))

@@ -7,6 +7,7 @@ when a test fails half-way.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -89,3 +90,19 @@ def direct_embeddings(
         matrix = np.stack(rows).astype(np.float32)
         out.append(([(s.start, s.end) for s in spans], matrix, document_embedding(spans, matrix)))
     return out
+
+
+def wait_until(what: str, check: Callable[[], object], timeout: float = 90.0) -> None:
+    """Poll `check` until it is true; TimeoutError naming `what` past `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def random_file(path: Path, size: int, seed: int) -> Path:
+    """`size` random bytes (reproducible from `seed`) at `path`, parents created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return path

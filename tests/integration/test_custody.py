@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tokenweave.cli import LocalCluster
 from tokenweave.client import BlockReplicas, Client, NodeInfo
-from tokenweave.errors import NotFoundError
 from tokenweave.node import NodeIdentity
 from tokenweave.storage import CID, BlockExchange
 
-from .conftest import ClusterFactory
+from .conftest import ClusterFactory, random_file, wait_until
 
 #: Repairs start 3 s after a provider leaves; custody rounds every half second.
 FAST_CUSTODY = ("--repair-grace-s", "3", "--custody-interval-s", "0.5")
-
-
-def _random_file(path: Path, size: int, seed: int) -> Path:
-    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
-    return path
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.25)
 
 
 def _node_id(cluster: LocalCluster, index: int) -> str:
@@ -56,17 +40,14 @@ def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
 def peer() -> Iterator[BlockExchange]:
     """A bare libp2p peer that holds nothing, to fetch blocks from one node at a time."""
 
-    def nothing(cid: CID) -> bytes:
-        raise NotFoundError(f"{cid}")
-
-    with BlockExchange(nothing, timeout=20).start() as exchange:
+    with BlockExchange(timeout=20).start() as exchange:
         yield exchange
 
 
 def test_replicas_return_to_three_after_a_provider_is_killed(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    source = _random_file(tmp_path / "fifty.bin", 50 * 1024 * 1024, seed=7)
+    source = random_file(tmp_path / "fifty.bin", 50 * 1024 * 1024, seed=7)
     victim = _node_id(cluster, 0)
     with cluster.client() as client:
         put = client.put(source)
@@ -74,7 +55,7 @@ def test_replicas_return_to_three_after_a_provider_is_killed(
         assert all(b.replicas == 3 for b in _blocks(client, put.root))
 
         cluster.nodes[0].kill()
-        _wait(
+        wait_until(
             "the killed node shows as offline",
             lambda: all(b.offline_node_ids == (victim,) for b in _blocks(client, put.root)),
         )
@@ -83,7 +64,7 @@ def test_replicas_return_to_three_after_a_provider_is_killed(
 
         cluster.add_node()  # a fresh node joins; the victim's copies move to it
         cluster.wait_for_nodes(3)
-        _wait(
+        wait_until(
             "every block back at 3 connected replicas",
             lambda: all(b.replicas == 3 for b in _blocks(client, put.root)),
         )
@@ -98,7 +79,7 @@ def test_a_flipped_byte_is_detected_and_healed_from_a_peer(
     cluster: LocalCluster, tmp_path: Path, peer: BlockExchange
 ) -> None:
     with cluster.client() as client:
-        put = client.put(_random_file(tmp_path / "small.bin", 600_000, seed=8), profile="kubo")
+        put = client.put(random_file(tmp_path / "small.bin", 600_000, seed=8), profile="kubo")
         nodes = {n.node_id: n for n in client.nodes() if n.online}
     holder = _node_id(cluster, 1)
     path = next(p for p in _block_files(cluster, 1) if p.name != put.root)
@@ -123,7 +104,7 @@ def audited(cluster_factory: ClusterFactory) -> LocalCluster:
 
 def test_audits_catch_a_node_that_lost_its_blocks(audited: LocalCluster, tmp_path: Path) -> None:
     with audited.client() as client:
-        put = client.put(_random_file(tmp_path / "audit.bin", 700_000, seed=9), profile="kubo")
+        put = client.put(random_file(tmp_path / "audit.bin", 700_000, seed=9), profile="kubo")
         for path in _block_files(audited, 0):
             path.unlink()
         cheat = _node_id(audited, 0)
@@ -131,8 +112,10 @@ def test_audits_catch_a_node_that_lost_its_blocks(audited: LocalCluster, tmp_pat
         def by_id() -> dict[str, NodeInfo]:
             return {n.node_id: n for n in client.nodes()}
 
-        _wait("the node without its blocks fails an audit", lambda: by_id()[cheat].audits_failed)
-        _wait(
+        wait_until(
+            "the node without its blocks fails an audit", lambda: by_id()[cheat].audits_failed
+        )
+        wait_until(
             "the honest nodes pass audits",
             lambda: all(n.audits_passed for i, n in by_id().items() if i != cheat),
         )
@@ -142,7 +125,7 @@ def test_audits_catch_a_node_that_lost_its_blocks(audited: LocalCluster, tmp_pat
             n.audits_failed == 0 and n.reputation == 1.0 for i, n in nodes.items() if i != cheat
         )
         # The failed record is dropped and repair copies the block again.
-        _wait(
+        wait_until(
             "every block back at 3 replicas",
             lambda: (
                 all(b.replicas == 3 for b in _blocks(client, put.root))

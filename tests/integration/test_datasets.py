@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
 from tokenweave.cli import LocalCluster
@@ -17,7 +16,7 @@ from tokenweave.node import NodeIdentity
 from tokenweave.storage import CID, RAW
 from tokenweave.v1 import data_pb2, data_pb2_grpc
 
-from .conftest import ClusterFactory
+from .conftest import ClusterFactory, random_file
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +24,11 @@ def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
     return cluster_factory(nodes=3)
 
 
-def _file(path: Path, size: int, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
-    return path
-
-
 def test_put_status_get_and_survive_a_kill(cluster: LocalCluster, tmp_path: Path) -> None:
-    source = _file(tmp_path / "data.bin", 3_000_000, seed=1)
+    source = random_file(tmp_path / "data.bin", 3_000_000, seed=1)
     folder = tmp_path / "corpus"
-    _file(folder / "a.txt", 10_000, seed=2)
-    _file(folder / "sub" / "b.txt", 700_000, seed=3)
+    random_file(folder / "a.txt", 10_000, seed=2)
+    random_file(folder / "sub" / "b.txt", 700_000, seed=3)
     with cluster.client() as client:
         put = client.put(source, profile="kubo")
         assert put.min_replicas == 3
@@ -96,7 +89,7 @@ def test_bad_uploads_are_refused(cluster: LocalCluster) -> None:
 
 
 def test_the_data_commands(cluster: LocalCluster, tmp_path: Path) -> None:
-    source = _file(tmp_path / "notes.txt", 50_000, seed=4)
+    source = random_file(tmp_path / "notes.txt", 50_000, seed=4)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -143,7 +136,7 @@ def test_a_full_node_passes_blocks_on_and_says_why(cluster: LocalCluster, tmp_pa
     cluster.add_node("--block-quota-bytes", "1000")
     cluster.wait_for_nodes(online + 1)
     full = NodeIdentity.load_or_create(cluster.root / f"node{len(cluster.nodes) - 1}")
-    source = _file(tmp_path / "quota.bin", 1_000_000, seed=5)
+    source = random_file(tmp_path / "quota.bin", 1_000_000, seed=5)
     with cluster.client() as client:
         put = client.put(source, profile="kubo")
         assert put.min_replicas == min(3, online)  # the full node's turns went to the others

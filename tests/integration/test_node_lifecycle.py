@@ -105,5 +105,5 @@ def test_a_node_serves_its_blocks_over_libp2p(cluster_factory: ClusterFactory) -
     block = b"a dataset block" * 1000
     cid = CID.of(RAW, block)
     BlockStore(cluster.root / "node0" / "blocks").put(cid, block)
-    with BlockExchange(lambda c: b"", timeout=20) as exchange:
+    with BlockExchange(timeout=20) as exchange:
         assert exchange.fetch(cid, node.multiaddrs) == block

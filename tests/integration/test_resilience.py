@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -14,7 +12,7 @@ from tokenweave.client import Client, EmbedJob, EmbedResult, JobStatus
 from tokenweave.models import PreparedModel
 from tokenweave.node import NodeIdentity
 
-from .conftest import GENESIS, ClusterFactory, direct_embeddings
+from .conftest import GENESIS, ClusterFactory, direct_embeddings, wait_until
 
 #: Small shards, so that a job is many of them and a crash lands in the middle.
 SMALL_SHARDS = ("--windows-per-shard", "4")
@@ -25,16 +23,8 @@ def _text() -> str:
     return genesis[: genesis.index("Chapter 9")]  # ~7,000 tokens: ~30 windows, ~8 shards
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.05)
-
-
 def _started(job: EmbedJob, shards: int = 2) -> None:
-    _wait(f"{shards} shards done", lambda: job.refresh().shards_done >= shards)
+    wait_until(f"{shards} shards done", lambda: job.refresh().shards_done >= shards, 120)
     assert job.info.status is JobStatus.RUNNING, "the job finished before the fault"
 
 
@@ -139,6 +129,6 @@ def test_a_cheating_node_is_caught_and_unpaid(
         assert client.rewards(cheater).tokens == 0
         assert all(client.rewards(n.node_id).tokens > 0 for n in honest)
     # Caught three times, its reputation fell below 0.2: it is refused and the daemon exits.
-    _wait("the cheater is refused", lambda: cheat.process.poll() is not None, timeout=60)
+    wait_until("the cheater is refused", lambda: cheat.process.poll() is not None, timeout=60)
     assert "refused" in cheat.log_path.read_text()
     _paid_once(cluster, result)

@@ -88,7 +88,7 @@ def download(
     `progress` gets the bytes of file data in each leaf as it arrives."""
     cid = CID.parse(root)
 
-    with BlockExchange(lambda c: b"") as exchange:
+    with BlockExchange() as exchange:
 
         def source(block: CID) -> bytes:
             addrs = providers(str(block))
