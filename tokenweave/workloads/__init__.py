@@ -1,0 +1,1 @@
+"""Workloads: what differs between kinds of work (embedding, generation, any ONNX model)."""
