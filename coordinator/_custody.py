@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenweave.coordinator._datasets import DatasetIndex
-from tokenweave.coordinator._dispatch import Dispatcher
+from tokenweave.coordinator._lanes import Lanes
+from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import AuditChallenge, FetchBlock
 from tokenweave.storage import CID
 from tokenweave.storage._replicas import possession_proof, repair_plan
@@ -76,13 +77,15 @@ class AuditOutcome:
 class Custodian:
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        lanes: Lanes,
         index: DatasetIndex,
+        standing: Standing,
         policy: CustodyPolicy,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._dispatcher = dispatcher
+        self._lanes = lanes
         self._index = index
+        self._standing = standing
         self.policy = policy
         self._clock = clock
         self._started = clock()
@@ -102,7 +105,7 @@ class Custodian:
 
     def _observe(self) -> set[str]:
         now = self._clock()
-        connected = set(self._dispatcher.connected_nodes())
+        connected = set(self._lanes.connected())
         for node_id in connected:
             self._seen[node_id] = now
         return connected
@@ -150,7 +153,7 @@ class Custodian:
         async def copy(cid: str, sources: tuple[str, ...], target: str) -> bool:
             providers = tuple(a for s in sources for a in addresses.get(s, ()))
             async with gate:
-                error = await self._dispatcher.block_request(
+                error = await self._lanes.keep_block(
                     target, FetchBlock(cid, providers), self.policy.patience_s
                 )
             if error:
@@ -176,7 +179,7 @@ class Custodian:
             logger.debug("no audit challenge left for %s", cid)
             return None
         nonce, expected = challenge
-        answer = await self._dispatcher.audit(
+        answer = await self._lanes.audit(
             node_id, AuditChallenge(cid, nonce), self.policy.patience_s
         )
         if answer.left:
@@ -188,7 +191,7 @@ class Custodian:
         else:
             reason = ""
         passed = not reason
-        reputation = await self._index.record_audit(cid, node_id, passed, reason)
+        reputation = await self._standing.record_audit(cid, node_id, passed, reason)
         if passed:
             logger.debug("audit of %s on %s passed", cid, node_id)
         else:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from tokenweave.coordinator._custody import mint_challenges
 from tokenweave.coordinator._datasets import DatasetIndex
-from tokenweave.coordinator._dispatch import Dispatcher
+from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._servicers import Context
 from tokenweave.coordinator._views import StoreBlock
 from tokenweave.errors import (
@@ -28,15 +28,15 @@ STORE_PATIENCE_S = 30.0
 
 
 class DataServicer(data_pb2_grpc.DataServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, index: DatasetIndex, replicas: int) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, lanes: Lanes, index: DatasetIndex, replicas: int) -> None:
+        self._lanes = lanes
         self._index = index
         self._replicas = replicas
 
     async def _place(self, cid: CID, data: bytes) -> int:
         """Store the block on `replicas` connected nodes, in its rendezvous order: a node that
         refuses it (full, failing disk) passes its turn to the next. Returns the copies made."""
-        candidates = ranking(cid, self._dispatcher.connected_nodes())
+        candidates = ranking(cid, self._lanes.connected())
         if not candidates:
             raise UnavailableError("no node is connected to store blocks on")
         text = str(cid)
@@ -47,7 +47,7 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
             wanted = self._replicas - len(stored)
             batch, candidates = candidates[:wanted], candidates[wanted:]
             answers = await asyncio.gather(
-                *(self._dispatcher.block_request(n, message, STORE_PATIENCE_S) for n in batch)
+                *(self._lanes.keep_block(n, message, STORE_PATIENCE_S) for n in batch)
             )
             for node, error in zip(batch, answers, strict=True):
                 if error:
@@ -119,7 +119,7 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         self, request: data_pb2.DatasetStatusRequest, context: Context
     ) -> data_pb2.DatasetStatusResponse:
         view, blocks = await self._index.status(str(CID.parse(request.root)))
-        connected = set(self._dispatcher.connected_nodes())
+        connected = set(self._lanes.connected())
         return data_pb2.DatasetStatusResponse(
             dataset=data_pb2.Dataset(
                 root=view.root, name=view.name, size=view.size, blocks=view.blocks

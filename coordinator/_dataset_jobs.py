@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tokenweave.coordinator._datasets import DatasetIndex
-from tokenweave.coordinator._views import DocumentInput, DocumentSource
 from tokenweave.errors import FailedPreconditionError
 from tokenweave.storage import CID, DAG_PB, BlockExchange, dataset_documents, range_blocks
+from tokenweave.workloads import DocumentInput, DocumentSource
 
 #: JSON Lines field read when a job does not name one.
 DEFAULT_TEXT_FIELD = "text"

@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import (
-    AuditRow,
     BlockChallengeRow,
     BlockProviderRow,
     DatasetBlockRow,
@@ -18,7 +17,6 @@ from tokenweave.coordinator._db import (
     NodeRow,
     utcnow,
 )
-from tokenweave.coordinator._nodes import next_reputation
 from tokenweave.errors import NotFoundError
 
 
@@ -106,32 +104,6 @@ class DatasetIndex:
                 return None
             await session.execute(delete(BlockChallengeRow).where(BlockChallengeRow.id == row.id))
             return row.nonce, row.proof
-
-    async def record_audit(self, cid: str, node_id: str, passed: bool, reason: str) -> float:
-        """Record an audit. A pass restores a little reputation; a failure halves it and drops
-        the node's record of the block (the repair loop copies it again). Returns the node's
-        reputation after the audit."""
-        async with self._db.begin() as session:
-            session.add(
-                AuditRow(
-                    cid=cid, node_id=node_id, passed=passed, reason=reason, created_at=utcnow()
-                )
-            )
-            node = await session.get(NodeRow, node_id)
-            if not passed:
-                await session.execute(
-                    delete(BlockProviderRow).where(
-                        BlockProviderRow.cid == cid, BlockProviderRow.node_id == node_id
-                    )
-                )
-            if node is None:
-                return 0.0
-            if passed:
-                node.audits_passed += 1
-            else:
-                node.audits_failed += 1
-            node.reputation = next_reputation(node.reputation, passed)
-            return node.reputation
 
     async def record(self, root: str, name: str, size: int, cids: Sequence[str]) -> DatasetView:
         async with self._db.begin() as session:

@@ -1,7 +1,8 @@
 """The coordinator's tables (SQLAlchemy 2.0, typed) and engine set-up.
 
 Jobs, their documents and shards, and nodes live here; the in-memory dispatcher only caches what
-is running. SQLite (WAL) by default, PostgreSQL through `--db postgresql+asyncpg://...`.
+is running. Task payloads, outputs and results are opaque bytes of the job's workload. SQLite
+(WAL) by default, PostgreSQL through `--db postgresql+asyncpg://...`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    event,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncAttrs,
@@ -20,6 +34,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from tokenweave.errors import FailedPreconditionError
 
 strpk = Annotated[str, mapped_column(String(80), primary_key=True)]
 timestamp = Annotated[dt.datetime, mapped_column()]
@@ -55,8 +71,6 @@ class NodeRow(Base):
     #: Verified shards whose output agreed with another node's, and ones where it did not.
     verifications_passed: Mapped[int] = mapped_column(default=0)
     verifications_failed: Mapped[int] = mapped_column(default=0)
-    #: Caught returning wrong outputs in the open epoch: its rewards for it are withheld.
-    withheld: Mapped[bool] = mapped_column(default=False)
 
 
 class JobRow(Base):
@@ -64,13 +78,15 @@ class JobRow(Base):
 
     job_id: Mapped[strpk]
     state: Mapped[str] = mapped_column(String(16), index=True)
+    #: The kind of work ("embed", ...) and the options it was planned with.
+    workload: Mapped[str] = mapped_column(String(40))
+    options: Mapped[dict[str, str]] = mapped_column(JSON)
     model: Mapped[str] = mapped_column(String(80))
     model_sha256: Mapped[str] = mapped_column(String(64))
-    window: Mapped[int]
-    overlap: Mapped[int]
     documents: Mapped[int]
     tokens: Mapped[int]
-    windows: Mapped[int]
+    #: Work items over all shards (windows, for embed).
+    items: Mapped[int]
     shards_total: Mapped[int]
     shards_done: Mapped[int] = mapped_column(default=0)
     tokens_processed: Mapped[int] = mapped_column(default=0)
@@ -93,32 +109,35 @@ class DocumentRow(Base):
     index: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str]
     tokens: Mapped[int]
-    #: uint32 little-endian token ids, special tokens excluded.
-    token_ids: Mapped[bytes] = mapped_column(LargeBinary)
-    #: uint32 little-endian [tokens, 2]: each token's [start, end) in the text, in characters.
-    offsets: Mapped[bytes] = mapped_column(LargeBinary)
-    #: float32 little-endian, set when the job succeeds.
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The workload's own record of the document (e.g. token offsets in the text).
+    detail: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The merged result (a TensorMap message), set when the job succeeds.
+    result: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: Dataset jobs: {"file", "start", "end", "text_field"}, where nodes read the text.
     source: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
 
 
 class ShardRow(Base):
+    """One task of a job; its payload and output are opaque bytes of the job's workload."""
+
     __tablename__ = "shards"
     __table_args__ = (Index("ix_shards_job_index", "job_id", "index", unique=True),)
 
     shard_id: Mapped[strpk]
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
     index: Mapped[int]
-    #: [[document, start, end], ...] in job order.
-    spans: Mapped[list[list[int]]] = mapped_column(JSON)
-    model_tokens: Mapped[int]
+    #: Sent to the node as is.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The workload's own record of the task, never sent (what results are checked against).
+    detail: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Model tokens the shard takes (placement, deadlines).
+    cost: Mapped[int]
     state: Mapped[str] = mapped_column(String(16), index=True)
     node_id: Mapped[str | None] = mapped_column(String(80))
     attempts: Mapped[int] = mapped_column(default=0)
     leased_at: Mapped[dt.datetime | None]
-    #: float32 little-endian [windows, dim], set when done.
-    embeddings: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The accepted output, set when done.
+    output: Mapped[bytes | None] = mapped_column(LargeBinary)
     digest: Mapped[str] = mapped_column(String(64), default="")
     wall_seconds: Mapped[float] = mapped_column(default=0.0)
     provider: Mapped[str] = mapped_column(String(40), default="")
@@ -140,13 +159,26 @@ class LedgerRow(Base):
     job_id: Mapped[str] = mapped_column(String(80), index=True)
     address: Mapped[str] = mapped_column(String(42), index=True)
     model: Mapped[str] = mapped_column(String(80))
+    #: Tokens billed: input + output (their split kept for per-direction prices).
     tokens: Mapped[int]
+    input_tokens: Mapped[int] = mapped_column(default=0)
+    output_tokens: Mapped[int] = mapped_column(default=0)
     #: Reward in micro-tokens (1e-6 of the reward token).
     amount_micro: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[timestamp]
     epoch: Mapped[int | None] = mapped_column(index=True)
     #: The operator was caught returning wrong outputs in this row's epoch: not paid.
     withheld: Mapped[bool] = mapped_column(default=False)
+
+
+class WithheldRow(Base):
+    """An operator caught returning wrong outputs in the open epoch: its rewards for the epoch
+    are withheld. Written and cleared (when the epoch closes) by the ledger only."""
+
+    __tablename__ = "withheld"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    since: Mapped[timestamp]
 
 
 class EpochRow(Base):
@@ -247,6 +279,19 @@ class VerificationRow(Base):
     created_at: Mapped[timestamp]
 
 
+class SchemaRow(Base):
+    """The version of these tables a database was created with."""
+
+    __tablename__ = "schema"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+
+#: Bumped whenever a table changes shape; a database of another version is refused (it has to be
+#: created afresh until migrations exist).
+SCHEMA_VERSION = 2
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -261,6 +306,30 @@ async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[Async
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_check_schema)
+            await conn.run_sync(Base.metadata.create_all)
+            found = await conn.scalar(select(SchemaRow.version))
+            if found is None:
+                await conn.execute(insert(SchemaRow).values(version=SCHEMA_VERSION))
+    except Exception:
+        await engine.dispose()
+        raise
     return engine, async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _check_schema(conn: Connection) -> None:
+    """Refuse a database whose tables were made by another version of tokenweave."""
+    tables = set(inspect(conn).get_table_names())
+    if "jobs" not in tables:
+        return  # a new database
+    found = (
+        conn.execute(select(SchemaRow.version)).scalar() if SchemaRow.__tablename__ in tables else 1
+    )
+    if found != SCHEMA_VERSION:
+        raise FailedPreconditionError(
+            f"the database {conn.engine.url.render_as_string()} was made by another version of "
+            f"tokenweave (schema {found}, this one uses {SCHEMA_VERSION}); start the coordinator "
+            "on a fresh --data-dir or --db (there are no migrations yet)"
+        )

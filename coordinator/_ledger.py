@@ -1,5 +1,9 @@
 """RewardLedger: the append-only ledger of earned rewards, closed into epochs.
 
+The ledger is the only writer of its rows: `append` (one row per accepted shard, inside the
+transaction that completes the shard) and `withhold` (an operator caught cheating earns nothing
+in the open epoch) take the caller's session, so the work and its reward commit together.
+
 Closing epoch N stamps every unassigned ledger row with N and records, for each operator that has
 ever earned, its CUMULATIVE amount up to N: the leaves of the epoch's Merkle tree. An operator
 claims its latest cumulative amount minus what it already claimed, so a missed epoch costs
@@ -11,20 +15,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenweave.coordinator._db import EpochBalanceRow, EpochRow, LedgerRow, NodeRow, utcnow
-from tokenweave.coordinator._metering import micro_to_wei
+from tokenweave.coordinator._db import (
+    EpochBalanceRow,
+    EpochRow,
+    LedgerRow,
+    WithheldRow,
+    utcnow,
+)
+from tokenweave.coordinator._metering import PriceList, micro_to_wei
 from tokenweave.errors import FailedPreconditionError, NotFoundError
-
-
-class EpochState(StrEnum):
-    CLOSED = "CLOSED"
-    POSTED = "POSTED"
-    SETTLED = "SETTLED"
+from tokenweave.types import EpochState
+from tokenweave.workloads import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +99,60 @@ def _view(row: EpochRow) -> EpochView:
 
 
 class RewardLedger:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], build_tree: TreeBuilder) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        build_tree: TreeBuilder,
+        prices: PriceList,
+    ) -> None:
         self._db = sessions
         self._build_tree = build_tree
+        self.prices = prices
+
+    async def append(
+        self,
+        session: AsyncSession,
+        shard_id: str,
+        job_id: str,
+        address: str,
+        model: str,
+        usage: Usage,
+    ) -> None:
+        """The reward row of one accepted shard, in the caller's transaction (the database
+        refuses a second row for a shard). Withheld while the operator is caught this epoch."""
+        withheld = await session.get(WithheldRow, address) is not None
+        session.add(
+            LedgerRow(
+                shard_id=shard_id,
+                job_id=job_id,
+                address=address,
+                model=model,
+                tokens=usage.total,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                amount_micro=self.prices.reward_micro(model, usage),
+                created_at=utcnow(),
+                epoch=None,
+                withheld=withheld,
+            )
+        )
+
+    @staticmethod
+    async def withhold(session: AsyncSession, address: str) -> None:
+        """Withhold `address`'s rewards for the open epoch: rows already earned in it, and any
+        more until it closes. In the caller's transaction."""
+        if await session.get(WithheldRow, address) is None:
+            session.add(WithheldRow(address=address, since=utcnow()))
+        await session.execute(
+            update(LedgerRow)
+            .where(LedgerRow.address == address, LedgerRow.epoch.is_(None))
+            .values(withheld=True)
+        )
+
+    async def withheld(self) -> set[str]:
+        """Operators whose rewards for the open epoch are withheld."""
+        async with self._db() as session:
+            return set(await session.scalars(select(WithheldRow.address)))
 
     async def close_epoch(self) -> EpochView | None:
         """Close the open epoch; None when nothing was earned since the last one."""
@@ -109,7 +165,7 @@ class RewardLedger:
             if stamped.rowcount == 0:  # type: ignore[attr-defined]
                 return None
             # A node caught cheating in the epoch just closed earns again from the next one.
-            await session.execute(update(NodeRow).values(withheld=False))
+            await session.execute(delete(WithheldRow))
             earned = {
                 address: (int(tokens), int(amount))
                 for address, tokens, amount in await session.execute(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from tokenweave.errors import InvalidArgumentError, NotFoundError
+from tokenweave.workloads import Usage
 
 #: Ledger amounts are integers of 1e-6 reward tokens; the token itself has 18 decimals.
 MICRO_PER_TOKEN = 10**6
@@ -56,10 +57,10 @@ class PriceList:
             prices[model.strip()] = int(micro)
         return cls(prices)
 
-    def reward_micro(self, model: str, tokens: int) -> int:
-        """Rounded down to the micro-token."""
+    def reward_micro(self, model: str, usage: Usage) -> int:
+        """Rounded down to the micro-token. Input and output tokens share one price today."""
         try:
             per_1k = self.per_1k_micro[model]
         except KeyError:
             raise NotFoundError(f"no price for model {model!r}") from None
-        return tokens * per_1k // 1000
+        return usage.total * per_1k // 1000

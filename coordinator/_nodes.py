@@ -17,26 +17,21 @@ from eth_account.messages import encode_defunct
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tokenweave.coordinator._convert import hardware_to_json, node_from_row
 from tokenweave.coordinator._db import NodeRow, utcnow
-from tokenweave.coordinator._views import ModelOffer, NodeRegistration, NodeView
+from tokenweave.coordinator._standing import Standing
+from tokenweave.coordinator._views import NodeRegistration
 from tokenweave.errors import (
+    FailedPreconditionError,
     InvalidArgumentError,
-    PermissionDeniedError,
     UnauthenticatedError,
     clip,
 )
+from tokenweave.types import ModelOffer, NodeInfo
 
 CHALLENGE_TTL_SECONDS = 60.0
 #: Challenges open at once per address; the oldest gives way.
 MAX_OPEN_CHALLENGES = 8
-#: A passed audit or verification gives back this much reputation (up to 1.0); a failed one
-#: multiplies it by REPUTATION_CUT.
-REPUTATION_GAIN = 0.02
-REPUTATION_CUT = 0.5
-
-
-def next_reputation(reputation: float, passed: bool) -> float:
-    return min(1.0, reputation + REPUTATION_GAIN) if passed else reputation * REPUTATION_CUT
 
 
 def challenge_message(coordinator_id: str, address: str, nonce: bytes) -> str:
@@ -63,7 +58,16 @@ class _Session:
     last_seen: float
     max_inflight: int
     models: tuple[ModelOffer, ...]
-    reputation: float = 1.0
+    workloads: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What a registered node offers for this session."""
+
+    max_inflight: int
+    models: tuple[ModelOffer, ...]
+    workloads: frozenset[str]
 
 
 class NodeRegistry:
@@ -72,12 +76,12 @@ class NodeRegistry:
         sessions: async_sessionmaker[AsyncSession],
         coordinator_id: str,
         expiry_seconds: float,
-        min_reputation: float = 0.0,
+        standing: Standing,
     ) -> None:
         self._db = sessions
         self._coordinator_id = coordinator_id
         self._expiry = expiry_seconds
-        self._min_reputation = min_reputation
+        self._standing = standing
         #: address → {nonce: expiry}
         self._challenges: dict[str, dict[bytes, float]] = {}
         self._live: dict[str, _Session] = {}
@@ -133,6 +137,13 @@ class NodeRegistry:
                 )
         if len(reg.version) > 40 or len(reg.peer_id) > 128:
             raise InvalidArgumentError("version or peer_id is too long")
+        if not reg.workloads:
+            raise FailedPreconditionError(
+                f"node {address} names no workloads: it predates tokenweave 0.2's task protocol; "
+                "upgrade the node"
+            )
+        if len(reg.workloads) > 64 or any(len(w) > 40 for w in reg.workloads):
+            raise InvalidArgumentError("too many workloads, or a workload name over 40 characters")
         models = [
             {"name": m.name, "sha256": m.sha256, "tokens_per_second": m.tokens_per_second}
             for m in reg.models
@@ -141,16 +152,17 @@ class NodeRegistry:
         async with self._db.begin() as session:
             row = await session.get(NodeRow, address)
             if row is None:
-                row = NodeRow(node_id=address, address=address, registered_at=now, reputation=1.0)
-                session.add(row)
-            elif row.reputation < self._min_reputation:
-                raise PermissionDeniedError(
-                    f"node {address} is refused: its reputation {row.reputation:.2f} is below "
-                    f"{self._min_reputation} after {row.verifications_failed} wrong outputs and "
-                    f"{row.audits_failed} failed audits"
+                row = NodeRow(
+                    node_id=address,
+                    address=address,
+                    registered_at=now,
+                    reputation=1.0,
+                    verifications_failed=0,
+                    audits_failed=0,
                 )
-            reputation = row.reputation
-            row.hardware = reg.hardware
+                session.add(row)
+            self._standing.admit(row)
+            row.hardware = hardware_to_json(reg.hardware)
             row.models = models
             row.version = reg.version
             row.peer_id = reg.peer_id
@@ -158,7 +170,7 @@ class NodeRegistry:
             row.last_seen = now
         token = secrets.token_hex(16)
         self._live[address] = _Session(
-            token, time.monotonic(), reg.max_inflight_shards, reg.models, reputation
+            token, time.monotonic(), reg.max_inflight_shards, reg.models, reg.workloads
         )
         return address, token
 
@@ -173,15 +185,11 @@ class NodeRegistry:
         self.authenticate(node_id, token)
         self._live[node_id].last_seen = time.monotonic()
 
-    def session_info(self, node_id: str) -> tuple[int, tuple[ModelOffer, ...]]:
+    def session_info(self, node_id: str) -> SessionInfo:
         live = self._live.get(node_id)
         if live is None:
-            raise UnauthenticatedError(f"node {node_id!r} has no session; register again")
-        return live.max_inflight, live.models
-
-    def reputation(self, node_id: str) -> float:
-        live = self._live.get(node_id)
-        return live.reputation if live is not None else 0.0
+            raise UnauthenticatedError(f"node {clip(node_id)} has no session; register again")
+        return SessionInfo(live.max_inflight, live.models, frozenset(live.workloads))
 
     def expired(self) -> list[str]:
         """Drop and return the nodes not heard from within the expiry."""
@@ -208,34 +216,15 @@ class NodeRegistry:
                     age = time.monotonic() - live.last_seen
                     row.last_seen = now - dt.timedelta(seconds=age)
 
-    async def list(self, running: dict[str, int]) -> list[NodeView]:
+    async def list(self, running: dict[str, int], withheld: set[str]) -> list[NodeInfo]:
         async with self._db() as session:
             rows = await session.scalars(select(NodeRow).order_by(NodeRow.node_id))
             return [
-                NodeView(
-                    node_id=r.node_id,
-                    address=r.address,
+                node_from_row(
+                    r,
                     online=r.node_id in self._live,
-                    hardware=r.hardware,
-                    models=tuple(
-                        ModelOffer(
-                            str(m["name"]), str(m["sha256"]), float(str(m["tokens_per_second"]))
-                        )
-                        for m in r.models
-                    ),
-                    shards_running=running.get(r.node_id, 0),
-                    shards_done=r.shards_done,
-                    tokens_processed=r.tokens_processed,
-                    last_seen=r.last_seen,
-                    version=r.version,
-                    peer_id=r.peer_id,
-                    multiaddrs=tuple(r.multiaddrs),
-                    reputation=r.reputation,
-                    audits_passed=r.audits_passed,
-                    audits_failed=r.audits_failed,
-                    verifications_passed=r.verifications_passed,
-                    verifications_failed=r.verifications_failed,
-                    withheld=r.withheld,
+                    running=running.get(r.node_id, 0),
+                    withheld=r.address in withheld,
                 )
                 for r in rows
             ]

@@ -36,7 +36,8 @@ from tokenweave.contracts import (
     deploy_rewards,
     revert_from,
 )
-from tokenweave.coordinator._settlement import ChainInfo, SentTransaction
+from tokenweave.coordinator._settlement import SentTransaction
+from tokenweave.types import ChainInfo
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
 logger = logging.getLogger(__name__)

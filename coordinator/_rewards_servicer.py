@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from tokenweave.coordinator._ledger import EpochState, EpochView, RewardLedger
+from tokenweave.coordinator._convert import epoch_to_proto
+from tokenweave.coordinator._ledger import RewardLedger
+from tokenweave.types import EpochState
 from tokenweave.coordinator._metering import format_micro, format_wei, micro_to_wei
 from tokenweave.coordinator._nodes import normalize_address
-from tokenweave.coordinator._servicers import Context, timestamp_proto
+from tokenweave.coordinator._servicers import Context
 from tokenweave.coordinator._settlement import EpochSettler, RewardChain
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.v1 import rewards_pb2, rewards_pb2_grpc
-
-
-def epoch_to_proto(view: EpochView) -> rewards_pb2.Epoch:
-    return rewards_pb2.Epoch(
-        epoch=view.epoch,
-        state=rewards_pb2.EpochState.Value(f"EPOCH_STATE_{view.state}"),
-        root=view.root,
-        operators=view.operators,
-        tokens=view.tokens,
-        amount=format_micro(view.amount_micro),
-        tx_hash=view.tx_hash,
-        closed_at=timestamp_proto(view.closed_at),
-        settled_at=timestamp_proto(view.settled_at),
-        attempts=view.attempts,
-        last_error=view.last_error,
-    )
 
 
 class RewardsServicer(rewards_pb2_grpc.RewardsServiceServicer):

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tokenweave import workloads
 from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
@@ -23,7 +24,9 @@ from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher, WorkPolicy
 from tokenweave.coordinator._errors import StatusInterceptor
+from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
@@ -31,6 +34,7 @@ from tokenweave.coordinator._reward_chain import open_reward_chain
 from tokenweave.coordinator._rewards_servicer import RewardsServicer
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
+from tokenweave.coordinator._standing import Standing
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import default_cache_dir
 from tokenweave.v1 import (
@@ -93,6 +97,7 @@ class CoordinatorServer:
     @classmethod
     async def create(cls, config: CoordinatorConfig) -> CoordinatorServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        workloads.load_plugins()
         cache = config.model_cache or default_cache_dir()
         prices = PriceList.parse(config.prices)
         unpriced = [m for m in config.models if m not in prices.per_1k_micro]
@@ -102,6 +107,8 @@ class CoordinatorServer:
             )
         catalog = await asyncio.to_thread(ModelCatalog.prepare, config.models, cache)
         engine, sessions = await open_database(config.database_url)
+        ledger = RewardLedger(sessions, reward_tree, prices)
+        standing = Standing(sessions, ledger, min_reputation=config.min_reputation)
         store = JobStore(
             sessions,
             catalog,
@@ -111,25 +118,28 @@ class CoordinatorServer:
                 default_overlap=config.default_overlap,
                 windows_per_shard=config.windows_per_shard,
             ),
-            prices,
+            ledger,
         )
         registry = NodeRegistry(
             sessions,
             coordinator_id=secrets.token_hex(8),
             expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
-            min_reputation=config.min_reputation,
+            standing=standing,
         )
+        lanes = Lanes()
+        events = JobEvents()
         dispatcher = Dispatcher(
             store,
             registry,
-            catalog,
+            standing,
+            lanes,
+            events,
             max_attempts=config.max_attempts,
             policy=WorkPolicy(
                 verify_fraction=config.verify_fraction,
                 tolerance=config.verify_tolerance,
                 straggler_factor=config.straggler_factor,
                 straggler_slack_s=config.straggler_slack_s,
-                min_reputation=config.min_reputation,
             ),
         )
         try:
@@ -139,7 +149,6 @@ class CoordinatorServer:
         except Exception:
             await engine.dispose()
             raise
-        ledger = RewardLedger(sessions, reward_tree)
         settler = EpochSettler(
             ledger,
             chain,
@@ -160,14 +169,15 @@ class CoordinatorServer:
         index = DatasetIndex(sessions)
         datasets = DatasetReader(index)
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(dispatcher, registry, datasets), server
+            JobServicer(dispatcher, store, events, registry, ledger, datasets), server
         )
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
         )
         custodian = Custodian(
-            dispatcher,
+            lanes,
             index,
+            standing,
             CustodyPolicy(
                 replicas=config.replicas,
                 grace_s=config.repair_grace_s,
@@ -176,7 +186,7 @@ class CoordinatorServer:
             ),
         )
         data_pb2_grpc.add_DataServiceServicer_to_server(
-            DataServicer(dispatcher, index, config.replicas), server
+            DataServicer(lanes, index, config.replicas), server
         )
         rewards_pb2_grpc.add_RewardsServiceServicer_to_server(
             RewardsServicer(ledger, settler, chain, faucet), server

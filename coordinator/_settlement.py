@@ -16,18 +16,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tokenweave.coordinator._db import utcnow
-from tokenweave.coordinator._ledger import EpochState, EpochView, RewardLedger
+from tokenweave.coordinator._ledger import EpochView, RewardLedger
+from tokenweave.types import ChainInfo, EpochState
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainInfo:
-    chain_id: int
-    #: "embedded" or the JSON-RPC URL.
-    endpoint: str
-    token: str
-    distributor: str
 
 
 @dataclass(frozen=True, slots=True)

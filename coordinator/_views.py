@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -10,17 +9,8 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-
-class JobState(StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+from tokenweave.types import Hardware, ModelOffer
+from tokenweave.workloads import DocumentInput
 
 
 class ShardState(StrEnum):
@@ -31,31 +21,12 @@ class ShardState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class DocumentSource:
-    """Where a dataset job's document lives: bytes [start, end) of UnixFS file `file`; a JSON
-    Lines record whose `text_field` is the text, or (empty field) the text itself."""
-
-    file: str
-    start: int
-    end: int
-    text_field: str = ""
-    #: Every block a reader fetches for it (for placement near the data).
-    blocks: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentInput:
-    name: str
-    text: str
-    source: DocumentSource | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class JobRequest:
+    workload: str
     model: str
     documents: tuple[DocumentInput, ...]
-    window: int | None = None
-    overlap: int | None = None
+    #: Workload options as text (e.g. {"window": "256"}); the workload parses and checks them.
+    options: Mapping[str, str] = field(default_factory=dict)
     #: Root CID of the dataset the documents came from, when they did.
     dataset: str = ""
     #: Dataset block → the nodes holding it, when the job was submitted.
@@ -63,51 +34,22 @@ class JobRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeShare:
-    node_id: str
-    address: str
-    shards: int
-    tokens: int
+class QueuedShard:
+    """A shard waiting for a node, with what the engine needs to place, check and pay it (its
+    payload stays in the database until it is sent)."""
 
-
-@dataclass(frozen=True, slots=True)
-class JobView:
+    shard_id: str
     job_id: str
-    state: JobState
+    workload: str
     model: str
-    window: int
-    overlap: int
-    documents: int
-    tokens: int
-    windows: int
-    shards_total: int
-    shards_done: int
-    tokens_processed: int
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    error: str
-    version: int
-    nodes: tuple[NodeShare, ...] = ()
-    nodes_busy: int = 0
-    dataset: str = ""
-
-    @property
-    def tokens_per_second(self) -> float:
-        if self.started_at is None or self.tokens_processed == 0:
-            return 0.0
-        end = self.finished_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        elapsed = (end - self.started_at).total_seconds()
-        return self.tokens_processed / elapsed if elapsed > 0 else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class WindowResult:
-    start: int
-    end: int
-    char_start: int
-    char_end: int
-    embedding: npt.NDArray[np.float32]
+    model_sha256: str
+    #: Model tokens it takes.
+    cost: int
+    #: The workload's own record of it (checks and comparisons read it).
+    detail: bytes
+    #: Dataset jobs: bytes of the documents the node reads, and the nodes holding them all.
+    read_bytes: int = 0
+    local_nodes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +57,8 @@ class DocumentResult:
     index: int
     name: str
     tokens: int
-    windows: tuple[WindowResult, ...]
-    embedding: npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelOffer:
-    """A model a node can run, with the hash of its file and the node's measured speed."""
-
-    name: str
-    sha256: str
-    tokens_per_second: float
+    #: The merged result, as the job's workload defines it.
+    outputs: Mapping[str, npt.NDArray[np.generic]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,51 +66,25 @@ class NodeRegistration:
     address: str
     nonce: bytes
     signature: bytes
-    hardware: dict[str, object]
+    hardware: Hardware
     models: tuple[ModelOffer, ...]
     max_inflight_shards: int
     version: str
     peer_id: str = ""
     multiaddrs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NodeView:
-    node_id: str
-    address: str
-    online: bool
-    hardware: dict[str, object]
-    models: tuple[ModelOffer, ...]
-    shards_running: int
-    shards_done: int
-    tokens_processed: int
-    last_seen: dt.datetime
-    version: str
-    peer_id: str = ""
-    multiaddrs: tuple[str, ...] = ()
-    reputation: float = 1.0
-    audits_passed: int = 0
-    audits_failed: int = 0
-    verifications_passed: int = 0
-    verifications_failed: int = 0
-    #: Caught returning wrong outputs in the open epoch: its rewards for it are withheld.
-    withheld: bool = False
+    workloads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """A shard on its way to a node: each window's token ids, special tokens excluded."""
+    """A shard on its way to a node: its workload's payload, opaque to the engine."""
 
     shard_id: str
     job_id: str
+    workload: str
     model: str
     model_sha256: str
-    #: Token windows sent inline (empty for a dataset job, which sends `sources` and `spans`).
-    windows: tuple[npt.NDArray[np.uint32], ...]
-    #: Dataset jobs: (document index, where to read it) for each document the shard needs.
-    sources: tuple[tuple[int, DocumentSource], ...] = ()
-    #: Dataset jobs: (document, start, end) token ranges to run.
-    spans: tuple[tuple[int, int, int], ...] = ()
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +110,16 @@ class AuditChallenge:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditAnswer:
+    """A node's answer to an audit: the proof, or why it has none."""
+
+    proof: bytes
+    error: str = ""
+    #: The node left before answering (not a failure: nothing was learned).
+    left: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ShardCancel:
     shard_id: str
 
@@ -216,13 +133,13 @@ class ShardAck:
 
 @dataclass(frozen=True, slots=True)
 class ShardOutput:
+    """A node's result for a shard: its workload's output bytes and how the run went."""
+
     shard_id: str
-    embeddings: bytes
-    rows: int
-    dim: int
+    output: bytes
+    #: Model tokens the node says the run took.
     tokens: int
     wall_seconds: float
+    #: sha256 of `output` (hex), as the node computed it.
     digest: str
     provider: str
-    #: sha256 of the token ids the node ran (`windows_digest`).
-    tokens_digest: str = ""

@@ -17,18 +17,20 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tokenweave import tensors
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._db import LedgerRow, NodeRow, VerificationRow, open_database
-from tokenweave.coordinator._dispatch import Dispatcher, NodeLane, WorkPolicy
+from tokenweave.coordinator._dispatch import Dispatcher, WorkPolicy
+from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
+from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import (
     Assignment,
-    DocumentInput,
     JobRequest,
-    JobState,
-    ModelOffer,
     NodeRegistration,
     ShardAck,
     ShardCancel,
@@ -40,6 +42,9 @@ from tokenweave.errors import (
     UnauthenticatedError,
 )
 from tokenweave.models import PreparedModel, windows_digest
+from tokenweave.types import Hardware, JobState, ModelOffer
+from tokenweave.v1 import embed_pb2
+from tokenweave.workloads import DocumentInput
 
 MODEL = "all-minilm-l6-v2"
 
@@ -50,6 +55,10 @@ def catalog(model_cache: Path, prepared: PreparedModel) -> ModelCatalog:
 
 
 Parts = tuple[Dispatcher, NodeRegistry, JobStore]
+
+
+def _tree(leaves: object) -> tuple[bytes, Callable[[str], list[bytes]]]:
+    return b"\0" * 32, lambda address: []
 
 
 @pytest.fixture
@@ -63,14 +72,21 @@ async def make_parts(
             f"sqlite+aiosqlite:///{tmp_path / f'c{len(engines)}.db'}"
         )
         engines.append(engine)
+        ledger = RewardLedger(sessions, _tree, PriceList.parse([f"{MODEL}=1"]))
+        standing = Standing(sessions, ledger, min_reputation=0.2)
         store = JobStore(
             sessions,
             catalog,
             JobLimits(10**6, 100, default_overlap=2, windows_per_shard=2),
-            PriceList.parse([f"{MODEL}=1"]),
+            ledger,
         )
-        registry = NodeRegistry(sessions, coordinator_id="test", expiry_seconds=60)
-        return Dispatcher(store, registry, catalog, max_attempts=2, policy=policy), registry, store
+        registry = NodeRegistry(
+            sessions, coordinator_id="test", expiry_seconds=60, standing=standing
+        )
+        dispatcher = Dispatcher(
+            store, registry, standing, Lanes(), JobEvents(), max_attempts=2, policy=policy
+        )
+        return dispatcher, registry, store
 
     yield make
     for engine in engines:
@@ -97,10 +113,11 @@ async def _node(
             address=account.address,
             nonce=nonce,
             signature=signature,
-            hardware={},
+            hardware=Hardware(),
             models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, 1000.0),),
             max_inflight_shards=2,
             version="test",
+            workloads=("embed",),
         )
     )
     return await dispatcher.attach(node_id, token)
@@ -115,44 +132,54 @@ def _assignments(lane: NodeLane) -> list[Assignment]:
     return out
 
 
-def _output(assignment: Assignment, rows: int | None = None, seed: int = -1) -> ShardOutput:
+def _windows(assignment: Assignment) -> list[np.ndarray]:
+    task = embed_pb2.EmbedTask.FromString(assignment.payload)
+    return [tensors.from_bytes(w.token_ids, "uint32") for w in task.windows]
+
+
+def _output(
+    assignment: Assignment,
+    rows: int | None = None,
+    seed: int = -1,
+    tokens_sha256: bytes | None = None,
+    digest: str | None = None,
+) -> ShardOutput:
     """An output with unit rows: the same for every node, or (seed >= 0) a different one."""
-    n = len(assignment.windows) if rows is None else rows
+    windows = _windows(assignment)
+    n = len(windows) if rows is None else rows
     matrix = np.full((n, 384), 1 / np.sqrt(384), dtype="<f4")
     if seed >= 0:
         matrix = np.random.default_rng(seed).normal(size=(n, 384)).astype("<f4")
         matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    data = matrix.tobytes()
+    data = embed_pb2.EmbedOutput(
+        embeddings=tensors.to_proto(matrix, "float32"),
+        tokens_sha256=tokens_sha256 or bytes.fromhex(windows_digest(windows)),
+    ).SerializeToString()
     return ShardOutput(
-        assignment.shard_id,
-        data,
-        n,
-        384,
-        10,
-        0.1,
-        hashlib.sha256(data).hexdigest(),
-        "cpu",
-        tokens_digest=windows_digest(assignment.windows),
+        assignment.shard_id, data, 10, 0.1, digest or hashlib.sha256(data).hexdigest(), "cpu"
     )
 
 
 def _job() -> JobRequest:
     text = " ".join(f"word{i}" for i in range(60))
     return JobRequest(
-        MODEL, (DocumentInput("a", text), DocumentInput("b", "short")), window=16, overlap=2
+        "embed",
+        MODEL,
+        (DocumentInput("a", text), DocumentInput("b", "short")),
+        {"window": "16", "overlap": "2"},
     )
 
 
 async def test_a_job_runs_to_the_end_through_detach_and_reattach(
     parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
 ) -> None:
-    dispatcher, registry, _store = parts
+    dispatcher, registry, store = parts
     job = await dispatcher.submit(_job())
     lane = await _node(registry, dispatcher, catalog)
     first, second = _assignments(lane)
     await dispatcher.complete(lane, _output(first))
     # The node goes away holding `second` (and whatever the completion pumped to it).
-    await dispatcher.detach(lane, reason="test")
+    await dispatcher.detach(lane, DetachReason.STREAM_CLOSED)
     lane = await _node(registry, dispatcher, catalog)
     seen = {first.shard_id}
     while True:
@@ -167,9 +194,9 @@ async def test_a_job_runs_to_the_end_through_detach_and_reattach(
     assert view.state is JobState.SUCCEEDED
     assert view.shards_done == view.shards_total == len(seen)
     assert second.shard_id in seen
-    results = [d async for d in dispatcher.results(job.job_id)]
+    results = [d async for d in store.results(job.job_id)]
     assert [d.name for d in results] == ["a", "b"]
-    assert sum(len(d.windows) for d in results) == view.windows
+    assert sum(len(d.outputs["spans"]) for d in results) == view.items
 
 
 async def test_the_database_refuses_to_release_or_relet_a_finished_shard(
@@ -200,7 +227,7 @@ async def test_a_completion_cancelled_at_any_point_loses_nothing(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await dispatcher.detach(lane, reason="hung up")
+    await dispatcher.detach(lane, DetachReason.STREAM_CLOSED)
     done = (await dispatcher.job(job.job_id)).shards_done == 1
     queued = first.shard_id in dispatcher._pending
     assert done != queued
@@ -209,28 +236,28 @@ async def test_a_completion_cancelled_at_any_point_loses_nothing(
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
+        (lambda a: _output(a, rows=1), "expected float32 2x384"),
+        (lambda a: _output(a, digest="0" * 64), "digest does not match"),
+        (lambda a: _output(a, tokens_sha256=b"\0" * 32), "ran other tokens than the task's"),
         (
-            lambda out: dataclasses.replace(out, rows=1, embeddings=out.embeddings[: 384 * 4]),
-            "expected 2x384",
-        ),
-        (lambda out: dataclasses.replace(out, digest="0" * 64), "digest does not match"),
-        (
-            lambda out: dataclasses.replace(out, tokens_digest="0" * 64),
-            "ran other tokens than the shard's",
+            lambda a: dataclasses.replace(
+                _output(a), output=b"\xff" * 9, digest=hashlib.sha256(b"\xff" * 9).hexdigest()
+            ),
+            "not an EmbedOutput",
         ),
     ],
 )
 async def test_a_bad_result_is_refused_and_the_shard_runs_again(
     parts: tuple[Dispatcher, NodeRegistry, JobStore],
     catalog: ModelCatalog,
-    bad: Callable[[ShardOutput], ShardOutput],
+    bad: Callable[[Assignment], ShardOutput],
     reason: str,
 ) -> None:
     dispatcher, registry, _store = parts
     job = await dispatcher.submit(_job())
     lane = await _node(registry, dispatcher, catalog)
     first, _ = _assignments(lane)
-    await dispatcher.complete(lane, bad(_output(first)))
+    await dispatcher.complete(lane, bad(first))
     messages = [lane.outbox.get_nowait() for _ in range(lane.outbox.qsize())]
     acks = [m for m in messages if isinstance(m, ShardAck)]
     assert [(a.shard_id, a.accepted) for a in acks] == [(first.shard_id, False)]
@@ -248,8 +275,8 @@ async def test_a_result_for_a_shard_never_held_is_an_error(
     dispatcher, registry, _store = parts
     await dispatcher.submit(_job())
     lane = await _node(registry, dispatcher, catalog)
-    with pytest.raises(FailedPreconditionError, match="does not hold shard nope"):
-        await dispatcher.complete(lane, ShardOutput("nope", b"", 0, 384, 0, 0.0, "", ""))
+    with pytest.raises(FailedPreconditionError, match="does not hold shard 'nope'"):
+        await dispatcher.complete(lane, ShardOutput("nope", b"", 0, 0.0, "", ""))
 
 
 async def test_a_shard_that_keeps_failing_fails_its_job(
@@ -345,14 +372,15 @@ async def test_a_third_node_settles_a_dispute_and_the_liar_is_caught(
     nodes = {n.node_id: n for n in await _rows(store, NodeRow)}
     assert nodes[liar.node_id].verifications_failed == shards
     assert nodes[liar.node_id].reputation == pytest.approx(0.5**shards)
-    assert nodes[liar.node_id].withheld
+    assert liar.node_id in await store._ledger.withheld()
     assert nodes[honest.node_id].verifications_failed == 0
     assert nodes[honest.node_id].verifications_passed == shards
     ledger = await _rows(store, LedgerRow)
     assert len(ledger) == shards
     assert liar.node_id not in {r.address for r in ledger}
     # Below the threshold (0.2) the liar was cut off.
-    assert liar.node_id not in dispatcher.connected_nodes()
+    await asyncio.sleep(0.05)  # the cut-off closes the lane in a task of its own
+    assert liar.node_id not in dispatcher.lanes.connected()
 
 
 async def test_a_caught_node_earns_nothing_in_that_epoch(
@@ -363,7 +391,7 @@ async def test_a_caught_node_earns_nothing_in_that_epoch(
     await dispatcher.submit(_job())
     for assignment in _assignments(node):
         await dispatcher.complete(node, _output(assignment))
-    await store.record_verification("some-shard", (), ((node.node_id, 0.1),))
+    await dispatcher._standing.record_verification("some-shard", (), ((node.node_id, 0.1),))
     ledger = await _rows(store, LedgerRow)
     assert ledger
     assert all(r.withheld for r in ledger)
@@ -372,12 +400,11 @@ async def test_a_caught_node_earns_nothing_in_that_epoch(
 async def test_a_node_below_the_reputation_threshold_is_refused(
     make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
-    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=0.0))
-    registry._min_reputation = 0.2
+    dispatcher, registry, _store = await make_parts(WorkPolicy(verify_fraction=0.0))
     account = Account.create()
     node = await _node(registry, dispatcher, catalog, account)
     for shard in ("s1", "s2", "s3"):
-        await store.record_verification(shard, (), ((node.node_id, 0.0),))
+        await dispatcher._standing.record_verification(shard, (), ((node.node_id, 0.0),))
     with pytest.raises(PermissionDeniedError, match=r"reputation 0\.12 is below 0\.2"):
         await _node(registry, dispatcher, catalog, account)
 
@@ -432,12 +459,36 @@ async def test_an_onlookers_challenge_does_not_void_the_nodes_own(
         address=account.address,
         nonce=nonce,
         signature=signature,
-        hardware={},
+        hardware=Hardware(),
         models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, 1000.0),),
         max_inflight_shards=2,
         version="test",
+        workloads=("embed",),
     )
     node_id, _ = await registry.register(registration)
     assert node_id == account.address.lower()
     with pytest.raises(UnauthenticatedError, match="no open challenge"):
         await registry.register(registration)  # a challenge is good for one attempt
+
+
+async def test_a_node_that_fails_audits_below_the_threshold_is_cut_off_at_once(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+) -> None:
+    """Audits report to the same standing as verifications: a node whose failed audits take it
+    below --min-reputation loses its lane and its work right away, not at its next
+    registration."""
+    dispatcher, registry, _store = parts
+    bad = await _node(registry, dispatcher, catalog)
+    job = await dispatcher.submit(_job())
+    held = {a.shard_id for a in _assignments(bad)}
+    assert held
+    for _ in range(3):  # 1.0 → 0.5 → 0.25 → 0.125 < 0.2
+        await dispatcher._standing.record_audit("bafy-block", bad.node_id, False, "wrong proof")
+    await asyncio.sleep(0.05)  # the cut-off closes the lane in a task of its own
+    assert bad.node_id not in dispatcher.lanes.connected()
+    good = await _node(registry, dispatcher, catalog)
+    assert held <= {a.shard_id for a in _assignments(good)}, "its shards run elsewhere"
+    assert not dispatcher._standing.allowed(bad.node_id)
+    with pytest.raises(UnauthenticatedError):
+        await dispatcher.attach(bad.node_id, bad.token)  # its session is gone too
+    assert (await dispatcher.job(job.job_id)).state is JobState.RUNNING

@@ -10,11 +10,13 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenweave.coordinator._db import LedgerRow, open_database, utcnow
-from tokenweave.coordinator._ledger import EpochState, RewardLedger
+from tokenweave.coordinator._db import open_database
+from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList, format_micro, micro_to_wei
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from tokenweave.types import EpochState
+from tokenweave.workloads import Usage
 
 
 def _tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Sequence[bytes]]]:
@@ -29,39 +31,34 @@ async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     await engine.dispose()
 
 
+PRICES = PriceList({"m": 2_000_000})
+
+
 async def _earn(
     db: async_sessionmaker[AsyncSession], shard: str, address: str, tokens: int
 ) -> None:
+    """A shard's reward, written as the job store writes it: through the ledger."""
     async with db.begin() as session:
-        session.add(
-            LedgerRow(
-                shard_id=shard,
-                job_id="j",
-                address=address,
-                model="m",
-                tokens=tokens,
-                amount_micro=PriceList({"m": 2_000_000}).reward_micro("m", tokens),
-                created_at=utcnow(),
-                epoch=None,
-            )
+        await RewardLedger(db, _tree, PRICES).append(
+            session, shard, "j", address, "m", Usage(tokens)
         )
 
 
 def test_prices() -> None:
     prices = PriceList.parse(["all-minilm-l6-v2=1.5", "other=0.000001"])
-    assert prices.reward_micro("all-minilm-l6-v2", 1000) == 1_500_000
-    assert prices.reward_micro("other", 999) == 0  # rounded down to the micro-token
+    assert prices.reward_micro("all-minilm-l6-v2", Usage(1000)) == 1_500_000
+    assert prices.reward_micro("other", Usage(999)) == 0  # rounded down to the micro-token
     assert format_micro(1_500_000) == "1.5"
     assert micro_to_wei(1) == 10**12
     with pytest.raises(NotFoundError, match="no price for model 'x'"):
-        prices.reward_micro("x", 1)
+        prices.reward_micro("x", Usage(1))
     for bad in ("nomodel", "m=abc", "m=-1", "m=0.0000001"):
         with pytest.raises(InvalidArgumentError, match="MODEL=TOKENS_PER_1000"):
             PriceList.parse([bad])
 
 
 async def test_cumulative_leaves_across_epochs(db: async_sessionmaker[AsyncSession]) -> None:
-    ledger = RewardLedger(db, _tree)
+    ledger = RewardLedger(db, _tree, PRICES)
     assert await ledger.close_epoch() is None  # nothing earned yet
     await _earn(db, "s1", "0xa", 1000)
     await _earn(db, "s2", "0xb", 500)
@@ -121,7 +118,7 @@ class ScriptedChain:
 async def test_settlement_posts_once_retries_and_waits_for_confirmations(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    ledger = RewardLedger(db, _tree)
+    ledger = RewardLedger(db, _tree, PRICES)
     chain = ScriptedChain()
     policy = SettlementPolicy(epoch_seconds=0, confirmations=3, backoff_initial_s=0.0)
     settler = EpochSettler(ledger, chain, policy)
@@ -149,7 +146,7 @@ async def test_settlement_posts_once_retries_and_waits_for_confirmations(
 
 
 async def test_a_vanished_post_is_posted_again(db: async_sessionmaker[AsyncSession]) -> None:
-    ledger = RewardLedger(db, _tree)
+    ledger = RewardLedger(db, _tree, PRICES)
     chain = ScriptedChain()
     settler = EpochSettler(ledger, chain, SettlementPolicy(epoch_seconds=0, confirmations=5))
     await _earn(db, "s1", "0xa", 10)
@@ -169,7 +166,7 @@ async def test_a_vanished_post_is_posted_again(db: async_sessionmaker[AsyncSessi
 
 
 async def test_claim_tickets(db: async_sessionmaker[AsyncSession]) -> None:
-    ledger = RewardLedger(db, _tree)
+    ledger = RewardLedger(db, _tree, PRICES)
     await _earn(db, "s1", "0xa", 1000)
     with pytest.raises(FailedPreconditionError, match="no epoch has been posted"):
         await ledger.claim_ticket("0xa")
@@ -183,7 +180,7 @@ async def test_claim_tickets(db: async_sessionmaker[AsyncSession]) -> None:
 
 
 async def test_epochs_close_on_the_clock(db: async_sessionmaker[AsyncSession]) -> None:
-    ledger = RewardLedger(db, _tree)
+    ledger = RewardLedger(db, _tree, PRICES)
     await _earn(db, "s1", "0xa", 10)
     hourly = EpochSettler(ledger, ScriptedChain(), SettlementPolicy(epoch_seconds=3600))
     await hourly._close_if_due()

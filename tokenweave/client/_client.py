@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -15,10 +15,12 @@ from eth_account import Account
 
 from tokenweave.client._convert import (
     DocumentEmbedding,
+    DocumentOutput,
     JobInfo,
     JobStatus,
     NodeInfo,
     document_embedding,
+    document_output,
     job_info,
     node_info,
 )
@@ -73,6 +75,16 @@ def _translate(exc: grpc.RpcError) -> TokenweaveError:
     return error_for_status(code.name, details)
 
 
+def _documents(documents: Sequence[str | tuple[str, str]]) -> list[jobs_pb2.Document]:
+    """Texts, or (name, text) pairs; a bare text is named doc-<index>."""
+    return [
+        jobs_pb2.Document(name=d[0], text=d[1])
+        if isinstance(d, tuple)
+        else jobs_pb2.Document(name=f"doc-{i}", text=d)
+        for i, d in enumerate(documents)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class EmbedResult:
     job: JobInfo
@@ -125,13 +137,28 @@ class Client:
         overlap: int | None = None,
     ) -> EmbedJob:
         """Submit documents (texts, or (name, text) pairs) for long-context embedding."""
-        docs = [
-            jobs_pb2.Document(name=d[0], text=d[1])
-            if isinstance(d, tuple)
-            else jobs_pb2.Document(name=f"doc-{i}", text=d)
-            for i, d in enumerate(documents)
-        ]
+        docs = _documents(documents)
         return self._submit(jobs_pb2.SubmitJobRequest(model=model, documents=docs), window, overlap)
+
+    def submit(
+        self,
+        workload: str,
+        documents: Sequence[str | tuple[str, str]],
+        *,
+        model: str = DEFAULT_MODEL,
+        options: Mapping[str, str | int | float] | None = None,
+    ) -> Job:
+        """Submit documents for any registered workload; `options` are the workload's own
+        (e.g. {"window": 128} for "embed"). The job's `outputs()` gives each document's result
+        as named numpy arrays."""
+        request = jobs_pb2.SubmitJobRequest(
+            workload=workload,
+            model=model,
+            documents=_documents(documents),
+            options={k: str(v) for k, v in (options or {}).items()},
+        )
+        response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
+        return Job(self, job_info(response.job))
 
     def embed_dataset(
         self,
@@ -295,19 +322,19 @@ class Client:
         for event in stream:
             yield job_info(event.job, event.sequence, event.tokens_per_second)
 
-    def _results(self, job_id: str) -> Iterator[DocumentEmbedding]:
+    def _results(self, job_id: str) -> Iterator[DocumentOutput]:
         stream = self._stub.GetJobResult(
-            jobs_pb2.GetJobResultRequest(job_id=job_id), timeout=self.timeout
+            jobs_pb2.GetJobResultRequest(job_id=job_id, tensors=True), timeout=self.timeout
         )
         try:
             for response in stream:
-                yield document_embedding(response.document)
+                yield document_output(response.document)
         except grpc.RpcError as exc:
             raise _translate(exc) from exc
 
 
-class EmbedJob:
-    """A submitted job: follow it with `watch()`, collect it with `result()`."""
+class Job:
+    """A submitted job: follow it with `watch()`, collect it with `outputs()`."""
 
     def __init__(self, client: Client, info: JobInfo) -> None:
         self._client = client
@@ -353,14 +380,24 @@ class EmbedJob:
             pass
         return self.info
 
-    def result(self) -> EmbedResult:
-        """Wait for the job to finish and return its embeddings; raises if it did not succeed."""
+    def outputs(self) -> list[DocumentOutput]:
+        """Wait for the job to finish and return each document's result; raises if it did not
+        succeed."""
         info = self.wait()
         if info.status is not JobStatus.SUCCEEDED:
             reason = f": {info.error}" if info.error else ""
             raise FailedPreconditionError(f"job {self.id} {info.status}{reason}")
-        return EmbedResult(job=info, documents=tuple(self._client._results(self.id)))
+        return list(self._client._results(self.id))
 
     def cancel(self) -> JobInfo:
         self.info = self._client.cancel(self.id)
         return self.info
+
+
+class EmbedJob(Job):
+    """An embedding job: `result()` gives each document's window and document embeddings."""
+
+    def result(self) -> EmbedResult:
+        """Wait for the job to finish and return its embeddings; raises if it did not succeed."""
+        documents = tuple(document_embedding(d) for d in self.outputs())
+        return EmbedResult(job=self.info, documents=documents)

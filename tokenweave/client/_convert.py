@@ -1,60 +1,38 @@
-"""Protobuf messages → the SDK's frozen values."""
+"""The SDK's one conversion module: protobuf messages → the shared frozen types
+(`tokenweave.types`, the same ones the coordinator builds) and the SDK's result values."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
+from tokenweave import tensors
+from tokenweave.types import (
+    Gpu,
+    Hardware,
+    JobInfo,
+    ModelOffer,
+    NodeInfo,
+    NodeShare,
+)
+from tokenweave.types import JobState as JobStatus
 from tokenweave.v1 import jobs_pb2
 
-
-class JobStatus(StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeShare:
-    node_id: str
-    address: str
-    shards: int
-    tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class JobInfo:
-    job_id: str
-    status: JobStatus
-    model: str
-    window: int
-    overlap: int
-    documents: int
-    tokens: int
-    windows: int
-    shards_total: int
-    shards_done: int
-    tokens_processed: int
-    nodes_busy: int
-    nodes: tuple[NodeShare, ...]
-    created_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    error: str
-    #: Increases with every change; WatchJob resumes after it.
-    sequence: int = 0
-    tokens_per_second: float = 0.0
-    #: Root CID of the dataset the documents came from; empty when they were sent inline.
-    dataset: str = ""
+__all__ = [
+    "DocumentEmbedding",
+    "DocumentOutput",
+    "JobInfo",
+    "JobStatus",
+    "NodeInfo",
+    "NodeShare",
+    "document_embedding",
+    "document_output",
+    "job_info",
+    "node_info",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,34 +51,6 @@ class DocumentEmbedding:
     embedding: npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    node_id: str
-    address: str
-    online: bool
-    cpu_cores: int
-    memory_bytes: int
-    gpus: tuple[str, ...]
-    providers: tuple[str, ...]
-    models: dict[str, float]
-    shards_running: int
-    shards_done: int
-    tokens_processed: int
-    last_seen: dt.datetime | None
-    version: str
-    peer_id: str = ""
-    multiaddrs: tuple[str, ...] = ()
-    #: 1.0 for a new node; halved by each failed audit or wrong output.
-    reputation: float = 1.0
-    audits_passed: int = 0
-    audits_failed: int = 0
-    #: Verified shards where its output agreed with another node's, and where it did not.
-    verifications_passed: int = 0
-    verifications_failed: int = 0
-    #: Caught returning wrong outputs in the open epoch: its rewards for it are withheld.
-    withheld: bool = False
-
-
 def _time(message: jobs_pb2.Job | jobs_pb2.NodeInfo, name: str) -> dt.datetime | None:
     if not message.HasField(name):  # type: ignore[arg-type]
         return None
@@ -111,40 +61,73 @@ def _time(message: jobs_pb2.Job | jobs_pb2.NodeInfo, name: str) -> dt.datetime |
 def job_info(job: jobs_pb2.Job, sequence: int = 0, tokens_per_second: float = 0.0) -> JobInfo:
     return JobInfo(
         job_id=job.job_id,
-        status=JobStatus(jobs_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")),
+        state=JobStatus(jobs_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")),
+        workload=job.workload or "embed",
+        options=dict(job.options),
         model=job.model,
-        window=job.window,
-        overlap=job.overlap,
         documents=job.documents,
         tokens=job.tokens,
-        windows=job.windows,
+        items=job.windows,
         shards_total=job.shards_total,
         shards_done=job.shards_done,
         tokens_processed=job.tokens_processed,
-        nodes_busy=job.nodes_busy,
-        nodes=tuple(NodeShare(n.node_id, n.address, n.shards, n.tokens) for n in job.nodes),
         created_at=_time(job, "created_at"),
+        started_at=None,
         finished_at=_time(job, "finished_at"),
         error=job.error,
+        version=sequence,
+        nodes=tuple(NodeShare(n.node_id, n.address, n.shards, n.tokens) for n in job.nodes),
+        nodes_busy=job.nodes_busy,
         dataset=job.dataset,
-        sequence=sequence,
         tokens_per_second=tokens_per_second,
     )
 
 
-def document_embedding(doc: jobs_pb2.DocumentResult) -> DocumentEmbedding:
-    dim = len(doc.embedding)
-    spans = np.array([(w.start, w.end) for w in doc.windows], dtype=np.int64).reshape(-1, 2)
-    char_spans = np.array([(w.char_start, w.char_end) for w in doc.windows], dtype=np.int64)
-    windows = np.array([w.embedding for w in doc.windows], dtype=np.float32).reshape(-1, dim)
+@dataclass(frozen=True, slots=True)
+class DocumentOutput:
+    """One document's result in any workload: its named tensors."""
+
+    index: int
+    name: str
+    #: Document tokens, special tokens excluded.
+    tokens: int
+    outputs: dict[str, npt.NDArray[np.generic]]
+
+
+def document_output(doc: jobs_pb2.DocumentResult) -> DocumentOutput:
+    return DocumentOutput(
+        index=doc.index,
+        name=doc.name,
+        tokens=doc.tokens,
+        outputs={
+            name: tensors.from_proto(value, f"result {name!r}")
+            for name, value in sorted(doc.outputs.items())
+        },
+    )
+
+
+def document_embedding(doc: DocumentOutput) -> DocumentEmbedding:
+    """An embedding job's document result (tensors "embedding", "window_embeddings", "spans",
+    "char_spans")."""
+    out = doc.outputs
     return DocumentEmbedding(
         index=doc.index,
         name=doc.name,
         tokens=doc.tokens,
-        spans=spans,
-        char_spans=char_spans.reshape(-1, 2),
-        window_embeddings=windows,
-        embedding=np.array(doc.embedding, dtype=np.float32),
+        spans=out["spans"].astype(np.int64).reshape(-1, 2),
+        char_spans=out["char_spans"].astype(np.int64).reshape(-1, 2),
+        window_embeddings=out["window_embeddings"].astype(np.float32),
+        embedding=out["embedding"].astype(np.float32),
+    )
+
+
+def _hardware(hw: jobs_pb2.Hardware) -> Hardware:
+    return Hardware(
+        cpu_cores=hw.cpu_cores,
+        memory_bytes=hw.memory_bytes,
+        gpus=tuple(Gpu(g.name, g.memory_bytes) for g in hw.gpus),
+        providers=tuple(hw.providers),
+        platform=hw.platform,
     )
 
 
@@ -153,11 +136,8 @@ def node_info(node: jobs_pb2.NodeInfo) -> NodeInfo:
         node_id=node.node_id,
         address=node.address,
         online=node.state == jobs_pb2.NODE_STATE_ONLINE,
-        cpu_cores=node.hardware.cpu_cores,
-        memory_bytes=node.hardware.memory_bytes,
-        gpus=tuple(g.name for g in node.hardware.gpus),
-        providers=tuple(node.hardware.providers),
-        models={m.name: m.tokens_per_second for m in node.models},
+        hardware=_hardware(node.hardware),
+        models=tuple(ModelOffer(m.name, m.sha256, m.tokens_per_second) for m in node.models),
         shards_running=node.shards_running,
         shards_done=node.shards_done,
         tokens_processed=node.tokens_processed,

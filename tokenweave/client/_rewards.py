@@ -10,40 +10,29 @@ from web3 import Web3
 
 from tokenweave.contracts import load_artifact
 from tokenweave.errors import FailedPreconditionError
+from tokenweave.types import ChainInfo, EpochInfo, EpochState
 from tokenweave.v1 import rewards_pb2
+
+__all__ = [
+    "ChainInfo",
+    "ClaimResult",
+    "EpochEarning",
+    "EpochInfo",
+    "OperatorRewards",
+    "chain_info",
+    "epoch_info",
+    "operator_rewards",
+    "signed_claim",
+]
 
 #: Gas limit of a claim transaction (a first claim uses about 103k).
 CLAIM_GAS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
-class ChainInfo:
-    chain_id: int
-    endpoint: str
-    token: str
-    distributor: str
-
-
-@dataclass(frozen=True, slots=True)
-class EpochInfo:
-    epoch: int
-    state: str
-    root: str
-    operators: int
-    tokens: int
-    #: Reward tokens earned in the epoch, as a decimal string.
-    amount: str
-    tx_hash: str
-    closed_at: dt.datetime | None
-    settled_at: dt.datetime | None
-    attempts: int
-    last_error: str
-
-
-@dataclass(frozen=True, slots=True)
 class EpochEarning:
     epoch: int
-    state: str
+    state: EpochState
     tokens: int
     earned: str
     cumulative: str
@@ -70,8 +59,8 @@ class ClaimResult:
     gas_used: int
 
 
-def _state(value: int) -> str:
-    return rewards_pb2.EpochState.Name(value).removeprefix("EPOCH_STATE_")  # type: ignore[arg-type]
+def _state(value: int) -> EpochState:
+    return EpochState(rewards_pb2.EpochState.Name(value).removeprefix("EPOCH_STATE_"))  # type: ignore[arg-type]
 
 
 def _time(message: rewards_pb2.Epoch, name: str) -> dt.datetime | None:

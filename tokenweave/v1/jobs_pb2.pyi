@@ -11,6 +11,7 @@ import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
 import sys
+import tokenweave.v1.tensor_pb2
 import typing
 
 if sys.version_info >= (3, 10):
@@ -83,17 +84,37 @@ Global___Document: typing_extensions.TypeAlias = Document
 class SubmitJobRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class OptionsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     MODEL_FIELD_NUMBER: builtins.int
     DOCUMENTS_FIELD_NUMBER: builtins.int
     WINDOW_FIELD_NUMBER: builtins.int
     OVERLAP_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    WORKLOAD_FIELD_NUMBER: builtins.int
+    OPTIONS_FIELD_NUMBER: builtins.int
     model: builtins.str
     """Registered model name, e.g. "all-minilm-l6-v2"."""
     window: builtins.int
     """Maximum tokens per window, counting [CLS] and [SEP]. Unset: the model's default."""
     overlap: builtins.int
     """Tokens shared by neighbouring windows. Unset: the coordinator's default."""
+    workload: builtins.str
+    """The kind of work: "embed" (the default when empty) or another registered workload."""
     @property
     def documents(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     @property
@@ -101,6 +122,10 @@ class SubmitJobRequest(google.protobuf.message.Message):
         """Instead of `documents`: a dataset stored with DataService. Nodes read its blocks
         themselves, from their own disk when they hold them, else from peers.
         """
+
+    @property
+    def options(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """Workload options beyond window and overlap, as text (the workload parses and checks them)."""
 
     def __init__(
         self,
@@ -110,9 +135,11 @@ class SubmitJobRequest(google.protobuf.message.Message):
         window: builtins.int | None = ...,
         overlap: builtins.int | None = ...,
         dataset: Global___DatasetSource | None = ...,
+        workload: builtins.str = ...,
+        options: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "dataset", b"dataset", "overlap", b"overlap", "window", b"window"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "dataset", b"dataset", "documents", b"documents", "model", b"model", "overlap", b"overlap", "window", b"window"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_overlap", b"_overlap", "_window", b"_window", "dataset", b"dataset", "documents", b"documents", "model", b"model", "options", b"options", "overlap", b"overlap", "window", b"window", "workload", b"workload"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_overlap", b"_overlap"]) -> typing.Literal["overlap"] | None: ...
     @typing.overload
@@ -189,6 +216,22 @@ Global___NodeShare: typing_extensions.TypeAlias = NodeShare
 class Job(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class OptionsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     JOB_ID_FIELD_NUMBER: builtins.int
     STATE_FIELD_NUMBER: builtins.int
     MODEL_FIELD_NUMBER: builtins.int
@@ -206,6 +249,8 @@ class Job(google.protobuf.message.Message):
     NODES_FIELD_NUMBER: builtins.int
     NODES_BUSY_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    WORKLOAD_FIELD_NUMBER: builtins.int
+    OPTIONS_FIELD_NUMBER: builtins.int
     job_id: builtins.str
     state: Global___JobState.ValueType
     model: builtins.str
@@ -225,12 +270,16 @@ class Job(google.protobuf.message.Message):
     """Nodes running a shard of this job right now."""
     dataset: builtins.str
     """Root CID of the dataset the documents came from; empty when they were sent inline."""
+    workload: builtins.str
+    """The kind of work ("embed", ...) and the options it was planned with, as text."""
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def nodes(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___NodeShare]: ...
+    @property
+    def options(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
     def __init__(
         self,
         *,
@@ -251,9 +300,11 @@ class Job(google.protobuf.message.Message):
         nodes: collections.abc.Iterable[Global___NodeShare] | None = ...,
         nodes_busy: builtins.int = ...,
         dataset: builtins.str = ...,
+        workload: builtins.str = ...,
+        options: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "dataset", b"dataset", "documents", b"documents", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "model", b"model", "nodes", b"nodes", "nodes_busy", b"nodes_busy", "overlap", b"overlap", "shards_done", b"shards_done", "shards_total", b"shards_total", "state", b"state", "tokens", b"tokens", "tokens_processed", b"tokens_processed", "window", b"window", "windows", b"windows"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "dataset", b"dataset", "documents", b"documents", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "model", b"model", "nodes", b"nodes", "nodes_busy", b"nodes_busy", "options", b"options", "overlap", b"overlap", "shards_done", b"shards_done", "shards_total", b"shards_total", "state", b"state", "tokens", b"tokens", "tokens_processed", b"tokens_processed", "window", b"window", "windows", b"windows", "workload", b"workload"]) -> None: ...
 
 Global___Job: typing_extensions.TypeAlias = Job
 
@@ -339,13 +390,19 @@ class GetJobResultRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: builtins.int
+    TENSORS_FIELD_NUMBER: builtins.int
     job_id: builtins.str
+    tensors: builtins.bool
+    """Send each document's result as tensors (`DocumentResult.outputs`) only. A client that
+    leaves it unset (0.1) gets embedding results as `repeated float` fields, as before.
+    """
     def __init__(
         self,
         *,
         job_id: builtins.str = ...,
+        tensors: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["job_id", b"job_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id", "tensors", b"tensors"]) -> None: ...
 
 Global___GetJobResultRequest: typing_extensions.TypeAlias = GetJobResultRequest
 
@@ -383,11 +440,30 @@ Global___WindowEmbedding: typing_extensions.TypeAlias = WindowEmbedding
 class DocumentResult(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class OutputsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        @property
+        def value(self) -> tokenweave.v1.tensor_pb2.Tensor: ...
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: tokenweave.v1.tensor_pb2.Tensor | None = ...,
+        ) -> None: ...
+        def HasField(self, field_name: typing.Literal["value", b"value"]) -> builtins.bool: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     INDEX_FIELD_NUMBER: builtins.int
     NAME_FIELD_NUMBER: builtins.int
     TOKENS_FIELD_NUMBER: builtins.int
     WINDOWS_FIELD_NUMBER: builtins.int
     EMBEDDING_FIELD_NUMBER: builtins.int
+    OUTPUTS_FIELD_NUMBER: builtins.int
     index: builtins.int
     name: builtins.str
     tokens: builtins.int
@@ -397,6 +473,13 @@ class DocumentResult(google.protobuf.message.Message):
     def embedding(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
         """Token-weighted mean of the window embeddings, L2-normalised."""
 
+    @property
+    def outputs(self) -> google.protobuf.internal.containers.MessageMap[builtins.str, tokenweave.v1.tensor_pb2.Tensor]:
+        """The document's result as named tensors, defined by the job's workload. For "embed":
+        "embedding" [dim] float32, "window_embeddings" [windows, dim] float32, "spans" and
+        "char_spans" [windows, 2] uint32.
+        """
+
     def __init__(
         self,
         *,
@@ -405,8 +488,9 @@ class DocumentResult(google.protobuf.message.Message):
         tokens: builtins.int = ...,
         windows: collections.abc.Iterable[Global___WindowEmbedding] | None = ...,
         embedding: collections.abc.Iterable[builtins.float] | None = ...,
+        outputs: collections.abc.Mapping[builtins.str, tokenweave.v1.tensor_pb2.Tensor] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["embedding", b"embedding", "index", b"index", "name", b"name", "tokens", b"tokens", "windows", b"windows"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["embedding", b"embedding", "index", b"index", "name", b"name", "outputs", b"outputs", "tokens", b"tokens", "windows", b"windows"]) -> None: ...
 
 Global___DocumentResult: typing_extensions.TypeAlias = DocumentResult
 

@@ -22,62 +22,71 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from tokenweave.v1 import embed_pb2 as tokenweave_dot_v1_dot_embed__pb2
 from tokenweave.v1 import jobs_pb2 as tokenweave_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tokenweave/v1/nodes.proto\x12\rtokenweave.v1\x1a\x18tokenweave/v1/jobs.proto\"&\n\x13GetChallengeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"6\n\x14GetChallengeResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"\xec\x01\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.tokenweave.v1.Hardware\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.tokenweave.v1.NodeModel\x12\x1b\n\x13max_inflight_shards\x18\x06 \x01(\r\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x0f\n\x07peer_id\x18\x08 \x01(\t\x12\x12\n\nmultiaddrs\x18\t \x03(\t\"Y\n\x10RegisterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"R\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x16\n\x0eshards_running\x18\x03 \x01(\r\"\x13\n\x11HeartbeatResponse\"4\n\nLeaseHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\"\xad\x01\n\x0bShardResult\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x12\n\nembeddings\x18\x02 \x01(\x0c\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0b\n\x03\x64im\x18\x04 \x01(\r\x12\x0e\n\x06tokens\x18\x05 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x15\n\rtokens_digest\x18\t \x01(\t\"/\n\x0cShardFailure\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"!\n\x0cShardRelease\x12\x11\n\tshard_ids\x18\x01 \x03(\t\"\xad\x02\n\x0cLeaseRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.tokenweave.v1.LeaseHelloH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardResultH\x00\x12.\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1b.tokenweave.v1.ShardFailureH\x00\x12.\n\x07release\x18\x04 \x01(\x0b\x32\x1b.tokenweave.v1.ShardReleaseH\x00\x12,\n\x06stored\x18\x05 \x01(\x0b\x32\x1a.tokenweave.v1.BlockStoredH\x00\x12*\n\x05proof\x18\x06 \x01(\x0b\x32\x19.tokenweave.v1.AuditProofH\x00\x42\t\n\x07message\"5\n\x0b\x42lockStored\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x1b\n\x06Window\x12\x11\n\ttoken_ids\x18\x01 \x01(\x0c\"\xdc\x01\n\x0fShardAssignment\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12&\n\x07windows\x18\x05 \x03(\x0b\x32\x15.tokenweave.v1.Window\x12.\n\x07sources\x18\x06 \x03(\x0b\x32\x1d.tokenweave.v1.DocumentSource\x12*\n\x05spans\x18\x07 \x03(\x0b\x32\x1b.tokenweave.v1.DocumentSpan\"`\n\x0e\x44ocumentSource\x12\x10\n\x08\x64ocument\x18\x01 \x01(\r\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x04\x12\x12\n\ntext_field\x18\x05 \x01(\t\"<\n\x0c\x44ocumentSpan\x12\x10\n\x08\x64ocument\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\"\x1f\n\x0bShardCancel\x12\x10\n\x08shard_id\x18\x01 \x01(\t\">\n\x08ShardAck\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xae\x02\n\rLeaseResponse\x12\x34\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.tokenweave.v1.ShardAssignmentH\x00\x12,\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardCancelH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.tokenweave.v1.ShardAckH\x00\x12*\n\x05store\x18\x04 \x01(\x0b\x32\x19.tokenweave.v1.StoreBlockH\x00\x12*\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x19.tokenweave.v1.FetchBlockH\x00\x12.\n\x05\x61udit\x18\x06 \x01(\x0b\x32\x1d.tokenweave.v1.AuditChallengeH\x00\x42\t\n\x07message\"\'\n\nStoreBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\",\n\nFetchBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x11\n\tproviders\x18\x02 \x03(\t\",\n\x0e\x41uditChallenge\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"F\n\nAuditProof\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t2\xcb\x02\n\x0bNodeService\x12W\n\x0cGetChallenge\x12\".tokenweave.v1.GetChallengeRequest\x1a#.tokenweave.v1.GetChallengeResponse\x12K\n\x08Register\x12\x1e.tokenweave.v1.RegisterRequest\x1a\x1f.tokenweave.v1.RegisterResponse\x12N\n\tHeartbeat\x12\x1f.tokenweave.v1.HeartbeatRequest\x1a .tokenweave.v1.HeartbeatResponse\x12\x46\n\x05Lease\x12\x1b.tokenweave.v1.LeaseRequest\x1a\x1c.tokenweave.v1.LeaseResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tokenweave/v1/nodes.proto\x12\rtokenweave.v1\x1a\x19tokenweave/v1/embed.proto\x1a\x18tokenweave/v1/jobs.proto\"&\n\x13GetChallengeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"6\n\x14GetChallengeResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"\xff\x01\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.tokenweave.v1.Hardware\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.tokenweave.v1.NodeModel\x12\x1b\n\x13max_inflight_shards\x18\x06 \x01(\r\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x0f\n\x07peer_id\x18\x08 \x01(\t\x12\x12\n\nmultiaddrs\x18\t \x03(\t\x12\x11\n\tworkloads\x18\n \x03(\t\"Y\n\x10RegisterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"R\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x16\n\x0eshards_running\x18\x03 \x01(\r\"\x13\n\x11HeartbeatResponse\"4\n\nLeaseHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\"\xcd\x01\n\x0bShardResult\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x16\n\nembeddings\x18\x02 \x01(\x0c\x42\x02\x18\x01\x12\x10\n\x04rows\x18\x03 \x01(\rB\x02\x18\x01\x12\x0f\n\x03\x64im\x18\x04 \x01(\rB\x02\x18\x01\x12\x0e\n\x06tokens\x18\x05 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x19\n\rtokens_digest\x18\t \x01(\tB\x02\x18\x01\x12\x0e\n\x06output\x18\n \x01(\x0c\"/\n\x0cShardFailure\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"!\n\x0cShardRelease\x12\x11\n\tshard_ids\x18\x01 \x03(\t\"\xad\x02\n\x0cLeaseRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.tokenweave.v1.LeaseHelloH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardResultH\x00\x12.\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1b.tokenweave.v1.ShardFailureH\x00\x12.\n\x07release\x18\x04 \x01(\x0b\x32\x1b.tokenweave.v1.ShardReleaseH\x00\x12,\n\x06stored\x18\x05 \x01(\x0b\x32\x1a.tokenweave.v1.BlockStoredH\x00\x12*\n\x05proof\x18\x06 \x01(\x0b\x32\x19.tokenweave.v1.AuditProofH\x00\x42\t\n\x07message\"5\n\x0b\x42lockStored\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8b\x02\n\x0fShardAssignment\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12*\n\x07windows\x18\x05 \x03(\x0b\x32\x15.tokenweave.v1.WindowB\x02\x18\x01\x12\x32\n\x07sources\x18\x06 \x03(\x0b\x32\x1d.tokenweave.v1.DocumentSourceB\x02\x18\x01\x12.\n\x05spans\x18\x07 \x03(\x0b\x32\x1b.tokenweave.v1.DocumentSpanB\x02\x18\x01\x12\x10\n\x08workload\x18\x08 \x01(\t\x12\x0f\n\x07payload\x18\t \x01(\x0c\"\x1f\n\x0bShardCancel\x12\x10\n\x08shard_id\x18\x01 \x01(\t\">\n\x08ShardAck\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xae\x02\n\rLeaseResponse\x12\x34\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.tokenweave.v1.ShardAssignmentH\x00\x12,\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardCancelH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.tokenweave.v1.ShardAckH\x00\x12*\n\x05store\x18\x04 \x01(\x0b\x32\x19.tokenweave.v1.StoreBlockH\x00\x12*\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x19.tokenweave.v1.FetchBlockH\x00\x12.\n\x05\x61udit\x18\x06 \x01(\x0b\x32\x1d.tokenweave.v1.AuditChallengeH\x00\x42\t\n\x07message\"\'\n\nStoreBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\",\n\nFetchBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x11\n\tproviders\x18\x02 \x03(\t\",\n\x0e\x41uditChallenge\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"F\n\nAuditProof\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t2\xcb\x02\n\x0bNodeService\x12W\n\x0cGetChallenge\x12\".tokenweave.v1.GetChallengeRequest\x1a#.tokenweave.v1.GetChallengeResponse\x12K\n\x08Register\x12\x1e.tokenweave.v1.RegisterRequest\x1a\x1f.tokenweave.v1.RegisterResponse\x12N\n\tHeartbeat\x12\x1f.tokenweave.v1.HeartbeatRequest\x1a .tokenweave.v1.HeartbeatResponse\x12\x46\n\x05Lease\x12\x1b.tokenweave.v1.LeaseRequest\x1a\x1c.tokenweave.v1.LeaseResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenweave.v1.nodes_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETCHALLENGEREQUEST']._serialized_start=70
-  _globals['_GETCHALLENGEREQUEST']._serialized_end=108
-  _globals['_GETCHALLENGERESPONSE']._serialized_start=110
-  _globals['_GETCHALLENGERESPONSE']._serialized_end=164
-  _globals['_REGISTERREQUEST']._serialized_start=167
-  _globals['_REGISTERREQUEST']._serialized_end=403
-  _globals['_REGISTERRESPONSE']._serialized_start=405
-  _globals['_REGISTERRESPONSE']._serialized_end=494
-  _globals['_HEARTBEATREQUEST']._serialized_start=496
-  _globals['_HEARTBEATREQUEST']._serialized_end=578
-  _globals['_HEARTBEATRESPONSE']._serialized_start=580
-  _globals['_HEARTBEATRESPONSE']._serialized_end=599
-  _globals['_LEASEHELLO']._serialized_start=601
-  _globals['_LEASEHELLO']._serialized_end=653
-  _globals['_SHARDRESULT']._serialized_start=656
-  _globals['_SHARDRESULT']._serialized_end=829
-  _globals['_SHARDFAILURE']._serialized_start=831
-  _globals['_SHARDFAILURE']._serialized_end=878
-  _globals['_SHARDRELEASE']._serialized_start=880
-  _globals['_SHARDRELEASE']._serialized_end=913
-  _globals['_LEASEREQUEST']._serialized_start=916
-  _globals['_LEASEREQUEST']._serialized_end=1217
-  _globals['_BLOCKSTORED']._serialized_start=1219
-  _globals['_BLOCKSTORED']._serialized_end=1272
-  _globals['_WINDOW']._serialized_start=1274
-  _globals['_WINDOW']._serialized_end=1301
-  _globals['_SHARDASSIGNMENT']._serialized_start=1304
-  _globals['_SHARDASSIGNMENT']._serialized_end=1524
-  _globals['_DOCUMENTSOURCE']._serialized_start=1526
-  _globals['_DOCUMENTSOURCE']._serialized_end=1622
-  _globals['_DOCUMENTSPAN']._serialized_start=1624
-  _globals['_DOCUMENTSPAN']._serialized_end=1684
-  _globals['_SHARDCANCEL']._serialized_start=1686
-  _globals['_SHARDCANCEL']._serialized_end=1717
-  _globals['_SHARDACK']._serialized_start=1719
-  _globals['_SHARDACK']._serialized_end=1781
-  _globals['_LEASERESPONSE']._serialized_start=1784
-  _globals['_LEASERESPONSE']._serialized_end=2086
-  _globals['_STOREBLOCK']._serialized_start=2088
-  _globals['_STOREBLOCK']._serialized_end=2127
-  _globals['_FETCHBLOCK']._serialized_start=2129
-  _globals['_FETCHBLOCK']._serialized_end=2173
-  _globals['_AUDITCHALLENGE']._serialized_start=2175
-  _globals['_AUDITCHALLENGE']._serialized_end=2219
-  _globals['_AUDITPROOF']._serialized_start=2221
-  _globals['_AUDITPROOF']._serialized_end=2291
-  _globals['_NODESERVICE']._serialized_start=2294
-  _globals['_NODESERVICE']._serialized_end=2625
+  _globals['_SHARDRESULT'].fields_by_name['embeddings']._loaded_options = None
+  _globals['_SHARDRESULT'].fields_by_name['embeddings']._serialized_options = b'\030\001'
+  _globals['_SHARDRESULT'].fields_by_name['rows']._loaded_options = None
+  _globals['_SHARDRESULT'].fields_by_name['rows']._serialized_options = b'\030\001'
+  _globals['_SHARDRESULT'].fields_by_name['dim']._loaded_options = None
+  _globals['_SHARDRESULT'].fields_by_name['dim']._serialized_options = b'\030\001'
+  _globals['_SHARDRESULT'].fields_by_name['tokens_digest']._loaded_options = None
+  _globals['_SHARDRESULT'].fields_by_name['tokens_digest']._serialized_options = b'\030\001'
+  _globals['_SHARDASSIGNMENT'].fields_by_name['windows']._loaded_options = None
+  _globals['_SHARDASSIGNMENT'].fields_by_name['windows']._serialized_options = b'\030\001'
+  _globals['_SHARDASSIGNMENT'].fields_by_name['sources']._loaded_options = None
+  _globals['_SHARDASSIGNMENT'].fields_by_name['sources']._serialized_options = b'\030\001'
+  _globals['_SHARDASSIGNMENT'].fields_by_name['spans']._loaded_options = None
+  _globals['_SHARDASSIGNMENT'].fields_by_name['spans']._serialized_options = b'\030\001'
+  _globals['_GETCHALLENGEREQUEST']._serialized_start=97
+  _globals['_GETCHALLENGEREQUEST']._serialized_end=135
+  _globals['_GETCHALLENGERESPONSE']._serialized_start=137
+  _globals['_GETCHALLENGERESPONSE']._serialized_end=191
+  _globals['_REGISTERREQUEST']._serialized_start=194
+  _globals['_REGISTERREQUEST']._serialized_end=449
+  _globals['_REGISTERRESPONSE']._serialized_start=451
+  _globals['_REGISTERRESPONSE']._serialized_end=540
+  _globals['_HEARTBEATREQUEST']._serialized_start=542
+  _globals['_HEARTBEATREQUEST']._serialized_end=624
+  _globals['_HEARTBEATRESPONSE']._serialized_start=626
+  _globals['_HEARTBEATRESPONSE']._serialized_end=645
+  _globals['_LEASEHELLO']._serialized_start=647
+  _globals['_LEASEHELLO']._serialized_end=699
+  _globals['_SHARDRESULT']._serialized_start=702
+  _globals['_SHARDRESULT']._serialized_end=907
+  _globals['_SHARDFAILURE']._serialized_start=909
+  _globals['_SHARDFAILURE']._serialized_end=956
+  _globals['_SHARDRELEASE']._serialized_start=958
+  _globals['_SHARDRELEASE']._serialized_end=991
+  _globals['_LEASEREQUEST']._serialized_start=994
+  _globals['_LEASEREQUEST']._serialized_end=1295
+  _globals['_BLOCKSTORED']._serialized_start=1297
+  _globals['_BLOCKSTORED']._serialized_end=1350
+  _globals['_SHARDASSIGNMENT']._serialized_start=1353
+  _globals['_SHARDASSIGNMENT']._serialized_end=1620
+  _globals['_SHARDCANCEL']._serialized_start=1622
+  _globals['_SHARDCANCEL']._serialized_end=1653
+  _globals['_SHARDACK']._serialized_start=1655
+  _globals['_SHARDACK']._serialized_end=1717
+  _globals['_LEASERESPONSE']._serialized_start=1720
+  _globals['_LEASERESPONSE']._serialized_end=2022
+  _globals['_STOREBLOCK']._serialized_start=2024
+  _globals['_STOREBLOCK']._serialized_end=2063
+  _globals['_FETCHBLOCK']._serialized_start=2065
+  _globals['_FETCHBLOCK']._serialized_end=2109
+  _globals['_AUDITCHALLENGE']._serialized_start=2111
+  _globals['_AUDITCHALLENGE']._serialized_end=2155
+  _globals['_AUDITPROOF']._serialized_start=2157
+  _globals['_AUDITPROOF']._serialized_end=2227
+  _globals['_NODESERVICE']._serialized_start=2230
+  _globals['_NODESERVICE']._serialized_end=2561
 # @@protoc_insertion_point(module_scope)

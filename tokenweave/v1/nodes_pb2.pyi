@@ -9,6 +9,7 @@ import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.message
 import sys
+import tokenweave.v1.embed_pb2
 import tokenweave.v1.jobs_pb2
 import typing
 
@@ -67,6 +68,7 @@ class RegisterRequest(google.protobuf.message.Message):
     VERSION_FIELD_NUMBER: builtins.int
     PEER_ID_FIELD_NUMBER: builtins.int
     MULTIADDRS_FIELD_NUMBER: builtins.int
+    WORKLOADS_FIELD_NUMBER: builtins.int
     address: builtins.str
     nonce: builtins.bytes
     signature: builtins.bytes
@@ -82,6 +84,12 @@ class RegisterRequest(google.protobuf.message.Message):
     def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[tokenweave.v1.jobs_pb2.NodeModel]: ...
     @property
     def multiaddrs(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def workloads(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """The kinds of work the node runs ("embed", ...): tasks of other kinds are not sent to it.
+        A node that lists none predates workloads and is refused.
+        """
+
     def __init__(
         self,
         *,
@@ -94,9 +102,10 @@ class RegisterRequest(google.protobuf.message.Message):
         version: builtins.str = ...,
         peer_id: builtins.str = ...,
         multiaddrs: collections.abc.Iterable[builtins.str] | None = ...,
+        workloads: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["hardware", b"hardware"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "max_inflight_shards", b"max_inflight_shards", "models", b"models", "multiaddrs", b"multiaddrs", "nonce", b"nonce", "peer_id", b"peer_id", "signature", b"signature", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["address", b"address", "hardware", b"hardware", "max_inflight_shards", b"max_inflight_shards", "models", b"models", "multiaddrs", b"multiaddrs", "nonce", b"nonce", "peer_id", b"peer_id", "signature", b"signature", "version", b"version", "workloads", b"workloads"]) -> None: ...
 
 Global___RegisterRequest: typing_extensions.TypeAlias = RegisterRequest
 
@@ -184,21 +193,21 @@ class ShardResult(google.protobuf.message.Message):
     DIGEST_FIELD_NUMBER: builtins.int
     PROVIDER_FIELD_NUMBER: builtins.int
     TOKENS_DIGEST_FIELD_NUMBER: builtins.int
+    OUTPUT_FIELD_NUMBER: builtins.int
     shard_id: builtins.str
     embeddings: builtins.bytes
-    """Row-major float32 little-endian, one row per window in assignment order."""
+    """Deprecated (0.1 embedding results; now inside `output`)."""
     rows: builtins.int
     dim: builtins.int
     tokens: builtins.int
-    """Tokens the model processed, [CLS] and [SEP] included."""
+    """Model tokens the node says it processed."""
     wall_seconds: builtins.float
     digest: builtins.str
-    """sha256 of `embeddings`, hex."""
+    """sha256 of `output`, hex."""
     provider: builtins.str
     tokens_digest: builtins.str
-    """sha256 of the token ids the node ran (each window's, uint32 little-endian, in order), hex:
-    shows it read the right text when it read the documents itself.
-    """
+    output: builtins.bytes
+    """The task's output, encoded by its workload (e.g. an EmbedOutput)."""
     def __init__(
         self,
         *,
@@ -211,8 +220,9 @@ class ShardResult(google.protobuf.message.Message):
         digest: builtins.str = ...,
         provider: builtins.str = ...,
         tokens_digest: builtins.str = ...,
+        output: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["digest", b"digest", "dim", b"dim", "embeddings", b"embeddings", "provider", b"provider", "rows", b"rows", "shard_id", b"shard_id", "tokens", b"tokens", "tokens_digest", b"tokens_digest", "wall_seconds", b"wall_seconds"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["digest", b"digest", "dim", b"dim", "embeddings", b"embeddings", "output", b"output", "provider", b"provider", "rows", b"rows", "shard_id", b"shard_id", "tokens", b"tokens", "tokens_digest", b"tokens_digest", "wall_seconds", b"wall_seconds"]) -> None: ...
 
 Global___ShardResult: typing_extensions.TypeAlias = ShardResult
 
@@ -314,22 +324,6 @@ class BlockStored(google.protobuf.message.Message):
 Global___BlockStored: typing_extensions.TypeAlias = BlockStored
 
 @typing.final
-class Window(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
-
-    TOKEN_IDS_FIELD_NUMBER: builtins.int
-    token_ids: builtins.bytes
-    """Token ids without [CLS]/[SEP], uint32 little-endian."""
-    def __init__(
-        self,
-        *,
-        token_ids: builtins.bytes = ...,
-    ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["token_ids", b"token_ids"]) -> None: ...
-
-Global___Window: typing_extensions.TypeAlias = Window
-
-@typing.final
 class ShardAssignment(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -340,23 +334,24 @@ class ShardAssignment(google.protobuf.message.Message):
     WINDOWS_FIELD_NUMBER: builtins.int
     SOURCES_FIELD_NUMBER: builtins.int
     SPANS_FIELD_NUMBER: builtins.int
+    WORKLOAD_FIELD_NUMBER: builtins.int
+    PAYLOAD_FIELD_NUMBER: builtins.int
     shard_id: builtins.str
     job_id: builtins.str
     model: builtins.str
     model_sha256: builtins.str
     """The node must refuse to run a model file whose sha256 differs."""
+    workload: builtins.str
+    """The kind of work ("embed", ...) and its task, encoded by that workload (e.g. an EmbedTask)."""
+    payload: builtins.bytes
     @property
-    def windows(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Window]:
-        """Token windows sent inline; or, for a dataset job, empty, with `sources` and `spans`."""
+    def windows(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[tokenweave.v1.embed_pb2.Window]:
+        """Deprecated (0.1 embedding tasks; now inside `payload`)."""
 
     @property
-    def sources(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___DocumentSource]:
-        """Where the node reads each document it needs: from dataset blocks by CID."""
-
+    def sources(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[tokenweave.v1.embed_pb2.DocumentSource]: ...
     @property
-    def spans(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___DocumentSpan]:
-        """The windows to run, as token ranges of those documents (tokenized without specials)."""
-
+    def spans(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[tokenweave.v1.embed_pb2.DocumentSpan]: ...
     def __init__(
         self,
         *,
@@ -364,64 +359,15 @@ class ShardAssignment(google.protobuf.message.Message):
         job_id: builtins.str = ...,
         model: builtins.str = ...,
         model_sha256: builtins.str = ...,
-        windows: collections.abc.Iterable[Global___Window] | None = ...,
-        sources: collections.abc.Iterable[Global___DocumentSource] | None = ...,
-        spans: collections.abc.Iterable[Global___DocumentSpan] | None = ...,
+        windows: collections.abc.Iterable[tokenweave.v1.embed_pb2.Window] | None = ...,
+        sources: collections.abc.Iterable[tokenweave.v1.embed_pb2.DocumentSource] | None = ...,
+        spans: collections.abc.Iterable[tokenweave.v1.embed_pb2.DocumentSpan] | None = ...,
+        workload: builtins.str = ...,
+        payload: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["job_id", b"job_id", "model", b"model", "model_sha256", b"model_sha256", "shard_id", b"shard_id", "sources", b"sources", "spans", b"spans", "windows", b"windows"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id", "model", b"model", "model_sha256", b"model_sha256", "payload", b"payload", "shard_id", b"shard_id", "sources", b"sources", "spans", b"spans", "windows", b"windows", "workload", b"workload"]) -> None: ...
 
 Global___ShardAssignment: typing_extensions.TypeAlias = ShardAssignment
-
-@typing.final
-class DocumentSource(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
-
-    DOCUMENT_FIELD_NUMBER: builtins.int
-    FILE_FIELD_NUMBER: builtins.int
-    START_FIELD_NUMBER: builtins.int
-    END_FIELD_NUMBER: builtins.int
-    TEXT_FIELD_FIELD_NUMBER: builtins.int
-    document: builtins.int
-    """The document's index in the job."""
-    file: builtins.str
-    """CID of the UnixFS file that holds the document, and its byte range there."""
-    start: builtins.int
-    end: builtins.int
-    text_field: builtins.str
-    """The range is one JSON Lines record: its text is this field. Empty: the range is the text."""
-    def __init__(
-        self,
-        *,
-        document: builtins.int = ...,
-        file: builtins.str = ...,
-        start: builtins.int = ...,
-        end: builtins.int = ...,
-        text_field: builtins.str = ...,
-    ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["document", b"document", "end", b"end", "file", b"file", "start", b"start", "text_field", b"text_field"]) -> None: ...
-
-Global___DocumentSource: typing_extensions.TypeAlias = DocumentSource
-
-@typing.final
-class DocumentSpan(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
-
-    DOCUMENT_FIELD_NUMBER: builtins.int
-    START_FIELD_NUMBER: builtins.int
-    END_FIELD_NUMBER: builtins.int
-    document: builtins.int
-    start: builtins.int
-    end: builtins.int
-    def __init__(
-        self,
-        *,
-        document: builtins.int = ...,
-        start: builtins.int = ...,
-        end: builtins.int = ...,
-    ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["document", b"document", "end", b"end", "start", b"start"]) -> None: ...
-
-Global___DocumentSpan: typing_extensions.TypeAlias = DocumentSpan
 
 @typing.final
 class ShardCancel(google.protobuf.message.Message):

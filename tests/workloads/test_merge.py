@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tokenweave.coordinator import WindowSpan, document_embedding
+from tokenweave.workloads import WindowSpan, document_embedding
 
 
 def test_document_embedding_is_the_normalised_token_weighted_mean() -> None:

@@ -1,9 +1,13 @@
-"""Cutting token sequences into overlapping windows, and grouping windows into shards."""
+"""Cutting token sequences into overlapping windows, grouping windows into shards, and merging
+window embeddings into document embeddings."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import SPECIAL_TOKENS_PER_WINDOW
@@ -96,3 +100,21 @@ def group_into_shards(windows: Sequence[WindowSpan], windows_per_shard: int) -> 
         )
         for i, first in enumerate(range(0, len(windows), windows_per_shard))
     ]
+
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def document_embedding(spans: Sequence[WindowSpan], embeddings: FloatArray) -> FloatArray:
+    """Token-weighted mean of one document's window embeddings, L2-normalised.
+
+    Each window weighs as many tokens as it covers in the document (specials excluded); tokens in
+    an overlap therefore count once per window that holds them.
+    """
+    if len(spans) != embeddings.shape[0] or not spans:
+        raise ValueError(f"{len(spans)} spans for {embeddings.shape[0]} embeddings")
+    weights = np.array([s.tokens for s in spans], dtype=np.float64)
+    mean = (weights[:, None] * embeddings.astype(np.float64)).sum(axis=0) / weights.sum()
+    norm = np.linalg.norm(mean)
+    out: FloatArray = (mean / norm if norm > 0 else mean).astype(np.float32)
+    return out

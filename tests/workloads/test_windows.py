@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from tokenweave.coordinator import WindowPlan, WindowSpan, group_into_shards
+from tokenweave.workloads import WindowPlan, WindowSpan, group_into_shards
 from tokenweave.errors import InvalidArgumentError
 
 

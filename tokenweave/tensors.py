@@ -1,0 +1,99 @@
+"""The one codec for arrays on the wire and on disk: bytes + dtype + shape.
+
+Every array that crosses a process boundary (task payloads and outputs, job results, token ids
+in the database) goes through here, as a `tokenweave.v1.Tensor` or as raw little-endian bytes
+with a known dtype. Decoding checks that the bytes fit the declared shape exactly and that the
+dtype is one of the few the network speaks, so a peer cannot make us allocate what it did not send.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenweave.errors import InvalidArgumentError, clip
+from tokenweave.v1 import tensor_pb2
+
+#: numpy dtype names the network speaks, each stored little-endian.
+DTYPES: dict[str, np.dtype[np.generic]] = {
+    name: np.dtype(name).newbyteorder("<")
+    for name in ("float32", "float16", "int64", "int32", "uint32", "uint8", "bool")
+}
+#: Dimensions a tensor may have.
+MAX_RANK = 8
+
+
+def _dtype(name: str) -> np.dtype[np.generic]:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"tensor dtype {clip(name)!r} is not one of {', '.join(DTYPES)}"
+        ) from None
+
+
+def to_bytes(array: npt.ArrayLike, dtype: str) -> bytes:
+    """`array` as row-major little-endian `dtype` bytes."""
+    return np.ascontiguousarray(array, dtype=_dtype(dtype)).tobytes()
+
+
+def from_bytes(
+    data: bytes, dtype: str, shape: tuple[int, ...] | None = None
+) -> npt.NDArray[np.generic]:
+    """A read-only view of `data` as `dtype` (native byte order values), reshaped to `shape`.
+
+    The length must be a whole number of elements (and match `shape` when given)."""
+    kind = _dtype(dtype)
+    if len(data) % kind.itemsize:
+        raise InvalidArgumentError(
+            f"{len(data)} bytes are not a whole number of {dtype} values ({kind.itemsize} bytes)"
+        )
+    flat = np.frombuffer(data, dtype=kind)
+    if shape is None:
+        return flat
+    if math.prod(shape) != flat.size:
+        raise InvalidArgumentError(
+            f"tensor of shape {list(shape)} needs {math.prod(shape) * kind.itemsize} bytes of "
+            f"{dtype}; {len(data)} were sent"
+        )
+    return flat.reshape(shape)
+
+
+def to_proto(array: npt.ArrayLike, dtype: str | None = None) -> tensor_pb2.Tensor:
+    """Encode an array (its own dtype, or `dtype`) as a Tensor message."""
+    arr = np.asarray(array)
+    name = dtype or arr.dtype.name
+    return tensor_pb2.Tensor(dtype=name, shape=list(arr.shape), data=to_bytes(arr, name))
+
+
+def from_proto(tensor: tensor_pb2.Tensor, what: str = "tensor") -> npt.NDArray[np.generic]:
+    """Decode a Tensor message; INVALID_ARGUMENT naming `what` when it is malformed."""
+    if len(tensor.shape) > MAX_RANK:
+        raise InvalidArgumentError(f"{what} has {len(tensor.shape)} dimensions; at most {MAX_RANK}")
+    try:
+        return from_bytes(tensor.data, tensor.dtype, tuple(int(d) for d in tensor.shape))
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{what}: {exc.message}") from None
+
+
+def pack(tensors: Mapping[str, npt.ArrayLike]) -> bytes:
+    """Named arrays as the bytes of a TensorMap message."""
+    return tensor_pb2.TensorMap(
+        tensors={name: to_proto(value) for name, value in tensors.items()}
+    ).SerializeToString(deterministic=True)
+
+
+def unpack(data: bytes, what: str = "tensors") -> dict[str, npt.NDArray[np.generic]]:
+    """The arrays of a TensorMap message's bytes."""
+    message = tensor_pb2.TensorMap()
+    try:
+        message.ParseFromString(data)
+    except Exception as exc:  # protobuf's DecodeError, and ValueError on bad UTF-8 keys
+        raise InvalidArgumentError(f"{what} are not a TensorMap message: {exc}") from None
+    return {
+        name: from_proto(tensor, f"{what}[{clip(name)!r}]")
+        for name, tensor in sorted(message.tensors.items())
+    }

@@ -1,0 +1,186 @@
+"""The workload interface: everything that differs between kinds of work.
+
+The engine (leases, placement, backups, verification, ledger, settlement, storage) moves tasks
+whose payloads and outputs are opaque bytes. A workload gives those bytes their meaning, in six
+steps, each a plain function of its inputs:
+
+    plan     (coordinator)  a job → documents and tasks, each task with its cost in model tokens
+    run      (node)         a task's payload → output bytes and the model tokens it took
+    check    (coordinator)  an output is well-formed for its task (shape, finiteness, proofs)
+    compare  (coordinator)  two outputs of one task: similarity in [-1, 1] (1 = the same)
+    merge    (coordinator)  every task's output → each document's result, as named tensors
+    meter    (coordinator)  an accepted output → the tokens billed (input and output)
+
+A task's `detail` is the workload's own record of it, kept by the coordinator and never sent to
+nodes (what a result is checked against). Implementations live in their own modules and are
+registered once (see `tokenweave.workloads.register`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
+
+from tokenweave.models import ModelSpec, PreparedModel
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentSource:
+    """Where a dataset job's document lives: bytes [start, end) of UnixFS file `file`; a JSON
+    Lines record whose `text_field` is the text, or (empty field) the text itself."""
+
+    file: str
+    start: int
+    end: int
+    text_field: str = ""
+    #: Every block a reader fetches for it (for placement near the data).
+    blocks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInput:
+    name: str
+    text: str
+    source: DocumentSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What the coordinator lends a plan: the model and its own settings."""
+
+    model: ModelSpec
+    model_sha256: str
+    tokenizer: Tokenizer
+    #: Work items (e.g. windows) grouped into one task (coordinator --windows-per-shard).
+    items_per_task: int
+    #: Coordinator defaults for options the job leaves out (e.g. {"overlap": "32"}).
+    defaults: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    #: Model tokens the task takes: placement, deadlines and speeds are measured in them.
+    cost: int
+    #: Sent to the node as is.
+    payload: bytes
+    #: The workload's own record of the task; never sent to a node.
+    detail: bytes
+    #: Dataset documents (indices) the node reads itself; () when the payload carries the input.
+    reads: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPlan:
+    name: str
+    #: The document's tokens (no special tokens).
+    tokens: int
+    #: The workload's own record of the document (e.g. token offsets in the text).
+    detail: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    #: The options the job runs with, defaults filled in (shown back to the developer).
+    options: Mapping[str, str]
+    documents: tuple[DocumentPlan, ...]
+    tasks: tuple[TaskPlan, ...]
+    #: Work items (e.g. windows) over all tasks.
+    items: int
+
+    @property
+    def tokens(self) -> int:
+        return sum(d.tokens for d in self.documents)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens billed for one task, priced per model."""
+
+    input_tokens: int
+    output_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """What a node's run of a task produced."""
+
+    output: bytes
+    #: Model tokens the run took (as the node counts them).
+    tokens: int
+
+
+class LoadedModel(Protocol):
+    """A model a node has loaded (the node's runner)."""
+
+    @property
+    def model(self) -> PreparedModel: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    def embed(self, windows: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        """Unit-length vectors, one row per window of token ids (special tokens excluded)."""
+        ...
+
+
+class NodeRuntime(Protocol):
+    """What a node lends a task: its loaded model and its dataset reader."""
+
+    def model(self, name: str, sha256: str) -> LoadedModel:
+        """The loaded model; FailedPreconditionError when the node lacks it or its hash."""
+        ...
+
+    def read_document(self, source: DocumentSource, label: str) -> str:
+        """A dataset document's text, from this node's blocks or its peers'. Worker thread."""
+        ...
+
+
+class Workload(ABC):
+    """One kind of work. Instances are stateless and shared; every method may run in a worker
+    thread."""
+
+    #: The name jobs and nodes use for it ("embed").
+    name: str
+
+    @abstractmethod
+    def plan(
+        self,
+        model: str,
+        documents: Sequence[DocumentInput],
+        options: Mapping[str, str],
+        context: PlanContext,
+    ) -> JobPlan:
+        """Validate a job (InvalidArgumentError naming what is wrong) and cut it into tasks."""
+
+    @abstractmethod
+    def run(self, model: str, model_sha256: str, payload: bytes, runtime: NodeRuntime) -> TaskRun:
+        """Run one task on a node."""
+
+    @abstractmethod
+    def check(self, detail: bytes, output: bytes) -> None:
+        """InvalidArgumentError unless `output` is a well-formed result of the task."""
+
+    @abstractmethod
+    def compare(self, detail: bytes, a: bytes, b: bytes) -> float:
+        """Similarity of two checked outputs of one task, in [-1, 1]; 1 when they are equal.
+        Two outputs agree when it reaches the coordinator's --verify-tolerance."""
+
+    @abstractmethod
+    def merge(
+        self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
+    ) -> list[dict[str, npt.NDArray[np.generic]]]:
+        """Each document's result from every task's (detail, accepted output), in task order."""
+
+    def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
+        """Tokens billed for an accepted output; by default the task's planned cost."""
+        return Usage(input_tokens=cost)

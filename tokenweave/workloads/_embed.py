@@ -1,0 +1,294 @@
+"""The embedding workload: long documents cut into overlapping windows, one vector per window,
+and a document vector (the token-weighted mean of its windows).
+
+A task is a run of consecutive windows (an `EmbedTask`: their token ids inline, or, for a dataset
+job, where the node reads each document and the token ranges to run). Its output is an
+`EmbedOutput`: the [windows, dim] float32 matrix and the sha256 of the token ids the node ran,
+which the coordinator checks against the ids it planned.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenweave import tensors
+from tokenweave.errors import InvalidArgumentError, clip
+from tokenweave.models import SPECIAL_TOKENS_PER_WINDOW, encode_document, windows_digest
+from tokenweave.v1 import embed_pb2
+from tokenweave.workloads._api import (
+    DocumentInput,
+    DocumentPlan,
+    DocumentSource,
+    JobPlan,
+    LoadedModel,
+    NodeRuntime,
+    PlanContext,
+    TaskPlan,
+    TaskRun,
+    Workload,
+)
+from tokenweave.workloads._windows import (
+    WindowPlan,
+    WindowSpan,
+    document_embedding,
+    group_into_shards,
+)
+
+#: Dataset documents whose token ids a node keeps for its next tasks (a long one spans many).
+DOCUMENT_CACHE = 16
+#: Coordinator default for `overlap` when neither the job nor the coordinator sets one.
+DEFAULT_OVERLAP = 32
+
+
+def _label(index: int, name: str) -> str:
+    return f"document {index}" + (f" ({clip(name)})" if name else "")
+
+
+def _int_option(options: Mapping[str, str], name: str) -> int | None:
+    raw = options.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}={clip(raw)!r} is not an integer") from None
+    if value < 0:
+        raise InvalidArgumentError(f"{name}={value} must not be negative")
+    return value
+
+
+class EmbedWorkload(Workload):
+    name = "embed"
+    options = ("window", "overlap")
+
+    def __init__(self) -> None:
+        self._documents: OrderedDict[tuple[str, int, int, str, str], npt.NDArray[np.int64]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    # -- coordinator --------------------------------------------------------------------------
+
+    def _window_plan(self, options: Mapping[str, str], context: PlanContext) -> WindowPlan:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {', '.join(clip(u) for u in unknown)} for embed; "
+                f"it takes {', '.join(self.options)}"
+            )
+        window = _int_option(options, "window")
+        if window is None:
+            window = context.model.default_window
+        overlap = _int_option(options, "overlap")
+        if overlap is None:
+            overlap = _int_option(context.defaults, "overlap")
+            overlap = DEFAULT_OVERLAP if overlap is None else overlap
+            overlap = min(overlap, max(window - SPECIAL_TOKENS_PER_WINDOW - 1, 0))
+        return WindowPlan.validated(window, overlap, context.model.max_tokens)
+
+    def plan(
+        self,
+        model: str,
+        documents: Sequence[DocumentInput],
+        options: Mapping[str, str],
+        context: PlanContext,
+    ) -> JobPlan:
+        plan = self._window_plan(options, context)
+        encodings = context.tokenizer.encode_batch(
+            [d.text for d in documents], add_special_tokens=False
+        )
+        ids: list[npt.NDArray[np.uint32]] = []
+        planned: list[DocumentPlan] = []
+        spans: list[WindowSpan] = []
+        for i, (doc, encoding) in enumerate(zip(documents, encodings, strict=True)):
+            doc_ids = np.asarray(encoding.ids, dtype=np.uint32)
+            if len(doc_ids) == 0:
+                raise InvalidArgumentError(
+                    f"{_label(i, doc.name)} has no tokens after tokenization"
+                )
+            offsets = np.asarray(encoding.offsets, dtype=np.uint32).reshape(-1, 2)
+            ids.append(doc_ids)
+            planned.append(
+                DocumentPlan(doc.name, len(doc_ids), tensors.to_bytes(offsets, "uint32"))
+            )
+            spans.extend(plan.spans(i, len(doc_ids)))
+        tasks = []
+        for shard in group_into_shards(spans, context.items_per_task):
+            windows = [ids[w.document][w.start : w.end] for w in shard.windows]
+            needed = sorted({w.document for w in shard.windows})
+            sources = [(d, s) for d in needed if (s := documents[d].source) is not None]
+            if sources:  # a dataset job: the node reads the documents itself
+                payload = embed_pb2.EmbedTask(
+                    sources=[_source_proto(d, s) for d, s in sources],
+                    spans=[
+                        embed_pb2.DocumentSpan(document=w.document, start=w.start, end=w.end)
+                        for w in shard.windows
+                    ],
+                )
+            else:
+                payload = embed_pb2.EmbedTask(
+                    windows=[
+                        embed_pb2.Window(token_ids=tensors.to_bytes(w, "uint32")) for w in windows
+                    ]
+                )
+            detail = {
+                "spans": [[w.document, w.start, w.end] for w in shard.windows],
+                "dim": context.model.dim,
+                "tokens_sha256": windows_digest(windows),
+            }
+            tasks.append(
+                TaskPlan(
+                    cost=shard.model_tokens,
+                    payload=payload.SerializeToString(),
+                    detail=json.dumps(detail).encode(),
+                    reads=tuple(d for d, _ in sources),
+                )
+            )
+        return JobPlan(
+            options={"window": str(plan.window), "overlap": str(plan.overlap)},
+            documents=tuple(planned),
+            tasks=tuple(tasks),
+            items=len(spans),
+        )
+
+    def check(self, detail: bytes, output: bytes) -> None:
+        expected = json.loads(detail)
+        rows, dim = len(expected["spans"]), int(expected["dim"])
+        result = _output(output)
+        ran = result.tokens_sha256.hex()
+        if ran != expected["tokens_sha256"]:
+            raise InvalidArgumentError(
+                f"the node ran other tokens than the task's (token digest {clip(ran, 16)}, "
+                f"expected {expected['tokens_sha256'][:16]}…)"
+            )
+        matrix = tensors.from_proto(result.embeddings, "embeddings")
+        if matrix.dtype != np.float32 or matrix.shape != (rows, dim):
+            raise InvalidArgumentError(
+                f"result is {matrix.dtype} {'x'.join(map(str, matrix.shape))}, "
+                f"expected float32 {rows}x{dim}"
+            )
+        if not np.isfinite(matrix).all():
+            raise InvalidArgumentError("embeddings are not all finite")
+
+    def compare(self, detail: bytes, a: bytes, b: bytes) -> float:
+        """The lowest per-window cosine between the two outputs."""
+        left, right = _matrix(a), _matrix(b)
+        if left.shape != right.shape:
+            return -1.0
+        return float(window_cosines(left, right).min()) if len(left) else 1.0
+
+    def merge(
+        self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
+    ) -> list[dict[str, npt.NDArray[np.generic]]]:
+        spans: dict[int, list[WindowSpan]] = defaultdict(list)
+        rows: dict[int, list[npt.NDArray[np.float32]]] = defaultdict(list)
+        for detail, output in tasks:
+            matrix = _matrix(output)
+            for (doc, start, end), row in zip(json.loads(detail)["spans"], matrix, strict=True):
+                spans[doc].append(WindowSpan(doc, start, end))
+                rows[doc].append(row)
+        results: list[dict[str, npt.NDArray[np.generic]]] = []
+        for i, doc in enumerate(documents):
+            offsets = tensors.from_bytes(doc.detail, "uint32").reshape(-1, 2)
+            matrix = np.stack(rows[i]).astype(np.float32)
+            token_spans = np.array([(s.start, s.end) for s in spans[i]], dtype=np.uint32)
+            char_spans = np.array(
+                [(offsets[s.start, 0], offsets[s.end - 1, 1]) for s in spans[i]], dtype=np.uint32
+            )
+            results.append(
+                {
+                    "embedding": document_embedding(spans[i], matrix),
+                    "window_embeddings": matrix,
+                    "spans": token_spans.reshape(-1, 2),
+                    "char_spans": char_spans.reshape(-1, 2),
+                }
+            )
+        return results
+
+    # -- node ---------------------------------------------------------------------------------
+
+    def run(self, model: str, model_sha256: str, payload: bytes, runtime: NodeRuntime) -> TaskRun:
+        loaded = runtime.model(model, model_sha256)
+        try:
+            task = embed_pb2.EmbedTask.FromString(payload)
+        except Exception as exc:
+            raise InvalidArgumentError(f"not an EmbedTask: {exc}") from None
+        if task.spans:
+            windows = self._dataset_windows(task, loaded, runtime)
+        else:
+            windows = [
+                tensors.from_bytes(w.token_ids, "uint32").astype(np.int64) for w in task.windows
+            ]
+        matrix = loaded.embed(windows)
+        output = embed_pb2.EmbedOutput(
+            embeddings=tensors.to_proto(matrix, "float32"),
+            tokens_sha256=bytes.fromhex(windows_digest(windows)),
+        )
+        tokens = sum(len(w) + SPECIAL_TOKENS_PER_WINDOW for w in windows)
+        return TaskRun(output.SerializeToString(), tokens)
+
+    def _dataset_windows(
+        self, task: embed_pb2.EmbedTask, loaded: LoadedModel, runtime: NodeRuntime
+    ) -> list[npt.NDArray[np.int64]]:
+        """Read the task's documents (through the node: its own blocks first, then peers'),
+        tokenize them and cut the assigned windows."""
+        documents: dict[int, npt.NDArray[np.int64]] = {}
+        for source in task.sources:
+            key = (source.file, source.start, source.end, source.text_field, loaded.model.sha256)
+            with self._lock:
+                ids = self._documents.get(key)
+                if ids is not None:
+                    self._documents.move_to_end(key)
+            if ids is None:
+                where = DocumentSource(source.file, source.start, source.end, source.text_field)
+                text = runtime.read_document(where, f"document {source.document}")
+                ids = encode_document(loaded.tokenizer, text)
+                with self._lock:
+                    self._documents[key] = ids
+                    while len(self._documents) > DOCUMENT_CACHE:
+                        self._documents.popitem(last=False)
+            documents[source.document] = ids
+        missing = {s.document for s in task.spans} - set(documents)
+        if missing:
+            raise InvalidArgumentError(f"no source for documents {sorted(missing)}")
+        return [documents[s.document][s.start : s.end] for s in task.spans]
+
+
+def _source_proto(document: int, source: DocumentSource) -> embed_pb2.DocumentSource:
+    return embed_pb2.DocumentSource(
+        document=document,
+        file=source.file,
+        start=source.start,
+        end=source.end,
+        text_field=source.text_field,
+    )
+
+
+def _output(output: bytes) -> embed_pb2.EmbedOutput:
+    try:
+        return embed_pb2.EmbedOutput.FromString(output)
+    except Exception as exc:  # protobuf's DecodeError
+        raise InvalidArgumentError(f"output is not an EmbedOutput: {exc}") from None
+
+
+def _matrix(output: bytes) -> npt.NDArray[np.float32]:
+    matrix: npt.NDArray[np.float32] = tensors.from_proto(_output(output).embeddings).astype(
+        np.float32, copy=False
+    )
+    return matrix
+
+
+def window_cosines(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Cosine similarity of each row of `a` with the same row of `b`."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    norms = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+    cosines: npt.NDArray[np.float64] = np.einsum("ij,ij->i", a64, b64)
+    return cosines / np.where(norms == 0, 1.0, norms)
