@@ -2,8 +2,8 @@ import itertools
 
 import pytest
 
-from tokenweave.workloads import WindowPlan, WindowSpan, group_into_shards
 from tokenweave.errors import InvalidArgumentError
+from tokenweave.workloads import WindowPlan, WindowSpan, group_into_shards
 
 
 @pytest.mark.parametrize("length", [1, 5, 253, 254, 255, 477, 478, 479, 1000, 5001])

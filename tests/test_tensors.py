@@ -1,0 +1,53 @@
+"""The one tensor codec: round trips, and refusal of bytes that do not fit their shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokenweave import tensors
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.v1 import tensor_pb2
+
+
+@pytest.mark.parametrize("dtype", sorted(tensors.DTYPES))
+def test_every_dtype_round_trips(dtype: str) -> None:
+    array = (np.arange(24) % 3).astype(dtype).reshape(2, 3, 4)
+    back = tensors.from_proto(tensors.to_proto(array))
+    assert back.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back, array)
+
+
+def test_named_tensors_pack_deterministically() -> None:
+    named = {"b": np.ones((2, 2), np.float32), "a": np.array(7, np.int64)}
+    data = tensors.pack(named)
+    assert data == tensors.pack(dict(reversed(named.items())))
+    back = tensors.unpack(data)
+    assert list(back) == ["a", "b"]
+    assert back["a"].shape == ()
+    np.testing.assert_array_equal(back["b"], named["b"])
+
+
+def test_bytes_are_little_endian() -> None:
+    assert tensors.to_bytes([1], "uint32") == b"\x01\x00\x00\x00"
+    assert tensors.from_bytes(b"\x01\x00\x00\x00", "uint32")[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (tensor_pb2.Tensor(dtype="float32", shape=[3], data=b"\0" * 8), "needs 12 bytes"),
+        (tensor_pb2.Tensor(dtype="float32", shape=[10**12], data=b""), "needs"),
+        (tensor_pb2.Tensor(dtype="float32", shape=[1], data=b"\0" * 5), "whole number"),
+        (tensor_pb2.Tensor(dtype="object", shape=[1], data=b"\0"), "is not one of"),
+        (tensor_pb2.Tensor(dtype="uint8", shape=[1] * 9, data=b"\0"), "at most 8"),
+    ],
+)
+def test_malformed_tensors_are_refused(tensor: tensor_pb2.Tensor, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        tensors.from_proto(tensor, "x")
+
+
+def test_garbage_is_not_a_tensor_map() -> None:
+    with pytest.raises(InvalidArgumentError, match="not a TensorMap"):
+        tensors.unpack(b"\xff\xff\xff")
