@@ -108,7 +108,9 @@ def test_run_check_compare_and_merge(context: PlanContext, prepared: PreparedMod
     for task, output in zip(plan.tasks, outputs, strict=True):
         workload.check(task.detail, output)
         assert workload.compare(task.detail, output, output) == pytest.approx(1.0)
-    merged = workload.merge(plan.documents, list(zip([t.detail for t in plan.tasks], outputs)))
+    merged = workload.merge(
+        plan.documents, list(zip([t.detail for t in plan.tasks], outputs, strict=True))
+    )
     assert [len(m["spans"]) for m in merged] == [
         sum(1 for t in plan.tasks for s in json.loads(t.detail)["spans"] if s[0] == d)
         for d in range(2)
