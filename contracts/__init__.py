@@ -17,15 +17,33 @@ The code is organized as follows:
 * `Anvil`, `anvil_binary`, `ANVIL_DEV_KEYS` (_anvil.py) — a local anvil node from npm's
   @foundry-rs/anvil.
 
-Everything blocks; async callers run it in a worker thread.
+Everything blocks; async callers run it in a worker thread. The names are imported on first use,
+so that `load_artifact` or `RewardTree` alone do not load web3.
 """
 
-from tokenweave.contracts._anvil import ANVIL_DEV_KEYS, Anvil, anvil_binary
-from tokenweave.contracts._artifacts import Artifact, load_artifact, stale_sources
-from tokenweave.contracts._chain import EMBEDDED, Chain, EmbeddedChain, RpcChain, Signer
-from tokenweave.contracts._merkle import RewardTree, leaf_hash
-from tokenweave.contracts._reverts import ContractRevertError, revert_from
-from tokenweave.contracts._rewards import Deployment, RewardContracts, deploy_rewards
+from typing import TYPE_CHECKING
+
+from tokenweave import _lazy_exports
+
+if TYPE_CHECKING:
+    from tokenweave.contracts._anvil import ANVIL_DEV_KEYS, Anvil, anvil_binary
+    from tokenweave.contracts._artifacts import Artifact, load_artifact, stale_sources
+    from tokenweave.contracts._chain import EMBEDDED, Chain, EmbeddedChain, RpcChain, Signer
+    from tokenweave.contracts._merkle import RewardTree, leaf_hash
+    from tokenweave.contracts._reverts import ContractRevertError, revert_from
+    from tokenweave.contracts._rewards import Deployment, RewardContracts, deploy_rewards
+else:
+    __getattr__, __dir__ = _lazy_exports(
+        __name__,
+        {
+            "._anvil": ("ANVIL_DEV_KEYS", "Anvil", "anvil_binary"),
+            "._artifacts": ("Artifact", "load_artifact", "stale_sources"),
+            "._chain": ("EMBEDDED", "Chain", "EmbeddedChain", "RpcChain", "Signer"),
+            "._merkle": ("RewardTree", "leaf_hash"),
+            "._reverts": ("ContractRevertError", "revert_from"),
+            "._rewards": ("Deployment", "RewardContracts", "deploy_rewards"),
+        },
+    )
 
 __all__ = [
     "ANVIL_DEV_KEYS",

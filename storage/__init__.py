@@ -20,30 +20,65 @@ The code is organized as follows:
 * Replicas (_replicas.py) — rendezvous placement, repair plans, possession proofs for audits.
 * `BlockStore` (_blockstore.py) — a node's blocks on disk: atomic writes, verified reads with
   quarantine, names derived from CIDs only, per-block pins, garbage collection, a quota.
+
+The names are imported on first use: only `BlockExchange` and its kin load libp2p and trio.
 """
 
-from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
-from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
-from tokenweave.storage._documents import (
-    DocumentRef,
-    dataset_documents,
-    range_blocks,
-    read_document,
-    read_range,
-)
-from tokenweave.storage._exchange import PROTOCOL, BlockExchange, PeerMisbehavedError
-from tokenweave.storage._exporter import export, read_file
-from tokenweave.storage._importer import (
-    DEFAULT_PROFILE,
-    PROFILES,
-    Block,
-    DagNode,
-    ImportProfile,
-    check_entry_name,
-    import_directory,
-    import_file,
-    profile_named,
-)
+from typing import TYPE_CHECKING
+
+from tokenweave import _lazy_exports
+
+if TYPE_CHECKING:
+    from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
+    from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
+    from tokenweave.storage._documents import (
+        DocumentRef,
+        dataset_documents,
+        range_blocks,
+        read_document,
+        read_range,
+    )
+    from tokenweave.storage._exchange import PROTOCOL, BlockExchange, PeerMisbehavedError
+    from tokenweave.storage._exporter import export, read_file
+    from tokenweave.storage._importer import (
+        DEFAULT_PROFILE,
+        PROFILES,
+        Block,
+        DagNode,
+        ImportProfile,
+        check_entry_name,
+        import_directory,
+        import_file,
+        profile_named,
+    )
+else:
+    __getattr__, __dir__ = _lazy_exports(
+        __name__,
+        {
+            "._blockstore": ("MAX_BLOCK_BYTES", "BlockStore", "CorruptBlockError"),
+            "._cid": ("CID", "DAG_PB", "RAW", "InvalidCidError"),
+            "._documents": (
+                "DocumentRef",
+                "dataset_documents",
+                "range_blocks",
+                "read_document",
+                "read_range",
+            ),
+            "._exchange": ("PROTOCOL", "BlockExchange", "PeerMisbehavedError"),
+            "._exporter": ("export", "read_file"),
+            "._importer": (
+                "DEFAULT_PROFILE",
+                "PROFILES",
+                "Block",
+                "DagNode",
+                "ImportProfile",
+                "check_entry_name",
+                "import_directory",
+                "import_file",
+                "profile_named",
+            ),
+        },
+    )
 
 __all__ = [
     "CID",

@@ -1,23 +1,33 @@
-"""The `tokenweave` command: argument parsing and dispatch to the subcommands."""
+"""The `tokenweave` command: argument parsing and dispatch to the subcommands.
+
+Building the parser imports only the standard library and `tokenweave.errors`, so that `--help`,
+`--version` and mistyped arguments answer at once; each command imports what it needs in
+`_dispatch`, when it runs (tests/cli/test_startup.py keeps it so).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.logging import RichHandler
+from typing import TYPE_CHECKING, Any
 
 from tokenweave import __version__
-from tokenweave.client import DEFAULT_MODEL, Client, default_address
 from tokenweave.errors import TokenweaveError
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@functools.cache
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _add_client_options(p: argparse.ArgumentParser) -> None:
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument(
         "--text-field", default="text", metavar="NAME", help="JSON Lines field with the text"
     )
-    se.add_argument("--model", default=DEFAULT_MODEL)
+    se.add_argument("--model", help="model name (default all-minilm-l6-v2)")
     se.add_argument(
         "--window", type=int, help="tokens per window, [CLS]/[SEP] included (default 256)"
     )
@@ -230,7 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     if sys.stderr.isatty():
-        handler: logging.Handler = RichHandler(console=err, show_path=False, rich_tracebacks=True)
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(
+            console=_stderr(), show_path=False, rich_tracebacks=True
+        )
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="[%X]"))
     else:  # a log file: one plain line per record
         handler = logging.StreamHandler(sys.stderr)
@@ -283,6 +297,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
 
     from tokenweave.cli import _jobs_cmd
+    from tokenweave.client import DEFAULT_MODEL, Client, default_address
 
     address = (
         args.coordinator
@@ -297,7 +312,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 args.files,
                 dataset=args.dataset,
                 text_field=args.text_field,
-                model=args.model,
+                model=args.model or DEFAULT_MODEL,
                 window=args.window,
                 overlap=args.overlap,
                 as_json=args.json,
@@ -337,10 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except TokenweaveError as exc:
-        err.print(f"[red]error[/] ({exc.status}): {exc.message}", soft_wrap=True, highlight=False)
+        _stderr().print(
+            f"[red]error[/] ({exc.status}): {exc.message}", soft_wrap=True, highlight=False
+        )
         return 2
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _stderr().print("interrupted")
         return 130
 
 

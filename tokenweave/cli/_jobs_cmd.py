@@ -261,7 +261,7 @@ def _node_row(n: NodeInfo) -> dict[str, Any]:
         "memory_bytes": n.memory_bytes,
         "gpus": list(n.gpus),
         "providers": list(n.providers),
-        "models": n.models,
+        "models": n.speeds,
         "shards_running": n.shards_running,
         "shards_done": n.shards_done,
         "tokens_processed": n.tokens_processed,
@@ -310,7 +310,7 @@ def list_nodes(client: Client, as_json: bool) -> int:
         hardware = f"{n.cpu_cores} cores, {n.memory_bytes / 2**30:.0f} GiB"
         if n.gpus:
             hardware += ", " + ", ".join(n.gpus)
-        speeds = ", ".join(f"{m}: {s:,.0f}" for m, s in n.models.items())
+        speeds = ", ".join(f"{m}: {s:,.0f}" for m, s in n.speeds.items())
         table.add_row(
             n.address,
             "[green]online[/]" if n.online else "[red]offline[/]",

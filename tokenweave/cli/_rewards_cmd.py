@@ -14,7 +14,6 @@ from rich.table import Table
 
 from tokenweave.client import Client, EpochInfo
 from tokenweave.errors import NotFoundError, UnavailableError
-from tokenweave.node import NodeIdentity
 
 console = Console(stderr=True)
 out = Console()
@@ -106,6 +105,8 @@ def close_epoch(client: Client, wait: bool, as_json: bool) -> int:
 
 
 def claim(client: Client, data_dir: Path, as_json: bool) -> int:
+    from tokenweave.node import NodeIdentity  # the node package loads ONNX Runtime: only here
+
     identity = NodeIdentity.load_or_create(data_dir)
     result = client.claim(identity.private_key)
     balance = client.rewards(identity.address).balance

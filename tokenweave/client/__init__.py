@@ -9,19 +9,53 @@
 * Rewards (_rewards.py) — `epochs()`, `close_epoch()`, `rewards(address)` and `claim(key)`, which
   signs the claim with the operator's key and has the coordinator relay it.
 
-Errors come back as the classes of `tokenweave.errors`, one per gRPC status.
+Errors come back as the classes of `tokenweave.errors`, one per gRPC status. The names are
+imported on first use: `import tokenweave.client` alone loads neither gRPC nor web3.
 """
 
-from tokenweave.client._client import DEFAULT_MODEL, Client, EmbedJob, EmbedResult, default_address
-from tokenweave.client._convert import DocumentEmbedding, JobInfo, JobStatus, NodeInfo, NodeShare
-from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
-from tokenweave.client._rewards import (
-    ChainInfo,
-    ClaimResult,
-    EpochEarning,
-    EpochInfo,
-    OperatorRewards,
-)
+from typing import TYPE_CHECKING
+
+from tokenweave import _lazy_exports
+
+if TYPE_CHECKING:
+    from tokenweave.client._client import (
+        DEFAULT_MODEL,
+        Client,
+        EmbedJob,
+        EmbedResult,
+        default_address,
+    )
+    from tokenweave.client._convert import (
+        DocumentEmbedding,
+        JobInfo,
+        JobStatus,
+        NodeInfo,
+        NodeShare,
+    )
+    from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
+    from tokenweave.client._rewards import (
+        ChainInfo,
+        ClaimResult,
+        EpochEarning,
+        EpochInfo,
+        OperatorRewards,
+    )
+else:
+    __getattr__, __dir__ = _lazy_exports(
+        __name__,
+        {
+            "._client": ("DEFAULT_MODEL", "Client", "EmbedJob", "EmbedResult", "default_address"),
+            "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
+            "._data": ("BlockReplicas", "DatasetInfo", "PutResult"),
+            "._rewards": (
+                "ChainInfo",
+                "ClaimResult",
+                "EpochEarning",
+                "EpochInfo",
+                "OperatorRewards",
+            ),
+        },
+    )
 
 __all__ = [
     "DEFAULT_MODEL",

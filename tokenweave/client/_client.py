@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from eth_account import Account
 
 from tokenweave.client._convert import (
     DocumentEmbedding,
@@ -249,6 +248,8 @@ class Client:
 
         The transaction is signed here, with the operator's key, and relayed by the coordinator.
         """
+        from eth_account import Account  # only claims need it (a slow import)
+
         address = Account.from_key(private_key).address
         ticket = self._call(
             lambda: self._rewards.GetClaim(

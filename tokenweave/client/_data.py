@@ -11,7 +11,6 @@ from tokenweave.storage import (
     CID,
     RAW,
     Block,
-    BlockExchange,
     DagNode,
     export,
     import_directory,
@@ -87,6 +86,8 @@ def download(
     """Fetch the DAG from the nodes that hold it, verifying every block, and write it out;
     `progress` gets the bytes of file data in each leaf as it arrives."""
     cid = CID.parse(root)
+
+    from tokenweave.storage import BlockExchange  # libp2p and trio: only downloads need them
 
     with BlockExchange() as exchange:
 

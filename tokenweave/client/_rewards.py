@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from eth_account import Account
-from web3 import Web3
-
 from tokenweave.contracts import load_artifact
 from tokenweave.errors import FailedPreconditionError
 from tokenweave.types import ChainInfo, EpochInfo, EpochState
@@ -108,6 +105,9 @@ def operator_rewards(r: rewards_pb2.GetRewardsResponse) -> OperatorRewards:
 
 def signed_claim(ticket: rewards_pb2.GetClaimResponse, private_key: bytes) -> tuple[bytes, int]:
     """The claim transaction for the ticket, signed with the operator's key; (raw, amount)."""
+    from eth_account import Account  # slow imports: only a claim needs them
+    from web3 import Web3
+
     account = Account.from_key(private_key)
     cumulative, claimed = int(ticket.cumulative_wei), int(ticket.claimed_wei)
     if cumulative <= claimed:
