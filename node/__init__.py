@@ -2,8 +2,14 @@
 
 The code is organized as follows:
 
-* `NodeDaemon` (_daemon.py) — register by signed challenge, heartbeat, hold the lease stream,
-  run shards, reconnect with backoff, drain on shutdown.
+* `NodeDaemon` (_daemon.py) — builds the parts below and keeps the node connected until stopped.
+* `LeaseSession` (_session.py) — one connection: register by signed challenge, heartbeat, route
+  the lease stream, drain on shutdown.
+* `keep_connected`, `Backoff` (_reconnect.py) — sessions one after another, jittered backoff.
+* `ShardWorker`, `ShardQueue` (_worker.py) — `run(assignment) -> LeaseRequest`; one session's
+  assignments run one at a time, cancelled ones skipped, queued ones handed back on drain.
+* `ShardWindows` (_windows.py) — a shard's token windows: inline, or read from dataset blocks.
+* `BlockService` (_blocks.py) — dataset blocks: keep, copy from peers, prove, read with heal.
 * `NodeConfig` (_config.py) — every setting, with its default.
 * `NodeIdentity` (_identity.py) — the secp256k1 key whose Ethereum address earns the rewards.
 * `ShardRunner` (_runner.py) — runs a shard through ONNX Runtime; calibrates tokens/s.

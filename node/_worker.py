@@ -1,0 +1,173 @@
+"""The task worker: shards leased to this node, run one at a time.
+
+* `ShardWorker.run(assignment) -> LeaseRequest` — one shard in, the message to send back out
+  (a ShardResult, or a ShardFailure saying why). Everything about *what* the work is lives
+  here: the model check, the windows (through a `WindowReader`), ONNX Runtime.
+* `ShardQueue` — one lease session's assignments: queued in arrival order, cancelled ones
+  skipped, one run at a time through a `RunShard`, answers written through a `Send`; on
+  drain, the queued ones are handed back and the running one gets a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from tokenizers import Tokenizer
+
+from tokenweave.models import windows_digest
+from tokenweave.node._runner import ShardRunner
+from tokenweave.node._windows import Windows
+from tokenweave.v1 import nodes_pb2
+
+logger = logging.getLogger(__name__)
+
+#: Writes one message on the lease stream.
+Send = Callable[[nodes_pb2.LeaseRequest], Awaitable[None]]
+#: Runs one shard and returns the message that reports it.
+RunShard = Callable[[nodes_pb2.ShardAssignment], Awaitable[nodes_pb2.LeaseRequest]]
+
+
+class WindowReader(Protocol):
+    """The token windows of a shard (`ShardWindows`); blocking, called in a worker thread."""
+
+    def read(
+        self, assignment: nodes_pb2.ShardAssignment, tokenizer: Tokenizer, model_sha256: str
+    ) -> Windows: ...
+
+
+def _failure(shard_id: str, error: str) -> nodes_pb2.LeaseRequest:
+    return nodes_pb2.LeaseRequest(failure=nodes_pb2.ShardFailure(shard_id=shard_id, error=error))
+
+
+class ShardWorker:
+    """Runs shards on this node's models; lives as long as the daemon."""
+
+    def __init__(self, runners: Mapping[str, ShardRunner], windows: WindowReader) -> None:
+        self._runners = dict(runners)
+        self._windows = windows
+        self.shards_done = 0
+
+    async def run(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
+        """Run `assignment`; the result to report, or the failure (never raises for a bad
+        shard: an exception becomes a ShardFailure naming it)."""
+        runner = self._runners.get(assignment.model)
+        if runner is None or runner.model.sha256 != assignment.model_sha256:
+            have = runner.model.sha256 if runner else "no such model"
+            return _failure(
+                assignment.shard_id,
+                f"refusing model {assignment.model} sha256 {assignment.model_sha256}: "
+                f"this node has {have}",
+            )
+        try:
+            windows = await asyncio.to_thread(
+                self._windows.read, assignment, runner.tokenizer, runner.model.sha256
+            )
+            run = await asyncio.to_thread(runner.run, windows)
+        except Exception as exc:
+            logger.exception("shard %s failed", assignment.shard_id)
+            return _failure(assignment.shard_id, f"{type(exc).__name__}: {exc}")
+        self.shards_done += 1
+        logger.info(
+            "shard %s: %d windows, %d tokens in %.2f s (%.0f tokens/s)",
+            assignment.shard_id,
+            run.rows,
+            run.tokens,
+            run.wall_seconds,
+            run.tokens / run.wall_seconds if run.wall_seconds else 0.0,
+        )
+        return nodes_pb2.LeaseRequest(
+            result=nodes_pb2.ShardResult(
+                shard_id=assignment.shard_id,
+                embeddings=run.embeddings,
+                rows=run.rows,
+                dim=run.dim,
+                tokens=run.tokens,
+                wall_seconds=run.wall_seconds,
+                digest=run.digest,
+                provider=run.provider,
+                tokens_digest=windows_digest(windows),
+            )
+        )
+
+
+class ShardQueue:
+    """One session's assignments. `start()` the loop, feed it with `assign`/`cancel`, and
+    `drain()` it once to stop."""
+
+    def __init__(self, run: RunShard, send: Send) -> None:
+        self._run = run
+        self._send = send
+        self._queue: asyncio.Queue[str | nodes_pb2.ShardAssignment] = asyncio.Queue()
+        self._cancelled: set[str] = set()
+        self._running: str | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> str | None:
+        """The shard being run now, if any."""
+        return self._running
+
+    def assign(self, assignment: nodes_pb2.ShardAssignment) -> None:
+        self._queue.put_nowait(assignment)
+
+    def cancel(self, shard_id: str) -> None:
+        """The coordinator took `shard_id` back: skip it if it has not started."""
+        self._cancelled.add(shard_id)
+
+    def start(self) -> asyncio.Task[None]:
+        """The loop that runs shards; it ends only by raising (a failed send) or by `drain`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._work())
+        return self._task
+
+    async def drain(self, grace_s: float) -> None:
+        """Hand back what has not started, let the running shard finish within `grace_s`
+        (else hand it back too), and stop the loop."""
+        self._draining.set()
+        await self._release_queued()
+        if self._running is not None:
+            logger.info("finishing shard %s before exiting", self._running)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
+        cut_off = self._running  # still running after the grace period
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if cut_off is not None:  # the coordinator gives it to another node
+            self._queue.put_nowait(cut_off)
+        await self._release_queued()
+
+    async def _work(self) -> None:
+        while not self._draining.is_set():
+            assignment = await self._queue.get()
+            if self._draining.is_set():
+                self._queue.put_nowait(assignment)
+                return
+            if isinstance(assignment, str) or assignment.shard_id in self._cancelled:
+                continue
+            self._running = assignment.shard_id
+            self._idle.clear()
+            try:
+                await self._send(await self._run(assignment))
+            finally:
+                self._running = None
+                self._idle.set()
+
+    async def _release_queued(self) -> None:
+        queued = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            queued.append(item if isinstance(item, str) else item.shard_id)
+        if queued:
+            await self._send(
+                nodes_pb2.LeaseRequest(release=nodes_pb2.ShardRelease(shard_ids=queued))
+            )
+            logger.info("handed back %d shards", len(queued))
