@@ -22,7 +22,6 @@ from tokenweave.coordinator._db import NodeRow, utcnow
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import NodeRegistration
 from tokenweave.errors import (
-    FailedPreconditionError,
     InvalidArgumentError,
     UnauthenticatedError,
     clip,
@@ -138,7 +137,7 @@ class NodeRegistry:
         if len(reg.version) > 40 or len(reg.peer_id) > 128:
             raise InvalidArgumentError("version or peer_id is too long")
         if not reg.workloads:
-            raise FailedPreconditionError(
+            raise InvalidArgumentError(
                 f"node {address} names no workloads: it predates tokenweave 0.2's task protocol; "
                 "upgrade the node"
             )

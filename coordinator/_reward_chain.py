@@ -37,8 +37,8 @@ from tokenweave.contracts import (
     revert_from,
 )
 from tokenweave.coordinator._settlement import SentTransaction
-from tokenweave.types import ChainInfo
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from tokenweave.types import ChainInfo
 
 logger = logging.getLogger(__name__)
 

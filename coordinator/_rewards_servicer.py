@@ -6,12 +6,12 @@ import asyncio
 
 from tokenweave.coordinator._convert import epoch_to_proto
 from tokenweave.coordinator._ledger import RewardLedger
-from tokenweave.types import EpochState
 from tokenweave.coordinator._metering import format_micro, format_wei, micro_to_wei
 from tokenweave.coordinator._nodes import normalize_address
 from tokenweave.coordinator._servicers import Context
 from tokenweave.coordinator._settlement import EpochSettler, RewardChain
 from tokenweave.errors import InvalidArgumentError
+from tokenweave.types import EpochState
 from tokenweave.v1 import rewards_pb2, rewards_pb2_grpc
 
 

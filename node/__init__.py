@@ -6,13 +6,15 @@ The code is organized as follows:
 * `LeaseSession` (_session.py) — one connection: register by signed challenge, heartbeat, route
   the lease stream, drain on shutdown.
 * `keep_connected`, `Backoff` (_reconnect.py) — sessions one after another, jittered backoff.
-* `ShardWorker`, `ShardQueue` (_worker.py) — `run(assignment) -> LeaseRequest`; one session's
-  assignments run one at a time, cancelled ones skipped, queued ones handed back on drain.
-* `ShardWindows` (_windows.py) — a shard's token windows: inline, or read from dataset blocks.
+* `ShardWorker`, `ShardQueue` (_worker.py) — `run(assignment) -> LeaseRequest` through the
+  shard's workload (`tokenweave.workloads`); one session's assignments run one at a time,
+  cancelled ones skipped, queued ones handed back on drain.
+* `NodeResources` (_runtime.py) — what a task is lent: the loaded models, and dataset documents
+  read from this node's blocks first, then its peers'.
 * `BlockService` (_blocks.py) — dataset blocks: keep, copy from peers, prove, read with heal.
 * `NodeConfig` (_config.py) — every setting, with its default.
 * `NodeIdentity` (_identity.py) — the secp256k1 key whose Ethereum address earns the rewards.
-* `ShardRunner` (_runner.py) — runs a shard through ONNX Runtime; calibrates tokens/s.
+* `ShardRunner` (_runner.py) — a loaded ONNX model: `embed(windows)`; calibrates tokens/s.
 * `detect_hardware` (_hardware.py) — cores, memory, GPUs, ONNX Runtime providers.
 """
 

@@ -4,8 +4,9 @@ The parts, each behind a small interface:
 
 * `BlockService` (_blocks.py) — dataset blocks: keep, copy from peers, prove, read with heal;
   it also serves peers through the libp2p `BlockExchange`.
-* `ShardWorker` (_worker.py) — `run(assignment) -> LeaseRequest`, reading dataset windows
-  through `ShardWindows` (_windows.py), which reads blocks through the `BlockService`.
+* `ShardWorker` (_worker.py) — `run(assignment) -> LeaseRequest` through the shard's workload,
+  lent the node's `NodeResources` (_runtime.py): its models, and dataset documents read through
+  the `BlockService`.
 * `LeaseSession` (_session.py) — one connection: register, heartbeat, route the lease stream,
   drain on stop. The daemon starts one after another (`keep_connected`, _reconnect.py) with
   backoff; a refused registration ends the daemon.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tokenweave import __version__
+from tokenweave import __version__, workloads
 from tokenweave.models import (
     EmbeddingSession,
     default_cache_dir,
@@ -29,8 +30,8 @@ from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._reconnect import Backoff, keep_connected
 from tokenweave.node._runner import ShardRunner
+from tokenweave.node._runtime import NodeResources
 from tokenweave.node._session import LeaseSession, SessionLostError
-from tokenweave.node._windows import ShardWindows
 from tokenweave.node._worker import ShardWorker
 from tokenweave.storage import BlockExchange, BlockStore
 from tokenweave.v1 import jobs_pb2, nodes_pb2
@@ -56,11 +57,13 @@ class NodeDaemon:
         self._speeds = speeds
         self.blocks = blocks
         self.exchange = exchange
-        self.worker = ShardWorker(runners, ShardWindows(blocks))
+        provider = next(iter(runners.values())).provider if runners else ""
+        self.worker = ShardWorker(NodeResources(runners, blocks), provider)
         self._registration = self._registration_template()
 
     @classmethod
     async def create(cls, config: NodeConfig) -> NodeDaemon:
+        workloads.load_plugins()
         identity = NodeIdentity.load_or_create(config.data_dir)
         cache = config.model_cache or default_cache_dir()
         runners: dict[str, ShardRunner] = {}
@@ -146,4 +149,5 @@ class NodeDaemon:
             version=__version__,
             peer_id=self.exchange.peer_id,
             multiaddrs=self.exchange.addrs,
+            workloads=workloads.names(),
         )

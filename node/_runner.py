@@ -41,9 +41,17 @@ class ShardRunner:
     def provider(self) -> str:
         return self._session.providers[0]
 
+    def embed(self, windows: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        """Unit-length vectors, one row per window (the `LoadedModel` workloads call)."""
+        matrix: npt.NDArray[np.float32] = np.ascontiguousarray(
+            self._session.embed_windows(windows), dtype="<f4"
+        )
+        return matrix
+
     def run(self, windows: Sequence[npt.NDArray[np.int64]]) -> ShardRun:
+        """Embed and time `windows` (calibration)."""
         started = time.perf_counter()
-        matrix = np.ascontiguousarray(self._session.embed_windows(windows), dtype="<f4")
+        matrix = self.embed(windows)
         wall = time.perf_counter() - started
         data = matrix.tobytes()
         return ShardRun(

@@ -1,8 +1,8 @@
 """The task worker: shards leased to this node, run one at a time.
 
 * `ShardWorker.run(assignment) -> LeaseRequest` — one shard in, the message to send back out
-  (a ShardResult, or a ShardFailure saying why). Everything about *what* the work is lives
-  here: the model check, the windows (through a `WindowReader`), ONNX Runtime.
+  (a ShardResult, or a ShardFailure saying why). What the work *is* belongs to the shard's
+  workload (`Workload.run`), given the node's `NodeRuntime` (its models, its dataset reader).
 * `ShardQueue` — one lease session's assignments: queued in arrival order, cancelled ones
   skipped, one run at a time through a `RunShard`, answers written through a `Send`; on
   drain, the queued ones are handed back and the running one gets a grace period.
@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+import time
+from collections.abc import Awaitable, Callable
 
-from tokenizers import Tokenizer
-
-from tokenweave.models import windows_digest
-from tokenweave.node._runner import ShardRunner
-from tokenweave.node._windows import Windows
+from tokenweave import workloads
+from tokenweave.errors import TokenweaveError
 from tokenweave.v1 import nodes_pb2
+from tokenweave.workloads import NodeRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -31,65 +30,57 @@ Send = Callable[[nodes_pb2.LeaseRequest], Awaitable[None]]
 RunShard = Callable[[nodes_pb2.ShardAssignment], Awaitable[nodes_pb2.LeaseRequest]]
 
 
-class WindowReader(Protocol):
-    """The token windows of a shard (`ShardWindows`); blocking, called in a worker thread."""
-
-    def read(
-        self, assignment: nodes_pb2.ShardAssignment, tokenizer: Tokenizer, model_sha256: str
-    ) -> Windows: ...
-
-
 def _failure(shard_id: str, error: str) -> nodes_pb2.LeaseRequest:
     return nodes_pb2.LeaseRequest(failure=nodes_pb2.ShardFailure(shard_id=shard_id, error=error))
 
 
 class ShardWorker:
-    """Runs shards on this node's models; lives as long as the daemon."""
+    """Runs shards through their workloads; lives as long as the daemon."""
 
-    def __init__(self, runners: Mapping[str, ShardRunner], windows: WindowReader) -> None:
-        self._runners = dict(runners)
-        self._windows = windows
+    def __init__(self, runtime: NodeRuntime, provider: str) -> None:
+        self._runtime = runtime
+        self._provider = provider
         self.shards_done = 0
 
     async def run(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
         """Run `assignment`; the result to report, or the failure (never raises for a bad
         shard: an exception becomes a ShardFailure naming it)."""
-        runner = self._runners.get(assignment.model)
-        if runner is None or runner.model.sha256 != assignment.model_sha256:
-            have = runner.model.sha256 if runner else "no such model"
-            return _failure(
-                assignment.shard_id,
-                f"refusing model {assignment.model} sha256 {assignment.model_sha256}: "
-                f"this node has {have}",
-            )
+        shard_id = assignment.shard_id
         try:
-            windows = await asyncio.to_thread(
-                self._windows.read, assignment, runner.tokenizer, runner.model.sha256
+            workload = workloads.get(assignment.workload)
+            self._runtime.model(assignment.model, assignment.model_sha256)
+        except TokenweaveError as exc:
+            return _failure(shard_id, exc.message)
+        started = time.perf_counter()
+        try:
+            run = await asyncio.to_thread(
+                workload.run,
+                assignment.model,
+                assignment.model_sha256,
+                assignment.payload,
+                self._runtime,
             )
-            run = await asyncio.to_thread(runner.run, windows)
         except Exception as exc:
-            logger.exception("shard %s failed", assignment.shard_id)
-            return _failure(assignment.shard_id, f"{type(exc).__name__}: {exc}")
+            logger.exception("shard %s failed", shard_id)
+            return _failure(shard_id, f"{type(exc).__name__}: {exc}")
+        wall = time.perf_counter() - started
         self.shards_done += 1
         logger.info(
-            "shard %s: %d windows, %d tokens in %.2f s (%.0f tokens/s)",
-            assignment.shard_id,
-            run.rows,
+            "shard %s (%s): %d tokens in %.2f s (%.0f tokens/s)",
+            shard_id,
+            workload.name,
             run.tokens,
-            run.wall_seconds,
-            run.tokens / run.wall_seconds if run.wall_seconds else 0.0,
+            wall,
+            run.tokens / wall if wall else 0.0,
         )
         return nodes_pb2.LeaseRequest(
             result=nodes_pb2.ShardResult(
-                shard_id=assignment.shard_id,
-                embeddings=run.embeddings,
-                rows=run.rows,
-                dim=run.dim,
+                shard_id=shard_id,
+                output=run.output,
                 tokens=run.tokens,
-                wall_seconds=run.wall_seconds,
-                digest=run.digest,
-                provider=run.provider,
-                tokens_digest=windows_digest(windows),
+                wall_seconds=wall,
+                digest=hashlib.sha256(run.output).hexdigest(),
+                provider=self._provider,
             )
         )
 

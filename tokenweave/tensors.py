@@ -31,7 +31,7 @@ def _dtype(name: str) -> np.dtype[np.generic]:
         return DTYPES[name]
     except KeyError:
         raise InvalidArgumentError(
-            f"tensor dtype {clip(name)!r} is not one of {', '.join(DTYPES)}"
+            f"tensor dtype {clip(name)} is not one of {', '.join(DTYPES)}"
         ) from None
 
 
@@ -94,6 +94,6 @@ def unpack(data: bytes, what: str = "tensors") -> dict[str, npt.NDArray[np.gener
     except Exception as exc:  # protobuf's DecodeError, and ValueError on bad UTF-8 keys
         raise InvalidArgumentError(f"{what} are not a TensorMap message: {exc}") from None
     return {
-        name: from_proto(tensor, f"{what}[{clip(name)!r}]")
+        name: from_proto(tensor, f"{what}[{clip(name)}]")
         for name, tensor in sorted(message.tensors.items())
     }

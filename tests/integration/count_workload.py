@@ -28,7 +28,6 @@ from tokenweave.workloads import (
     Workload,
 )
 
-
 #: Seconds each run sleeps first (a test's way to make every run a straggler).
 DELAY_ENV = "TOKENWEAVE_TEST_COUNT_DELAY_S"
 

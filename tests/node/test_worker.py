@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -11,10 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tokenweave import tensors
+from tokenweave.errors import FailedPreconditionError
 from tokenweave.models import windows_digest
-from tokenweave.node import ShardRun
 from tokenweave.node._worker import ShardQueue, ShardWorker
-from tokenweave.v1 import nodes_pb2
+from tokenweave.v1 import embed_pb2, nodes_pb2
 
 
 def _assignment(shard_id: str, model: str = "m", sha256: str = "abc") -> nodes_pb2.ShardAssignment:
@@ -125,74 +127,80 @@ async def test_a_failed_send_ends_the_loop_with_its_error() -> None:
 
 
 class FakeRunner:
+    """A loaded model for the embedding workload: one constant unit row per window."""
+
     def __init__(self, sha256: str = "abc") -> None:
         self.model = SimpleNamespace(sha256=sha256)
-        self.tokenizer = object()
         self.windows: list[list[int]] = []
 
-    def run(self, windows: Sequence[npt.NDArray[np.int64]]) -> ShardRun:
+    def embed(self, windows: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
         self.windows = [w.tolist() for w in windows]
-        return ShardRun(
-            embeddings=b"\x00" * 8 * len(windows),
-            rows=len(windows),
-            dim=2,
-            tokens=sum(len(w) + 2 for w in windows),
-            wall_seconds=0.5,
-            digest="d" * 64,
-            provider="FakeProvider",
-        )
+        return np.full((len(windows), 4), 0.5, dtype=np.float32)
 
 
-class FakeWindows:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.calls: list[tuple[str, Any, str]] = []
+class FakeResources:
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
 
-    def read(
-        self, assignment: nodes_pb2.ShardAssignment, tokenizer: Any, model_sha256: str
-    ) -> list[npt.NDArray[np.int64]]:
-        self.calls.append((assignment.shard_id, tokenizer, model_sha256))
-        if self.error is not None:
-            raise self.error
-        return [np.array([5, 6, 7], dtype=np.int64), np.array([8], dtype=np.int64)]
+    def model(self, name: str, sha256: str) -> FakeRunner:
+        if name != "m" or sha256 != self.runner.model.sha256:
+            raise FailedPreconditionError(f"refusing model {name} sha256 {sha256}")
+        return self.runner
+
+    def read_document(self, source: Any, label: str) -> str:
+        raise AssertionError("inline windows need no reads")
 
 
-async def test_run_reports_the_result_of_the_windows_it_read() -> None:
-    runner, windows = FakeRunner(), FakeWindows()
-    worker = ShardWorker({"m": runner}, windows)  # type: ignore[dict-item]
-    answer = await worker.run(_assignment("s1"))
-    assert answer.WhichOneof("message") == "result"
-    result = answer.result
-    assert (result.shard_id, result.rows, result.dim, result.tokens) == ("s1", 2, 2, 8)
-    assert result.provider == "FakeProvider"
-    assert result.tokens_digest == windows_digest([np.array([5, 6, 7]), np.array([8])])
-    assert windows.calls == [("s1", runner.tokenizer, "abc")]
+def _embed_assignment(
+    shard_id: str, windows: Sequence[Sequence[int]], sha256: str = "abc", workload: str = "embed"
+) -> nodes_pb2.ShardAssignment:
+    task = embed_pb2.EmbedTask(
+        windows=[embed_pb2.Window(token_ids=tensors.to_bytes(w, "uint32")) for w in windows]
+    )
+    return nodes_pb2.ShardAssignment(
+        shard_id=shard_id,
+        model="m",
+        model_sha256=sha256,
+        workload=workload,
+        payload=task.SerializeToString(),
+    )
+
+
+async def test_run_reports_the_workloads_output_and_its_digest() -> None:
+    runner = FakeRunner()
+    worker = ShardWorker(FakeResources(runner), "CPUExecutionProvider")
+    reply = await worker.run(_embed_assignment("s1", [[5, 6, 7], [8]]))
+    result = reply.result
+    assert result.shard_id == "s1"
+    assert result.digest == hashlib.sha256(result.output).hexdigest()
+    assert result.tokens == 3 + 2 + 1 + 2
+    assert result.provider == "CPUExecutionProvider"
+    output = embed_pb2.EmbedOutput.FromString(result.output)
+    assert output.tokens_sha256.hex() == windows_digest([np.array([5, 6, 7]), np.array([8])])
     assert runner.windows == [[5, 6, 7], [8]]
     assert worker.shards_done == 1
 
 
 @pytest.mark.parametrize(
-    ("model", "sha256", "have"), [("m", "other", "abc"), ("nope", "abc", "no such model")]
+    ("assignment", "message"),
+    [
+        (_embed_assignment("s1", [[1]], sha256="other"), "refusing model m sha256 other"),
+        (_embed_assignment("s1", [[1]], workload="translate"), "unknown workload 'translate'"),
+    ],
 )
-async def test_run_refuses_a_model_it_does_not_hold_exactly(
-    model: str, sha256: str, have: str
+async def test_run_refuses_what_it_cannot_run(
+    assignment: nodes_pb2.ShardAssignment, message: str
 ) -> None:
-    windows = FakeWindows()
-    worker = ShardWorker({"m": FakeRunner()}, windows)  # type: ignore[dict-item]
-    answer = await worker.run(_assignment("s1", model, sha256))
-    assert answer.WhichOneof("message") == "failure"
-    assert answer.failure.shard_id == "s1"
-    assert f"this node has {have}" in answer.failure.error
-    assert windows.calls == []
-    assert worker.shards_done == 0
+    runner = FakeRunner()
+    reply = await ShardWorker(FakeResources(runner), "cpu").run(assignment)
+    assert reply.WhichOneof("message") == "failure"
+    assert message in reply.failure.error
+    assert runner.windows == []
 
 
 async def test_run_turns_an_exception_into_a_failure_naming_it() -> None:
-    worker = ShardWorker(
-        {"m": FakeRunner()},  # type: ignore[dict-item]
-        FakeWindows(error=KeyError("document 3")),
-    )
-    answer = await worker.run(_assignment("s1"))
-    assert answer.WhichOneof("message") == "failure"
-    assert answer.failure.error == "KeyError: 'document 3'"
-    assert worker.shards_done == 0
+    assignment = _embed_assignment("s1", [[1]])
+    assignment.payload = b"\xff\xff not a task"
+    reply = await ShardWorker(FakeResources(FakeRunner()), "cpu").run(assignment)
+    assert reply.failure.shard_id == "s1"
+    assert "not an EmbedTask" in reply.failure.error

@@ -67,7 +67,7 @@ def get(name: str) -> Workload:
         return _registry[name or DEFAULT]
     except KeyError:
         raise InvalidArgumentError(
-            f"unknown workload {clip(name)!r}; this process runs {', '.join(names())}"
+            f"unknown workload {clip(name)}; this process runs {', '.join(names())}"
         ) from None
 
 

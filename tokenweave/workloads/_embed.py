@@ -57,7 +57,7 @@ def _int_option(options: Mapping[str, str], name: str) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidArgumentError(f"{name}={clip(raw)!r} is not an integer") from None
+        raise InvalidArgumentError(f"{name}={clip(raw)} is not an integer") from None
     if value < 0:
         raise InvalidArgumentError(f"{name}={value} must not be negative")
     return value

@@ -1,0 +1,66 @@
+"""What a node lends the tasks it runs (`tokenweave.workloads.NodeRuntime`): its loaded models,
+and the dataset documents it reads from blocks — its own first, then its peers'."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tokenweave.errors import FailedPreconditionError, NotFoundError, clip
+from tokenweave.node._blocks import DatasetBlocks
+from tokenweave.node._runner import ShardRunner
+from tokenweave.storage import CID, DocumentRef, read_document
+from tokenweave.workloads import DocumentSource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Reads:
+    local: int = 0
+    remote: int = 0
+
+
+class NodeResources:
+    """Synchronous (it reads blocks): workloads call it from a worker thread."""
+
+    def __init__(self, runners: Mapping[str, ShardRunner], blocks: DatasetBlocks) -> None:
+        self._runners = dict(runners)
+        self._blocks = blocks
+
+    def model(self, name: str, sha256: str) -> ShardRunner:
+        runner = self._runners.get(name)
+        if runner is None or runner.model.sha256 != sha256:
+            have = runner.model.sha256 if runner else "no such model"
+            raise FailedPreconditionError(
+                f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
+            )
+        return runner
+
+    def read_document(self, source: DocumentSource, label: str) -> str:
+        reads = _Reads()
+        seen: dict[CID, bytes] = {}  # a document's range may cross a block more than once
+
+        def block(cid: CID) -> bytes:
+            data = seen.get(cid)
+            if data is not None:
+                return data
+            try:
+                data = self._blocks.read_block(cid)
+                reads.local += len(data)
+            except NotFoundError:
+                data = self._blocks.fetch_block(cid)
+                reads.remote += len(data)
+            seen[cid] = data
+            return data
+
+        ref = DocumentRef(label, CID.parse(source.file), source.start, source.end)
+        text = read_document(ref, block, source.text_field or None)
+        logger.info(
+            "%s: read %d bytes of dataset from this node, %d from peers",
+            label,
+            reads.local,
+            reads.remote,
+        )
+        return text
