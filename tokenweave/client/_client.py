@@ -76,6 +76,10 @@ def _translate(exc: grpc.RpcError) -> TokenweaveError:
 
 def _documents(documents: Sequence[str | tuple[str, str]]) -> list[jobs_pb2.Document]:
     """Texts, or (name, text) pairs; a bare text is named doc-<index>."""
+    if isinstance(documents, str):
+        raise InvalidArgumentError(
+            "documents must be a list of texts (or (name, text) pairs), not one string"
+        )
     return [
         jobs_pb2.Document(name=d[0], text=d[1])
         if isinstance(d, tuple)
@@ -363,6 +367,7 @@ class Job:
                 for info in self._client._watch(self.id, after):
                     after = info.sequence
                     deadline = None
+                    delay = 0.25
                     self.info = info
                     yield info
                 return

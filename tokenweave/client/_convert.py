@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tokenweave import tensors
+from tokenweave.errors import TokenweaveError
 from tokenweave.types import (
     Gpu,
     Hardware,
@@ -58,12 +59,27 @@ def _time(message: jobs_pb2.Job | jobs_pb2.NodeInfo, name: str) -> dt.datetime |
     return value
 
 
+def _job_state(job: jobs_pb2.Job) -> JobStatus:
+    name = jobs_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_") if job.state else ""
+    try:
+        return JobStatus(name)
+    except ValueError:
+        raise TokenweaveError(
+            f"job {job.job_id} is in a state this SDK does not know ({job.state}); upgrade it"
+        ) from None
+
+
 def job_info(job: jobs_pb2.Job, sequence: int = 0, tokens_per_second: float = 0.0) -> JobInfo:
+    options = dict(job.options)
+    if not job.workload:  # a 0.1 coordinator: embedding, window and overlap in typed fields
+        for name, value in (("window", job.window), ("overlap", job.overlap)):
+            if value:
+                options.setdefault(name, str(value))
     return JobInfo(
         job_id=job.job_id,
-        state=JobStatus(jobs_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")),
+        state=_job_state(job),
         workload=job.workload or "embed",
-        options=dict(job.options),
+        options=options,
         model=job.model,
         documents=job.documents,
         tokens=job.tokens,
