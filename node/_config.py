@@ -21,6 +21,8 @@ class NodeConfig:
     batch_size: int = 32
     #: ONNX Runtime intra-op threads; 0 lets it choose (one per core).
     threads: int = 0
+    #: Full windows run to measure the node's speed at start (fewer: faster, rougher).
+    calibration_windows: int = 16
     #: Shards held at once: one running, the rest prefetched.
     max_inflight_shards: int = 2
     #: Seconds a running shard gets to finish on SIGINT/SIGTERM before it is handed back.

@@ -78,7 +78,7 @@ class NodeDaemon:
                 batch_size=config.batch_size,
             )
             runner = ShardRunner(prepared, session)
-            speeds[name] = await asyncio.to_thread(runner.calibrate)
+            speeds[name] = await asyncio.to_thread(runner.calibrate, config.calibration_windows)
             runners[name] = runner
             logger.info(
                 "model %s (sha256 %s…) on %s: %.0f tokens/s",

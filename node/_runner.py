@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import (
     SPECIAL_TOKENS_PER_WINDOW,
     EmbeddingSession,
@@ -66,6 +67,8 @@ class ShardRunner:
 
     def calibrate(self, windows: int = 16, repeats: int = 2) -> float:
         """Tokens per second on full windows of the model's default length (best of `repeats`)."""
+        if windows < 1:
+            raise InvalidArgumentError(f"calibration needs at least one window, not {windows}")
         length = self.model.spec.default_window - SPECIAL_TOKENS_PER_WINDOW
         ids = (
             np.arange(windows * length, dtype=np.int64).reshape(windows, length) % 20_000

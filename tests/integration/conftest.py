@@ -1,7 +1,15 @@
 """Real processes: a coordinator and nodes started as subprocesses on ephemeral loopback ports.
 
-Every process started here is stopped (SIGTERM, then SIGKILL) at the end of the session, even
-when a test fails half-way.
+Every process started here is stopped (SIGTERM, then SIGKILL) as soon as the tests that use it are
+done, even when a test fails half-way: `cluster_factory` stops a test's clusters when that test
+ends, `module_cluster_factory` (for a module's shared `cluster` fixture) when the module's last test
+ends. Idle clusters do not pile up while later tests run.
+
+Every test here is marked `integration` (`pytest -m "not integration"` runs the unit tests). Under
+pytest-xdist, run with `--dist loadfile` (as `make test` does): a module's tests then run on one
+worker, one after the other, so a module's cluster is started once. (`--dist loadgroup` with
+`xdist_group` marks would spread a module's other tests, but pytest-xdist 3.8.0 silently ignores
+the groups under pytest 9.2: pytest-dev/pytest-xdist#1386.)
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,40 +27,70 @@ import pytest
 from tokenizers import Tokenizer
 
 from tokenweave.cli import LocalCluster
-from tokenweave.coordinator import WindowPlan, document_embedding
 from tokenweave.models import PreparedModel
+from tokenweave.workloads import WindowPlan, document_embedding
 
 ClusterFactory = Callable[..., LocalCluster]
 
-GENESIS = Path(__file__).resolve().parents[2] / "tokenweave" / "cli" / "data" / "genesis.txt"
+HERE = Path(__file__).resolve().parent
+GENESIS = HERE.parents[1] / "tokenweave" / "cli" / "data" / "genesis.txt"
+
+_cluster_numbers = itertools.count()
+#: Test nodes: small batches on one thread each (several share 2 cores), and a short calibration
+#: (it is most of a node's start-up CPU, and the suite starts about a hundred nodes).
+NODE_ARGS = ("--batch-size", "8", "--threads", "1", "--calibration-windows", "2")
 
 
-@pytest.fixture(scope="session")
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE not in item.path.parents:
+            continue
+        item.add_marker(pytest.mark.integration)
+
+
+@contextmanager
+def _clusters(
+    model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterFactory]:
+    """A factory of clusters, each stopped (all of them, even if one fails to stop) on exit."""
+    with ExitStack() as stack:
+
+        def make(
+            nodes: int = 0,
+            coordinator_args: Sequence[str] = (),
+            node_args: Sequence[str] = NODE_ARGS,
+        ) -> LocalCluster:
+            cluster = LocalCluster(
+                root=tmp_path_factory.mktemp(f"cluster{next(_cluster_numbers)}"),
+                model_cache=model_cache,
+                coordinator_args=tuple(coordinator_args),
+                node_args=tuple(node_args),
+            )
+            stack.callback(cluster.stop, timeout=20)
+            if nodes:
+                cluster.start(nodes)
+            return cluster
+
+        yield make
+
+
+@pytest.fixture
 def cluster_factory(
     model_cache: Path, prepared: PreparedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterFactory]:
-    clusters: list[LocalCluster] = []
-    counter = itertools.count()
+    """Clusters of one test: stopped when the test ends."""
+    with _clusters(model_cache, tmp_path_factory) as make:
+        yield make
 
-    def make(
-        nodes: int = 0,
-        coordinator_args: Sequence[str] = (),
-        node_args: Sequence[str] = ("--batch-size", "8", "--threads", "1"),
-    ) -> LocalCluster:
-        cluster = LocalCluster(
-            root=tmp_path_factory.mktemp(f"cluster{next(counter)}"),
-            model_cache=model_cache,
-            coordinator_args=tuple(coordinator_args),
-            node_args=tuple(node_args),
-        )
-        clusters.append(cluster)
-        if nodes:
-            cluster.start(nodes)
-        return cluster
 
-    yield make
-    for cluster in clusters:
-        cluster.stop(timeout=20)
+@pytest.fixture(scope="module")
+def module_cluster_factory(
+    model_cache: Path, prepared: PreparedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterFactory]:
+    """Clusters shared by the tests of one module: stopped when its last test is done."""
+    with _clusters(model_cache, tmp_path_factory) as make:
+        yield make
 
 
 def sample_documents() -> list[tuple[str, str]]:

@@ -25,8 +25,8 @@ MAX_DOCUMENT_BYTES = 20_000
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
-    return cluster_factory(
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
+    return module_cluster_factory(
         nodes=1, coordinator_args=("--max-document-bytes", str(MAX_DOCUMENT_BYTES))
     )
 
@@ -145,6 +145,7 @@ def _register(
             hardware=jobs_pb2.Hardware(cpu_cores=1),
             max_inflight_shards=1,
             version="test",
+            workloads=["embed"],
         )
     )
 
@@ -177,6 +178,31 @@ def test_a_node_that_fails_the_signature_check_is_refused(cluster: LocalCluster)
         assert honest.address.lower() not in {n.node_id for n in client.nodes()}
 
 
+def test_a_node_of_release_0_1_is_told_to_upgrade(cluster: LocalCluster) -> None:
+    """A 0.1 node names no workloads: it could not run a 0.2 task, so it is refused with a
+    status it treats as final, and a message that says what to do."""
+    account = Account.create()
+    channel, stub = _node_stub(cluster)
+    with channel:
+        challenge = stub.GetChallenge(nodes_pb2.GetChallengeRequest(address=account.address))
+        signature = Account.sign_message(
+            encode_defunct(text=challenge.message), account.key
+        ).signature
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Register(
+                nodes_pb2.RegisterRequest(
+                    address=account.address,
+                    nonce=challenge.nonce,
+                    signature=bytes(signature),
+                    max_inflight_shards=1,
+                    version="0.1.0",
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "names no workloads" in info.value.details()
+        assert "upgrade the node" in info.value.details()
+
+
 def test_a_result_for_a_shard_the_node_does_not_hold(cluster: LocalCluster) -> None:
     account = Account.create()
     channel, stub = _node_stub(cluster)
@@ -186,13 +212,13 @@ def test_a_result_for_a_shard_the_node_does_not_hold(cluster: LocalCluster) -> N
             hello=nodes_pb2.LeaseHello(node_id=reg.node_id, session_token=reg.session_token)
         )
         forged = nodes_pb2.LeaseRequest(
-            result=nodes_pb2.ShardResult(shard_id="someone-elses-shard", rows=1, dim=384)
+            result=nodes_pb2.ShardResult(shard_id="someone-elses-shard", output=b"\0")
         )
         call = stub.Lease(iter([hello, forged]))
         with pytest.raises(grpc.RpcError) as info:
             list(call)
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "does not hold shard someone-elses-shard" in info.value.details()
+        assert "does not hold shard 'someone-elses-shard'" in info.value.details()
 
         call = stub.Lease(iter([forged]))
         with pytest.raises(grpc.RpcError) as info:

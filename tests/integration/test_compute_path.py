@@ -21,8 +21,8 @@ WINDOW, OVERLAP = 64, 16
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
-    return cluster_factory(nodes=3, coordinator_args=("--windows-per-shard", "4"))
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
+    return module_cluster_factory(nodes=3, coordinator_args=("--windows-per-shard", "4"))
 
 
 def test_one_node_three_nodes_and_direct_onnxruntime_agree(

@@ -31,9 +31,11 @@ def _blocks(client: Client, root: str) -> list[BlockReplicas]:
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
     # No audits here: they would race the heal-on-read test for the corrupt block.
-    return cluster_factory(nodes=3, coordinator_args=(*FAST_CUSTODY, "--audits-per-round", "0"))
+    return module_cluster_factory(
+        nodes=3, coordinator_args=(*FAST_CUSTODY, "--audits-per-round", "0")
+    )
 
 
 @pytest.fixture
@@ -97,7 +99,7 @@ def test_a_flipped_byte_is_detected_and_healed_from_a_peer(
     assert "healing it from peers" in cluster.nodes[1].log_path.read_text()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # one test uses it: stopped when that test ends, not with the module's `cluster`
 def audited(cluster_factory: ClusterFactory) -> LocalCluster:
     return cluster_factory(nodes=3, coordinator_args=(*FAST_CUSTODY, "--audits-per-round", "6"))
 

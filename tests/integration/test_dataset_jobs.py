@@ -21,9 +21,9 @@ from .conftest import GENESIS, ClusterFactory
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
     # One replica per block: each node holds part of every dataset and must fetch the rest.
-    return cluster_factory(nodes=2, coordinator_args=("--replicas", "1"))
+    return module_cluster_factory(nodes=2, coordinator_args=("--replicas", "1"))
 
 
 def _texts() -> list[str]:

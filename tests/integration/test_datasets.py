@@ -20,8 +20,8 @@ from .conftest import ClusterFactory, random_file
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_factory: ClusterFactory) -> LocalCluster:
-    return cluster_factory(nodes=3)
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
+    return module_cluster_factory(nodes=3)
 
 
 def test_put_status_get_and_survive_a_kill(cluster: LocalCluster, tmp_path: Path) -> None:

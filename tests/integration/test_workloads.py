@@ -14,7 +14,7 @@ from tokenweave.cli import LocalCluster
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import PreparedModel, load_tokenizer
 
-from .conftest import GENESIS
+from .conftest import GENESIS, NODE_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "tests.integration.count_workload"
@@ -35,7 +35,7 @@ def cluster(
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         },
         coordinator_args=("--verify-fraction", "1", "--straggler-slack-s", "1"),
-        node_args=("--batch-size", "8", "--threads", "1"),
+        node_args=NODE_ARGS,
     )
     try:
         yield cluster.start(3)

@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers, comma-separated")
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
+    p.add_argument(
+        "--calibration-windows",
+        type=int,
+        metavar="N",
+        help="full windows run to measure the node's speed at start (16)",
+    )
     p.add_argument("--max-inflight-shards", type=int, metavar="N")
     p.add_argument("--p2p-listen", metavar="MULTIADDR", help="where to serve dataset blocks")
     p.add_argument("--block-quota-bytes", type=int, metavar="N", help="cap on stored blocks")
