@@ -6,19 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from tokenweave.errors import NotFoundError, clip
 from tokenweave.models import ModelSpec, load_tokenizer, prepare_model
-
-
-@dataclass(frozen=True, slots=True)
-class TokenizedText:
-    ids: npt.NDArray[np.uint32]
-    #: [tokens, 2]: each token's [start, end) in the text, in characters.
-    offsets: npt.NDArray[np.uint32]
 
 
 @dataclass(frozen=True)
@@ -52,15 +43,3 @@ class ModelCatalog:
             raise NotFoundError(
                 f"unknown model {clip(name)}; this coordinator serves {', '.join(self.names)}"
             ) from None
-
-    def tokenize(self, name: str, texts: Sequence[str]) -> list[TokenizedText]:
-        """Token ids and character offsets of each text, special tokens excluded, untruncated."""
-        tokenizer = self.get(name).tokenizer
-        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [
-            TokenizedText(
-                ids=np.asarray(e.ids, dtype=np.uint32),
-                offsets=np.asarray(e.offsets, dtype=np.uint32).reshape(-1, 2),
-            )
-            for e in encodings
-        ]

@@ -244,7 +244,7 @@ def output_from_proto(result: nodes_pb2.ShardResult) -> ShardOutput:
         tokens=result.tokens,
         wall_seconds=result.wall_seconds,
         digest=result.digest,
-        provider=result.provider,
+        provider=result.provider[:40],  # the column's width
     )
 
 

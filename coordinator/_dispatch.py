@@ -34,7 +34,12 @@ from tokenweave.coordinator._views import (
     ShardAck,
     ShardOutput,
 )
-from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    clip,
+)
 from tokenweave.types import JobInfo
 
 logger = logging.getLogger(__name__)
@@ -149,13 +154,20 @@ class Dispatcher:
     async def attach(self, node_id: str, token: str) -> NodeLane:
         async with self._lock:
             self._registry.authenticate(node_id, token)
+            if not self._standing.allowed(node_id):
+                raise PermissionDeniedError(
+                    f"node {node_id} is cut off: its reputation "
+                    f"{self._standing.reputation(node_id):.2f} is below "
+                    f"{self._standing.min_reputation}"
+                )
             info = self._registry.session_info(node_id)
+            old = self.lanes.get(node_id)
+            if old is not None:  # first, so that what was asked of it is answered "left"
+                await self._detach_locked(old, DetachReason.REPLACED)
             lane = NodeLane(
                 node_id, token, info.max_inflight, {m.name: m for m in info.models}, info.workloads
             )
-            old = self.lanes.add(lane)
-            if old is not None:
-                await self._detach_locked(old, DetachReason.REPLACED)
+            self.lanes.add(lane)
         logger.info("node %s attached (%d slots)", node_id, info.max_inflight)
         await self._pump()
         return lane
@@ -210,8 +222,13 @@ class Dispatcher:
 
     # -- results ------------------------------------------------------------------------------
 
-    def _held(self, lane: NodeLane, shard_id: str) -> QueuedShard | None:
-        """The shard if the node holds it; None if it was revoked; an error if it never held it."""
+    async def _held(self, lane: NodeLane, shard_id: str) -> QueuedShard | None:
+        """The shard if the node holds it and may still report on it; None if it was revoked or
+        the node is cut off (its run ends, uncounted); an error if it never held it."""
+        if shard_id in lane.inflight and not self._standing.allowed(lane.node_id):
+            lane.send(ShardAck(shard_id, accepted=False, reason="node is cut off"))
+            await self._end_run(lane, shard_id)
+            return None
         shard = lane.inflight.get(shard_id)
         if shard is None:
             if shard_id in lane.revoked:
@@ -235,7 +252,7 @@ class Dispatcher:
 
     async def _complete(self, lane: NodeLane, output: ShardOutput) -> None:
         async with self._lock:
-            shard = self._held(lane, output.shard_id)
+            shard = await self._held(lane, output.shard_id)
             if shard is None:
                 return
             try:
@@ -250,12 +267,20 @@ class Dispatcher:
 
     @staticmethod
     def _check(shard: QueuedShard, output: ShardOutput) -> None:
+        """InvalidArgumentError unless the output is the shard's, whole and well-formed. Whatever
+        a workload's check raises refuses the output: a node's bytes must never take the
+        dispatcher down."""
         if hashlib.sha256(output.output).hexdigest() != output.digest:
             raise InvalidArgumentError(f"shard {shard.shard_id}: digest does not match the output")
         try:
             workloads.get(shard.workload).check(shard.detail, output.output)
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(f"shard {shard.shard_id}: {exc.message}") from None
+        except Exception as exc:
+            logger.exception("the %s check of shard %s raised", shard.workload, shard.shard_id)
+            raise InvalidArgumentError(
+                f"shard {shard.shard_id}: output refused ({type(exc).__name__}: {clip(exc, 200)})"
+            ) from None
 
     async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
         lane.inflight.pop(shard.shard_id, None)
@@ -265,12 +290,18 @@ class Dispatcher:
             lane.send(ShardAck(shard.shard_id, accepted=False, reason="not in flight"))
             return
         workload = workloads.get(shard.workload)
+
+        def similarity(a: bytes, b: bytes) -> float:
+            try:
+                return workload.compare(shard.detail, a, b)
+            except Exception:  # two outputs that cannot be compared do not agree
+                logger.exception(
+                    "the %s comparison of shard %s raised", workload.name, shard.shard_id
+                )
+                return -1.0
+
         decision = self._flights.result(
-            flight,
-            lane.node_id,
-            output,
-            lambda a, b: workload.compare(shard.detail, a, b),
-            self.policy.tolerance,
+            flight, lane.node_id, output, similarity, self.policy.tolerance
         )
         if isinstance(decision, Accept):
             await self._accept(flight, decision)
@@ -294,6 +325,13 @@ class Dispatcher:
             )
         except FailedPreconditionError as exc:  # cancelled or failed meanwhile
             logger.info("result for shard %s not recorded: %s", shard_id, exc.message)
+            return
+        except Exception as exc:  # the workload's meter or merge, or the database
+            logger.exception("shard %s could not be completed", shard_id)
+            await self._fail_job(
+                flight.shard.job_id,
+                f"shard {shard_id} could not be completed: {type(exc).__name__}: {clip(exc, 300)}",
+            )
             return
         wrong = {node_id for node_id, _ in decision.caught}
         for node_id in flight.results:
@@ -325,7 +363,7 @@ class Dispatcher:
 
     async def _fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
         async with self._lock:
-            shard = self._held(lane, shard_id)
+            shard = await self._held(lane, shard_id)
             if shard is None:
                 return
             await self._end_run(lane, shard_id, error)
@@ -401,6 +439,7 @@ class Dispatcher:
 
     async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
         shard = flight.shard
+        payload = await self._store.payload(shard.shard_id)
         speed = lane.models[shard.model].tokens_per_second
         expected = (lane.load() + shard.cost) / speed
         deadline = expected * self.policy.straggler_factor + self.policy.straggler_slack_s
@@ -413,7 +452,7 @@ class Dispatcher:
                 shard.workload,
                 shard.model,
                 shard.model_sha256,
-                await self._store.payload(shard.shard_id),
+                payload,
             )
         )
 
@@ -465,5 +504,7 @@ class Dispatcher:
                 await self._run_on(lane, flight, copy=True)
 
     async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
         for lane in self.lanes:
             lane.close()

@@ -27,9 +27,25 @@ from tokenweave.coordinator._views import (
     ShardOutput,
     ShardState,
 )
-from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, clip
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    TokenweaveError,
+    clip,
+)
 from tokenweave.types import JobInfo, JobState, NodeShare
-from tokenweave.workloads import DocumentInput, DocumentPlan, DocumentSource, PlanContext, TaskPlan
+from tokenweave.workloads import (
+    DocumentInput,
+    DocumentPlan,
+    DocumentSource,
+    JobPlan,
+    PlanContext,
+    TaskPlan,
+)
+
+#: Documents read from the database at a time when streaming a job's results.
+RESULT_PAGE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,20 @@ def _locality(
     blocks = {b for source in sources for b in source.blocks}
     local = frozenset.intersection(*(holders.get(b, frozenset()) for b in blocks))
     return sum(source.end - source.start for source in sources), sorted(local)
+
+
+def _check_plan(workload: str, plan: JobPlan, documents: int) -> None:
+    """A workload's plan must account for every document and give nodes work; anything else is
+    a defect of the workload (INTERNAL), not of the job."""
+    if len(plan.documents) != documents:
+        raise TokenweaveError(
+            f"workload {workload} planned {len(plan.documents)} documents for {documents}"
+        )
+    if not plan.tasks:
+        raise TokenweaveError(f"workload {workload} planned no tasks")
+    for task in plan.tasks:
+        if task.cost <= 0 or any(not 0 <= d < documents for d in task.reads):
+            raise TokenweaveError(f"workload {workload} planned a task with a bad cost or read")
 
 
 def _label(index: int, name: str) -> str:
@@ -128,6 +158,7 @@ class JobStore:
         plan = await asyncio.to_thread(
             workload.plan, request.model, request.documents, request.options, context
         )
+        _check_plan(workload.name, plan, len(request.documents))
         job_id = uuid.uuid4().hex
         job = JobRow(
             job_id=job_id,
@@ -248,23 +279,34 @@ class JobStore:
             )
             return [_queued(shard, job) for shard, job in rows]
 
-    async def results(self, job_id: str) -> AsyncIterator[DocumentResult]:
-        """Each document's merged result; only for a job that has succeeded."""
+    async def results(self, job_id: str, page: int = RESULT_PAGE) -> AsyncIterator[DocumentResult]:
+        """Each document's merged result; only for a job that has succeeded. Read a page at a
+        time in short sessions: a slow reader holds no database connection."""
         job = await self.get(job_id)
         if job.state is not JobState.SUCCEEDED:
             raise FailedPreconditionError(
                 f"job {job_id} is {job.state}; results exist once it has SUCCEEDED"
             )
-        async with self._sessions() as session:
-            docs = await session.stream_scalars(
-                select(DocumentRow).where(DocumentRow.job_id == job_id).order_by(DocumentRow.index)
-            )
-            async for doc in docs:
+        after = -1
+        while True:
+            async with self._sessions() as session:
+                docs = list(
+                    await session.scalars(
+                        select(DocumentRow)
+                        .where(DocumentRow.job_id == job_id, DocumentRow.index > after)
+                        .order_by(DocumentRow.index)
+                        .limit(page)
+                    )
+                )
+            for doc in docs:
                 if doc.result is None:
                     raise FailedPreconditionError(
                         f"job {job_id}: document {doc.index} has no result"
                     )
                 yield DocumentResult(doc.index, doc.name, doc.tokens, tensors.unpack(doc.result))
+            if len(docs) < page:
+                return
+            after = docs[-1].index
 
     # -- changes ------------------------------------------------------------------------------
 

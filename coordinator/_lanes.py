@@ -98,6 +98,8 @@ class Replies(Generic[K, V]):
     def __init__(self, what: str) -> None:
         self._what = what
         self._waiting: dict[tuple[str, K], asyncio.Future[V]] = {}
+        #: Callers waiting on each request; the last to give up withdraws it.
+        self._waiters: dict[tuple[str, K], int] = {}
 
     async def ask(
         self,
@@ -115,10 +117,18 @@ class Replies(Generic[K, V]):
             future = self._waiting[slot] = asyncio.get_running_loop().create_future()
             future.add_done_callback(lambda f: self._forget(slot, f))
             lane.send(message)
+        self._waiters[slot] = self._waiters.get(slot, 0) + 1
         try:
             return await asyncio.wait_for(asyncio.shield(future), patience)
         except TimeoutError:
             return timed_out
+        finally:
+            self._waiters[slot] -= 1
+            if not self._waiters[slot]:
+                del self._waiters[slot]
+                if not future.done():  # nobody waits any more: a late answer is ignored
+                    future.cancel()
+                    self._forget(slot, future)
 
     def answer(self, node_id: str, key: K, value: V) -> None:
         """The node answered; an answer nobody waits for (late, or never asked) is ignored."""

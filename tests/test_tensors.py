@@ -41,6 +41,7 @@ def test_bytes_are_little_endian() -> None:
         (tensor_pb2.Tensor(dtype="float32", shape=[1], data=b"\0" * 5), "whole number"),
         (tensor_pb2.Tensor(dtype="object", shape=[1], data=b"\0"), "is not one of"),
         (tensor_pb2.Tensor(dtype="uint8", shape=[1] * 9, data=b"\0"), "at most 8"),
+        (tensor_pb2.Tensor(dtype="float32", shape=[0, 2**63], data=b""), "is not valid"),
     ],
 )
 def test_malformed_tensors_are_refused(tensor: tensor_pb2.Tensor, message: str) -> None:

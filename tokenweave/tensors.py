@@ -59,7 +59,10 @@ def from_bytes(
             f"tensor of shape {list(shape)} needs {math.prod(shape) * kind.itemsize} bytes of "
             f"{dtype}; {len(data)} were sent"
         )
-    return flat.reshape(shape)
+    try:
+        return flat.reshape(shape)
+    except ValueError as exc:  # e.g. a zero-size shape with a dimension numpy cannot hold
+        raise InvalidArgumentError(f"tensor shape {list(shape)} is not valid: {exc}") from None
 
 
 def to_proto(array: npt.ArrayLike, dtype: str | None = None) -> tensor_pb2.Tensor:

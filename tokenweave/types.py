@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+def _int(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
 class JobState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -81,11 +85,11 @@ class JobInfo:
 
     @property
     def window(self) -> int:
-        return int(self.options.get("window", 0))
+        return _int(self.options.get("window", ""))
 
     @property
     def overlap(self) -> int:
-        return int(self.options.get("overlap", 0))
+        return _int(self.options.get("overlap", ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -748,3 +748,30 @@ def test_a_single_string_is_not_a_list_of_documents(scripted: Scripted, client: 
     with pytest.raises(InvalidArgumentError, match="not one string"):
         client.embed("one long text")
     assert not scripted.requests
+
+
+def test_result_reads_an_embedding_from_a_0_1_coordinators_repeated_floats(
+    client: Client, scripted: Scripted
+) -> None:
+    """A 0.1 coordinator ignores `tensors` and sends its repeated-float fields."""
+    scripted.watches = [WatchAttempt([event(1, jobs_pb2.JOB_STATE_SUCCEEDED)])]
+    legacy = jobs_pb2.DocumentResult(index=0, name="doc-0", tokens=7, embedding=[0.6, 0.8])
+    legacy.windows.add(start=0, end=4, char_start=0, char_end=20, embedding=[1.0, 0.0])
+    legacy.windows.add(start=3, end=7, char_start=15, char_end=33, embedding=[0.0, 1.0])
+    scripted.results = [legacy]
+
+    (doc,) = client.embed(["text"]).result().documents
+
+    np.testing.assert_array_equal(doc.spans, [[0, 4], [3, 7]])
+    np.testing.assert_array_equal(doc.char_spans, [[0, 20], [15, 33]])
+    np.testing.assert_array_equal(doc.window_embeddings, [[1, 0], [0, 1]])
+    np.testing.assert_allclose(doc.embedding, [0.6, 0.8])
+
+
+def test_result_of_a_job_of_another_workload_says_to_use_outputs(
+    client: Client, scripted: Scripted
+) -> None:
+    scripted.job = job_message("j", jobs_pb2.JOB_STATE_SUCCEEDED)
+    scripted.job.workload = "count"
+    with pytest.raises(FailedPreconditionError, match="'count' job, not an embedding"):
+        client.job("j").result()

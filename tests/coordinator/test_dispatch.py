@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenweave import tensors
+from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._db import LedgerRow, NodeRow, VerificationRow, open_database
 from tokenweave.coordinator._dispatch import Dispatcher, WorkPolicy
@@ -30,6 +31,7 @@ from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import (
     Assignment,
+    AuditChallenge,
     JobRequest,
     NodeRegistration,
     ShardAck,
@@ -39,12 +41,13 @@ from tokenweave.coordinator._views import (
 from tokenweave.errors import (
     FailedPreconditionError,
     PermissionDeniedError,
+    TokenweaveError,
     UnauthenticatedError,
 )
 from tokenweave.models import PreparedModel, windows_digest
 from tokenweave.types import Hardware, JobState, ModelOffer
 from tokenweave.v1 import embed_pb2
-from tokenweave.workloads import DocumentInput
+from tokenweave.workloads import DocumentInput, EmbedWorkload, JobPlan
 
 MODEL = "all-minilm-l6-v2"
 
@@ -196,6 +199,7 @@ async def test_a_job_runs_to_the_end_through_detach_and_reattach(
     assert second.shard_id in seen
     results = [d async for d in store.results(job.job_id)]
     assert [d.name for d in results] == ["a", "b"]
+    assert [d.name async for d in store.results(job.job_id, page=1)] == ["a", "b"]
     assert sum(len(d.outputs["spans"]) for d in results) == view.items
 
 
@@ -492,3 +496,80 @@ async def test_a_node_that_fails_audits_below_the_threshold_is_cut_off_at_once(
     with pytest.raises(UnauthenticatedError):
         await dispatcher.attach(bad.node_id, bad.token)  # its session is gone too
     assert (await dispatcher.job(job.job_id)).state is JobState.RUNNING
+
+
+async def test_a_cut_off_nodes_waiting_result_is_not_accepted(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+) -> None:
+    """Results a node sent before it was cut off, still waiting their turn, do not count."""
+    dispatcher, registry, _store = parts
+    bad = await _node(registry, dispatcher, catalog)
+    job = await dispatcher.submit(_job())
+    first, _ = _assignments(bad)
+    for _ in range(3):
+        await dispatcher._standing.record_audit("bafy-block", bad.node_id, False, "wrong proof")
+    await dispatcher.complete(bad, _output(first))  # before the cut-off task has run
+    acks = [m for m in _messages(bad) if isinstance(m, ShardAck)]
+    assert [(a.accepted, a.reason) for a in acks] == [(False, "node is cut off")]
+    assert (await dispatcher.job(job.job_id)).shards_done == 0
+    assert first.shard_id in dispatcher._pending
+
+
+async def test_a_replaced_lanes_pending_audit_is_answered_at_once(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+) -> None:
+    """A node that reconnects while an audit is out is not failed for the old stream's
+    silence: the audit learns it left."""
+    dispatcher, registry, _store = parts
+    account = Account.create()
+    lane = await _node(registry, dispatcher, catalog, account)
+    audit = asyncio.create_task(
+        dispatcher.lanes.audit(lane.node_id, AuditChallenge("bafy-block", b"n"), patience=30)
+    )
+    await asyncio.sleep(0)
+    await _node(registry, dispatcher, catalog, account)  # a new session and lease stream
+    answer = await asyncio.wait_for(audit, 5)
+    assert answer.left
+
+
+async def test_a_check_that_raises_refuses_the_output(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore],
+    catalog: ModelCatalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever a workload's check raises, the output is refused and the shard runs again."""
+    dispatcher, registry, _store = parts
+    job = await dispatcher.submit(_job())
+    lane = await _node(registry, dispatcher, catalog)
+    first, _ = _assignments(lane)
+
+    def broken(self: object, detail: bytes, output: bytes) -> None:
+        raise ValueError("numpy said no")
+
+    monkeypatch.setattr(EmbedWorkload, "check", broken)
+    await dispatcher.complete(lane, _output(first))
+    acks = [m for m in _messages(lane) if isinstance(m, ShardAck)]
+    assert [a.accepted for a in acks] == [False]
+    assert "ValueError: 'numpy said no'" in acks[0].reason or "numpy said no" in acks[0].reason
+    assert (await dispatcher.job(job.job_id)).shards_done == 0
+
+
+class _NoWork(EmbedWorkload):
+    """A defective plugin: its plan has no tasks."""
+
+    name = "test-no-work"
+
+    def plan(self, model: str, documents: Any, options: Any, context: Any) -> JobPlan:
+        planned = super().plan(model, documents, options, context)
+        return dataclasses.replace(planned, tasks=())
+
+
+async def test_a_defective_plan_is_an_internal_error_and_stores_nothing(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore],
+) -> None:
+    dispatcher, _registry, store = parts
+    workloads.register(_NoWork())
+    request = dataclasses.replace(_job(), workload="test-no-work")
+    with pytest.raises(TokenweaveError, match="workload test-no-work planned no tasks"):
+        await dispatcher.submit(request)
+    assert await store.recent(10) == []

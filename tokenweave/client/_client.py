@@ -405,5 +405,9 @@ class EmbedJob(Job):
 
     def result(self) -> EmbedResult:
         """Wait for the job to finish and return its embeddings; raises if it did not succeed."""
+        if self.info.workload != "embed":
+            raise FailedPreconditionError(
+                f"job {self.id} is a {self.info.workload!r} job, not an embedding: use outputs()"
+            )
         documents = tuple(document_embedding(d) for d in self.outputs())
         return EmbedResult(job=self.info, documents=documents)

@@ -111,15 +111,22 @@ class DocumentOutput:
 
 
 def document_output(doc: jobs_pb2.DocumentResult) -> DocumentOutput:
-    return DocumentOutput(
-        index=doc.index,
-        name=doc.name,
-        tokens=doc.tokens,
-        outputs={
-            name: tensors.from_proto(value, f"result {name!r}")
-            for name, value in sorted(doc.outputs.items())
-        },
-    )
+    outputs = {
+        name: tensors.from_proto(value, f"result {name!r}")
+        for name, value in sorted(doc.outputs.items())
+    }
+    if not outputs and doc.embedding:  # a 0.1 coordinator: an embedding in repeated floats
+        outputs = {
+            "embedding": np.asarray(doc.embedding, dtype=np.float32),
+            "window_embeddings": np.asarray(
+                [w.embedding for w in doc.windows], dtype=np.float32
+            ).reshape(len(doc.windows), len(doc.embedding)),
+            "spans": np.asarray([(w.start, w.end) for w in doc.windows], dtype=np.uint32),
+            "char_spans": np.asarray(
+                [(w.char_start, w.char_end) for w in doc.windows], dtype=np.uint32
+            ),
+        }
+    return DocumentOutput(index=doc.index, name=doc.name, tokens=doc.tokens, outputs=outputs)
 
 
 def document_embedding(doc: DocumentOutput) -> DocumentEmbedding:

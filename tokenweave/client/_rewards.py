@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from tokenweave.contracts import load_artifact
-from tokenweave.errors import FailedPreconditionError
+from tokenweave.errors import FailedPreconditionError, TokenweaveError
 from tokenweave.types import ChainInfo, EpochInfo, EpochState
 from tokenweave.v1 import rewards_pb2
 
@@ -57,7 +57,13 @@ class ClaimResult:
 
 
 def _state(value: int) -> EpochState:
-    return EpochState(rewards_pb2.EpochState.Name(value).removeprefix("EPOCH_STATE_"))  # type: ignore[arg-type]
+    name = rewards_pb2.EpochState.Name(value).removeprefix("EPOCH_STATE_")  # type: ignore[arg-type]
+    try:
+        return EpochState(name)
+    except ValueError:
+        raise TokenweaveError(
+            f"an epoch state this SDK does not know ({name}); upgrade it"
+        ) from None
 
 
 def _time(message: rewards_pb2.Epoch, name: str) -> dt.datetime | None:

@@ -75,7 +75,8 @@ class JobServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SubmitJob(self, request, context):
-        """Tokenizes the documents, cuts them into windows and queues the shards.
+        """Has the job's workload plan the documents into shards (for "embed": tokenize them and cut
+        them into windows), and queues the shards.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -203,7 +203,9 @@ class JobServiceStub(typing.Generic[_JobServiceSubmitJobType, _JobServiceGetJobT
     ], channel: grpc.aio.Channel) -> None: ...
 
     SubmitJob: _JobServiceSubmitJobType
-    """Tokenizes the documents, cuts them into windows and queues the shards."""
+    """Has the job's workload plan the documents into shards (for "embed": tokenize them and cut
+    them into windows), and queues the shards.
+    """
 
     GetJob: _JobServiceGetJobType
 
@@ -259,7 +261,9 @@ class JobServiceServicer(metaclass=abc.ABCMeta):
         request: tokenweave.v1.jobs_pb2.SubmitJobRequest,
         context: _ServicerContext,
     ) -> typing.Union[tokenweave.v1.jobs_pb2.SubmitJobResponse, collections.abc.Awaitable[tokenweave.v1.jobs_pb2.SubmitJobResponse]]:
-        """Tokenizes the documents, cuts them into windows and queues the shards."""
+        """Has the job's workload plan the documents into shards (for "embed": tokenize them and cut
+        them into windows), and queues the shards.
+        """
 
     @abc.abstractmethod
     def GetJob(
