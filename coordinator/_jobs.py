@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -52,8 +52,10 @@ RESULT_PAGE = 64
 class JobLimits:
     max_document_bytes: int
     max_documents: int
-    default_overlap: int
-    windows_per_shard: int
+    #: Work items (embed: windows) a workload groups into one task (--windows-per-shard).
+    items_per_task: int
+    #: Coordinator defaults for workload options a job leaves out (embed: --default-overlap).
+    option_defaults: Mapping[str, str] = field(default_factory=dict)
 
 
 def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
@@ -152,8 +154,8 @@ class JobStore:
             model=entry.spec,
             model_sha256=entry.sha256,
             tokenizer=entry.tokenizer,
-            items_per_task=self._limits.windows_per_shard,
-            defaults={"overlap": str(self._limits.default_overlap)},
+            items_per_task=self._limits.items_per_task,
+            defaults=self._limits.option_defaults,
         )
         plan = await asyncio.to_thread(
             workload.plan, request.model, request.documents, request.options, context

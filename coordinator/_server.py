@@ -115,8 +115,8 @@ class CoordinatorServer:
             JobLimits(
                 max_document_bytes=config.max_document_bytes,
                 max_documents=config.max_documents,
-                default_overlap=config.default_overlap,
-                windows_per_shard=config.windows_per_shard,
+                items_per_task=config.windows_per_shard,
+                option_defaults={"overlap": str(config.default_overlap)},
             ),
             ledger,
         )

@@ -80,7 +80,7 @@ async def make_parts(
         store = JobStore(
             sessions,
             catalog,
-            JobLimits(10**6, 100, default_overlap=2, windows_per_shard=2),
+            JobLimits(10**6, 100, items_per_task=2, option_defaults={"overlap": "2"}),
             ledger,
         )
         registry = NodeRegistry(
