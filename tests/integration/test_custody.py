@@ -101,7 +101,12 @@ def test_a_flipped_byte_is_detected_and_healed_from_a_peer(
 
 @pytest.fixture  # one test uses it: stopped when that test ends, not with the module's `cluster`
 def audited(cluster_factory: ClusterFactory) -> LocalCluster:
-    return cluster_factory(nodes=3, coordinator_args=(*FAST_CUSTODY, "--audits-per-round", "6"))
+    # No reputation threshold: a node below it is cut off at once (see the dispatcher's tests),
+    # and this test follows the block back onto the node that lost it.
+    return cluster_factory(
+        nodes=3,
+        coordinator_args=(*FAST_CUSTODY, "--audits-per-round", "6", "--min-reputation", "0"),
+    )
 
 
 def test_audits_catch_a_node_that_lost_its_blocks(audited: LocalCluster, tmp_path: Path) -> None:
