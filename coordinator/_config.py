@@ -29,8 +29,12 @@ class CoordinatorConfig:
     heartbeat_misses: int = 3
     #: A shard that failed this many times fails its job.
     max_attempts: int = 3
-    #: Fraction of shards also run on a second node and compared (a third decides a dispute).
+    #: Fraction of shards also run on a second node and compared (a third decides a dispute),
+    #: chosen with a secret of this coordinator: a node cannot tell which.
     verify_fraction: float = 0.1
+    #: A node's work is all verified until this many of its results agreed with another node's
+    #: (new nodes are vetted before they are trusted with sampling).
+    vetting_results: int = 10
     #: Lowest per-window cosine at which two outputs of a shard agree.
     verify_tolerance: float = 0.9999
     #: A run past factor × its expected time + slack gets a backup copy on another node.

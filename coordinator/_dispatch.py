@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -83,6 +84,8 @@ class Dispatcher:
         self._flights = Flights(max_attempts)
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        #: Keys the choice of shards to verify; nodes never see it.
+        self._secret = secrets.token_bytes(32)
         standing.on_cutoff(self._cut_off)
 
     async def recover(self) -> int:
@@ -475,7 +478,9 @@ class Dispatcher:
                         "shard %s is no longer pending; dropped from the queue", shard_id
                     )
                     continue
-                verified = chosen_for_verification(shard_id, self.policy.verify_fraction)
+                verified = not self._standing.vetted(lane.node_id) or chosen_for_verification(
+                    shard_id, self.policy.verify_fraction, self._secret
+                )
                 await self._run_on(lane, self._flights.lease(shard, verified), copy=False)
                 self._events.notify(shard.job_id)
             await self._place_copies()

@@ -156,6 +156,7 @@ class NodeRegistry:
                     address=address,
                     registered_at=now,
                     reputation=1.0,
+                    verifications_passed=0,
                     verifications_failed=0,
                     audits_failed=0,
                 )

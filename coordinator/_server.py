@@ -108,7 +108,12 @@ class CoordinatorServer:
         catalog = await asyncio.to_thread(ModelCatalog.prepare, config.models, cache)
         engine, sessions = await open_database(config.database_url)
         ledger = RewardLedger(sessions, reward_tree, prices)
-        standing = Standing(sessions, ledger, min_reputation=config.min_reputation)
+        standing = Standing(
+            sessions,
+            ledger,
+            min_reputation=config.min_reputation,
+            vetting_results=config.vetting_results,
+        )
         store = JobStore(
             sessions,
             catalog,

@@ -40,12 +40,16 @@ class Standing:
         sessions: async_sessionmaker[AsyncSession],
         ledger: RewardLedger,
         min_reputation: float = 0.0,
+        vetting_results: int = 0,
     ) -> None:
         self._db = sessions
         self._ledger = ledger
         self.min_reputation = min_reputation
+        self.vetting_results = vetting_results
         #: Reputation of every node seen since start, as last written.
         self._known: dict[str, float] = {}
+        #: Verified results of each node that agreed with another node's.
+        self._agreed: dict[str, int] = {}
         self._listeners: list[CutoffListener] = []
 
     def on_cutoff(self, listener: CutoffListener) -> None:
@@ -60,6 +64,12 @@ class Standing:
                 f"{node.audits_failed} failed audits"
             )
         self._known[node.node_id] = node.reputation
+        self._agreed[node.node_id] = node.verifications_passed or 0
+
+    def vetted(self, node_id: str) -> bool:
+        """Whether the node has a record: `vetting_results` of its results agreed with another
+        node's. Until then all its work is verified."""
+        return self._agreed.get(node_id, 0) >= self.vetting_results
 
     def reputation(self, node_id: str) -> float:
         return self._known.get(node_id, 0.0)
@@ -134,6 +144,7 @@ class Standing:
                 node.reputation = next_reputation(node.reputation, ok)
                 if ok:
                     node.verifications_passed += 1
+                    self._agreed[node_id] = node.verifications_passed
                 else:
                     node.verifications_failed += 1
                     await self._ledger.withhold(session, node.address)

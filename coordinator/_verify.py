@@ -1,6 +1,7 @@
 """Redundant execution: which shards run twice, and which of several results is right.
 
-A chosen fraction of shards runs on two nodes. Two outputs agree when their workload's similarity
+A fraction of shards, chosen with a secret, runs on two nodes (and every shard of a node not yet
+vetted). Two outputs agree when their workload's similarity
 reaches `tolerance` (for embeddings, the lowest per-window cosine: 0.9999 accepts the differences
 between honest CPU and GPU runs, a perturbed output falls far below). When two results disagree a
 third node runs the shard and decides: the result that another one agrees with wins, and every
@@ -10,6 +11,7 @@ result that disagrees with it is a node caught returning wrong outputs.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -19,13 +21,15 @@ DEFAULT_TOLERANCE = 0.9999
 Similarity = Callable[[bytes, bytes], float]
 
 
-def chosen_for_verification(shard_id: str, fraction: float) -> bool:
-    """Whether `shard_id` runs twice: a hash of the id below `fraction` (reproducible, and a node
-    cannot tell from the assignment)."""
+def chosen_for_verification(shard_id: str, fraction: float, secret: bytes) -> bool:
+    """Whether `shard_id` runs twice: a keyed hash of the id (HMAC-SHA256 with the coordinator's
+    secret) below `fraction`. Nodes do not have the secret, so they cannot tell which of their
+    shards will be checked — a public hash of the id would let a cheater answer honestly on
+    exactly those."""
     if fraction <= 0:
         return False
-    value = int.from_bytes(hashlib.sha256(shard_id.encode()).digest()[:8], "big") / 2**64
-    return value < fraction
+    digest = hmac.new(secret, shard_id.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,16 +67,16 @@ def _tree(leaves: object) -> tuple[bytes, Callable[[str], list[bytes]]]:
 @pytest.fixture
 async def make_parts(
     tmp_path: Path, catalog: ModelCatalog
-) -> AsyncIterator[Callable[[WorkPolicy], Awaitable[Parts]]]:
+) -> AsyncIterator[Callable[..., Awaitable[Parts]]]:
     engines: list[AsyncEngine] = []
 
-    async def make(policy: WorkPolicy) -> Parts:
+    async def make(policy: WorkPolicy, vetting: int = 0) -> Parts:
         engine, sessions = await open_database(
             f"sqlite+aiosqlite:///{tmp_path / f'c{len(engines)}.db'}"
         )
         engines.append(engine)
         ledger = RewardLedger(sessions, _tree, PriceList.parse([f"{MODEL}=1"]))
-        standing = Standing(sessions, ledger, min_reputation=0.2)
+        standing = Standing(sessions, ledger, min_reputation=0.2, vetting_results=vetting)
         store = JobStore(
             sessions,
             catalog,
@@ -97,7 +97,7 @@ async def make_parts(
 
 
 @pytest.fixture
-async def parts(make_parts: Callable[[WorkPolicy], Awaitable[Parts]]) -> Parts:
+async def parts(make_parts: Callable[..., Awaitable[Parts]]) -> Parts:
     """Without verification: every shard runs once."""
     return await make_parts(WorkPolicy(verify_fraction=0.0))
 
@@ -342,7 +342,7 @@ async def _run_all(
 
 
 async def test_a_verified_shard_runs_on_two_nodes_and_is_paid_once(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=1.0))
     a = await _node(registry, dispatcher, catalog)
@@ -360,7 +360,7 @@ async def test_a_verified_shard_runs_on_two_nodes_and_is_paid_once(
 
 
 async def test_a_third_node_settles_a_dispute_and_the_liar_is_caught(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=1.0))
     liar = await _node(registry, dispatcher, catalog)
@@ -388,7 +388,7 @@ async def test_a_third_node_settles_a_dispute_and_the_liar_is_caught(
 
 
 async def test_a_caught_node_earns_nothing_in_that_epoch(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=0.0))
     node = await _node(registry, dispatcher, catalog)
@@ -402,7 +402,7 @@ async def test_a_caught_node_earns_nothing_in_that_epoch(
 
 
 async def test_a_node_below_the_reputation_threshold_is_refused(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     dispatcher, registry, _store = await make_parts(WorkPolicy(verify_fraction=0.0))
     account = Account.create()
@@ -414,7 +414,7 @@ async def test_a_node_below_the_reputation_threshold_is_refused(
 
 
 async def test_a_straggler_gets_a_backup_and_the_first_result_wins(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     policy = WorkPolicy(verify_fraction=0.0, straggler_factor=0.0, straggler_slack_s=0.0)
     dispatcher, registry, store = await make_parts(policy)
@@ -442,7 +442,7 @@ async def test_a_straggler_gets_a_backup_and_the_first_result_wins(
 
 
 async def test_a_lone_node_result_stands_unverified(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     dispatcher, registry, _store = await make_parts(WorkPolicy(verify_fraction=1.0))
     node = await _node(registry, dispatcher, catalog)
@@ -452,7 +452,7 @@ async def test_a_lone_node_result_stands_unverified(
 
 
 async def test_an_onlookers_challenge_does_not_void_the_nodes_own(
-    make_parts: Callable[[WorkPolicy], Awaitable[Parts]], catalog: ModelCatalog
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
 ) -> None:
     _dispatcher, registry, _store = await make_parts(WorkPolicy(verify_fraction=0.0))
     account = Account.create()
@@ -573,3 +573,28 @@ async def test_a_defective_plan_is_an_internal_error_and_stores_nothing(
     with pytest.raises(TokenweaveError, match="workload test-no-work planned no tasks"):
         await dispatcher.submit(request)
     assert await store.recent(10) == []
+
+
+async def test_a_new_nodes_work_is_all_verified_until_it_has_a_record(
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    """With sampling off, a node's first results are still checked on another node (vetting);
+    once two of them agreed, its shards run once."""
+    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=0.0), vetting=2)
+    a = await _node(registry, dispatcher, catalog)
+    b = await _node(registry, dispatcher, catalog)
+    text = " ".join(f"word{i}" for i in range(400))
+    job = await dispatcher.submit(
+        JobRequest("embed", MODEL, (DocumentInput("a", text),), {"window": "16", "overlap": "2"})
+    )
+    ran = await _run_all(dispatcher, {a: -1, b: -1}, job.job_id)
+    assert (await dispatcher.job(job.job_id)).state is JobState.SUCCEEDED
+    twice = [s for s, nodes in ran.items() if len(nodes) == 2]
+    once = [s for s, nodes in ran.items() if len(nodes) == 1]
+    # Until each node has 2 agreements, what it is leased (2 slots each) runs twice too.
+    assert 2 <= len(twice) <= 2 * (2 + 2), "each node's first results are verified"
+    assert len(once) >= len(ran) - 8 > 0, "then sampling (here: none) decides"
+    assert dispatcher._standing.vetted(a.node_id)
+    assert dispatcher._standing.vetted(b.node_id)
+    verifications = await _rows(store, VerificationRow)
+    assert len(verifications) == 2 * len(twice)

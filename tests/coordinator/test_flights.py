@@ -128,3 +128,24 @@ def test_dropping_a_job_forgets_its_flights_and_history(verified: bool) -> None:
     assert flights.avoided("job-0") == set()
     assert flights.get("other-0") is keep
     assert flights.wanting_copies() == ([keep] if verified else [])
+
+
+def test_which_shards_are_verified_depends_on_a_secret() -> None:
+    """A node knows its shard ids, never the coordinator's secret: the sample it would predict
+    from the ids alone (a public hash) is not the one that is checked."""
+    import hashlib
+
+    from tokenweave.coordinator._verify import chosen_for_verification
+
+    ids = [f"job-{i}" for i in range(2000)]
+    first = {i for i in ids if chosen_for_verification(i, 0.1, b"secret one")}
+    second = {i for i in ids if chosen_for_verification(i, 0.1, b"secret two")}
+    public = {
+        i
+        for i in ids
+        if int.from_bytes(hashlib.sha256(i.encode()).digest()[:8], "big") < 2**64 // 10
+    }
+    assert 150 < len(first) < 250
+    assert len(first & second) < 60, "another secret, another sample"
+    assert len(first & public) < 60, "the public hash does not predict it"
+    assert not any(chosen_for_verification(i, 0.0, b"secret one") for i in ids)

@@ -132,3 +132,24 @@ def test_a_cheating_node_is_caught_and_unpaid(
     wait_until("the cheater is refused", lambda: cheat.process.poll() is not None, timeout=60)
     assert "refused" in cheat.log_path.read_text()
     _paid_once(cluster, result)
+
+
+def test_a_cheater_that_predicts_a_public_sample_is_caught(
+    cluster_factory: ClusterFactory, prepared: PreparedModel
+) -> None:
+    """With the default sampling (10 %), a node that forges every output a public hash of the
+    shard id would not check is still caught: the sample is keyed with the coordinator's secret,
+    and a new node's work is all verified until it has a record."""
+    cluster = cluster_factory(nodes=2, coordinator_args=SMALL_SHARDS)
+    cluster.add_node(module="tests.integration.predicting_cheater")
+    cluster.wait_for_nodes(3)
+    cheater = NodeIdentity.load_or_create(cluster.root / "node2").address.lower()
+    text = _text()
+    with Client(cluster.address) as client:
+        result = client.embed([text], window=256, overlap=32).result()
+        ((_, windows, _),) = direct_embeddings(prepared, [text], 256, 32)
+        np.testing.assert_allclose(result.documents[0].window_embeddings, windows, atol=1e-5)
+        nodes = {n.node_id: n for n in client.nodes()}
+        assert nodes[cheater].verifications_failed > 0
+        assert nodes[cheater].withheld
+        assert cheater not in {r[1] for r in _ledger(cluster, result.job.job_id) if not r[3]}

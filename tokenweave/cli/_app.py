@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify-fraction", type=float, metavar="F", help="shards run twice and compared (0.1)"
     )
     p.add_argument(
+        "--vetting-results",
+        type=int,
+        metavar="N",
+        help="a new node's work is all verified until N of its results agreed (10)",
+    )
+    p.add_argument(
         "--verify-tolerance", type=float, metavar="COS", help="per-window cosine to agree (0.9999)"
     )
     p.add_argument(
