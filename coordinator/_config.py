@@ -40,6 +40,9 @@ class CoordinatorConfig:
     #: A run past factor × its expected time + slack gets a backup copy on another node.
     straggler_factor: float = 3.0
     straggler_slack_s: float = 2.0
+    #: Placement believes a node's claimed speed only up to this until it has finished a shard of
+    #: the model, then up to twice what it was seen to do.
+    new_node_tokens_per_second: float = 1000.0
     #: Nodes whose reputation (halved by each wrong output or failed audit) falls below this are
     #: refused.
     min_reputation: float = 0.2

@@ -26,6 +26,7 @@ from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placement import NodeLoad, choose_node, peer_fetch_seconds
+from tokenweave.coordinator._speeds import ObservedSpeeds
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verify import DEFAULT_TOLERANCE, chosen_for_verification
 from tokenweave.coordinator._views import (
@@ -56,6 +57,9 @@ class WorkPolicy:
     #: backup copy on another node.
     straggler_factor: float = 3.0
     straggler_slack_s: float = 2.0
+    #: The speed placement believes of a node until it has finished a shard of the model (its
+    #: claim is capped at this, then at twice what it was seen to do).
+    new_node_tokens_per_second: float = 1000.0
 
 
 async def _uncancellable(change: Coroutine[Any, Any, None]) -> None:
@@ -86,6 +90,7 @@ class Dispatcher:
         self._background: set[asyncio.Task[None]] = set()
         #: Keys the choice of shards to verify; nodes never see it.
         self._secret = secrets.token_bytes(32)
+        self._speeds = ObservedSpeeds(self.policy.new_node_tokens_per_second)
         standing.on_cutoff(self._cut_off)
 
     async def recover(self) -> int:
@@ -288,6 +293,9 @@ class Dispatcher:
     async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
         lane.inflight.pop(shard.shard_id, None)
         lane.late = False
+        self._speeds.finished(
+            lane.node_id, shard.shard_id, shard.model, shard.cost, time.monotonic()
+        )
         flight = self._flights.get(shard.shard_id)
         if flight is None:  # cannot happen while the lane holds it; keep the database the judge
             lane.send(ShardAck(shard.shard_id, accepted=False, reason="not in flight"))
@@ -377,6 +385,7 @@ class Dispatcher:
         """The node stops running the shard without a result that counts. Returns 1 if the
         shard went back to the queue."""
         lane.inflight.pop(shard_id, None)
+        self._speeds.dropped(lane.node_id, shard_id)
         flight = self._flights.get(shard_id)
         if flight is None:
             return 0
@@ -427,8 +436,7 @@ class Dispatcher:
         loads = [
             NodeLoad(
                 lane.node_id,
-                lane.models[shard.model].tokens_per_second
-                * max(self._standing.reputation(lane.node_id), 0.01),
+                self._speed(lane, shard) * max(self._standing.reputation(lane.node_id), 0.01),
                 lane.load(),
                 lane.free_slots(),
                 fetch_seconds=0.0
@@ -440,13 +448,19 @@ class Dispatcher:
         chosen = choose_node(shard.cost, loads, backlog)
         return None if chosen is None else self.lanes.get(chosen)
 
+    def _speed(self, lane: NodeLane, shard: QueuedShard) -> float:
+        """The node's claimed speed for the shard's model, capped by what it was seen to do."""
+        claimed = lane.models[shard.model].tokens_per_second
+        return self._speeds.believed(lane.node_id, shard.model, claimed)
+
     async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
         shard = flight.shard
         payload = await self._store.payload(shard.shard_id)
-        speed = lane.models[shard.model].tokens_per_second
-        expected = (lane.load() + shard.cost) / speed
+        expected = (lane.load() + shard.cost) / self._speed(lane, shard)
         deadline = expected * self.policy.straggler_factor + self.policy.straggler_slack_s
-        self._flights.started(flight, lane.node_id, time.monotonic() + deadline, copy)
+        now = time.monotonic()
+        self._flights.started(flight, lane.node_id, now + deadline, copy)
+        self._speeds.sent(lane.node_id, shard.shard_id, now)
         lane.inflight[shard.shard_id] = shard
         lane.send(
             Assignment(

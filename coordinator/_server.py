@@ -145,6 +145,7 @@ class CoordinatorServer:
                 tolerance=config.verify_tolerance,
                 straggler_factor=config.straggler_factor,
                 straggler_slack_s=config.straggler_slack_s,
+                new_node_tokens_per_second=config.new_node_tokens_per_second,
             ),
         )
         try:

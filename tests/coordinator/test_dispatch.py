@@ -107,6 +107,7 @@ async def _node(
     dispatcher: Dispatcher,
     catalog: ModelCatalog,
     account: LocalAccount | None = None,
+    tokens_per_second: float = 1000.0,
 ) -> NodeLane:
     account = account or Account.create()
     message, nonce = registry.challenge(account.address)
@@ -117,7 +118,7 @@ async def _node(
             nonce=nonce,
             signature=signature,
             hardware=Hardware(),
-            models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, 1000.0),),
+            models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, tokens_per_second),),
             max_inflight_shards=2,
             version="test",
             workloads=("embed",),
@@ -598,3 +599,21 @@ async def test_a_new_nodes_work_is_all_verified_until_it_has_a_record(
     assert dispatcher._standing.vetted(b.node_id)
     verifications = await _rows(store, VerificationRow)
     assert len(verifications) == 2 * len(twice)
+
+
+async def test_a_speed_liar_does_not_take_all_the_work(
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    """A node that claims 9.9e9 tokens/s is believed only up to the new-node cap until it has
+    shown its speed: the honest node gets its share of the first shards."""
+    dispatcher, registry, _store = await make_parts(
+        WorkPolicy(verify_fraction=0.0, new_node_tokens_per_second=1000.0)
+    )
+    honest = await _node(registry, dispatcher, catalog, tokens_per_second=1000.0)
+    liar = await _node(registry, dispatcher, catalog, tokens_per_second=9.9e9)
+    text = " ".join(f"word{i}" for i in range(400))
+    await dispatcher.submit(
+        JobRequest("embed", MODEL, (DocumentInput("a", text),), {"window": "16", "overlap": "2"})
+    )
+    assert len(_assignments(honest)) == 2, "both nodes fill their slots"
+    assert len(_assignments(liar)) == 2

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify-fraction", type=float, metavar="F", help="shards run twice and compared (0.1)"
     )
     p.add_argument(
+        "--new-node-tokens-per-second",
+        type=float,
+        metavar="R",
+        help="speed believed of a node until it has finished a shard (1000; then 2x what it did)",
+    )
+    p.add_argument(
         "--vetting-results",
         type=int,
         metavar="N",
