@@ -492,12 +492,20 @@ class Dispatcher:
                         "shard %s is no longer pending; dropped from the queue", shard_id
                     )
                     continue
-                verified = not self._standing.vetted(lane.node_id) or chosen_for_verification(
-                    shard_id, self.policy.verify_fraction, self._secret
-                )
+                verified = self._verify(shard, lane)
                 await self._run_on(lane, self._flights.lease(shard, verified), copy=False)
                 self._events.notify(shard.job_id)
             await self._place_copies()
+
+    def _verify(self, shard: QueuedShard, lane: NodeLane) -> bool:
+        """Whether a shard leased to `lane` also runs elsewhere: every shard of a node not yet
+        vetted, and a secret-keyed sample of the rest — when another node could run it at all
+        (a lone node's result stands as it would anyway, without a copy to wait for)."""
+        if not self._candidates(shard, {lane.node_id}):
+            return False
+        return not self._standing.vetted(lane.node_id) or chosen_for_verification(
+            shard.shard_id, self.policy.verify_fraction, self._secret
+        )
 
     async def _place_copies(self) -> None:
         """Place the extra copies that verifications, tie-breaks and backups asked for, each on
