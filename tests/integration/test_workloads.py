@@ -34,7 +34,18 @@ def cluster(
             "TOKENWEAVE_TEST_COUNT_DELAY_S": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         },
-        coordinator_args=("--verify-fraction", "1", "--straggler-slack-s", "1"),
+        # Runs take a second; a run still out after 6 s gets a backup copy, long before a silent
+        # node would be given up (10 missed heartbeats), and every claimed speed is believed.
+        coordinator_args=(
+            "--verify-fraction",
+            "1",
+            "--straggler-slack-s",
+            "6",
+            "--new-node-tokens-per-second",
+            "1e9",
+            "--heartbeat-misses",
+            "10",
+        ),
         node_args=NODE_ARGS,
     )
     try:
