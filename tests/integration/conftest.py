@@ -39,6 +39,9 @@ _cluster_numbers = itertools.count()
 #: Test nodes: small batches on one thread each (several share 2 cores), and a short calibration
 #: (it is most of a node's start-up CPU, and the suite starts about a hundred nodes).
 NODE_ARGS = ("--batch-size", "8", "--threads", "1", "--calibration-windows", "2")
+#: Test coordinators: no vetting of new nodes by default (every node of a test is new, so it would
+#: run most shards twice); the tests of verification turn it on or verify everything.
+COORDINATOR_ARGS = ("--vetting-results", "0")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -64,7 +67,7 @@ def _clusters(
             cluster = LocalCluster(
                 root=tmp_path_factory.mktemp(f"cluster{next(_cluster_numbers)}"),
                 model_cache=model_cache,
-                coordinator_args=tuple(coordinator_args),
+                coordinator_args=(*COORDINATOR_ARGS, *coordinator_args),
                 node_args=tuple(node_args),
             )
             stack.callback(cluster.stop, timeout=20)

@@ -140,7 +140,7 @@ def test_a_cheater_that_predicts_a_public_sample_is_caught(
     """With the default sampling (10 %), a node that forges every output a public hash of the
     shard id would not check is still caught: the sample is keyed with the coordinator's secret,
     and a new node's work is all verified until it has a record."""
-    cluster = cluster_factory(nodes=2, coordinator_args=SMALL_SHARDS)
+    cluster = cluster_factory(nodes=2, coordinator_args=(*SMALL_SHARDS, "--vetting-results", "10"))
     cluster.add_node(module="tests.integration.predicting_cheater")
     cluster.wait_for_nodes(3)
     cheater = NodeIdentity.load_or_create(cluster.root / "node2").address.lower()
