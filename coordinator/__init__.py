@@ -11,8 +11,10 @@ plans, checks, compares, merges and meters. The code is organized as follows:
 * The engine:
   - `Dispatcher` (_dispatch.py) — the queue of pending shards and the events that move them.
   - `Flights` (_flights.py) — the pure state machine of leased shards: lease, backup, verify,
-    accept, requeue; `judge` and the verification sample (_verify.py).
-  - `choose_node` (_placement.py) — which node runs a shard.
+    accept, requeue; output checks, `judge` and the verification sample (_verify.py).
+  - `Placer` (_placer.py) — which connected node runs a shard, its deadline, and whether it is
+    verified (vetting, the keyed sample); `choose_node` (_placement.py) is the pure rule and
+    `ObservedSpeeds` (_speeds.py) what the coordinator has seen of each node's speed.
   - `Lanes` (_lanes.py) — each connected node's lease stream, and request/reply correlation for
     block copies and audits (used by the data service and custody alike).
   - `JobEvents` (_events.py) — wakes the watchers of a job.

@@ -5,30 +5,27 @@ event under one lock: a job arrives, a node attaches or leaves, a result or a fa
 a deadline passes. The decisions come from the pure state machine in _flights.py; placement from
 _placement.py; every judgement of an output's content from the shard's workload. Every change
 ends with `_pump`, which leases queued shards, oldest job first, to the nodes expected to finish
-them first, and places the extra copies that verification, tie-breaks and backups asked for.
+them first (`Placer`, _placer.py), and places the extra copies that verification, tie-breaks and
+backups asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Coroutine
 from typing import Any
 
-from tokenweave import workloads
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import Accept, Dispute, Flight, Flights, GiveUp, Requeue
 from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
-from tokenweave.coordinator._placement import NodeLoad, choose_node, peer_fetch_seconds
-from tokenweave.coordinator._speeds import ObservedSpeeds
+from tokenweave.coordinator._placer import Placer, WorkPolicy
 from tokenweave.coordinator._standing import Standing
-from tokenweave.coordinator._verify import DEFAULT_TOLERANCE, chosen_for_verification
+from tokenweave.coordinator._verify import check_output, similarity
 from tokenweave.coordinator._views import (
     Assignment,
     JobRequest,
@@ -45,21 +42,6 @@ from tokenweave.errors import (
 from tokenweave.types import JobInfo
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WorkPolicy:
-    #: Fraction of shards that also run on a second node, to be compared.
-    verify_fraction: float = 0.1
-    #: Lowest similarity (the workload's `compare`) at which two outputs of a shard agree.
-    tolerance: float = DEFAULT_TOLERANCE
-    #: A run past factor × its expected time (from the node's measured speed) + slack gets a
-    #: backup copy on another node.
-    straggler_factor: float = 3.0
-    straggler_slack_s: float = 2.0
-    #: The speed placement believes of a node until it has finished a shard of the model (its
-    #: claim is capped at this, then at twice what it was seen to do).
-    new_node_tokens_per_second: float = 1000.0
 
 
 async def _uncancellable(change: Coroutine[Any, Any, None]) -> None:
@@ -88,9 +70,7 @@ class Dispatcher:
         self._flights = Flights(max_attempts)
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
-        #: Keys the choice of shards to verify; nodes never see it.
-        self._secret = secrets.token_bytes(32)
-        self._speeds = ObservedSpeeds(self.policy.new_node_tokens_per_second)
+        self._placer = Placer(lanes, standing, self.policy)
         standing.on_cutoff(self._cut_off)
 
     async def recover(self) -> int:
@@ -264,7 +244,7 @@ class Dispatcher:
             if shard is None:
                 return
             try:
-                self._check(shard, output)
+                check_output(shard, output)
             except InvalidArgumentError as exc:
                 lane.send(ShardAck(output.shard_id, accepted=False, reason=exc.message))
                 await self._end_run(lane, output.shard_id, f"rejected result: {exc.message}")
@@ -273,46 +253,18 @@ class Dispatcher:
         self._events.notify(shard.job_id)
         await self._pump()
 
-    @staticmethod
-    def _check(shard: QueuedShard, output: ShardOutput) -> None:
-        """InvalidArgumentError unless the output is the shard's, whole and well-formed. Whatever
-        a workload's check raises refuses the output: a node's bytes must never take the
-        dispatcher down."""
-        if hashlib.sha256(output.output).hexdigest() != output.digest:
-            raise InvalidArgumentError(f"shard {shard.shard_id}: digest does not match the output")
-        try:
-            workloads.get(shard.workload).check(shard.detail, output.output)
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(f"shard {shard.shard_id}: {exc.message}") from None
-        except Exception as exc:
-            logger.exception("the %s check of shard %s raised", shard.workload, shard.shard_id)
-            raise InvalidArgumentError(
-                f"shard {shard.shard_id}: output refused ({type(exc).__name__}: {clip(exc, 200)})"
-            ) from None
-
     async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
         lane.inflight.pop(shard.shard_id, None)
         lane.late = False
-        self._speeds.finished(
+        self._placer.speeds.finished(
             lane.node_id, shard.shard_id, shard.model, shard.cost, time.monotonic()
         )
         flight = self._flights.get(shard.shard_id)
         if flight is None:  # cannot happen while the lane holds it; keep the database the judge
             lane.send(ShardAck(shard.shard_id, accepted=False, reason="not in flight"))
             return
-        workload = workloads.get(shard.workload)
-
-        def similarity(a: bytes, b: bytes) -> float:
-            try:
-                return workload.compare(shard.detail, a, b)
-            except Exception:  # two outputs that cannot be compared do not agree
-                logger.exception(
-                    "the %s comparison of shard %s raised", workload.name, shard.shard_id
-                )
-                return -1.0
-
         decision = self._flights.result(
-            flight, lane.node_id, output, similarity, self.policy.tolerance
+            flight, lane.node_id, output, similarity(shard), self.policy.tolerance
         )
         if isinstance(decision, Accept):
             await self._accept(flight, decision)
@@ -385,7 +337,7 @@ class Dispatcher:
         """The node stops running the shard without a result that counts. Returns 1 if the
         shard went back to the queue."""
         lane.inflight.pop(shard_id, None)
-        self._speeds.dropped(lane.node_id, shard_id)
+        self._placer.speeds.dropped(lane.node_id, shard_id)
         flight = self._flights.get(shard_id)
         if flight is None:
             return 0
@@ -421,46 +373,12 @@ class Dispatcher:
 
     # -- placement ----------------------------------------------------------------------------
 
-    def _candidates(self, shard: QueuedShard, exclude: set[str]) -> list[NodeLane]:
-        return [
-            lane
-            for lane in self.lanes
-            if not lane.draining
-            and not lane.late
-            and lane.node_id not in exclude
-            and self._standing.allowed(lane.node_id)
-            and lane.offer(shard) is not None
-        ]
-
-    def _choose(self, shard: QueuedShard, lanes: list[NodeLane], backlog: int) -> NodeLane | None:
-        loads = [
-            NodeLoad(
-                lane.node_id,
-                self._speed(lane, shard) * max(self._standing.reputation(lane.node_id), 0.01),
-                lane.load(),
-                lane.free_slots(),
-                fetch_seconds=0.0
-                if lane.node_id in shard.local_nodes
-                else peer_fetch_seconds(shard.read_bytes),
-            )
-            for lane in lanes
-        ]
-        chosen = choose_node(shard.cost, loads, backlog)
-        return None if chosen is None else self.lanes.get(chosen)
-
-    def _speed(self, lane: NodeLane, shard: QueuedShard) -> float:
-        """The node's claimed speed for the shard's model, capped by what it was seen to do."""
-        claimed = lane.models[shard.model].tokens_per_second
-        return self._speeds.believed(lane.node_id, shard.model, claimed)
-
     async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
         shard = flight.shard
         payload = await self._store.payload(shard.shard_id)
-        expected = (lane.load() + shard.cost) / self._speed(lane, shard)
-        deadline = expected * self.policy.straggler_factor + self.policy.straggler_slack_s
         now = time.monotonic()
-        self._flights.started(flight, lane.node_id, now + deadline, copy)
-        self._speeds.sent(lane.node_id, shard.shard_id, now)
+        self._flights.started(flight, lane.node_id, now + self._placer.deadline(lane, shard), copy)
+        self._placer.speeds.sent(lane.node_id, shard.shard_id, now)
         lane.inflight[shard.shard_id] = shard
         lane.send(
             Assignment(
@@ -480,9 +398,9 @@ class Dispatcher:
             for shard_id, shard in list(self._pending.items()):
                 if not any(lane.free_slots() > 0 for lane in self.lanes):
                     return
-                lanes = self._candidates(shard, self._flights.avoided(shard_id))
-                lanes = lanes or self._candidates(shard, set())
-                lane = self._choose(shard, lanes, backlog)
+                lanes = self._placer.candidates(shard, self._flights.avoided(shard_id))
+                lanes = lanes or self._placer.candidates(shard, set())
+                lane = self._placer.choose(shard, lanes, backlog)
                 backlog -= shard.cost
                 if lane is None:
                     continue
@@ -492,20 +410,10 @@ class Dispatcher:
                         "shard %s is no longer pending; dropped from the queue", shard_id
                     )
                     continue
-                verified = self._verify(shard, lane)
+                verified = self._placer.verify(shard, lane)
                 await self._run_on(lane, self._flights.lease(shard, verified), copy=False)
                 self._events.notify(shard.job_id)
             await self._place_copies()
-
-    def _verify(self, shard: QueuedShard, lane: NodeLane) -> bool:
-        """Whether a shard leased to `lane` also runs elsewhere: every shard of a node not yet
-        vetted, and a secret-keyed sample of the rest — when another node could run it at all
-        (a lone node's result stands as it would anyway, without a copy to wait for)."""
-        if not self._candidates(shard, {lane.node_id}):
-            return False
-        return not self._standing.vetted(lane.node_id) or chosen_for_verification(
-            shard.shard_id, self.policy.verify_fraction, self._secret
-        )
 
     async def _place_copies(self) -> None:
         """Place the extra copies that verifications, tie-breaks and backups asked for, each on
@@ -514,7 +422,7 @@ class Dispatcher:
         now = time.monotonic()
         for flight in self._flights.wanting_copies():
             while flight.extra > 0:
-                lanes = self._candidates(flight.shard, flight.tried)
+                lanes = self._placer.candidates(flight.shard, flight.tried)
                 if not lanes:
                     lone = self._flights.unverifiable(flight, now)
                     if lone is not None:
@@ -525,7 +433,7 @@ class Dispatcher:
                         )
                         await self._accept(flight, lone)
                     break
-                lane = self._choose(flight.shard, lanes, flight.shard.cost)
+                lane = self._placer.choose(flight.shard, lanes, flight.shard.cost)
                 if lane is None:
                     break
                 await self._run_on(lane, flight, copy=True)

@@ -22,7 +22,7 @@ from tokenweave.coordinator._data_servicer import DataServicer
 from tokenweave.coordinator._dataset_jobs import DatasetReader
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
-from tokenweave.coordinator._dispatch import Dispatcher, WorkPolicy
+from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobLimits, JobStore
@@ -30,6 +30,7 @@ from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._placer import WorkPolicy
 from tokenweave.coordinator._reward_chain import open_reward_chain
 from tokenweave.coordinator._rewards_servicer import RewardsServicer
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer

@@ -12,13 +12,51 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from tokenweave import workloads
+from tokenweave.coordinator._views import QueuedShard, ShardOutput
+from tokenweave.errors import InvalidArgumentError, clip
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.9999
 
 #: Similarity of two outputs of one shard, in [-1, 1] (the workload's `compare`).
 Similarity = Callable[[bytes, bytes], float]
+
+
+def check_output(shard: QueuedShard, output: ShardOutput) -> None:
+    """InvalidArgumentError unless the output is the shard's, whole and well-formed (its digest,
+    then its workload's check). Whatever the check raises refuses the output: a node's bytes
+    must never take the dispatcher down."""
+    if hashlib.sha256(output.output).hexdigest() != output.digest:
+        raise InvalidArgumentError(f"shard {shard.shard_id}: digest does not match the output")
+    try:
+        workloads.get(shard.workload).check(shard.detail, output.output)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"shard {shard.shard_id}: {exc.message}") from None
+    except Exception as exc:
+        logger.exception("the %s check of shard %s raised", shard.workload, shard.shard_id)
+        raise InvalidArgumentError(
+            f"shard {shard.shard_id}: output refused ({type(exc).__name__}: {clip(exc, 200)})"
+        ) from None
+
+
+def similarity(shard: QueuedShard) -> Similarity:
+    """The shard's workload comparison; two outputs it cannot compare do not agree."""
+    workload = workloads.get(shard.workload)
+
+    def compare(a: bytes, b: bytes) -> float:
+        try:
+            return workload.compare(shard.detail, a, b)
+        except Exception:
+            logger.exception("the %s comparison of shard %s raised", workload.name, shard.shard_id)
+            return -1.0
+
+    return compare
 
 
 def chosen_for_verification(shard_id: str, fraction: float, secret: bytes) -> bool:

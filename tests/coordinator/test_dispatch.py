@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._db import LedgerRow, NodeRow, VerificationRow, open_database
-from tokenweave.coordinator._dispatch import Dispatcher, WorkPolicy
+from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._placer import WorkPolicy
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import (
     Assignment,
