@@ -125,6 +125,7 @@ class Dispatcher:
         for lane in self.lanes:  # runs a replaced lane still lists
             for shard_id in [s for s, q in lane.inflight.items() if q.job_id == job_id]:
                 lane.revoke(shard_id)
+                self._placer.speeds.dropped(lane.node_id, shard_id)
 
     def _cancel_runs(self, flight: Flight) -> None:
         """Take the shard back from every node still running it (a late result is dropped)."""
@@ -132,6 +133,7 @@ class Dispatcher:
             lane = self.lanes.get(node_id)
             if lane is not None and flight.shard_id in lane.inflight:
                 lane.revoke(flight.shard_id)
+            self._placer.speeds.dropped(node_id, flight.shard_id)
         flight.runs.clear()
 
     def running_by_node(self) -> dict[str, int]:

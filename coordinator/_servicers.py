@@ -26,7 +26,7 @@ from tokenweave.coordinator._lanes import DetachReason, NodeLane
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._views import AuditAnswer, JobRequest
-from tokenweave.errors import InvalidArgumentError
+from tokenweave.errors import InvalidArgumentError, clip
 from tokenweave.storage import CID
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
 from tokenweave.workloads import DocumentInput
@@ -43,8 +43,24 @@ def _require_job_id(job_id: str) -> str:
     return job_id
 
 
+#: Bounds on a job's workload options (a map a client fills at will).
+MAX_OPTIONS = 32
+MAX_OPTION_KEY = 64
+MAX_OPTION_VALUE = 1024
+
+
 def _options(request: jobs_pb2.SubmitJobRequest) -> dict[str, str]:
     """The job's workload options: the map, with 0.1's typed window and overlap folded in."""
+    if len(request.options) > MAX_OPTIONS:
+        raise InvalidArgumentError(
+            f"the job has {len(request.options)} options; at most {MAX_OPTIONS} are taken"
+        )
+    for key, value in request.options.items():
+        if len(key) > MAX_OPTION_KEY or len(value) > MAX_OPTION_VALUE:
+            raise InvalidArgumentError(
+                f"option {clip(key)} is too long (names up to {MAX_OPTION_KEY} characters, "
+                f"values up to {MAX_OPTION_VALUE})"
+            )
     options = dict(request.options)
     for name in ("window", "overlap"):
         if request.HasField(name):

@@ -160,3 +160,19 @@ def test_overlap_not_below_window(client: Client) -> None:
 
 def test_no_nodes(client: Client) -> None:
     assert client.nodes() == []
+
+
+def test_options_are_bounded(client: Client) -> None:
+    """A client fills the options map at will: too many, or too long, is refused with a short
+    message (not one that echoes every key back)."""
+    before = len(client.jobs())
+    many = {f"key{i}": i for i in range(10_000)}
+    with pytest.raises(InvalidArgumentError, match="10000 options; at most 32") as info:
+        client.submit("embed", [TEXT], options=many)
+    assert len(info.value.message) < 200
+    with pytest.raises(InvalidArgumentError, match="too long"):
+        client.submit("embed", [TEXT], options={"window": "1" * 5000})
+    with pytest.raises(InvalidArgumentError, match="unknown option") as info:
+        client.submit("embed", [TEXT], options={f"k{i}": 1 for i in range(30)})
+    assert len(info.value.message) < 300
+    assert len(client.jobs()) == before, "nothing recorded for a refused job"

@@ -79,7 +79,7 @@ class EmbedWorkload(Workload):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise InvalidArgumentError(
-                f"unknown option(s) {', '.join(clip(u) for u in unknown)} for embed; "
+                f"unknown option(s) {', '.join(clip(u) for u in unknown[:5])} for embed; "
                 f"it takes {', '.join(self.options)}"
             )
         window = _int_option(options, "window")
