@@ -60,7 +60,3 @@ class JobEvents:
             broadcast.watchers -= 1
             if broadcast.watchers == 0 and self._jobs.get(job_id) is broadcast:
                 del self._jobs[job_id]
-
-    @property
-    def watched(self) -> int:
-        return len(self._jobs)

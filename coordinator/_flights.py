@@ -16,7 +16,6 @@ with nothing but values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tokenweave.coordinator._verify import Similarity, judge
@@ -94,12 +93,6 @@ class Flights:
         #: Flights with copies to place, in the order they asked.
         self._wanting: dict[str, Flight] = {}
         self._history: dict[str, _History] = {}
-
-    def __len__(self) -> int:
-        return len(self._flights)
-
-    def __iter__(self) -> Iterator[Flight]:
-        return iter(list(self._flights.values()))
 
     def get(self, shard_id: str) -> Flight | None:
         return self._flights.get(shard_id)
