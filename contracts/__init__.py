@@ -10,8 +10,11 @@ The code is organized as follows:
 * `RewardTree`, `leaf_hash` (_merkle.py) — OpenZeppelin StandardMerkleTree leaves, root, proofs.
 * `Chain`, `EmbeddedChain`, `RpcChain`, `Signer` (_chain.py) — web3.py connections (in-process
   py-evm or JSON-RPC) and the key that signs and sends transactions.
-* `Deployment`, `deploy_rewards`, `RewardContracts` (_rewards.py) — deploy the pair, post roots
-  once per epoch, claim, read balances and confirmations.
+* `NetworkTerms`, `Deployment`, `deploy_rewards`, `RewardContracts` (_rewards.py) — deploy the
+  token, the distributor and its staking contract with the roles split (admin, poster, the
+  distributor the only minter) and the mint caps; post roots once per epoch, claim, read balances
+  and confirmations.
+* `StakingContract`, `staking_address` (_staking.py) — stake, unbond, withdraw, slash, stakes.
 * `ContractRevertError`, `revert_from` (_reverts.py) — reverts named by their custom error, with
   decoded arguments.
 * `Anvil`, `anvil_binary`, `ANVIL_DEV_KEYS` (_anvil.py) — a local anvil node from npm's
@@ -31,7 +34,13 @@ if TYPE_CHECKING:
     from tokenweave.contracts._chain import EMBEDDED, Chain, EmbeddedChain, RpcChain, Signer
     from tokenweave.contracts._merkle import RewardTree, leaf_hash
     from tokenweave.contracts._reverts import ContractRevertError, revert_from
-    from tokenweave.contracts._rewards import Deployment, RewardContracts, deploy_rewards
+    from tokenweave.contracts._rewards import (
+        Deployment,
+        NetworkTerms,
+        RewardContracts,
+        deploy_rewards,
+    )
+    from tokenweave.contracts._staking import StakingContract, staking_address
 else:
     __getattr__, __dir__ = _lazy_exports(
         __name__,
@@ -41,7 +50,8 @@ else:
             "._chain": ("EMBEDDED", "Chain", "EmbeddedChain", "RpcChain", "Signer"),
             "._merkle": ("RewardTree", "leaf_hash"),
             "._reverts": ("ContractRevertError", "revert_from"),
-            "._rewards": ("Deployment", "RewardContracts", "deploy_rewards"),
+            "._rewards": ("Deployment", "NetworkTerms", "RewardContracts", "deploy_rewards"),
+            "._staking": ("StakingContract", "staking_address"),
         },
     )
 
@@ -54,14 +64,17 @@ __all__ = [
     "ContractRevertError",
     "Deployment",
     "EmbeddedChain",
+    "NetworkTerms",
     "RewardContracts",
     "RewardTree",
     "RpcChain",
     "Signer",
+    "StakingContract",
     "anvil_binary",
     "deploy_rewards",
     "leaf_hash",
     "load_artifact",
     "revert_from",
     "stale_sources",
+    "staking_address",
 ]

@@ -79,6 +79,10 @@ class Signer:
 
         A transaction that would revert is not sent: `ContractRevertError` names the custom error
         found in `errors` (see `error_table`)."""
+        return self.wait(self.submit(tx, errors))
+
+    def submit(self, tx: dict[str, Any], errors: ErrorTable | None = None) -> str:
+        """Like `send`, without waiting: returns the transaction's hash once the chain has it."""
         w3 = self.chain.w3
         with self._lock:
             nonce = w3.eth.get_transaction_count(self.account.address, "pending")
@@ -91,9 +95,13 @@ class Signer:
                 raise revert_from(exc, errors or {}) from exc
             tx["nonce"] = nonce
             signed = self.account.sign_transaction(tx)
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        logger.debug("sent %s from %s (nonce %d)", tx_hash.hex(), self.address, nonce)
-        receipt = dict(w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120))
+            tx_hash = "0x" + bytes(w3.eth.send_raw_transaction(signed.raw_transaction)).hex()
+        logger.debug("sent %s from %s (nonce %d)", tx_hash, self.address, nonce)
+        return tx_hash
+
+    def wait(self, tx_hash: str, timeout: float = 120.0) -> dict[str, Any]:
+        """The receipt of a mined transaction; `ContractRevertError` when it failed."""
+        receipt = dict(self.chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout))  # type: ignore[arg-type]
         if receipt["status"] != 1:
-            raise ContractRevertError("unknown", f"transaction {tx_hash.hex()} failed")
+            raise ContractRevertError("unknown", f"transaction {tx_hash} failed")
         return receipt

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 const require = createRequire(import.meta.url);
 const solc = require("solc");
 const here = dirname(fileURLToPath(import.meta.url));
-const CONTRACTS = ["RewardToken", "RewardDistributor"];
+const CONTRACTS = ["RewardToken", "RewardDistributor", "NodeStaking"];
 
 // py-evm, the embedded chain, runs nothing newer than prague.
 export const settings = {

@@ -26,4 +26,18 @@ interface IRewardErrors {
 
     /// @notice An address argument was zero.
     error Reward__ZeroAddress();
+
+    /// @notice A root announced more new payouts than one epoch may mint.
+    /// @param amount The epoch's increase in cumulative payouts.
+    /// @param cap The most one epoch may add (`maxMintPerEpoch`).
+    error Reward__MintCapExceeded(uint256 amount, uint256 cap);
+
+    /// @notice A claim would pay more than the posted roots announced in all.
+    /// @param amount What the claim would pay.
+    /// @param remaining What the roots announced and claims have not yet paid.
+    error Reward__AllowanceExceeded(uint256 amount, uint256 remaining);
+
+    /// @notice A root came sooner after the previous one than the minimum interval.
+    /// @param nextAllowedAt The first timestamp at which a root may be posted.
+    error Reward__PostedTooSoon(uint256 nextAllowedAt);
 }

@@ -14,7 +14,7 @@ from tokenweave.contracts import load_artifact, stale_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
-NAMES = ["RewardToken", "RewardDistributor"]
+NAMES = ["RewardToken", "RewardDistributor", "NodeStaking"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -45,7 +45,7 @@ def test_amounts_after_several_epochs(rewards: RewardContracts, coordinator: Sig
         for address, amount in amounts.items():
             cumulative[address] += amount
         tree = RewardTree(cumulative)
-        rewards.post_root(coordinator, epoch, tree.root)
+        rewards.post_root(coordinator, epoch, tree.root, sum(amounts.values()))
         if epoch == 2:  # a claims midway, b only at the end
             rewards.claim(coordinator, a, cumulative[a], tree.proof(a))
     rewards.claim(coordinator, a, cumulative[a], tree.proof(a))
@@ -59,7 +59,7 @@ def test_amounts_after_several_epochs(rewards: RewardContracts, coordinator: Sig
 def test_a_second_claim_pays_nothing_more(rewards: RewardContracts, coordinator: Signer) -> None:
     [a] = _operators(1)
     tree = RewardTree({a: TOKEN})
-    rewards.post_root(coordinator, 1, tree.root)
+    rewards.post_root(coordinator, 1, tree.root, TOKEN)
     rewards.claim(coordinator, a, TOKEN, tree.proof(a))
     with pytest.raises(ContractRevertError) as info:
         rewards.claim(coordinator, a, TOKEN, tree.proof(a))
@@ -71,7 +71,7 @@ def test_a_second_claim_pays_nothing_more(rewards: RewardContracts, coordinator:
 def test_forged_and_borrowed_proofs_revert(rewards: RewardContracts, coordinator: Signer) -> None:
     a, b = _operators(2)
     tree = RewardTree({a: TOKEN, b: 2 * TOKEN})
-    rewards.post_root(coordinator, 1, tree.root)
+    rewards.post_root(coordinator, 1, tree.root, 3 * TOKEN)
     for account, amount, proof in [
         (a, 10 * TOKEN, tree.proof(a)),  # more than the leaf says
         (a, TOKEN, tree.proof(b)),  # another operator's proof
@@ -89,25 +89,25 @@ def test_only_the_coordinator_posts_and_epochs_increase(
     tree = RewardTree({_operators(1)[0]: TOKEN})
     outsider = Signer(chain, chain.dev_keys[1])
     with pytest.raises(ContractRevertError) as info:
-        rewards.post_root(outsider, 1, tree.root)
+        rewards.post_root(outsider, 1, tree.root, TOKEN)
     assert info.value.error == "AccessControlUnauthorizedAccount"
     role = rewards.distributor.functions.COORDINATOR_ROLE().call()
     assert info.value.arguments == (outsider.address, role)
-    rewards.post_root(coordinator, 2, tree.root)
+    rewards.post_root(coordinator, 2, tree.root, TOKEN)
     with pytest.raises(ContractRevertError, match="not after 2"):
-        rewards.post_root(coordinator, 1, tree.root)
+        rewards.post_root(coordinator, 1, tree.root, TOKEN)
     other = RewardTree({_operators(1)[0]: TOKEN})
     with pytest.raises(ContractRevertError, match="was posted with root"):
-        rewards.post_root(coordinator, 2, other.root)
+        rewards.post_root(coordinator, 2, other.root, TOKEN)
 
 
 def test_posting_the_same_epoch_again_sends_nothing(
     rewards: RewardContracts, coordinator: Signer, chain: Chain
 ) -> None:
     tree = RewardTree({_operators(1)[0]: TOKEN})
-    first = rewards.post_root(coordinator, 1, tree.root)
+    first = rewards.post_root(coordinator, 1, tree.root, TOKEN)
     nonce = chain.w3.eth.get_transaction_count(coordinator.account.address)
-    assert rewards.post_root(coordinator, 1, tree.root) == first
+    assert rewards.post_root(coordinator, 1, tree.root, TOKEN) == first
     assert chain.w3.eth.get_transaction_count(coordinator.account.address) == nonce
     assert rewards.confirmations(first[0]) == 1
     assert rewards.confirmations("0x" + "ab" * 32) is None
@@ -118,9 +118,10 @@ def test_events_carry_the_right_arguments(
 ) -> None:
     [a] = _operators(1)
     tree = RewardTree({a: 7 * TOKEN})
-    rewards.post_root(coordinator, 4, tree.root)
+    rewards.post_root(coordinator, 4, tree.root, 7 * TOKEN)
     [posted] = rewards.distributor.events.RootPosted().get_logs(from_block=deployment.block_number)
-    assert (posted["args"]["epoch"], bytes(posted["args"]["root"])) == (4, tree.root)
+    args = posted["args"]
+    assert (args["epoch"], bytes(args["root"]), args["amount"]) == (4, tree.root, 7 * TOKEN)
     receipt = rewards.claim(coordinator, a, 7 * TOKEN, tree.proof(a))
     [claimed] = rewards.distributor.events.Claimed().process_receipt(receipt, errors=DISCARD)
     assert claimed["args"]["account"] == a
@@ -131,17 +132,17 @@ def test_the_contract_itself_refuses_old_epochs_and_empty_roots(
     rewards: RewardContracts, coordinator: Signer
 ) -> None:
     root = RewardTree({_operators(1)[0]: TOKEN}).root
-    rewards.post_root(coordinator, 5, root)
+    rewards.post_root(coordinator, 5, root, TOKEN)
     post = rewards.distributor.functions.postRoot
     for epoch in (5, 4):
         with pytest.raises(ContractRevertError) as info:
-            _send_directly(rewards, coordinator, post(epoch, root))
+            _send_directly(rewards, coordinator, post(epoch, root, 0))
         assert (info.value.error, info.value.arguments) == (
             "Reward__EpochNotIncreasing",
             (epoch, 5),
         )
     with pytest.raises(ContractRevertError) as info:
-        _send_directly(rewards, coordinator, post(6, bytes(32)))
+        _send_directly(rewards, coordinator, post(6, bytes(32), 0))
     assert info.value.error == "Reward__EmptyRoot"
     assert rewards.latest_epoch() == 5
 
@@ -150,10 +151,10 @@ def test_the_binding_refuses_an_old_epoch_without_sending(
     rewards: RewardContracts, coordinator: Signer, chain: Chain
 ) -> None:
     root = RewardTree({_operators(1)[0]: TOKEN}).root
-    rewards.post_root(coordinator, 3, root)
+    rewards.post_root(coordinator, 3, root, TOKEN)
     nonce = chain.w3.eth.get_transaction_count(coordinator.account.address)
     with pytest.raises(ContractRevertError) as info:
-        rewards.post_root(coordinator, 2, root)
+        rewards.post_root(coordinator, 2, root, TOKEN)
     assert (info.value.error, info.value.arguments) == ("Reward__EpochNotIncreasing", (2, 3))
     assert chain.w3.eth.get_transaction_count(coordinator.account.address) == nonce
 
@@ -173,10 +174,10 @@ def test_anyone_may_claim_for_an_operator_who_alone_is_paid(
 ) -> None:
     [a] = _operators(1)
     relayer = Signer(chain, chain.dev_keys[2])
-    rewards.post_root(coordinator, 1, RewardTree({a: 2 * TOKEN}).root)
+    rewards.post_root(coordinator, 1, RewardTree({a: 2 * TOKEN}).root, 2 * TOKEN)
     rewards.claim(relayer, a, 2 * TOKEN, RewardTree({a: 2 * TOKEN}).proof(a))
     tree = RewardTree({a: 5 * TOKEN})
-    rewards.post_root(coordinator, 2, tree.root)
+    rewards.post_root(coordinator, 2, tree.root, 3 * TOKEN)
     receipt = rewards.claim(relayer, a, 5 * TOKEN, tree.proof(a))
     [claimed] = rewards.distributor.events.Claimed().process_receipt(receipt, errors=DISCARD)
     assert dict(claimed["args"]) == {

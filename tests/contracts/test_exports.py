@@ -11,16 +11,19 @@ EXPORTS = [
     "ContractRevertError",
     "Deployment",
     "EmbeddedChain",
+    "NetworkTerms",
     "RewardContracts",
     "RewardTree",
     "RpcChain",
     "Signer",
+    "StakingContract",
     "anvil_binary",
     "deploy_rewards",
     "leaf_hash",
     "load_artifact",
     "revert_from",
     "stale_sources",
+    "staking_address",
 ]
 
 
