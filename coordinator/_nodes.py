@@ -10,6 +10,8 @@ import datetime as dt
 import math
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eth_account import Account
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._convert import hardware_to_json, node_from_row
 from tokenweave.coordinator._db import NodeRow, utcnow
+from tokenweave.coordinator._limits import RegistrationLimits
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import NodeRegistration
 from tokenweave.errors import (
@@ -28,9 +31,8 @@ from tokenweave.errors import (
 )
 from tokenweave.types import ModelOffer, NodeInfo
 
-CHALLENGE_TTL_SECONDS = 60.0
-#: Challenges open at once per address; the oldest gives way.
-MAX_OPEN_CHALLENGES = 8
+#: Registration bounds and the challenge table's: see `RegistrationLimits`.
+LIMITS = RegistrationLimits()
 
 
 def challenge_message(coordinator_id: str, address: str, nonce: bytes) -> str:
@@ -49,6 +51,105 @@ def normalize_address(address: str) -> str:
             f"{clip(address)} is not an Ethereum address (0x + 40 hex digits)"
         )
     return "0x" + body.lower()
+
+
+class ChallengeTable:
+    """Open registration nonces: O(1) to issue and to take, bounded per address and in all.
+
+    Nonces are kept in issue order, which is also expiry order (one TTL for all), so expired ones
+    are dropped from the front as calls come; a full address or a full table drops its oldest.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float,
+        per_address: int,
+        total: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_s
+        self._per_address = per_address
+        self._total = total
+        self._clock = clock
+        #: nonce → (address, expiry), oldest first
+        self._open: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        #: address → its nonces, oldest first
+        self._by_address: dict[str, dict[bytes, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open_for(self, address: str) -> int:
+        return len(self._by_address.get(address, ()))
+
+    def issue(self, address: str) -> bytes:
+        now = self._clock()
+        self._expire(now)
+        mine = self._by_address.get(address, {})
+        while len(mine) >= self._per_address:
+            self._remove(next(iter(mine)))
+        while len(self._open) >= self._total:
+            self._remove(next(iter(self._open)))
+        nonce = secrets.token_bytes(32)
+        self._open[nonce] = (address, now + self._ttl)
+        self._by_address.setdefault(address, {})[nonce] = None
+        return nonce
+
+    def take(self, address: str, nonce: bytes) -> bool:
+        """Whether `nonce` was open for `address`; either way it is good for one attempt."""
+        self._expire(self._clock())
+        entry = self._open.get(nonce)
+        if entry is None or entry[0] != address:
+            return False
+        self._remove(nonce)
+        return True
+
+    def _remove(self, nonce: bytes) -> None:
+        address, _ = self._open.pop(nonce)
+        mine = self._by_address[address]
+        del mine[nonce]
+        if not mine:
+            del self._by_address[address]
+
+    def _expire(self, now: float) -> None:
+        while self._open:
+            nonce, (_, expires) = next(iter(self._open.items()))
+            if expires > now:
+                return
+            self._remove(nonce)
+
+
+def _bounded_list(field: str, values: Sequence[str], count: int, chars: int) -> None:
+    if len(values) > count:
+        raise InvalidArgumentError(f"{field} has {len(values)} entries; at most {count} are taken")
+    for i, value in enumerate(values):
+        _bounded_text(f"{field}[{i}]", value, chars)
+
+
+def _bounded_text(field: str, value: str, chars: int) -> None:
+    if len(value) > chars:
+        raise InvalidArgumentError(f"{field} is {len(value)} characters long; at most {chars}")
+
+
+def check_registration(reg: NodeRegistration, limits: RegistrationLimits = LIMITS) -> None:
+    """Refuse a registration whose lists or strings exceed `limits`, naming the field."""
+    _bounded_list("multiaddrs", reg.multiaddrs, limits.max_multiaddrs, limits.max_multiaddr_chars)
+    _bounded_list(
+        "models", [m.name for m in reg.models], limits.max_models, limits.max_model_name_chars
+    )
+    for i, m in enumerate(reg.models):
+        _bounded_text(f"models[{i}].sha256", m.sha256, 64)
+    _bounded_list("workloads", reg.workloads, limits.max_workloads, limits.max_workload_chars)
+    _bounded_text("version", reg.version, limits.max_version_chars)
+    _bounded_text("peer_id", reg.peer_id, limits.max_peer_id_chars)
+    hw = reg.hardware
+    _bounded_list(
+        "hardware.gpus", [g.name for g in hw.gpus], limits.max_gpus, limits.max_hardware_chars
+    )
+    _bounded_list(
+        "hardware.providers", hw.providers, limits.max_providers, limits.max_hardware_chars
+    )
+    _bounded_text("hardware.platform", hw.platform, limits.max_hardware_chars)
 
 
 @dataclass(slots=True)
@@ -76,39 +177,32 @@ class NodeRegistry:
         coordinator_id: str,
         expiry_seconds: float,
         standing: Standing,
+        limits: RegistrationLimits = LIMITS,
     ) -> None:
         self._db = sessions
+        self._limits = limits
         self._coordinator_id = coordinator_id
         self._expiry = expiry_seconds
         self._standing = standing
-        #: address → {nonce: expiry}
-        self._challenges: dict[str, dict[bytes, float]] = {}
+        self.challenges = ChallengeTable(
+            limits.challenge_ttl_s, limits.max_challenges_per_address, limits.max_challenges
+        )
         self._live: dict[str, _Session] = {}
 
     def challenge(self, address: str) -> tuple[str, bytes]:
         """A one-time nonce for `address` to sign. Several may be open at once (anyone may ask
         for one, so a new one must not void the node's own)."""
         address = normalize_address(address)
-        now = time.monotonic()
-        self._challenges = {
-            a: live
-            for a, c in self._challenges.items()
-            if (live := {n: t for n, t in c.items() if t > now})
-        }
-        open_ = self._challenges.setdefault(address, {})
-        while len(open_) >= MAX_OPEN_CHALLENGES:
-            del open_[min(open_, key=open_.__getitem__)]
-        nonce = secrets.token_bytes(32)
-        open_[nonce] = now + CHALLENGE_TTL_SECONDS
+        nonce = self.challenges.issue(address)
         return challenge_message(self._coordinator_id, address, nonce), nonce
 
     def _verify(self, reg: NodeRegistration) -> str:
         address = normalize_address(reg.address)
-        expires = self._challenges.get(address, {}).pop(bytes(reg.nonce), 0.0)
-        if expires < time.monotonic():
+        if not self.challenges.take(address, bytes(reg.nonce)):
             raise UnauthenticatedError(
                 f"no open challenge for {address} with this nonce; call GetChallenge first "
-                f"(challenges last {CHALLENGE_TTL_SECONDS:.0f} s and are good for one attempt)"
+                f"(challenges last {self._limits.challenge_ttl_s:.0f} s and are good for one "
+                "attempt)"
             )
         message = encode_defunct(
             text=challenge_message(self._coordinator_id, address, bytes(reg.nonce))
@@ -125,6 +219,7 @@ class NodeRegistry:
 
     async def register(self, reg: NodeRegistration) -> tuple[str, str]:
         """Verify the signature, upsert the node, and open a session; returns (node_id, token)."""
+        check_registration(reg, self._limits)
         address = self._verify(reg)
         if not 1 <= reg.max_inflight_shards <= 64:
             raise InvalidArgumentError("max_inflight_shards must be between 1 and 64")
@@ -134,15 +229,11 @@ class NodeRegistry:
                     f"model {m.name[:80]!r}: tokens_per_second {m.tokens_per_second} must be a "
                     "finite positive measurement"
                 )
-        if len(reg.version) > 40 or len(reg.peer_id) > 128:
-            raise InvalidArgumentError("version or peer_id is too long")
         if not reg.workloads:
             raise InvalidArgumentError(
                 f"node {address} names no workloads: it predates tokenweave 0.2's task protocol; "
                 "upgrade the node"
             )
-        if len(reg.workloads) > 64 or any(len(w) > 40 for w in reg.workloads):
-            raise InvalidArgumentError("too many workloads, or a workload name over 40 characters")
         models = [
             {"name": m.name, "sha256": m.sha256, "tokens_per_second": m.tokens_per_second}
             for m in reg.models

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenweave import workloads
+from tokenweave._datadir import DataDirLock
 from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
@@ -28,6 +29,7 @@ from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._ledger import RewardLedger
+from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import WorkPolicy
@@ -66,6 +68,19 @@ def reward_tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Seque
     return tree.root, tree.proof
 
 
+def _server_options(config: CoordinatorConfig, limits: ServiceLimits) -> list[tuple[str, int]]:
+    """The limits' channel arguments; `config.max_message_bytes` may only lower the message caps."""
+    caps = {
+        "grpc.max_receive_message_length": min(
+            config.max_message_bytes, limits.max_receive_message_bytes
+        ),
+        "grpc.max_send_message_length": min(
+            config.max_message_bytes, limits.max_send_message_bytes
+        ),
+    }
+    return [(name, caps.get(name, value)) for name, value in limits.server_options()]
+
+
 class CoordinatorServer:
     """Use `await CoordinatorServer.create(config)`, then `wait()`; `shutdown()` is idempotent."""
 
@@ -78,6 +93,7 @@ class CoordinatorServer:
         dispatcher: Dispatcher,
         health_servicer: health.aio.HealthServicer,
         datasets: DatasetReader,
+        lock: DataDirLock,
     ) -> None:
         self.config = config
         self.port = port
@@ -86,6 +102,7 @@ class CoordinatorServer:
         self._dispatcher = dispatcher
         self._health = health_servicer
         self._datasets = datasets
+        self._lock = lock
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._shutdown_started = False
@@ -96,8 +113,22 @@ class CoordinatorServer:
         return f"{host}:{self.port}"
 
     @classmethod
-    async def create(cls, config: CoordinatorConfig) -> CoordinatorServer:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+    async def create(
+        cls, config: CoordinatorConfig, limits: ServiceLimits | None = None
+    ) -> CoordinatorServer:
+        """Start serving; `limits` default to `ServiceLimits()`. Raises `DataDirLockedError` when
+        another process holds `config.data_dir`."""
+        lock = DataDirLock.acquire(config.data_dir, "coordinator")
+        try:
+            return await cls._create(config, limits or ServiceLimits(), lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    async def _create(
+        cls, config: CoordinatorConfig, limits: ServiceLimits, lock: DataDirLock
+    ) -> CoordinatorServer:
         workloads.load_plugins()
         cache = config.model_cache or default_cache_dir()
         prices = PriceList.parse(config.prices)
@@ -168,15 +199,22 @@ class CoordinatorServer:
         if recovered:
             logger.info("recovered %d pending shards from the database", recovered)
 
-        options = [
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-        ]
-        server = aio.server(interceptors=[StatusInterceptor()], options=options)
+        server = aio.server(
+            interceptors=[StatusInterceptor()], options=_server_options(config, limits)
+        )
         index = DatasetIndex(sessions)
         datasets = DatasetReader(index)
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(dispatcher, store, events, registry, ledger, datasets), server
+            JobServicer(
+                dispatcher,
+                store,
+                events,
+                registry,
+                ledger,
+                datasets,
+                WatchStreams(limits.max_watch_streams, limits.max_watch_streams_per_peer),
+            ),
+            server,
         )
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
@@ -208,11 +246,17 @@ class CoordinatorServer:
             ),
             server,
         )
-        port = server.add_insecure_port(config.listen)
+        try:
+            port = server.add_insecure_port(config.listen)
+        except RuntimeError:
+            port = 0
         if port == 0:
             await engine.dispose()
-            raise OSError(f"could not listen on {config.listen}")
-        self = cls(config, server, port, engine, dispatcher, health_servicer, datasets)
+            raise OSError(
+                f"could not listen on {config.listen}: is another coordinator (or another "
+                "program) using that port?"
+            )
+        self = cls(config, server, port, engine, dispatcher, health_servicer, datasets, lock)
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -259,5 +303,6 @@ class CoordinatorServer:
         await self._server.stop(self.config.shutdown_grace_s)
         await asyncio.to_thread(self._datasets.close)
         await self._engine.dispose()
+        self._lock.release()
         self._stopped.set()
         logger.info("coordinator stopped")

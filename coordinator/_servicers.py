@@ -24,6 +24,7 @@ from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, NodeLane
 from tokenweave.coordinator._ledger import RewardLedger
+from tokenweave.coordinator._limits import WatchStreams
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._views import AuditAnswer, JobRequest
 from tokenweave.errors import InvalidArgumentError, clip
@@ -79,6 +80,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         registry: NodeRegistry,
         ledger: RewardLedger,
         datasets: DatasetReader,
+        watchers: WatchStreams,
     ) -> None:
         self._dispatcher = dispatcher
         self._store = store
@@ -86,6 +88,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._registry = registry
         self._ledger = ledger
         self._datasets = datasets
+        self._watchers = watchers
 
     async def SubmitJob(
         self, request: jobs_pb2.SubmitJobRequest, context: Context
@@ -121,14 +124,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
-        async for view in self._events.watch(
-            _require_job_id(request.job_id), request.after_sequence, self._dispatcher.job
-        ):
-            yield jobs_pb2.WatchJobResponse(
-                sequence=view.version,
-                job=job_to_proto(view),
-                tokens_per_second=view.tokens_per_second,
-            )
+        job_id = _require_job_id(request.job_id)
+        with self._watchers.open(context.peer()):
+            async for view in self._events.watch(
+                job_id, request.after_sequence, self._dispatcher.job
+            ):
+                yield jobs_pb2.WatchJobResponse(
+                    sequence=view.version,
+                    job=job_to_proto(view),
+                    tokens_per_second=view.tokens_per_second,
+                )
 
     async def GetJobResult(
         self, request: jobs_pb2.GetJobResultRequest, context: Context

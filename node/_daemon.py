@@ -18,6 +18,7 @@ import asyncio
 import logging
 
 from tokenweave import __version__, workloads
+from tokenweave._datadir import DataDirLock
 from tokenweave.models import (
     EmbeddingSession,
     default_cache_dir,
@@ -50,8 +51,10 @@ class NodeDaemon:
         speeds: dict[str, float],
         blocks: BlockService,
         exchange: BlockExchange,
+        lock: DataDirLock | None = None,
     ) -> None:
         self.config = config
+        self._lock = lock
         self.identity = identity
         self._runners = runners
         self._speeds = speeds
@@ -63,6 +66,17 @@ class NodeDaemon:
 
     @classmethod
     async def create(cls, config: NodeConfig) -> NodeDaemon:
+        """Raises `DataDirLockedError` when another process holds `config.data_dir`; the lock is
+        held until `run` returns."""
+        lock = DataDirLock.acquire(config.data_dir, "node")
+        try:
+            return await cls._create(config, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    async def _create(cls, config: NodeConfig, lock: DataDirLock) -> NodeDaemon:
         workloads.load_plugins()
         identity = NodeIdentity.load_or_create(config.data_dir)
         cache = config.model_cache or default_cache_dir()
@@ -92,7 +106,7 @@ class NodeDaemon:
         blocks.exchange = exchange
         await asyncio.to_thread(exchange.start)
         logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
-        return cls(config, identity, runners, speeds, blocks, exchange)
+        return cls(config, identity, runners, speeds, blocks, exchange, lock)
 
     @property
     def speeds(self) -> dict[str, float]:
@@ -112,7 +126,11 @@ class NodeDaemon:
             await keep_connected(self._session, stop, backoff)
             logger.info("node stopped")
         finally:
-            await asyncio.to_thread(self.exchange.stop)
+            try:
+                await asyncio.to_thread(self.exchange.stop)
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
     async def _session(self, stop: asyncio.Event) -> bool:
         """One session; whether it registered (a lost session is logged, not raised)."""
