@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tokenweave import tensors
 from tokenweave.coordinator._db import JobRow, NodeRow, utcnow
 from tokenweave.coordinator._ledger import EpochView
+from tokenweave.coordinator._limits import RegistrationLimits
 from tokenweave.coordinator._metering import format_micro
 from tokenweave.coordinator._views import (
     Assignment,
@@ -170,6 +171,9 @@ def hardware_from_json(hw: Mapping[str, Any]) -> Hardware:
     )
 
 
+STORED = RegistrationLimits()
+
+
 def node_from_row(row: NodeRow, online: bool, running: int, withheld: bool) -> NodeInfo:
     return NodeInfo(
         node_id=row.node_id,
@@ -178,7 +182,7 @@ def node_from_row(row: NodeRow, online: bool, running: int, withheld: bool) -> N
         hardware=hardware_from_json(row.hardware),
         models=tuple(
             ModelOffer(str(m["name"]), str(m["sha256"]), float(str(m["tokens_per_second"])))
-            for m in row.models
+            for m in row.models[: STORED.max_models]
         ),
         shards_running=running,
         shards_done=row.shards_done,
@@ -186,7 +190,10 @@ def node_from_row(row: NodeRow, online: bool, running: int, withheld: bool) -> N
         last_seen=row.last_seen,
         version=row.version,
         peer_id=row.peer_id,
-        multiaddrs=tuple(row.multiaddrs),
+        # Rows written before registrations were bounded may hold megabytes: never send those.
+        multiaddrs=tuple(
+            a[: STORED.max_multiaddr_chars] for a in row.multiaddrs[: STORED.max_multiaddrs]
+        ),
         reputation=row.reputation,
         audits_passed=row.audits_passed,
         audits_failed=row.audits_failed,
