@@ -75,6 +75,6 @@ __all__ = [
     "leaf_hash",
     "load_artifact",
     "revert_from",
-    "stale_sources",
     "staking_address",
+    "stale_sources",
 ]

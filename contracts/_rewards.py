@@ -95,9 +95,7 @@ def _contract(w3: Web3, name: str, address: str | None = None) -> Contract:
     return w3.eth.contract(address=to_checksum_address(address), abi=artifact.abi)
 
 
-def deploy_rewards(
-    admin: Signer, poster: str, terms: NetworkTerms = DEV_TERMS
-) -> Deployment:
+def deploy_rewards(admin: Signer, poster: str, terms: NetworkTerms = DEV_TERMS) -> Deployment:
     """Deploy RewardToken, then RewardDistributor (which creates NodeStaking), and make the
     distributor the token's one minter.
 

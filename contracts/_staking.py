@@ -121,9 +121,7 @@ class StakingContract:
         )
         return _unsent(function, sender)
 
-    def slash(
-        self, signer: Signer, operator: str, amount: int, evidence: bytes
-    ) -> dict[str, Any]:
+    def slash(self, signer: Signer, operator: str, amount: int, evidence: bytes) -> dict[str, Any]:
         """Take up to `amount` of `operator`'s stake (active, then unbonding); the receipt.
 
         Reverts: `Staking__NothingToSlash`, `Staking__ZeroAmount`, and

@@ -7,17 +7,20 @@ alone mints. `dev_keys[1]` and `dev_keys[2]` are outsiders."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from eth_account import Account
 
 from tokenweave.contracts import (
     ANVIL_DEV_KEYS,
+    EMBEDDED,
     Anvil,
     Chain,
     Deployment,
     EmbeddedChain,
     RewardContracts,
+    RewardTree,
     RpcChain,
     Signer,
     anvil_binary,
@@ -69,3 +72,33 @@ def deployment(admin: Signer, coordinator: Signer) -> Deployment:
 @pytest.fixture
 def rewards(chain: Chain, deployment: Deployment) -> RewardContracts:
     return RewardContracts(chain, deployment)
+
+
+def advance(chain: Chain, seconds: int) -> None:
+    """Move the chain's clock `seconds` ahead (the next block is stamped after it)."""
+    if chain.endpoint == EMBEDDED:
+        tester = chain.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+        tester.time_travel(int(tester.get_block_by_number("pending")["timestamp"]) + seconds)
+        tester.mine_blocks()
+    else:
+        chain.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def send_directly(rewards: RewardContracts, signer: Signer, function: Any) -> dict[str, Any]:
+    """Send a contract call as is, past the binding's own checks, so the contract decides."""
+    tx = dict(function.build_transaction({"from": signer.address, "gas": 1}))
+    for key in ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"):
+        tx.pop(key, None)
+    return signer.send(tx, rewards.errors)
+
+
+def earn(
+    rewards: RewardContracts, poster: Signer, amounts: dict[str, int], epoch: int = 1
+) -> RewardTree:
+    """Post one root paying `amounts` (first root: the whole sum is new) and claim every leaf."""
+    tree = RewardTree(amounts)
+    rewards.post_root(poster, epoch, tree.root, sum(amounts.values()))
+    for address, amount in amounts.items():
+        rewards.claim(poster, address, amount, tree.proof(address))
+    return tree
