@@ -5,22 +5,45 @@ tokenize it and plan the windows, as it would inline texts. It does not send the
 document keeps its place in the dataset (file CID and byte range), and nodes read their shards'
 documents themselves, from their own disk where they hold the blocks and from peers otherwise.
 Every shard also records the nodes that held all of its blocks, and placement prefers them.
+
+Before reading, the dataset's structure is measured (`measure_dag`): a DAG that expands past
+`DATASET_LIMITS` (a block linked a million times describes a terabyte in a megabyte) is refused
+with INVALID_ARGUMENT before any document is read. A read stops between blocks, and its fetch in
+flight is cut short, when the call that started it is cancelled or times out, or the reader
+closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.errors import FailedPreconditionError
-from tokenweave.storage import CID, DAG_PB, BlockExchange, dataset_documents, range_blocks
+from tokenweave.storage import (
+    CID,
+    DAG_PB,
+    BlockExchange,
+    CancelFlag,
+    DagLimits,
+    dataset_documents,
+    measure_dag,
+    range_blocks,
+)
 from tokenweave.workloads import DocumentInput, DocumentSource
 
 #: JSON Lines field read when a job does not name one.
 DEFAULT_TEXT_FIELD = "text"
+
+#: What a job may read of a dataset: as many bytes as a job's message may carry inline (256 MiB),
+#: 100,000 links (a job has at most 10,000 documents), 32 levels, 16,384 links per node.
+DATASET_LIMITS = DagLimits(max_bytes=256 << 20, max_links=100_000, max_depth=32, max_fanout=16_384)
+
+#: Seconds one block fetch may take.
+FETCH_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,30 +56,74 @@ class DatasetDocuments:
 class DatasetReader:
     """Reads datasets from the nodes through a libp2p host of its own, started on first use."""
 
-    def __init__(self, index: DatasetIndex) -> None:
+    def __init__(
+        self,
+        index: DatasetIndex,
+        limits: DagLimits = DATASET_LIMITS,
+        fetch_timeout_s: float = FETCH_TIMEOUT_S,
+    ) -> None:
         self._index = index
+        self._limits = limits
+        self._fetch_timeout_s = fetch_timeout_s
         self._exchange: BlockExchange | None = None
         self._lock = threading.Lock()
+        self._reads: set[CancelFlag] = set()
+        self._closed = False
+
+    @property
+    def reading(self) -> int:
+        """Reads whose thread is still running."""
+        with self._lock:
+            return len(self._reads)
 
     def _started(self) -> BlockExchange:
         with self._lock:
             if self._exchange is None:
-                self._exchange = BlockExchange(timeout=30).start()
+                self._exchange = BlockExchange(timeout=self._fetch_timeout_s).start()
             return self._exchange
 
     def close(self) -> None:
+        """Cancel the reads in progress and stop the libp2p host; later reads are refused."""
+        with self._lock:
+            self._closed = True
+            reads = list(self._reads)
+        for flag in reads:
+            flag.cancel("the coordinator is shutting down")
         with self._lock:
             if self._exchange is not None:
                 self._exchange.stop()
                 self._exchange = None
 
     async def documents(self, root: str, text_field: str) -> DatasetDocuments:
-        """The documents of dataset `root` with their texts and where each one lives."""
+        """The documents of dataset `root` with their texts and where each one lives.
+
+        Cancelling the caller stops the read: it waits for the reading thread, which stops at its
+        next block (a fetch in flight is cut short), before it lets the cancellation through.
+        """
         _, blocks = await self._index.status(root)  # NotFoundError for an unknown root
         holders = {cid: frozenset(nodes) for cid, nodes in blocks}
         addresses = await self._index.peer_addresses()
         field = text_field or DEFAULT_TEXT_FIELD
-        return await asyncio.to_thread(self._read, CID.parse(root), field, holders, addresses)
+        flag = CancelFlag()
+        with self._lock:
+            if self._closed:
+                flag.cancel("the coordinator is shutting down")
+            self._reads.add(flag)
+        read = asyncio.ensure_future(
+            asyncio.to_thread(self._read, CID.parse(root), field, holders, addresses, flag)
+        )
+        read.add_done_callback(lambda _: self._forget(flag))
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            flag.cancel("the request was cancelled")
+            with contextlib.suppress(Exception):
+                await read
+            raise
+
+    def _forget(self, flag: CancelFlag) -> None:
+        with self._lock:
+            self._reads.discard(flag)
 
     def _read(
         self,
@@ -64,11 +131,14 @@ class DatasetReader:
         text_field: str,
         holders: Mapping[str, frozenset[str]],
         addresses: Mapping[str, tuple[str, ...]],
+        cancel: CancelFlag,
     ) -> DatasetDocuments:
+        cancel.check()
         exchange = self._started()
         interior: dict[CID, bytes] = {}  # kept to list each document's blocks without refetching
 
         def source(cid: CID) -> bytes:
+            cancel.check()
             if cid in interior:
                 return interior[cid]
             providers = [a for n in sorted(holders.get(str(cid), ())) for a in addresses.get(n, ())]
@@ -76,11 +146,13 @@ class DatasetReader:
                 raise FailedPreconditionError(
                     f"no connected node holds block {cid} of the dataset; it cannot be read now"
                 )
-            data = exchange.fetch(cid, providers)
+            data = exchange.fetch(cid, providers, cancel)
             if cid.codec == DAG_PB:
                 interior[cid] = data
             return data
 
+        # Interior blocks fetched here are kept: the limits bound them, and the read needs them.
+        measure_dag(root, source, self._limits, include=_read_by_jobs)
         documents = []
         for ref, text in dataset_documents(root, source, text_field):
             inline = ref.file == root  # one JSON Lines file; else one .txt file per document
@@ -93,3 +165,8 @@ class DatasetReader:
             )
             documents.append(DocumentInput(ref.name, text, where))
         return DatasetDocuments(tuple(documents), holders)
+
+
+def _read_by_jobs(name: str) -> bool:
+    """The files of a dataset folder that a job reads (subfolders are always walked)."""
+    return name.endswith(".txt")

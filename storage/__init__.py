@@ -9,8 +9,13 @@ The code is organized as follows:
   the `unixfs-v1-2025` (default) and `kubo` profiles; the root CID equals what IPFS's importer
   gives (tests/storage checks fixtures made by storage/reference with ipfs-unixfs-importer).
   `fastcdc` chunks by content for deduplication across versions (not IPFS-identical).
-* `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk, refusing entry names
-  that would escape the destination.
+* `DagLimits`, `measure_dag` (_dagshape.py) — a DAG's expanded size, links, depth and fan-out
+  (a block linked many times counts each time), checked before reading, and its declared sizes
+  checked against its blocks.
+* `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk: each block checked
+  against its declared size, entry names that would escape the destination (or collide, or be
+  too long) refused before anything is written, output staged and renamed into place.
+* `CancelFlag` (_cancel.py) — stops a long read between blocks and cuts a fetch in flight.
 * `read_range`, `range_blocks`, `dataset_documents`, `read_document` (_documents.py) — byte
   ranges of a file from only the blocks that hold them; a dataset's documents (`.txt` files of a
   directory, or the lines of a JSON Lines file) as `DocumentRef`s, each readable alone.
@@ -30,7 +35,9 @@ from tokenweave import _lazy_exports
 
 if TYPE_CHECKING:
     from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, BlockStore, CorruptBlockError
+    from tokenweave.storage._cancel import CancelFlag, ReadCancelledError
     from tokenweave.storage._cid import CID, DAG_PB, RAW, InvalidCidError
+    from tokenweave.storage._dagshape import DagLimits, DagShape, measure_dag
     from tokenweave.storage._documents import (
         DocumentRef,
         dataset_documents,
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
         read_range,
     )
     from tokenweave.storage._exchange import PROTOCOL, BlockExchange, PeerMisbehavedError
-    from tokenweave.storage._exporter import export, read_file
+    from tokenweave.storage._exporter import EXPORT_LIMITS, export, read_file
     from tokenweave.storage._importer import (
         DEFAULT_PROFILE,
         PROFILES,
@@ -56,7 +63,9 @@ else:
         __name__,
         {
             "._blockstore": ("MAX_BLOCK_BYTES", "BlockStore", "CorruptBlockError"),
+            "._cancel": ("CancelFlag", "ReadCancelledError"),
             "._cid": ("CID", "DAG_PB", "RAW", "InvalidCidError"),
+            "._dagshape": ("DagLimits", "DagShape", "measure_dag"),
             "._documents": (
                 "DocumentRef",
                 "dataset_documents",
@@ -65,7 +74,7 @@ else:
                 "read_range",
             ),
             "._exchange": ("PROTOCOL", "BlockExchange", "PeerMisbehavedError"),
-            "._exporter": ("export", "read_file"),
+            "._exporter": ("EXPORT_LIMITS", "export", "read_file"),
             "._importer": (
                 "DEFAULT_PROFILE",
                 "PROFILES",
@@ -84,6 +93,7 @@ __all__ = [
     "CID",
     "DAG_PB",
     "DEFAULT_PROFILE",
+    "EXPORT_LIMITS",
     "MAX_BLOCK_BYTES",
     "PROFILES",
     "PROTOCOL",
@@ -91,17 +101,22 @@ __all__ = [
     "Block",
     "BlockExchange",
     "BlockStore",
+    "CancelFlag",
     "CorruptBlockError",
+    "DagLimits",
     "DagNode",
+    "DagShape",
     "DocumentRef",
     "ImportProfile",
     "InvalidCidError",
     "PeerMisbehavedError",
+    "ReadCancelledError",
     "check_entry_name",
     "dataset_documents",
     "export",
     "import_directory",
     "import_file",
+    "measure_dag",
     "profile_named",
     "range_blocks",
     "read_document",

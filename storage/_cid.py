@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tokenweave.errors import InvalidArgumentError
+from tokenweave.errors import InvalidArgumentError, clip
 
 RAW = 0x55
 DAG_PB = 0x70
@@ -93,13 +93,15 @@ class CID:
     def parse(cls, text: str) -> CID:
         """Parse the base32 text form; anything else raises InvalidCidError naming the input."""
         if not text.startswith("b") or len(text) < 10:
-            raise InvalidCidError(f"{text!r} is not a base32 CIDv1 (it should start with 'b')")
+            raise InvalidCidError(
+                f"{clip(text, 100)} is not a base32 CIDv1 (it should start with 'b')"
+            )
         body = text[1:].upper()
         try:
             raw = base64.b32decode(body + "=" * (-len(body) % 8))
         except ValueError:
-            raise InvalidCidError(f"{text!r} is not valid base32") from None
+            raise InvalidCidError(f"{clip(text, 100)} is not valid base32") from None
         try:
             return cls.from_bytes(raw)
         except InvalidArgumentError as exc:
-            raise InvalidCidError(f"{text!r}: {exc.message}") from None
+            raise InvalidCidError(f"{clip(text, 100)}: {exc.message}") from None

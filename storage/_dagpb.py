@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tokenweave.errors import clip
 from tokenweave.storage._cid import CID, decode_varint, encode_varint
 
 UNIXFS_FILE = 2
@@ -103,12 +104,12 @@ def decode_node(block: bytes) -> DecodedNode:
                 raise MalformedNodeError("a link without a hash")
             name = parts.get(2, b"")
             tsize = parts.get(3, 0)
+            try:
+                text = name.decode() if isinstance(name, bytes) else ""
+            except UnicodeDecodeError:
+                raise MalformedNodeError(f"link name {clip(name)} is not UTF-8") from None
             links.append(
-                PBLink(
-                    CID.from_bytes(hash_),
-                    name.decode() if isinstance(name, bytes) else "",
-                    tsize if isinstance(tsize, int) else 0,
-                )
+                PBLink(CID.from_bytes(hash_), text, tsize if isinstance(tsize, int) else 0)
             )
         elif number == 1 and isinstance(value, bytes):
             unixfs = value
@@ -123,3 +124,23 @@ def decode_node(block: bytes) -> DecodedNode:
     if kind < 0:
         raise MalformedNodeError("the node carries no UnixFS type")
     return DecodedNode(tuple(links), kind, data, filesize)
+
+
+def blocksizes(block: bytes) -> list[int]:
+    """A File node's `blocksizes`: each child's byte count, in order (packed or not)."""
+    unixfs = b""
+    for number, value in _fields(block):
+        if number == 1 and isinstance(value, bytes):
+            unixfs = value
+    sizes: list[int] = []
+    for number, value in _fields(unixfs):
+        if number != 4:
+            continue
+        if isinstance(value, int):
+            sizes.append(value)
+            continue
+        i = 0  # packed, which proto2 readers accept too
+        while i < len(value):
+            size, i = decode_varint(value, i)
+            sizes.append(size)
+    return sizes

@@ -16,14 +16,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tokenweave.errors import InvalidArgumentError
-from tokenweave.storage._cid import CID, RAW, decode_varint
+from tokenweave.storage._cid import CID, RAW
 from tokenweave.storage._dagpb import (
     UNIXFS_DIRECTORY,
     UNIXFS_FILE,
     DecodedNode,
     MalformedNodeError,
     PBLink,
-    _fields,
+    blocksizes,
     decode_node,
 )
 from tokenweave.storage._exporter import BlockSource, read_file
@@ -40,25 +40,6 @@ class _FileNode:
     @property
     def size(self) -> int:
         return len(self.data) + sum(size for _, size in self.children)
-
-
-def _blocksizes(block: bytes) -> list[int]:
-    unixfs = b""
-    for number, value in _fields(block):
-        if number == 1 and isinstance(value, bytes):
-            unixfs = value
-    sizes: list[int] = []
-    for number, value in _fields(unixfs):
-        if number != 4:
-            continue
-        if isinstance(value, int):
-            sizes.append(value)
-            continue
-        i = 0  # packed, which proto2 readers accept too
-        while i < len(value):
-            size, i = decode_varint(value, i)
-            sizes.append(size)
-    return sizes
 
 
 def _decode(cid: CID, block: bytes) -> DecodedNode:
@@ -79,7 +60,7 @@ def _file_node(cid: CID, block: bytes) -> _FileNode:
     node = _decode(cid, block)
     if node.kind != UNIXFS_FILE:
         raise InvalidArgumentError(f"{cid} is not a file")
-    sizes = _blocksizes(block)
+    sizes = blocksizes(block)
     if len(sizes) != len(node.links):
         raise InvalidArgumentError(
             f"file node {cid} has {len(node.links)} links but {len(sizes)} blocksizes"
@@ -238,7 +219,13 @@ def _text_files(
         path = prefix + check_entry_name(link.name)
         if link.cid.codec == RAW:
             if path.endswith(".txt"):
-                yield path, link.cid, source(link.cid)
+                data = source(link.cid)
+                if len(data) != link.tsize:
+                    raise InvalidArgumentError(
+                        f"block {link.cid} holds {len(data)} bytes but its directory declares "
+                        f"{link.tsize}"
+                    )
+                yield path, link.cid, data
             continue
         block = source(link.cid)
         node = _decode(link.cid, block)

@@ -32,6 +32,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from tokenweave.errors import NotFoundError, UnavailableError
 from tokenweave.storage._blockstore import MAX_BLOCK_BYTES, CorruptBlockError
+from tokenweave.storage._cancel import CancelFlag
 from tokenweave.storage._cid import CID, decode_varint, encode_varint
 
 logger = logging.getLogger(__name__)
@@ -193,22 +194,33 @@ class BlockExchange:
 
     # -- fetching -------------------------------------------------------------------------------
 
-    def fetch(self, cid: CID, providers: Sequence[str]) -> bytes:
+    def fetch(self, cid: CID, providers: Sequence[str], cancel: CancelFlag | None = None) -> bytes:
         """The block from whichever provider answers first with the right bytes.
 
         Providers are full multiaddrs. Raises NotFoundError when none has it,
-        PeerMisbehavedError when the only answers were wrong, UnavailableError otherwise.
+        PeerMisbehavedError when the only answers were wrong, UnavailableError otherwise, and
+        ReadCancelledError as soon as `cancel` is set (the fetch in flight is cut short).
         """
         if self._token is None:
             raise UnavailableError("the block exchange is not started")
         if not providers:
             raise NotFoundError(f"no provider is known for block {cid}")
+        if cancel is not None:
+            cancel.check()
         result: bytes = trio.from_thread.run(
-            self._fetch_any, cid, list(providers), trio_token=self._token
+            self._fetch_any, cid, list(providers), cancel, trio_token=self._token
         )
         return result
 
-    async def _fetch_any(self, cid: CID, providers: list[str]) -> bytes:
+    def _cancel_soon(self, scope: trio.CancelScope) -> None:
+        """From any thread: cancel `scope` on the trio loop."""
+        if self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(scope.cancel)
+
+    async def _fetch_any(
+        self, cid: CID, providers: list[str], cancel: CancelFlag | None = None
+    ) -> bytes:
         found: list[bytes] = []
         failures: list[BaseException] = []
 
@@ -222,9 +234,16 @@ class BlockExchange:
             cancel.cancel()
 
         with trio.move_on_after(self._timeout) as scope:
-            async with trio.open_nursery() as nursery:
-                for address in providers:
-                    nursery.start_soon(attempt, address, nursery.cancel_scope)
+            forget = cancel.on_cancel(lambda: self._cancel_soon(scope)) if cancel else None
+            try:
+                async with trio.open_nursery() as nursery:
+                    for address in providers:
+                        nursery.start_soon(attempt, address, nursery.cancel_scope)
+            finally:
+                if forget is not None:
+                    forget()
+        if cancel is not None:
+            cancel.check()
         if found:
             self.stats.fetched += 1
             return found[0]

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from pyfastcdc import FastCDC
 
-from tokenweave.errors import InvalidArgumentError
+from tokenweave.errors import InvalidArgumentError, clip
 from tokenweave.storage._blockstore import MAX_BLOCK_BYTES
 from tokenweave.storage._cid import CID, DAG_PB, RAW
 from tokenweave.storage._dagpb import (
@@ -146,10 +146,23 @@ def import_file(
             return level[0]
 
 
+#: Longest entry name, in UTF-8 bytes (the limit of ext4, XFS, btrfs, APFS and NTFS).
+MAX_ENTRY_NAME_BYTES = 255
+
+
 def check_entry_name(name: str) -> str:
     """A directory entry name that cannot escape its directory, or InvalidArgumentError."""
     if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise InvalidArgumentError(f"directory entry name {name!r} is not allowed")
+        raise InvalidArgumentError(f"directory entry name {clip(name, 300)} is not allowed")
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # a file name on disk that is not UTF-8 (surrogate escapes)
+        raise InvalidArgumentError(f"directory entry name {clip(name)} is not UTF-8") from None
+    if size > MAX_ENTRY_NAME_BYTES:
+        raise InvalidArgumentError(
+            f"directory entry name {clip(name)} is {size} bytes; names are at most "
+            f"{MAX_ENTRY_NAME_BYTES}"
+        )
     return name
 
 

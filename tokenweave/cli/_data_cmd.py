@@ -12,7 +12,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from tokenweave.client import Client
-from tokenweave.errors import InvalidArgumentError, NotFoundError
+from tokenweave.client._data import download
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 console = Console(stderr=True)
 out = Console()
@@ -49,13 +50,24 @@ def put(client: Client, path: Path, profile: str, as_json: bool) -> int:
 
 
 def get(client: Client, cid: str, destination: Path) -> int:
+    """Write the dataset at `destination`: never more bytes than it was recorded with (when it is
+    a dataset on record) nor than its DAG declares; on any error, nothing is written."""
     try:
         total: int | None = client.dataset_status(cid)[0].size
     except NotFoundError:  # a block inside a dataset, or a DAG stored some other way
         total = None
     with _bar() as progress:
         task = progress.add_task(f"get {cid[:16]}…", total=total)
-        client.get(cid, destination, progress=lambda n: progress.advance(task, n))
+        try:
+            download(
+                cid,
+                destination,
+                client.providers,
+                progress=lambda n: progress.advance(task, n),
+                max_file_bytes=total,
+            )
+        except OSError as exc:
+            raise FailedPreconditionError(f"cannot write {destination}: {exc}") from exc
     console.print(f"wrote {destination}")
     return 0
 

@@ -9,9 +9,12 @@ from pathlib import Path
 from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.storage import (
     CID,
+    EXPORT_LIMITS,
     RAW,
     Block,
+    DagLimits,
     DagNode,
+    DagShape,
     export,
     import_directory,
     import_file,
@@ -82,9 +85,15 @@ def download(
     destination: Path,
     providers: Callable[[str], list[str]],
     progress: Callable[[int], None] = lambda n: None,
-) -> None:
+    limits: DagLimits = EXPORT_LIMITS,
+    max_file_bytes: int | None = None,
+) -> DagShape:
     """Fetch the DAG from the nodes that hold it, verifying every block, and write it out;
-    `progress` gets the bytes of file data in each leaf as it arrives."""
+    `progress` gets the bytes of file data in each leaf as it arrives.
+
+    The DAG's structure is fetched and measured first: one over `limits`, over `max_file_bytes`
+    of files, or whose declared sizes disagree with its blocks is refused before anything is
+    written, and no file gets more bytes than the DAG declares for it."""
     cid = CID.parse(root)
 
     from tokenweave.storage import BlockExchange  # libp2p and trio: only downloads need them
@@ -100,4 +109,4 @@ def download(
                 progress(len(data))
             return data
 
-        export(cid, source, destination)
+        return export(cid, source, destination, limits, max_file_bytes)
