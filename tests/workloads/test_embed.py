@@ -90,6 +90,10 @@ def test_a_plan_cuts_windows_into_tasks(context: PlanContext) -> None:
         ({"window": "2"}, "leaves no room"),
         ({"window": "9999"}, "above the model's maximum"),
         ({"window": "16", "overlap": "16"}, "must be smaller"),
+        ({"window": "3", "overlap": "0"}, "window=3 is below the minimum of 16 tokens"),
+        ({"window": "15"}, "window=15 is below the minimum of 16 tokens"),
+        ({"window": "16", "overlap": "8"}, "overlap=8 is more than half .* use at most 7"),
+        ({"window": "64", "overlap": "40"}, "overlap=40 is more than half"),
         ({"stride": "3"}, "unknown option"),
     ],
 )
@@ -164,3 +168,52 @@ def test_a_dataset_job_sends_places_not_tokens(
     for t in plan.tasks:
         workload.check(t.detail, workload.run("m", "", t.payload, runtime).output)
     assert runtime.reads == ["bafyfile"], "a document is read once and cached"
+
+
+def test_the_smallest_window_and_the_largest_overlap_are_taken(context: PlanContext) -> None:
+    plan = _plan(context, [DocumentInput("a", TEXT)], window="16", overlap="7")
+    assert plan.options == {"window": "16", "overlap": "7"}
+    # The coordinator's default overlap is cut to half a small window, not refused.
+    small = EmbedWorkload().plan(
+        "m", [DocumentInput("a", TEXT)], {"window": "16"}, _with_defaults(context, "32")
+    )
+    assert small.options == {"window": "16", "overlap": "7"}
+
+
+def _with_defaults(context: PlanContext, overlap: str) -> PlanContext:
+    return PlanContext(
+        context.model,
+        context.model_sha256,
+        context.tokenizer,
+        context.items_per_task,
+        {"overlap": overlap},
+    )
+
+
+def test_window_count_matches_the_cut(context: PlanContext) -> None:
+    from tokenweave.workloads._embed import window_count
+    from tokenweave.workloads._windows import WindowPlan
+
+    for window, overlap in ((16, 0), (16, 7), (64, 8), (256, 32)):
+        plan = WindowPlan.validated(window, overlap, 512)
+        for length in (1, 13, 14, 15, 100, 1000, 4321):
+            assert window_count(plan, length) == len(plan.spans(0, length)), (plan, length)
+
+
+def test_a_document_cut_into_too_many_windows_is_refused_before_cutting(
+    context: PlanContext,
+) -> None:
+    """1 MiB at window = 3 was 636,909 windows; even at the minimum window a result must fit."""
+    long_text = "a " * 400_000  # 400,000 tokens: 57,142 windows of 16 at the largest overlap
+    with pytest.raises(InvalidArgumentError, match=r"document 0 .* cut into 57,142 windows") as e:
+        _plan(context, [DocumentInput("big", long_text)], window="16", overlap="7")
+    assert "at most 21,845" in e.value.message
+    assert "window=16" in e.value.message
+    taken = _plan(context, [DocumentInput("big", long_text)], window="256", overlap="0")
+    assert taken.items == 400_000 // 254 + 1
+
+
+def test_a_job_of_too_many_windows_is_refused(context: PlanContext) -> None:
+    docs = [DocumentInput(f"d{i}", "a " * 140_000) for i in range(16)]  # 10,000 windows each
+    with pytest.raises(InvalidArgumentError, match="job would be cut into 160,000 windows"):
+        _plan(context, docs, window="16", overlap="0")

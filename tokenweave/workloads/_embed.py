@@ -44,6 +44,14 @@ from tokenweave.workloads._windows import (
 DOCUMENT_CACHE = 16
 #: Coordinator default for `overlap` when neither the job nor the coordinator sets one.
 DEFAULT_OVERLAP = 32
+#: The shortest window a job may ask for, [CLS] and [SEP] included (window = 3 with overlap 0
+#: once turned 1 MiB of text into 636,909 windows); neighbours share at most half a window.
+MIN_WINDOW = 16
+#: Floats of window embeddings one document's result may hold (32 MiB of float32: half
+#: the coordinator's 64 MiB message limit; 21,845 windows for a 384-dimension model).
+MAX_DOCUMENT_FLOATS = 8 * 1024 * 1024
+#: Windows one job may plan in all (each is a task row's worth of work and an output vector).
+MAX_JOB_WINDOWS = 131_072
 
 
 def _label(index: int, name: str) -> str:
@@ -89,8 +97,18 @@ class EmbedWorkload(Workload):
         if overlap is None:
             overlap = _int_option(context.defaults, "overlap")
             overlap = DEFAULT_OVERLAP if overlap is None else overlap
-            overlap = min(overlap, max(window - SPECIAL_TOKENS_PER_WINDOW - 1, 0))
-        return WindowPlan.validated(window, overlap, context.model.max_tokens)
+            overlap = min(overlap, max(window - SPECIAL_TOKENS_PER_WINDOW, 0) // 2)
+        plan = WindowPlan.validated(window, overlap, context.model.max_tokens)
+        if window < MIN_WINDOW:
+            raise InvalidArgumentError(
+                f"window={window} is below the minimum of {MIN_WINDOW} tokens"
+            )
+        if overlap > plan.content // 2:
+            raise InvalidArgumentError(
+                f"overlap={overlap} is more than half the window's {plan.content} text tokens "
+                f"(window={window} minus [CLS] and [SEP]); use at most {plan.content // 2}"
+            )
+        return plan
 
     def plan(
         self,
@@ -103,6 +121,7 @@ class EmbedWorkload(Workload):
         encodings = context.tokenizer.encode_batch(
             [d.text for d in documents], add_special_tokens=False
         )
+        _check_window_count(plan, documents, [len(e.ids) for e in encodings], context.model.dim)
         ids: list[npt.NDArray[np.uint32]] = []
         planned: list[DocumentPlan] = []
         spans: list[WindowSpan] = []
@@ -282,6 +301,34 @@ def _matrix(output: bytes) -> npt.NDArray[np.float32]:
         np.float32, copy=False
     )
     return matrix
+
+
+def window_count(plan: WindowPlan, length: int) -> int:
+    """How many windows `plan.spans` cuts `length` tokens into, without cutting them."""
+    return 1 + max(0, -(-(length - plan.content) // plan.stride))
+
+
+def _check_window_count(
+    plan: WindowPlan, documents: Sequence[DocumentInput], lengths: Sequence[int], dim: int
+) -> None:
+    """Refuse, before any window is cut, a job whose windows would not fit the bounds."""
+    per_document = max(1, MAX_DOCUMENT_FLOATS // max(dim, 1))
+    total = 0
+    for i, (doc, length) in enumerate(zip(documents, lengths, strict=True)):
+        count = window_count(plan, length)
+        if count > per_document:
+            raise InvalidArgumentError(
+                f"{_label(i, doc.name)} would be cut into {count:,} windows at "
+                f"window={plan.window} and overlap={plan.overlap}; a document's result holds at "
+                f"most {per_document:,}: raise window, lower overlap or split the document"
+            )
+        total += count
+    if total > MAX_JOB_WINDOWS:
+        raise InvalidArgumentError(
+            f"the job would be cut into {total:,} windows at window={plan.window} and "
+            f"overlap={plan.overlap}; a job holds at most {MAX_JOB_WINDOWS:,}: raise window, "
+            "lower overlap or send fewer documents"
+        )
 
 
 def window_cosines(
