@@ -3,6 +3,9 @@
 `StatusInterceptor` wraps every handler: a `TokenweaveError` aborts the call with its status and
 message; any other exception is logged with its traceback and reported as INTERNAL. It also parses
 requests itself, so that bytes that are not the expected message are INVALID_ARGUMENT.
+
+Every status message passes through `clip_status`: messages may echo what a client sent, and one
+past gRPC's limit on the status trailer would turn the real error into RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -23,12 +26,32 @@ logger = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
 
+#: Longest status message, in UTF-8 bytes. gRPC percent-encodes the message into a trailer, at
+#: most 3 bytes each, and clients refuse trailers over 8 KiB by default.
+MAX_STATUS_MESSAGE_BYTES = 1024
+
+
+def clip_status(message: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
+    """`message` as valid UTF-8 of at most `limit` bytes, with a note of how much was cut."""
+    data = message.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data.decode()
+    room = limit - len(f"… ({len(data):,} more bytes cut)".encode())
+    kept = data[:room].decode("utf-8", "ignore")
+    return f"{kept}… ({len(data) - len(kept.encode()):,} more bytes cut)"
+
+
+async def _abort_with(context: Context, code: grpc.StatusCode, message: str) -> None:
+    await context.abort(code, clip_status(message))
+
 
 async def _abort(context: Context, exc: Exception) -> None:
     if isinstance(exc, TokenweaveError):
-        await context.abort(grpc.StatusCode[exc.status], exc.message)
+        await _abort_with(context, grpc.StatusCode[exc.status], exc.message)
     logger.exception("unhandled error in %s", type(exc).__name__, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    await _abort_with(
+        context, grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+    )
 
 
 Decoder = Callable[[bytes], Any] | None
@@ -41,8 +64,8 @@ async def _decode(decoder: Decoder, raw: Any, method: str, context: Context) -> 
     try:
         return decoder(raw)
     except DecodeError as exc:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, f"malformed request to {method}: {exc}"
+        await _abort_with(
+            context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed request to {method}: {exc}"
         )
 
 
