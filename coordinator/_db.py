@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -71,6 +72,11 @@ class NodeRow(Base):
     #: Verified shards whose output agreed with another node's, and ones where it did not.
     verifications_passed: Mapped[int] = mapped_column(default=0)
     verifications_failed: Mapped[int] = mapped_column(default=0)
+    #: Verified results that agreed since it was last caught (its record, for vetting).
+    agreed_since_caught: Mapped[int] = mapped_column(default=0)
+    #: Shards it reported failed, and shards it gave back unfinished (it left or handed back).
+    shards_failed: Mapped[int] = mapped_column(default=0)
+    shards_abandoned: Mapped[int] = mapped_column(default=0)
 
 
 class JobRow(Base):
@@ -152,10 +158,22 @@ class LedgerRow(Base):
     """One verified shard's reward: appended once, never updated except to stamp its epoch."""
 
     __tablename__ = "ledger"
+    #: A shard is paid once: a second row for it exists only when its first operator was caught
+    #: cheating and it ran again, and then at most one of them is not withheld. The database
+    #: refuses anything else.
+    __table_args__ = (
+        Index("ix_ledger_shard_address", "shard_id", "address", unique=True),
+        Index(
+            "ix_ledger_paid_once",
+            "shard_id",
+            unique=True,
+            sqlite_where=text("NOT withheld"),
+            postgresql_where=text("NOT withheld"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    #: A shard earns once: a second row for the same shard is refused by the database.
-    shard_id: Mapped[str] = mapped_column(String(80), unique=True)
+    shard_id: Mapped[str] = mapped_column(String(80), index=True)
     job_id: Mapped[str] = mapped_column(String(80), index=True)
     address: Mapped[str] = mapped_column(String(42), index=True)
     model: Mapped[str] = mapped_column(String(80))
@@ -289,7 +307,7 @@ class SchemaRow(Base):
 
 #: Bumped whenever a table changes shape; a database of another version is refused (it has to be
 #: created afresh until migrations exist).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

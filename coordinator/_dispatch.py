@@ -19,12 +19,22 @@ from collections.abc import Coroutine
 from typing import Any
 
 from tokenweave.coordinator._events import JobEvents
-from tokenweave.coordinator._flights import Accept, Dispute, Flight, Flights, GiveUp, Requeue
+from tokenweave.coordinator._flights import (
+    Accept,
+    Dispute,
+    Flight,
+    Flights,
+    GiveUp,
+    Referee,
+    Requeue,
+)
 from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import Placer, WorkPolicy
+from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._standing import Standing
+from tokenweave.coordinator._verdicts import Verdicts
 from tokenweave.coordinator._verify import check_output, similarity
 from tokenweave.coordinator._views import (
     Assignment,
@@ -59,6 +69,7 @@ class Dispatcher:
         events: JobEvents,
         max_attempts: int,
         policy: WorkPolicy | None = None,
+        referee: LocalRunner | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -71,6 +82,9 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._placer = Placer(lanes, standing, self.policy)
+        self._referee = referee
+        self._verdicts = Verdicts(store, standing, lanes)
+        self._last_tick = time.monotonic()
         standing.on_cutoff(self._cut_off)
 
     async def recover(self) -> int:
@@ -179,6 +193,8 @@ class Dispatcher:
         for shard_id in held:
             requeued += await self._end_run(lane, shard_id)
         lane.close()
+        if held and reason is not DetachReason.CUT_OFF:
+            await self._standing.record_abandoned(lane.node_id, len(held))
         if held or reason is not DetachReason.STREAM_CLOSED:
             logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
 
@@ -189,9 +205,7 @@ class Dispatcher:
         if lane is None:
             return
         self._registry.drop(node_id, lane.token)
-        task = asyncio.get_running_loop().create_task(self.detach(lane, DetachReason.CUT_OFF))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background_task(self.detach(lane, DetachReason.CUT_OFF))
 
     async def expire_nodes(self) -> None:
         for node_id in self._registry.expired():
@@ -205,9 +219,11 @@ class Dispatcher:
     async def _hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
         async with self._lock:
             lane.draining = True
-            for shard_id in shard_ids:
-                if shard_id in lane.inflight:
-                    await self._end_run(lane, shard_id)
+            held = [s for s in shard_ids if s in lane.inflight]
+            for shard_id in held:
+                await self._end_run(lane, shard_id)
+            if held:
+                await self._standing.record_abandoned(lane.node_id, len(held))
         await self._pump()
 
     # -- results ------------------------------------------------------------------------------
@@ -265,8 +281,15 @@ class Dispatcher:
         if flight is None:  # cannot happen while the lane holds it; keep the database the judge
             lane.send(ShardAck(shard.shard_id, accepted=False, reason="not in flight"))
             return
+        self._standing.record_success(lane.node_id)
         decision = self._flights.result(
-            flight, lane.node_id, output, similarity(shard), self.policy.tolerance
+            flight,
+            lane.node_id,
+            output,
+            similarity(shard),
+            self.policy.tolerance,
+            time.monotonic(),
+            verify=not self._standing.vetted(lane.node_id),
         )
         if isinstance(decision, Accept):
             await self._accept(flight, decision)
@@ -280,10 +303,17 @@ class Dispatcher:
             )
 
     async def _accept(self, flight: Flight, decision: Accept) -> None:
-        """The shard is done with the winner's result (it is paid); other runs are cancelled."""
+        """The shard is done with the winner's result (it is paid); other runs are cancelled.
+        The verification's outcome is recorded first: a caught node's unchecked results go back
+        in the queue before this shard can finish the job."""
         shard_id = flight.shard_id
         self._flights.close(shard_id)
         self._cancel_runs(flight)
+        for node_id, shards in (await self._verdicts.record(shard_id, decision)).items():
+            for shard in shards:
+                self._flights.avoid(shard, node_id)
+                self._events.notify(shard.job_id)
+            self._pending = {**{s.shard_id: s for s in shards}, **self._pending}
         try:
             job, finished = await self._store.complete_shard(
                 flight.shard, decision.winner, flight.results[decision.winner]
@@ -303,23 +333,6 @@ class Dispatcher:
             lane = self.lanes.get(node_id)
             if lane is not None and node_id not in wrong:
                 lane.send(ShardAck(shard_id, accepted=True))
-        if decision.agreed:
-            reputations = await self._standing.record_verification(
-                shard_id, decision.agreed, decision.caught
-            )
-            for node_id, score in decision.caught:
-                logger.warning(
-                    "node %s returned a wrong output for shard %s (similarity %.4f to the agreed "
-                    "one); this epoch's rewards withheld, reputation now %.2f",
-                    node_id,
-                    shard_id,
-                    score,
-                    reputations.get(node_id, 0.0),
-                )
-                if (lane := self.lanes.get(node_id)) is not None:
-                    lane.send(
-                        ShardAck(shard_id, accepted=False, reason="output disagreed with peers")
-                    )
         if finished:
             logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
 
@@ -345,7 +358,10 @@ class Dispatcher:
             return 0
         if error is not None:
             logger.warning("node %s failed shard %s: %s", lane.node_id, shard_id, clip(error, 300))
-        decision = self._flights.ended(flight, lane.node_id, error)
+            await self._standing.record_failure(lane.node_id)
+        decision = self._flights.ended(
+            flight, lane.node_id, error, vetted=self._standing.vetted(lane.node_id)
+        )
         if isinstance(decision, GiveUp):
             await self._fail_job(flight.shard.job_id, decision.reason)
             return 0
@@ -357,9 +373,14 @@ class Dispatcher:
         return 1
 
     async def check_stragglers(self) -> int:
-        """Give a backup copy to every shard whose run is past its deadline; returns how many."""
+        """Give a backup copy to every shard whose run is past its deadline; returns how many.
+        Also gives up disputes nobody decided in time, and wakes the queue when a node's rest
+        ends."""
         async with self._lock:
-            late, backed = self._flights.overdue(time.monotonic())
+            now = time.monotonic()
+            rested = self._standing.rests_ending(self._last_tick, now)
+            self._last_tick = now
+            late, backed = self._flights.overdue(now)
             for node_id in late:
                 if (lane := self.lanes.get(node_id)) is not None:
                     lane.late = True
@@ -369,7 +390,7 @@ class Dispatcher:
                     flight.shard_id,
                     ", ".join(flight.runs),
                 )
-        if backed:
+        if backed or rested or self._flights.disputed():
             await self._pump()
         return len(backed)
 
@@ -426,19 +447,51 @@ class Dispatcher:
             while flight.extra > 0:
                 lanes = self._placer.candidates(flight.shard, flight.tried)
                 if not lanes:
-                    lone = self._flights.unverifiable(flight, now)
-                    if lone is not None:
-                        logger.warning(
-                            "shard %s: no other node to verify it with; %s's result stands",
-                            flight.shard_id,
-                            lone.winner,
-                        )
-                        await self._accept(flight, lone)
+                    await self._no_peer(flight, now)
                     break
                 lane = self._placer.choose(flight.shard, lanes, flight.shard.cost)
                 if lane is None:
                     break
                 await self._run_on(lane, flight, copy=True)
+
+    async def _no_peer(self, flight: Flight, now: float) -> None:
+        decision = self._flights.no_peer(
+            flight, now, self.policy.dispute_wait_s, referee=self._referee is not None
+        )
+        if isinstance(decision, Accept):
+            logger.warning(
+                "shard %s: no other node to verify it with; %s's result stands",
+                flight.shard_id,
+                decision.winner,
+            )
+            await self._accept(flight, decision)
+        elif isinstance(decision, GiveUp):
+            await self._fail_job(flight.shard.job_id, decision.reason)
+        elif isinstance(decision, Referee):
+            self._background_task(self._decide(flight))
+
+    async def _decide(self, flight: Flight) -> None:
+        """The referee runs the disputed shard; its output decides (see `Flights.refereed`)."""
+        assert self._referee is not None
+        shard = flight.shard
+        output = await self._referee.output(shard, self._store.payload)
+        async with self._lock:
+            if output is None or self._flights.get(shard.shard_id) is not flight:
+                return  # decided (a third node came) or dropped meanwhile; or `undecided` will
+            decision = self._flights.refereed(
+                flight, output, similarity(shard), self.policy.tolerance
+            )
+            if isinstance(decision, Accept):
+                await self._accept(flight, decision)
+            else:
+                await self._fail_job(shard.job_id, decision.reason)
+        self._events.notify(shard.job_id)
+        await self._pump()
+
+    def _background_task(self, change: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(change)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def shutdown(self) -> None:
         for task in self._background:

@@ -5,10 +5,17 @@ copies still to place. Every event — a run starts, a result arrives, a run end
 deadline passes — changes that state and says what the engine must do next:
 
     lease     → Flight (1 result wanted; 2 with one extra copy for a verified shard)
-    result    → Accept(winner, agreed, caught) | Dispute(reason) | None (wait for more)
+    result    → Accept(winner, agreed, caught) | Dispute(reason) | None (wait for more); a
+                result from a node that is not (or no longer) vetted is verified even when its
+                flight was not
     run ended → Requeue | GiveUp(reason) | None (other runs or results carry it on)
     overdue   → the late nodes, and one backup copy per late flight
-    no peer   → Accept of a lone result when no other node can verify it and none is running
+    no peer   → Accept of a lone result when no other node can verify it and none is running;
+                a dispute with no third node is decided by the referee's own run (`refereed`),
+                or given up after a bounded wait (`undecided`)
+
+A shard gives up after `max_attempts` failures only if one of them came from a vetted node, or
+after three times as many from new nodes: fresh keys that fail every shard cannot fail a job.
 
 The dispatcher applies the decisions (database, lanes, standing); this module can be tested
 with nothing but values.
@@ -23,6 +30,8 @@ from tokenweave.coordinator._views import QueuedShard, ShardOutput
 
 #: Results a shard may collect before the coordinator gives up on agreement.
 MAX_OPINIONS = 3
+#: Failures from nodes not yet vetted count this many times less towards giving a shard up.
+UNVETTED_FAILURE_FACTOR = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,11 @@ class Dispute:
     """No two of MAX_OPINIONS results agree: the job cannot be trusted to finish."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Referee:
+    """No node can decide the dispute: the coordinator runs the shard itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,10 @@ class Flight:
     #: Copies still to place (verification, a tie-break, a backup, a lost run).
     extra: int = 0
     backed_up: bool = False
+    #: Monotonic time its results first disagreed (a third opinion is wanted since).
+    disputed_at: float | None = None
+    #: The coordinator runs the shard itself to decide a dispute.
+    refereeing: bool = False
 
     @property
     def shard_id(self) -> str:
@@ -82,6 +100,8 @@ class _History:
 
     job_id: str
     failures: int = 0
+    #: Failures that came from vetted nodes.
+    vetted_failures: int = 0
     #: Nodes that failed it: its next lease goes elsewhere when it can.
     avoid: set[str] = field(default_factory=set)
 
@@ -112,6 +132,10 @@ class Flights:
 
     # -- events -------------------------------------------------------------------------------
 
+    def avoid(self, shard: QueuedShard, node_id: str) -> None:
+        """The shard's next lease goes elsewhere than `node_id` when it can."""
+        self._history.setdefault(shard.shard_id, _History(shard.job_id)).avoid.add(node_id)
+
     def lease(self, shard: QueuedShard, verified: bool) -> Flight:
         flight = Flight(shard, wanted=2 if verified else 1)
         self._flights[shard.shard_id] = flight
@@ -135,10 +159,17 @@ class Flights:
         output: ShardOutput,
         similarity: Similarity,
         tolerance: float,
+        now: float,
+        verify: bool = False,
     ) -> Accept | Dispute | None:
-        """A checked result from `node_id`: the verdict, or None while more are needed."""
+        """A checked result from `node_id`: the verdict, or None while more are needed.
+        `verify`: the node is not vetted (it may have been caught since the shard was leased),
+        so its result waits for a second opinion even if the shard was not sampled."""
         flight.runs.pop(node_id, None)
         flight.results[node_id] = output
+        if flight.wanted == 1 and verify:
+            flight.wanted = 2
+            self._want(flight, 1)
         if flight.wanted == 1:
             return Accept(node_id)
         outputs = {node: r.output for node, r in flight.results.items()}
@@ -153,18 +184,54 @@ class Flights:
                 "output"
             )
         flight.wanted += 1  # they disagree: one more node decides
+        if flight.disputed_at is None:
+            flight.disputed_at = now
         self._want(flight, 1)
         return None
 
-    def ended(self, flight: Flight, node_id: str, failed: str | None) -> Requeue | GiveUp | None:
+    @staticmethod
+    def refereed(
+        flight: Flight, output: bytes, similarity: Similarity, tolerance: float
+    ) -> Accept | Dispute:
+        """The referee (the coordinator's own run) decides a dispute: the first result that
+        agrees with it wins, every result that does not is caught. When it agrees with none,
+        nobody is punished on its word alone and the shard cannot be trusted."""
+        scores = {node: similarity(r.output, output) for node, r in flight.results.items()}
+        agreeing = tuple(node for node, score in scores.items() if score >= tolerance)
+        if not agreeing:
+            return Dispute(
+                f"shard {flight.shard_id}: the coordinator's own run agrees with none of the "
+                f"{len(scores)} results of {', '.join(scores)}"
+            )
+        caught = tuple((node, score) for node, score in scores.items() if score < tolerance)
+        return Accept(agreeing[0], agreeing, caught)
+
+    @staticmethod
+    def undecided(flight: Flight, now: float, wait_s: float) -> GiveUp | None:
+        """A dispute that no third opinion settled within `wait_s`: the job gives up rather
+        than waiting for ever."""
+        if flight.disputed_at is None or now - flight.disputed_at < wait_s:
+            return None
+        return GiveUp(
+            f"shard {flight.shard_id}: the results of {', '.join(flight.results)} disagree and "
+            f"no other node decided within {wait_s:g} s"
+        )
+
+    def ended(
+        self, flight: Flight, node_id: str, failed: str | None, vetted: bool = True
+    ) -> Requeue | GiveUp | None:
         """`node_id` stopped running the shard without a result that counts: it left, handed it
-        back, or failed it (`failed` says how)."""
+        back, or failed it (`failed` says how; `vetted`: whether the node has a record)."""
         flight.runs.pop(node_id, None)
         if failed is not None:
             history = self._history.setdefault(flight.shard_id, _History(flight.shard.job_id))
             history.failures += 1
+            history.vetted_failures += vetted
             history.avoid.add(node_id)
-            if history.failures >= self._max_attempts:
+            if history.failures >= self._max_attempts and (
+                history.vetted_failures
+                or history.failures >= self._max_attempts * UNVETTED_FAILURE_FACTOR
+            ):
                 return GiveUp(
                     f"shard {flight.shard_id} failed {history.failures} times; last error: {failed}"
                 )
@@ -190,13 +257,26 @@ class Flights:
                 backed.append(flight)
         return late_nodes, backed
 
-    @staticmethod
-    def unverifiable(flight: Flight, now: float) -> Accept | None:
-        """With no other node to run a copy: a lone result stands, unverified, once no run of
-        the shard is still on time."""
-        if not flight.on_time(now) and len(flight.results) == 1:
+    def no_peer(
+        self, flight: Flight, now: float, wait_s: float, referee: bool
+    ) -> Accept | GiveUp | Referee | None:
+        """No other node can run a copy the flight wants. Once no run of it is on time, a lone
+        result stands, unverified; a dispute goes to the referee (once), or without one is
+        given up after `wait_s`; otherwise it waits for a node."""
+        if flight.on_time(now):
+            return None
+        if len(flight.results) == 1:
             return Accept(next(iter(flight.results)))
-        return None
+        if flight.disputed_at is None:
+            return None
+        if referee and not flight.refereeing:
+            flight.refereeing = True
+            return Referee()
+        return self.undecided(flight, now, wait_s)
+
+    def disputed(self) -> bool:
+        """Whether a flight waits for a third opinion (its wait may run out)."""
+        return any(f.disputed_at is not None for f in self._wanting.values())
 
     def close(self, shard_id: str) -> Flight | None:
         """The shard is done (or its job is): forget its flight and history."""

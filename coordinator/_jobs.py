@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._convert import job_from_row
-from tokenweave.coordinator._db import DocumentRow, JobRow, NodeRow, ShardRow, utcnow
+from tokenweave.coordinator._db import (
+    DocumentRow,
+    JobRow,
+    NodeRow,
+    ShardRow,
+    VerificationRow,
+    utcnow,
+)
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._views import (
     DocumentResult,
@@ -346,6 +353,40 @@ class JobStore:
                 .returning(ShardRow.shard_id)
             )
             return set(released)
+
+    async def reopen_unverified(self, node_id: str) -> list[QueuedShard]:
+        """Put back in the queue every shard of an unfinished job that `node_id` completed
+        without another node agreeing with it (it was just caught returning a wrong output:
+        its unchecked results are not trusted either). Their ledger rows stay, withheld with
+        the rest of the node's epoch; the new result earns its own operator."""
+        async with self._sessions.begin() as session:
+            agreed = select(VerificationRow.shard_id).where(
+                VerificationRow.node_id == node_id, VerificationRow.agreed.is_(True)
+            )
+            rows = (
+                await session.execute(
+                    select(ShardRow, JobRow)
+                    .join(JobRow, JobRow.job_id == ShardRow.job_id)
+                    .where(
+                        ShardRow.node_id == node_id,
+                        ShardRow.state == ShardState.DONE,
+                        JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
+                        ShardRow.shard_id.not_in(agreed),
+                    )
+                    .order_by(JobRow.created_at, ShardRow.index)
+                )
+            ).all()
+            for shard, job in rows:
+                shard.state = ShardState.PENDING
+                shard.node_id = None
+                shard.output = None
+                shard.digest = ""
+                shard.leased_at = None
+                shard.completed_at = None
+                job.shards_done -= 1
+                job.tokens_processed -= shard.cost
+                job.version += 1
+            return [_queued(shard, job) for shard, job in rows]
 
     async def complete_shard(
         self, shard: QueuedShard, node_id: str, output: ShardOutput

@@ -118,9 +118,21 @@ class RewardLedger:
         model: str,
         usage: Usage,
     ) -> None:
-        """The reward row of one accepted shard, in the caller's transaction (the database
-        refuses a second row for a shard). Withheld while the operator is caught this epoch."""
-        withheld = await session.get(WithheldRow, address) is not None
+        """The reward row of one accepted shard, in the caller's transaction. A shard is paid
+        once (the database refuses a second row that is not withheld): one that ran again after
+        its first operator was caught, and withheld, earns its new operator a row of its own.
+        Withheld while the operator is caught this epoch."""
+        earlier = (
+            await session.execute(
+                select(LedgerRow.address, LedgerRow.withheld).where(LedgerRow.shard_id == shard_id)
+            )
+        ).all()
+        if any(a == address for a, _ in earlier):
+            return  # the same operator ran it again: recorded once already
+        # Paid to someone else already (its operator was caught after the epoch closed): this
+        # run is recorded, not paid again.
+        withheld = any(not w for _, w in earlier)
+        withheld = withheld or await session.get(WithheldRow, address) is not None
         session.add(
             LedgerRow(
                 shard_id=shard_id,

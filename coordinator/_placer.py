@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 
 from tokenweave.coordinator._lanes import Lanes, NodeLane
 from tokenweave.coordinator._placement import NodeLoad, choose_node, peer_fetch_seconds
@@ -31,6 +32,8 @@ class WorkPolicy:
     #: The speed placement believes of a node until it has finished a shard of the model (its
     #: claim is capped at this, then at twice what it was seen to do).
     new_node_tokens_per_second: float = 1000.0
+    #: A dispute no third node (or the referee) decided within this is given up: its job fails.
+    dispute_wait_s: float = 60.0
 
 
 class Placer:
@@ -44,12 +47,14 @@ class Placer:
 
     def candidates(self, shard: QueuedShard, exclude: set[str]) -> list[NodeLane]:
         """Connected nodes that may run the shard: they run its model file and workload, are
-        not draining, late or cut off, and are not in `exclude`."""
+        not draining, late, resting or cut off, and are not in `exclude`."""
+        now = time.monotonic()
         return [
             lane
             for lane in self._lanes
             if not lane.draining
             and not lane.late
+            and not self._standing.resting(lane.node_id, now)
             and lane.node_id not in exclude
             and self._standing.allowed(lane.node_id)
             and lane.offer(shard) is not None

@@ -5,11 +5,25 @@ and applied to the live view in one step: the reputation placement reads (`reput
 `allowed`) is the one just written, and a node that falls below `min_reputation` is cut off at
 once through the listeners (the dispatcher closes its lane and requeues its work) — whichever
 path brought it there.
+
+What a node costs the network is paid here too:
+
+- a shard it reports failed cuts its reputation (by FAILURE_CUT, milder than a wrong output's)
+  and sends it to rest;
+- work it gives back unfinished (it hung up, missed its heartbeats, handed back, or registered
+  again) sends it to rest. That costs time, not reputation: a power cut is not a lie, but a node
+  that takes work and leaves again and again waits longer each time (REST_BASE_S, doubling up to
+  REST_MAX_S, like Petals' bans) and so cannot hold a job back;
+- a node caught returning a wrong output is vetted again: all its work is verified until it has
+  a new record.
+
+A resting node gets no work; an accepted result ends its strikes.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import delete
@@ -25,6 +39,11 @@ logger = logging.getLogger(__name__)
 #: multiplies it by REPUTATION_CUT.
 REPUTATION_GAIN = 0.02
 REPUTATION_CUT = 0.5
+#: A shard reported failed multiplies the node's reputation by this.
+FAILURE_CUT = 0.9
+#: The first rest after a failure or an abandonment, and the longest (each strike doubles it).
+REST_BASE_S = 1.0
+REST_MAX_S = 300.0
 
 #: Called with (node_id, reputation) when a node falls below the threshold.
 CutoffListener = Callable[[str, float], None]
@@ -34,6 +53,11 @@ def next_reputation(reputation: float, passed: bool) -> float:
     return min(1.0, reputation + REPUTATION_GAIN) if passed else reputation * REPUTATION_CUT
 
 
+def rest_seconds(strikes: int, base_s: float = REST_BASE_S) -> float:
+    """How long a node rests after its `strikes`-th strike in a row."""
+    return min(REST_MAX_S, base_s * 2.0 ** min(strikes - 1, 32)) if strikes > 0 else 0.0
+
+
 class Standing:
     def __init__(
         self,
@@ -41,15 +65,20 @@ class Standing:
         ledger: RewardLedger,
         min_reputation: float = 0.0,
         vetting_results: int = 0,
+        rest_base_s: float = REST_BASE_S,
     ) -> None:
         self._db = sessions
         self._ledger = ledger
         self.min_reputation = min_reputation
         self.vetting_results = vetting_results
+        self.rest_base_s = rest_base_s
         #: Reputation of every node seen since start, as last written.
         self._known: dict[str, float] = {}
         #: Verified results of each node that agreed with another node's.
         self._agreed: dict[str, int] = {}
+        #: Strikes in a row (failures and abandonments) and the monotonic end of the rest.
+        self._strikes: dict[str, int] = {}
+        self._rest_until: dict[str, float] = {}
         self._listeners: list[CutoffListener] = []
 
     def on_cutoff(self, listener: CutoffListener) -> None:
@@ -64,12 +93,59 @@ class Standing:
                 f"{node.audits_failed} failed audits"
             )
         self._known[node.node_id] = node.reputation
-        self._agreed[node.node_id] = node.verifications_passed or 0
+        self._agreed[node.node_id] = node.agreed_since_caught or 0
 
     def vetted(self, node_id: str) -> bool:
         """Whether the node has a record: `vetting_results` of its results agreed with another
         node's. Until then all its work is verified."""
         return self._agreed.get(node_id, 0) >= self.vetting_results
+
+    def resting(self, node_id: str, now: float | None = None) -> bool:
+        """Whether the node rests after a strike: it gets no work until the rest ends."""
+        until = self._rest_until.get(node_id)
+        return until is not None and until > (time.monotonic() if now is None else now)
+
+    def rests_ending(self, since: float, now: float) -> bool:
+        """Whether a rest ended in (since, now]: the queue may have work for that node."""
+        return any(since < until <= now for until in self._rest_until.values())
+
+    def _strike(self, node_id: str) -> float:
+        strikes = self._strikes.get(node_id, 0) + 1
+        self._strikes[node_id] = strikes
+        rest = rest_seconds(strikes, self.rest_base_s)
+        self._rest_until[node_id] = time.monotonic() + rest
+        return rest
+
+    def record_success(self, node_id: str) -> None:
+        """An accepted result: the node's strikes are forgiven."""
+        if self._strikes.pop(node_id, None) is not None:
+            self._rest_until.pop(node_id, None)
+
+    async def record_abandoned(self, node_id: str, shards: int) -> float:
+        """The node gave back `shards` unfinished: a strike. Returns the rest in seconds."""
+        rest = self._strike(node_id)
+        async with self._db.begin() as session:
+            node = await session.get(NodeRow, node_id)
+            if node is not None:
+                node.shards_abandoned += shards
+        logger.info(
+            "node %s gave back %d shards unfinished; it rests %.0f s", node_id, shards, rest
+        )
+        return rest
+
+    async def record_failure(self, node_id: str) -> float:
+        """The node reported a shard failed: a strike and a reputation cut (FAILURE_CUT).
+        Returns its reputation afterwards."""
+        self._strike(node_id)
+        async with self._db.begin() as session:
+            node = await session.get(NodeRow, node_id)
+            if node is None:
+                return 0.0
+            node.shards_failed += 1
+            node.reputation *= FAILURE_CUT
+            reputation = node.reputation
+        self._apply(node_id, reputation)
+        return reputation
 
     def reputation(self, node_id: str) -> float:
         return self._known.get(node_id, 0.0)
@@ -144,9 +220,12 @@ class Standing:
                 node.reputation = next_reputation(node.reputation, ok)
                 if ok:
                     node.verifications_passed += 1
-                    self._agreed[node_id] = node.verifications_passed
+                    node.agreed_since_caught += 1
+                    self._agreed[node_id] = node.agreed_since_caught
                 else:
                     node.verifications_failed += 1
+                    node.agreed_since_caught = 0  # vetted again from scratch
+                    self._agreed[node_id] = 0
                     await self._ledger.withhold(session, node.address)
                 reputations[node_id] = node.reputation
         for node_id, reputation in reputations.items():

@@ -29,6 +29,7 @@ from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import WorkPolicy
+from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import (
     Assignment,
@@ -71,13 +72,21 @@ async def make_parts(
 ) -> AsyncIterator[Callable[..., Awaitable[Parts]]]:
     engines: list[AsyncEngine] = []
 
-    async def make(policy: WorkPolicy, vetting: int = 0) -> Parts:
+    async def make(
+        policy: WorkPolicy,
+        vetting: int = 0,
+        rest_s: float = 0.0,
+        referee: LocalRunner | None = None,
+        max_attempts: int = 2,
+    ) -> Parts:
         engine, sessions = await open_database(
             f"sqlite+aiosqlite:///{tmp_path / f'c{len(engines)}.db'}"
         )
         engines.append(engine)
         ledger = RewardLedger(sessions, _tree, PriceList.parse([f"{MODEL}=1"]))
-        standing = Standing(sessions, ledger, min_reputation=0.2, vetting_results=vetting)
+        standing = Standing(
+            sessions, ledger, min_reputation=0.2, vetting_results=vetting, rest_base_s=rest_s
+        )
         store = JobStore(
             sessions,
             catalog,
@@ -88,7 +97,14 @@ async def make_parts(
             sessions, coordinator_id="test", expiry_seconds=60, standing=standing
         )
         dispatcher = Dispatcher(
-            store, registry, standing, Lanes(), JobEvents(), max_attempts=2, policy=policy
+            store,
+            registry,
+            standing,
+            Lanes(),
+            JobEvents(),
+            max_attempts=max_attempts,
+            policy=policy,
+            referee=referee,
         )
         return dispatcher, registry, store
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tokenweave.coordinator._flights import Accept, Dispute, Flights, GiveUp, Requeue
+from tokenweave.coordinator._flights import (
+    UNVETTED_FAILURE_FACTOR,
+    Accept,
+    Dispute,
+    Flight,
+    Flights,
+    GiveUp,
+    Referee,
+    Requeue,
+)
 from tokenweave.coordinator._views import QueuedShard, ShardOutput
 
 
@@ -25,7 +34,7 @@ def test_an_unverified_shard_is_accepted_with_its_first_result() -> None:
     flight = flights.lease(_shard(), verified=False)
     flights.started(flight, "a", deadline=10.0, copy=False)
     assert flights.wanting_copies() == []
-    assert flights.result(flight, "a", _out(b"x"), _same, 0.9) == Accept("a")
+    assert flights.result(flight, "a", _out(b"x"), _same, 0.9, 0.0) == Accept("a")
     assert flight.runs == {}
 
 
@@ -36,8 +45,8 @@ def test_a_verified_shard_wants_a_second_node_and_agreement() -> None:
     assert flights.wanting_copies() == [flight]
     flights.started(flight, "b", 10.0, copy=True)
     assert flights.wanting_copies() == []
-    assert flights.result(flight, "a", _out(b"x"), _same, 0.9) is None
-    assert flights.result(flight, "b", _out(b"x"), _same, 0.9) == Accept("a", ("a", "b"))
+    assert flights.result(flight, "a", _out(b"x"), _same, 0.9, 0.0) is None
+    assert flights.result(flight, "b", _out(b"x"), _same, 0.9, 0.0) == Accept("a", ("a", "b"))
 
 
 def test_a_disagreement_asks_a_third_node_and_catches_the_odd_one_out() -> None:
@@ -45,12 +54,12 @@ def test_a_disagreement_asks_a_third_node_and_catches_the_odd_one_out() -> None:
     flight = flights.lease(_shard(), verified=True)
     flights.started(flight, "liar", 10.0, copy=False)
     flights.started(flight, "b", 10.0, copy=True)
-    assert flights.result(flight, "liar", _out(b"lie"), _same, 0.9) is None
-    assert flights.result(flight, "b", _out(b"x"), _same, 0.9) is None
+    assert flights.result(flight, "liar", _out(b"lie"), _same, 0.9, 0.0) is None
+    assert flights.result(flight, "b", _out(b"x"), _same, 0.9, 0.0) is None
     assert flight.wanted == 3
     assert flights.wanting_copies() == [flight]
     flights.started(flight, "c", 10.0, copy=True)
-    verdict = flights.result(flight, "c", _out(b"x"), _same, 0.9)
+    verdict = flights.result(flight, "c", _out(b"x"), _same, 0.9, 0.0)
     assert verdict == Accept("b", ("b", "c"), (("liar", 0.0),))
 
 
@@ -59,9 +68,9 @@ def test_three_different_answers_are_a_dispute() -> None:
     flight = flights.lease(_shard(), verified=True)
     for node, value in (("a", b"1"), ("b", b"2")):
         flights.started(flight, node, 10.0, copy=node != "a")
-        assert flights.result(flight, node, _out(value), _same, 0.9) is None
+        assert flights.result(flight, node, _out(value), _same, 0.9, 0.0) is None
     flights.started(flight, "c", 10.0, copy=True)
-    decision = flights.result(flight, "c", _out(b"3"), _same, 0.9)
+    decision = flights.result(flight, "c", _out(b"3"), _same, 0.9, 0.0)
     assert isinstance(decision, Dispute)
     assert "no two of 3 nodes agreed" in decision.reason
 
@@ -90,7 +99,7 @@ def test_a_lost_run_beside_another_is_topped_up_not_requeued() -> None:
     flight = flights.lease(_shard(), verified=True)
     flights.started(flight, "a", 10.0, copy=False)
     flights.started(flight, "b", 10.0, copy=True)
-    assert flights.result(flight, "a", _out(b"x"), _same, 0.9) is None
+    assert flights.result(flight, "a", _out(b"x"), _same, 0.9, 0.0) is None
     assert flights.ended(flight, "b", failed=None) is None
     assert flight.extra == 1, "the verification still needs a second result"
     assert flights.wanting_copies() == [flight]
@@ -104,15 +113,15 @@ def test_an_overdue_run_gets_one_backup() -> None:
     assert flights.overdue(now=6.0) == ({"slow"}, [flight])
     assert flights.overdue(now=7.0) == ({"slow"}, []), "one backup per flight"
     flights.started(flight, "fast", 20.0, copy=True)
-    assert flights.result(flight, "fast", _out(b"x"), _same, 0.9) == Accept("fast")
+    assert flights.result(flight, "fast", _out(b"x"), _same, 0.9, 0.0) == Accept("fast")
 
 
 def test_a_lone_result_stands_once_no_run_is_on_time() -> None:
     flights = Flights(max_attempts=3)
     flight = flights.lease(_shard(), verified=True)
     flights.started(flight, "a", 5.0, copy=False)
-    assert flights.result(flight, "a", _out(b"x"), _same, 0.9) is None
-    assert Flights.unverifiable(flight, now=6.0) == Accept("a")
+    assert flights.result(flight, "a", _out(b"x"), _same, 0.9, 0.0) is None
+    assert flights.no_peer(flight, 6.0, wait_s=60, referee=False) == Accept("a")
 
 
 @pytest.mark.parametrize("verified", [False, True])
@@ -149,3 +158,68 @@ def test_which_shards_are_verified_depends_on_a_secret() -> None:
     assert len(first & second) < 60, "another secret, another sample"
     assert len(first & public) < 60, "the public hash does not predict it"
     assert not any(chosen_for_verification(i, 0.0, b"secret one") for i in ids)
+
+
+def _disputed(flights: Flights, now: float = 0.0) -> Flight:
+    flight = flights.lease(_shard(), verified=True)
+    for node, value in (("a", b"1"), ("b", b"2")):
+        flights.started(flight, node, 5.0, copy=node != "a")
+        assert flights.result(flight, node, _out(value), _same, 0.9, now) is None
+    return flight
+
+
+def test_a_dispute_with_no_third_node_goes_to_the_referee_once() -> None:
+    flights = Flights(max_attempts=3)
+    flight = _disputed(flights, now=1.0)
+    assert flight.disputed_at == 1.0
+    assert flights.disputed()
+    assert flights.no_peer(flight, 6.0, wait_s=60, referee=True) == Referee()
+    assert flights.no_peer(flight, 7.0, wait_s=60, referee=True) is None, "asked once"
+    verdict = Flights.refereed(flight, b"2", _same, 0.9)
+    assert verdict == Accept("b", ("b",), (("a", 0.0),))
+
+
+def test_a_referee_that_agrees_with_nobody_punishes_nobody() -> None:
+    flight = _disputed(Flights(max_attempts=3))
+    decision = Flights.refereed(flight, b"3", _same, 0.9)
+    assert isinstance(decision, Dispute)
+    assert "agrees with none" in decision.reason
+
+
+def test_a_dispute_with_no_one_to_decide_gives_up_after_the_wait() -> None:
+    flights = Flights(max_attempts=3)
+    flight = _disputed(flights, now=1.0)
+    assert flights.no_peer(flight, 30.0, wait_s=60, referee=False) is None
+    decision = flights.no_peer(flight, 61.0, wait_s=60, referee=False)
+    assert isinstance(decision, GiveUp)
+    assert "no other node decided within 60 s" in decision.reason
+
+
+def test_a_result_of_a_node_no_longer_vetted_waits_for_a_second_opinion() -> None:
+    flights = Flights(max_attempts=3)
+    flight = flights.lease(_shard(), verified=False)
+    flights.started(flight, "caught", 10.0, copy=False)
+    assert flights.result(flight, "caught", _out(b"x"), _same, 0.9, 0.0, verify=True) is None
+    assert flight.wanted == 2
+    assert flights.wanting_copies() == [flight]
+
+
+def test_failures_of_new_nodes_alone_take_longer_to_fail_a_shard() -> None:
+    """Fresh keys that fail every shard cannot fail a job with max_attempts failures: a shard
+    gives up after that many only if a vetted node failed it too."""
+    flights = Flights(max_attempts=2)
+    for i in range(2 * UNVETTED_FAILURE_FACTOR):
+        flight = flights.lease(_shard(), verified=False)
+        flights.started(flight, f"sybil{i}", 10.0, copy=False)
+        decision = flights.ended(flight, f"sybil{i}", failed="no", vetted=False)
+        if i < 2 * UNVETTED_FAILURE_FACTOR - 1:
+            assert decision == Requeue()
+    assert isinstance(decision, GiveUp)
+
+    flights = Flights(max_attempts=2)
+    flight = flights.lease(_shard(), verified=False)
+    flights.started(flight, "sybil", 10.0, copy=False)
+    assert flights.ended(flight, "sybil", failed="no", vetted=False) == Requeue()
+    flight = flights.lease(_shard(), verified=False)
+    flights.started(flight, "vetted", 10.0, copy=False)
+    assert isinstance(flights.ended(flight, "vetted", failed="no", vetted=True), GiveUp)

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenweave.coordinator._db import open_database
+from tokenweave.coordinator._db import LedgerRow, open_database
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList, format_micro, micro_to_wei
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
@@ -88,10 +89,62 @@ async def test_cumulative_leaves_across_epochs(db: async_sessionmaker[AsyncSessi
     ]
 
 
-async def test_a_shard_earns_once(db: async_sessionmaker[AsyncSession]) -> None:
+async def test_the_database_refuses_to_pay_a_shard_twice(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """Even a writer that bypasses `append`'s checks cannot pay one shard twice."""
     await _earn(db, "s1", "0xa", 10)
-    with pytest.raises(IntegrityError):
-        await _earn(db, "s1", "0xb", 10)
+    for address, withheld in (("0xb", False), ("0xa", True)):
+        with pytest.raises(IntegrityError):
+            async with db.begin() as session:
+                session.add(
+                    LedgerRow(
+                        shard_id="s1",
+                        job_id="j",
+                        address=address,
+                        model="m",
+                        tokens=10,
+                        amount_micro=1,
+                        withheld=withheld,
+                    )
+                )
+
+
+async def test_a_shard_run_again_after_a_catch_pays_its_new_operator_only(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    ledger = RewardLedger(db, _tree, PRICES)
+    await _append(db, ledger, "s1", "0xcheat", 10)
+    async with db.begin() as session:
+        await ledger.withhold(session, "0xcheat")
+    await _append(db, ledger, "s1", "0xcheat", 10)  # the same operator again: nothing new
+    await _append(db, ledger, "s1", "0xhonest", 10)
+    await _append(db, ledger, "s2", "0xhonest", 10)
+    await ledger.close_epoch()  # the honest row of s2 is paid in epoch 1
+    async with db.begin() as session:
+        await ledger.withhold(session, "0xhonest")  # ... caught later: s2 ran again
+    await _append(db, ledger, "s2", "0xthird", 10)
+    async with db() as session:
+        rows = (
+            await session.execute(
+                select(LedgerRow.shard_id, LedgerRow.address, LedgerRow.withheld).order_by(
+                    LedgerRow.id
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("s1", "0xcheat", True),
+        ("s1", "0xhonest", False),
+        ("s2", "0xhonest", False),
+        ("s2", "0xthird", True),  # s2 was paid in a closed epoch: recorded, not paid twice
+    ]
+
+
+async def _append(
+    db: async_sessionmaker[AsyncSession], ledger: RewardLedger, shard: str, address: str, n: int
+) -> None:
+    async with db.begin() as session:
+        await ledger.append(session, shard, "job", address, "m", Usage(n, 0))
 
 
 class ScriptedChain:
@@ -102,7 +155,7 @@ class ScriptedChain:
         self.depth = 1
         self.lost: set[str] = set()
 
-    def post_root(self, epoch: int, root: bytes) -> tuple[str, int | None]:
+    def post_root(self, epoch: int, root: bytes, amount_wei: int) -> tuple[str, int | None]:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("chain is away")
