@@ -307,15 +307,22 @@ class NodeRegistry:
                     age = time.monotonic() - live.last_seen
                     row.last_seen = now - dt.timedelta(seconds=age)
 
-    async def list(self, running: dict[str, int], withheld: set[str]) -> list[NodeInfo]:
+    async def page(
+        self, running: dict[str, int], withheld: set[str], size: int, after: str = ""
+    ) -> tuple[list[NodeInfo], bool]:
+        """Up to `size` nodes by id, those after `after`; and whether more follow."""
+        query = select(NodeRow).order_by(NodeRow.node_id)
+        if after:
+            query = query.where(NodeRow.node_id > after)
         async with self._db() as session:
-            rows = await session.scalars(select(NodeRow).order_by(NodeRow.node_id))
-            return [
-                node_from_row(
-                    r,
-                    online=r.node_id in self._live,
-                    running=running.get(r.node_id, 0),
-                    withheld=r.address in withheld,
-                )
-                for r in rows
-            ]
+            rows = list(await session.scalars(query.limit(size + 1)))
+        nodes = [
+            node_from_row(
+                r,
+                online=r.node_id in self._live,
+                running=running.get(r.node_id, 0),
+                withheld=r.address in withheld,
+            )
+            for r in rows[:size]
+        ]
+        return nodes, len(rows) > size

@@ -32,6 +32,7 @@ from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._paging import JobListing
 from tokenweave.coordinator._placer import WorkPolicy
 from tokenweave.coordinator._reward_chain import open_reward_chain
 from tokenweave.coordinator._rewards_servicer import RewardsServicer
@@ -213,6 +214,7 @@ class CoordinatorServer:
                 ledger,
                 datasets,
                 WatchStreams(limits.max_watch_streams, limits.max_watch_streams_per_peer),
+                JobListing(sessions),
             ),
             server,
         )

@@ -26,6 +26,13 @@ from tokenweave.coordinator._lanes import DetachReason, NodeLane
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import WatchStreams
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._paging import (
+    JOB_PAGES,
+    NODE_PAGES,
+    JobListing,
+    after_node,
+    node_token,
+)
 from tokenweave.coordinator._views import AuditAnswer, JobRequest
 from tokenweave.errors import InvalidArgumentError, clip
 from tokenweave.storage import CID
@@ -35,7 +42,6 @@ from tokenweave.workloads import DocumentInput
 logger = logging.getLogger(__name__)
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
-MAX_LIST_LIMIT = 1000
 
 
 def _require_job_id(job_id: str) -> str:
@@ -81,6 +87,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         ledger: RewardLedger,
         datasets: DatasetReader,
         watchers: WatchStreams,
+        listing: JobListing,
     ) -> None:
         self._dispatcher = dispatcher
         self._store = store
@@ -89,6 +96,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._ledger = ledger
         self._datasets = datasets
         self._watchers = watchers
+        self._listing = listing
 
     async def SubmitJob(
         self, request: jobs_pb2.SubmitJobRequest, context: Context
@@ -152,20 +160,26 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: Context
     ) -> jobs_pb2.ListJobsResponse:
-        if request.limit > MAX_LIST_LIMIT:
-            raise InvalidArgumentError(
-                f"limit={request.limit} is above the maximum of {MAX_LIST_LIMIT}"
-            )
-        jobs = await self._store.recent(request.limit or 50)
-        return jobs_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
+        size = JOB_PAGES.resolve(request.page_size, request.limit)
+        jobs, next_token = await self._listing.page(size, request.page_token)
+        return jobs_pb2.ListJobsResponse(
+            jobs=[job_to_proto(j) for j in jobs], next_page_token=next_token
+        )
 
     async def ListNodes(
         self, request: jobs_pb2.ListNodesRequest, context: Context
     ) -> jobs_pb2.ListNodesResponse:
-        nodes = await self._registry.list(
-            self._dispatcher.running_by_node(), await self._ledger.withheld()
+        size = NODE_PAGES.resolve(request.page_size)
+        nodes, more = await self._registry.page(
+            self._dispatcher.running_by_node(),
+            await self._ledger.withheld(),
+            size,
+            after_node(request.page_token),
         )
-        return jobs_pb2.ListNodesResponse(nodes=[node_to_proto(n) for n in nodes])
+        return jobs_pb2.ListNodesResponse(
+            nodes=[node_to_proto(n) for n in nodes],
+            next_page_token=node_token(nodes[-1].node_id) if more else "",
+        )
 
 
 #: Seconds a node has, after opening its lease stream, to say hello.

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -60,6 +61,8 @@ from tokenweave.v1 import (
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 DEFAULT_MODEL = "all-minilm-l6-v2"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: Jobs asked for per ListJobs page (the coordinator's largest page).
+JOB_PAGE = 500
 
 T = TypeVar("T")
 
@@ -72,6 +75,12 @@ def _translate(exc: grpc.RpcError) -> TokenweaveError:
     code = exc.code()
     details = exc.details() or code.name
     return error_for_status(code.name, details)
+
+
+def _next_page(token: str, next_token: str) -> str:
+    if next_token and next_token == token:
+        raise TokenweaveError("the coordinator sent the same page token twice")
+    return next_token
 
 
 def _documents(documents: Sequence[str | tuple[str, str]]) -> list[jobs_pb2.Document]:
@@ -203,18 +212,33 @@ class Client:
         return job_info(response.job)
 
     def jobs(self, limit: int = 50) -> list[JobInfo]:
+        """The newest `limit` jobs, newest first (read page by page); 0: the server's default."""
         if not 0 <= limit < 2**32:
             raise InvalidArgumentError(f"limit={limit} is out of range")
-        response = self._call(
-            lambda: self._stub.ListJobs(jobs_pb2.ListJobsRequest(limit=limit), timeout=self.timeout)
-        )
-        return [job_info(j) for j in response.jobs]
+        jobs: list[JobInfo] = []
+        token = ""
+        while True:
+            want = min(limit - len(jobs), JOB_PAGE) if limit else 0
+            request = jobs_pb2.ListJobsRequest(
+                page_size=want, limit=min(want, 1000), page_token=token
+            )
+            response = self._call(partial(self._stub.ListJobs, request, timeout=self.timeout))
+            jobs.extend(job_info(j) for j in response.jobs)
+            token = _next_page(token, response.next_page_token)
+            if not token or not limit or len(jobs) >= limit:
+                return jobs[:limit] if limit else jobs
 
     def nodes(self) -> list[NodeInfo]:
-        response = self._call(
-            lambda: self._stub.ListNodes(jobs_pb2.ListNodesRequest(), timeout=self.timeout)
-        )
-        return [node_info(n) for n in response.nodes]
+        """Every node the coordinator knows, by id (read page by page)."""
+        nodes: list[NodeInfo] = []
+        token = ""
+        while True:
+            request = jobs_pb2.ListNodesRequest(page_token=token)
+            response = self._call(partial(self._stub.ListNodes, request, timeout=self.timeout))
+            nodes.extend(node_info(n) for n in response.nodes)
+            token = _next_page(token, response.next_page_token)
+            if not token:
+                return nodes
 
     def cancel(self, job_id: str) -> JobInfo:
         response = self._call(

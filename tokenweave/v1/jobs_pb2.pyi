@@ -548,14 +548,26 @@ class ListJobsRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     LIMIT_FIELD_NUMBER: builtins.int
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
     limit: builtins.int
-    """At most this many jobs, newest first. 0: the server's default (50)."""
+    """0.1's page size: at most this many jobs, newest first (at most 1000). Used only when
+    `page_size` is 0; both 0: the server's default page (50).
+    """
+    page_size: builtins.int
+    """Jobs per page, newest first: at most 500; 0: `limit`, else the server's default (50)."""
+    page_token: builtins.str
+    """The `next_page_token` of the previous page; empty for the first page. Opaque: a token the
+    server did not make is refused with INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         limit: builtins.int = ...,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["limit", b"limit"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["limit", b"limit", "page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
 
 Global___ListJobsRequest: typing_extensions.TypeAlias = ListJobsRequest
 
@@ -564,14 +576,18 @@ class ListJobsResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     JOBS_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """Pass as `page_token` for the next page; empty on the last page."""
     @property
     def jobs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Job]: ...
     def __init__(
         self,
         *,
         jobs: collections.abc.Iterable[Global___Job] | None = ...,
+        next_page_token: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["jobs", b"jobs"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token"]) -> None: ...
 
 Global___ListJobsResponse: typing_extensions.TypeAlias = ListJobsResponse
 
@@ -579,9 +595,19 @@ Global___ListJobsResponse: typing_extensions.TypeAlias = ListJobsResponse
 class ListNodesRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    page_size: builtins.int
+    """Nodes per page, by node id: at most 1000; 0 (and 0.1 clients): the server's default (200)."""
+    page_token: builtins.str
+    """The `next_page_token` of the previous page; empty for the first page. Opaque."""
     def __init__(
         self,
+        *,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
     ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
 
 Global___ListNodesRequest: typing_extensions.TypeAlias = ListNodesRequest
 
@@ -737,13 +763,17 @@ class ListNodesResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     NODES_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """Pass as `page_token` for the next page; empty on the last page."""
     @property
     def nodes(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___NodeInfo]: ...
     def __init__(
         self,
         *,
         nodes: collections.abc.Iterable[Global___NodeInfo] | None = ...,
+        next_page_token: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["nodes", b"nodes"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["next_page_token", b"next_page_token", "nodes", b"nodes"]) -> None: ...
 
 Global___ListNodesResponse: typing_extensions.TypeAlias = ListNodesResponse
