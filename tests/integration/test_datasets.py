@@ -11,9 +11,18 @@ import grpc
 import pytest
 
 from tokenweave.cli import LocalCluster
-from tokenweave.errors import NotFoundError
+from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.node import NodeIdentity
-from tokenweave.storage import CID, RAW
+from tokenweave.storage import CID, DAG_PB, RAW
+from tokenweave.storage._dagpb import (
+    UNIXFS_DIRECTORY,
+    UNIXFS_FILE,
+    PBLink,
+    _bytes_field,
+    _varint_field,
+    encode_node,
+    unixfs_data,
+)
 from tokenweave.v1 import data_pb2, data_pb2_grpc
 
 from .conftest import ClusterFactory, random_file
@@ -147,3 +156,100 @@ def test_a_full_node_passes_blocks_on_and_says_why(cluster: LocalCluster, tmp_pa
         client.get(put.root, tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
     assert "is full" in cluster.coordinator.log_path.read_text()  # type: ignore[union-attr]
+
+
+def _cli(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tokenweave.cli", "data", *args, "--coordinator", cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _upload(cluster: LocalCluster, blocks: list[tuple[int, bytes]], name: str, size: int) -> str:
+    """Store hand-made (codec, block)s as a dataset whose root is the last one, as a hostile
+    client would: the coordinator checks each block against its CID, and nothing else."""
+    cids = [CID.of(codec, block) for codec, block in blocks]
+    requests = [
+        data_pb2.PutBlocksRequest(block=data_pb2.DataBlock(cid=str(cid), data=block))
+        for cid, (_, block) in zip(cids, blocks, strict=True)
+    ]
+    finish = data_pb2.PutFinish(root=str(cids[-1]), name=name, size=size)
+    requests.append(data_pb2.PutBlocksRequest(finish=finish))
+    with grpc.insecure_channel(cluster.address) as channel:
+        return data_pb2_grpc.DataServiceStub(channel).PutBlocks(iter(requests)).root
+
+
+def _directory(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """A directory block naming raw leaves with any name bytes, UTF-8 or not."""
+    links = b"".join(
+        _bytes_field(
+            2,
+            _bytes_field(1, bytes(CID.of(RAW, leaf)))
+            + _bytes_field(2, name)
+            + _varint_field(3, len(leaf)),
+        )
+        for name, leaf in entries
+    )
+    return links + _bytes_field(1, unixfs_data(UNIXFS_DIRECTORY))
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([b"a.txt", b"\xff\xfe.txt"], "is not UTF-8"),
+        ([b"a.txt", b"n" * 300], "is 300 bytes; names are at most 255"),
+        ([b"a.txt", b"b.txt", b"b.txt"], "two entries named 'b.txt'"),
+    ],
+    ids=["not-utf8", "300-bytes", "duplicate"],
+)
+def test_data_get_refuses_odd_names_cleanly_and_writes_nothing(
+    cluster: LocalCluster, tmp_path: Path, names: list[bytes], message: str
+) -> None:
+    leaf = b"hello"
+    directory = _directory([(n, leaf) for n in names])
+    root = _upload(cluster, [(RAW, leaf), (DAG_PB, directory)], "odd", 5 * len(names))
+    (tmp_path / "out").mkdir()
+    got = _cli(cluster, "get", root, "-o", str(tmp_path / "out" / "copy"))
+    assert got.returncode == 2, got.stderr
+    assert "INVALID_ARGUMENT" in got.stderr
+    assert message in got.stderr
+    assert "Traceback" not in got.stderr
+    assert list((tmp_path / "out").iterdir()) == [], "no partial output, no staging folder"
+
+
+def test_data_get_writes_no_more_than_was_declared(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A 4 KiB leaf linked 256 times, recorded as 4 KiB: `data get` refuses before writing. The
+    same leaf linked a million times (1 TB declared in 4 KiB) is refused by the SDK's get and by
+    a dataset job alike, before any leaf is read."""
+    leaf = bytes(range(256)) * 16
+    leaf_cid = CID.of(RAW, leaf)
+    wide = encode_node(
+        [PBLink(leaf_cid, "", len(leaf))] * 256,
+        unixfs_data(UNIXFS_FILE, filesize=256 * len(leaf), blocksizes=[len(leaf)] * 256),
+    )
+    root = _upload(cluster, [(RAW, leaf), (DAG_PB, wide)], "small.bin", len(leaf))
+    got = _cli(cluster, "get", root, "-o", str(tmp_path / "copy.bin"))
+    assert got.returncode == 2, got.stderr
+    assert "more than the 4,096 expected" in got.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    middle = encode_node(
+        [PBLink(leaf_cid, "", len(leaf))] * 1000,
+        unixfs_data(UNIXFS_FILE, filesize=1000 * len(leaf), blocksizes=[len(leaf)] * 1000),
+    )
+    middle_cid, middle_tsize = CID.of(DAG_PB, middle), len(middle) + 1000 * len(leaf)
+    bomb = encode_node(
+        [PBLink(middle_cid, "", middle_tsize)] * 1000,
+        unixfs_data(UNIXFS_FILE, filesize=10**6 * len(leaf), blocksizes=[1000 * len(leaf)] * 1000),
+    )
+    blocks = [(RAW, leaf), (DAG_PB, middle), (DAG_PB, bomb)]
+    root = _upload(cluster, blocks, "bomb.jsonl", 10**6 * len(leaf))
+    with cluster.client() as client:
+        with pytest.raises(InvalidArgumentError, match="link-count limit"):
+            client.get(root, tmp_path / "bomb.bin")
+        with pytest.raises(InvalidArgumentError, match="expanded-size limit"):
+            client.embed_dataset(root)
+    assert list(tmp_path.iterdir()) == []
