@@ -44,6 +44,9 @@ REFUSED = frozenset(
 )
 #: Heartbeats missed in a row before the session is given up.
 HEARTBEAT_MISSES = 3
+#: The coordinator takes and sends messages of at most 64 MiB (its `ServiceLimits`): a larger
+#: one would be refused there anyway, so it is refused here, before it is sent or read.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Seconds a stopping node waits for the coordinator to close the lease stream.
 CLOSE_TIMEOUT_S = 10.0
 
@@ -96,9 +99,10 @@ class LeaseSession:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, register and serve the lease until `stop` is set (then drain)."""
+        size = min(self._config.max_message_bytes, MAX_MESSAGE_BYTES)
         options = [
-            ("grpc.max_receive_message_length", self._config.max_message_bytes),
-            ("grpc.max_send_message_length", self._config.max_message_bytes),
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
         ]
         async with aio.insecure_channel(self._config.coordinator, options=options) as channel:
             stub = nodes_pb2_grpc.NodeServiceStub(channel)
