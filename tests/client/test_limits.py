@@ -120,6 +120,24 @@ def test_watch_streams_are_capped_per_client_address(tight: Running) -> None:
         open_[1].cancel()
 
 
+def test_the_sdk_polls_when_no_watch_stream_is_left(tight: Running) -> None:
+    with Client(tight.address, timeout=30.0) as client:
+        held = client.embed([TEXT])
+        job = client.embed([TEXT])
+        job.cancel()
+        channel, stub = _stub(tight.address)
+        with channel:
+            request = jobs_pb2.WatchJobRequest(job_id=held.id)
+            streams = [stub.WatchJob(request, timeout=60) for _ in range(2)]
+            for stream in streams:
+                next(stream)
+            seen = list(job.watch())
+            for stream in streams:
+                stream.cancel()
+    assert seen[-1].job_id == job.id
+    assert seen[-1].state.finished
+
+
 def test_watch_streams_are_capped_in_all() -> None:
     streams = WatchStreams(total=3, per_peer=2)
     with ExitStack() as stack:

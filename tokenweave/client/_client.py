@@ -45,6 +45,7 @@ from tokenweave.client._rewards import (
 from tokenweave.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
+    ResourceExhaustedError,
     TokenweaveError,
     UnavailableError,
     error_for_status,
@@ -63,6 +64,8 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: Jobs asked for per ListJobs page (the coordinator's largest page).
 JOB_PAGE = 500
+#: How often a job is read when the coordinator has no watch stream to spare.
+POLL_INTERVAL_S = 1.0
 
 T = TypeVar("T")
 
@@ -397,6 +400,10 @@ class Job:
                 return
             except grpc.RpcError as exc:
                 error = _translate(exc)
+                if isinstance(error, ResourceExhaustedError):
+                    # The coordinator's cap on watch streams: follow the job by polling instead.
+                    yield from self._poll()
+                    return
                 if not isinstance(error, UnavailableError):
                     raise error from exc
                 deadline = deadline or time.monotonic() + reconnect_for
@@ -404,6 +411,19 @@ class Job:
                     raise error from exc
                 time.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, 5.0)
+
+    def _poll(self) -> Iterator[JobInfo]:
+        """`watch` by GetJob every `POLL_INTERVAL_S`: each change, until the job finishes."""
+        last = None
+        while True:
+            info = self.refresh()
+            seen = (info.state, info.shards_done, info.tokens_processed)
+            if seen != last:
+                last = seen
+                yield info
+            if info.state.finished:
+                return
+            time.sleep(POLL_INTERVAL_S)
 
     def wait(self) -> JobInfo:
         for _ in self.watch():
