@@ -1,0 +1,103 @@
+"""Hostile nodes with real processes (tests/integration/hostile.py): each is caught or
+contained, the job's output equals a clean run, and nothing is paid for forged work."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+from tokenweave.cli import LocalCluster
+from tokenweave.client import Client, EmbedResult
+from tokenweave.models import PreparedModel
+from tokenweave.node import NodeIdentity
+
+from .conftest import ClusterFactory, direct_embeddings, wait_until
+from .test_resilience import SMALL_SHARDS, _ledger, _text
+
+HOSTILE = "tests.integration.hostile"
+#: New nodes are vetted (all their work checked) until 10 of their results agreed with others'.
+VETTING = ("--vetting-results", "10")
+
+
+def _node_counts(cluster: LocalCluster, address: str) -> dict[str, float]:
+    path = cluster.root / "coordinator" / "coordinator.db"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM nodes WHERE address = ?", (address,)).fetchone()
+    return dict(row)
+
+
+def _address(cluster: LocalCluster, index: int) -> str:
+    return NodeIdentity.load_or_create(cluster.root / f"node{index}").address.lower()
+
+
+def _as_direct(result: EmbedResult, prepared: PreparedModel, text: str) -> None:
+    ((_, windows, _),) = direct_embeddings(prepared, [text], 256, 32)
+    np.testing.assert_allclose(result.documents[0].window_embeddings, windows, atol=1e-5)
+
+
+def _unpaid(cluster: LocalCluster, job_id: str, address: str) -> None:
+    assert address not in {r[1] for r in _ledger(cluster, job_id) if not r[3]}
+
+
+def test_fresh_keys_that_boast_and_fail_every_shard_do_not_fail_the_job(
+    cluster_factory: ClusterFactory, prepared: PreparedModel
+) -> None:
+    """Three sybils claim 9e9 tokens/s and fail whatever they get: their claims are capped,
+    their failures cost them reputation and a doubling rest and count a third towards failing
+    a shard, and the job finishes on the one honest node."""
+    cluster = cluster_factory(nodes=1, coordinator_args=(*SMALL_SHARDS, *VETTING))
+    for _ in range(3):
+        cluster.add_node("--hostile", "failing", module=HOSTILE)
+    cluster.wait_for_nodes(4)
+    text = _text()
+    with Client(cluster.address) as client:
+        result = client.embed([text], window=256, overlap=32).result()
+    _as_direct(result, prepared, text)
+    for index in (1, 2, 3):
+        sybil = _address(cluster, index)
+        _unpaid(cluster, result.job.job_id, sybil)
+        counts = _node_counts(cluster, sybil)
+        if counts["shards_failed"]:
+            assert counts["reputation"] < 1.0
+
+
+def test_a_node_that_takes_work_and_hangs_up_cannot_hold_a_job_back(
+    cluster_factory: ClusterFactory, prepared: PreparedModel
+) -> None:
+    """A churner registers again the moment it hangs up on its work: each time it rests twice
+    as long before it gets more, so it holds a few shards in all instead of one after another
+    for the whole job."""
+    cluster = cluster_factory(nodes=2, coordinator_args=SMALL_SHARDS)
+    churner = cluster.add_node("--hostile", "churner", module=HOSTILE)
+    cluster.wait_for_nodes(3)
+    text = _text()
+    with Client(cluster.address) as client:
+        result = client.embed([text], window=256, overlap=32).result()
+        result = client.embed([text], window=256, overlap=32).result()  # a second job's worth
+    _as_direct(result, prepared, text)
+    counts = _node_counts(cluster, _address(cluster, 2))
+    sessions = churner.log_path.read_text().count("hanging up on purpose")
+    assert counts["shards_abandoned"] >= 1, "the churner took work"
+    assert sessions <= 8, f"the churner hung up on work {sessions} times"
+
+
+def test_a_random_vector_node_on_a_two_node_network_is_caught_by_the_referee(
+    cluster_factory: ClusterFactory, prepared: PreparedModel
+) -> None:
+    """Two nodes, one of which answers random vectors: every dispute has no third node, so the
+    coordinator runs the shard itself and decides. The job finishes with the true output, the
+    liar is paid nothing and, caught three times, is refused."""
+    cluster = cluster_factory(nodes=1, coordinator_args=(*SMALL_SHARDS, *VETTING))
+    liar = cluster.add_node("--hostile", "random", module=HOSTILE)
+    cluster.wait_for_nodes(2)
+    text = _text()
+    with Client(cluster.address) as client:
+        result = client.embed([text], window=256, overlap=32).result()
+    _as_direct(result, prepared, text)
+    _unpaid(cluster, result.job.job_id, _address(cluster, 1))
+    assert _node_counts(cluster, _address(cluster, 1))["verifications_failed"] > 0
+    wait_until("the liar is refused", lambda: liar.process.poll() is not None, timeout=60)
+    assert cluster.coordinator is not None
+    assert "the coordinator runs it" in cluster.coordinator.log_path.read_text()
