@@ -39,7 +39,7 @@ from tokenweave.coordinator._rewards_servicer import RewardsServicer
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
 from tokenweave.coordinator._standing import Standing
-from tokenweave.errors import InvalidArgumentError
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
 from tokenweave.models import default_cache_dir
 from tokenweave.v1 import (
     data_pb2,
@@ -67,6 +67,10 @@ DEV_FAUCET_WEI = 10**16
 def reward_tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Sequence[bytes]]]:
     tree = RewardTree(leaves)
     return tree.root, tree.proof
+
+
+class ListenError(FailedPreconditionError, OSError):
+    """The coordinator's address is taken (port sharing is off) or cannot be bound."""
 
 
 def _server_options(config: CoordinatorConfig, limits: ServiceLimits) -> list[tuple[str, int]]:
@@ -254,7 +258,7 @@ class CoordinatorServer:
             port = 0
         if port == 0:
             await engine.dispose()
-            raise OSError(
+            raise ListenError(
                 f"could not listen on {config.listen}: is another coordinator (or another "
                 "program) using that port?"
             )

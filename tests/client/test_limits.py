@@ -16,6 +16,7 @@ import pytest
 from tokenweave.client import Client
 from tokenweave.coordinator import CoordinatorConfig, CoordinatorServer
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
+from tokenweave.coordinator._server import ListenError
 from tokenweave.errors import ResourceExhaustedError
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -225,7 +226,7 @@ def test_an_idle_connection_is_closed(tmp_path: Path, model_cache: Path) -> None
 def test_a_second_coordinator_on_the_same_port_fails(tight: Running, tmp_path: Path) -> None:
     config = tight.server.config
     with (
-        pytest.raises(OSError, match=f"could not listen on {tight.address}"),
+        pytest.raises(ListenError, match=f"could not listen on {tight.address}"),
         coordinator(tmp_path / "second", config.model_cache, listen=tight.address),
     ):
         pass
