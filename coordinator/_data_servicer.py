@@ -1,4 +1,11 @@
-"""DataService: uploads placed on nodes by rendezvous hashing, provider lookups, status."""
+"""DataService: uploads placed on nodes by rendezvous hashing, provider lookups, status.
+
+An upload is recorded as a dataset only when its DAG checks out: the dag-pb blocks of the upload
+are kept until its finish message, and the DAG is measured from them (`measure_dag`): within
+`limits`, its declared sizes consistent with its blocks, every interior node among the uploaded
+blocks, and the size the client gives equal to the bytes of files the DAG declares. `data get`
+then writes no more than that size.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from tokenweave.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from tokenweave.storage import CID, MAX_BLOCK_BYTES
+from tokenweave.storage import CID, DAG_PB, EXPORT_LIMITS, MAX_BLOCK_BYTES, DagLimits, measure_dag
 from tokenweave.storage._replicas import ranking
 from tokenweave.v1 import data_pb2, data_pb2_grpc
 
@@ -26,12 +33,26 @@ logger = logging.getLogger(__name__)
 #: Seconds a node gets to confirm it stored a block.
 STORE_PATIENCE_S = 30.0
 
+#: dag-pb bytes one upload may hold (kept until its finish message to check its DAG). A 64 GiB
+#: file in 1 MiB chunks has about 3 MB of them; a folder of 10,000 files, about 1 MB.
+MAX_INTERIOR_BYTES = 64 << 20
+
+#: Longest dataset name, in UTF-8 bytes.
+MAX_NAME_BYTES = 1024
+
 
 class DataServicer(data_pb2_grpc.DataServiceServicer):
-    def __init__(self, lanes: Lanes, index: DatasetIndex, replicas: int) -> None:
+    def __init__(
+        self,
+        lanes: Lanes,
+        index: DatasetIndex,
+        replicas: int,
+        limits: DagLimits = EXPORT_LIMITS,
+    ) -> None:
         self._lanes = lanes
         self._index = index
         self._replicas = replicas
+        self._limits = limits
 
     async def _place(self, cid: CID, data: bytes) -> int:
         """Store the block on `replicas` connected nodes, in its rendezvous order: a node that
@@ -66,12 +87,27 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         cids: list[str] = []
         total = 0
         fewest = self._replicas
+        interior: dict[CID, bytes] = {}
+        interior_bytes = 0
+        sizes: dict[CID, int] = {}
         async for request in request_iterator:
             if request.WhichOneof("message") == "finish":
                 finish = request.finish
-                root = str(CID.parse(finish.root))
+                root_cid = CID.parse(finish.root)
+                root = str(root_cid)
                 if root not in cids:
                     raise InvalidArgumentError(f"root {root} was not among the uploaded blocks")
+                if len(finish.name.encode()) > MAX_NAME_BYTES:
+                    raise InvalidArgumentError(
+                        f"the dataset name is {len(finish.name.encode()):,} bytes; the limit is "
+                        f"{MAX_NAME_BYTES}"
+                    )
+                declared = await asyncio.to_thread(self._file_bytes, root_cid, interior, sizes)
+                if finish.size != declared:
+                    raise InvalidArgumentError(
+                        f"the upload gives its size as {finish.size:,} bytes but its DAG "
+                        f"declares {declared:,}; nothing recorded"
+                    )
                 await self._index.record(root, finish.name, finish.size, cids)
                 return data_pb2.PutBlocksResponse(
                     root=root, blocks=len(cids), bytes=total, min_replicas=fewest
@@ -84,12 +120,36 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                 )
             if not cid.verify(block.data):
                 raise InvalidArgumentError(f"block {cid}: the bytes do not hash to the CID")
+            sizes[cid] = len(block.data)
+            if cid.codec == DAG_PB and cid not in interior:
+                interior_bytes += len(block.data)
+                if interior_bytes > MAX_INTERIOR_BYTES:
+                    raise ResourceExhaustedError(
+                        f"the upload holds more than {MAX_INTERIOR_BYTES:,} bytes of dag-pb "
+                        "blocks; nothing recorded"
+                    )
+                interior[cid] = block.data
             fewest = min(fewest, await self._place(cid, block.data))
             cids.append(str(cid))
             total += len(block.data)
         raise FailedPreconditionError(
             f"the upload ended after {len(cids)} blocks without a finish message; nothing recorded"
         )
+
+    def _file_bytes(self, root: CID, interior: dict[CID, bytes], sizes: dict[CID, int]) -> int:
+        """The bytes of files the DAG `root` declares, measured from the uploaded blocks."""
+        if root.codec != DAG_PB:
+            return sizes[root]
+
+        def source(cid: CID) -> bytes:
+            try:
+                return interior[cid]
+            except KeyError:
+                raise InvalidArgumentError(
+                    f"node {cid} of the DAG was not among the uploaded blocks; nothing recorded"
+                ) from None
+
+        return measure_dag(root, source, self._limits).file_bytes
 
     async def GetProviders(
         self, request: data_pb2.GetProvidersRequest, context: Context

@@ -208,9 +208,16 @@ def _directory(entries: list[tuple[bytes, bytes]]) -> bytes:
 def test_data_get_refuses_odd_names_cleanly_and_writes_nothing(
     cluster: LocalCluster, tmp_path: Path, names: list[bytes], message: str
 ) -> None:
+    """The coordinator refuses such a DAG as a dataset; smuggled inside another upload, it is a
+    block `data get` can still be pointed at."""
     leaf = b"hello"
     directory = _directory([(n, leaf) for n in names])
-    root = _upload(cluster, [(RAW, leaf), (DAG_PB, directory)], "odd", 5 * len(names))
+    with pytest.raises(grpc.RpcError) as refused:
+        _upload(cluster, [(RAW, leaf), (DAG_PB, directory)], "odd", 5 * len(names))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in str(refused.value.details())
+    _upload(cluster, [(DAG_PB, directory), (RAW, leaf)], "hello", len(leaf))
+    root = str(CID.of(DAG_PB, directory))
     (tmp_path / "out").mkdir()
     got = _cli(cluster, "get", root, "-o", str(tmp_path / "out" / "copy"))
     assert got.returncode == 2, got.stderr
@@ -220,36 +227,52 @@ def test_data_get_refuses_odd_names_cleanly_and_writes_nothing(
     assert list((tmp_path / "out").iterdir()) == [], "no partial output, no staging folder"
 
 
-def test_data_get_writes_no_more_than_was_declared(cluster: LocalCluster, tmp_path: Path) -> None:
-    """A 4 KiB leaf linked 256 times, recorded as 4 KiB: `data get` refuses before writing. The
-    same leaf linked a million times (1 TB declared in 4 KiB) is refused by the SDK's get and by
-    a dataset job alike, before any leaf is read."""
+def _file_node(child: CID, child_bytes: int, child_tsize: int, times: int) -> bytes:
+    """A File node linking `child` `times` times, its sizes declared honestly."""
+    return encode_node(
+        [PBLink(child, "", child_tsize)] * times,
+        unixfs_data(UNIXFS_FILE, filesize=times * child_bytes, blocksizes=[child_bytes] * times),
+    )
+
+
+def test_amplifying_dags_are_refused_before_they_are_read(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """One 4 KiB leaf linked many times: recorded under a smaller size, the upload is refused;
+    linked a million times (4 GB in 4 KiB, a block stored inside another upload), `data get` and
+    the SDK refuse it before reading a leaf; within the upload limits but past a job's, a dataset
+    job is refused."""
     leaf = bytes(range(256)) * 16
     leaf_cid = CID.of(RAW, leaf)
-    wide = encode_node(
-        [PBLink(leaf_cid, "", len(leaf))] * 256,
-        unixfs_data(UNIXFS_FILE, filesize=256 * len(leaf), blocksizes=[len(leaf)] * 256),
+    wide = _file_node(leaf_cid, len(leaf), len(leaf), 256)
+    with pytest.raises(grpc.RpcError) as refused:
+        _upload(cluster, [(RAW, leaf), (DAG_PB, wide)], "small.bin", len(leaf))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "gives its size as 4,096 bytes but its DAG declares 1,048,576" in str(
+        refused.value.details()
     )
-    root = _upload(cluster, [(RAW, leaf), (DAG_PB, wide)], "small.bin", len(leaf))
-    got = _cli(cluster, "get", root, "-o", str(tmp_path / "copy.bin"))
-    assert got.returncode == 2, got.stderr
-    assert "more than the 4,096 expected" in got.stderr
-    assert list(tmp_path.iterdir()) == []
 
-    middle = encode_node(
-        [PBLink(leaf_cid, "", len(leaf))] * 1000,
-        unixfs_data(UNIXFS_FILE, filesize=1000 * len(leaf), blocksizes=[len(leaf)] * 1000),
-    )
-    middle_cid, middle_tsize = CID.of(DAG_PB, middle), len(middle) + 1000 * len(leaf)
-    bomb = encode_node(
-        [PBLink(middle_cid, "", middle_tsize)] * 1000,
-        unixfs_data(UNIXFS_FILE, filesize=10**6 * len(leaf), blocksizes=[1000 * len(leaf)] * 1000),
-    )
-    blocks = [(RAW, leaf), (DAG_PB, middle), (DAG_PB, bomb)]
-    root = _upload(cluster, blocks, "bomb.jsonl", 10**6 * len(leaf))
+    middle = _file_node(leaf_cid, len(leaf), len(leaf), 1000)
+    middle_cid = CID.of(DAG_PB, middle)
+    bomb = _file_node(middle_cid, 1000 * len(leaf), len(middle) + 1000 * len(leaf), 1000)
+    with pytest.raises(grpc.RpcError) as refused:
+        _upload(cluster, [(RAW, leaf), (DAG_PB, middle), (DAG_PB, bomb)], "bomb", 4 * 10**9)
+    assert "link-count limit" in str(refused.value.details())
+    with pytest.raises(grpc.RpcError) as refused:
+        _upload(cluster, [(DAG_PB, bomb)], "bomb", 4 * 10**9)
+    assert "was not among the uploaded blocks" in str(refused.value.details())
+    # Smuggled in: an upload whose root is the leaf carries the bomb's blocks too.
+    _upload(cluster, [(DAG_PB, middle), (DAG_PB, bomb), (RAW, leaf)], "leaf", len(leaf))
+    bomb_root = str(CID.of(DAG_PB, bomb))
+    got = _cli(cluster, "get", bomb_root, "-o", str(tmp_path / "bomb.bin"))
+    assert got.returncode == 2, got.stderr
+    assert "link-count limit" in got.stderr
+    assert "Traceback" not in got.stderr
     with cluster.client() as client:
         with pytest.raises(InvalidArgumentError, match="link-count limit"):
-            client.get(root, tmp_path / "bomb.bin")
+            client.get(bomb_root, tmp_path / "bomb.bin")
+        big = _file_node(middle_cid, 1000 * len(leaf), len(middle) + 1000 * len(leaf), 100)
+        root = _upload(cluster, [(RAW, leaf), (DAG_PB, middle), (DAG_PB, big)], "big", 4096 * 10**5)
         with pytest.raises(InvalidArgumentError, match="expanded-size limit"):
             client.embed_dataset(root)
     assert list(tmp_path.iterdir()) == []
