@@ -171,6 +171,28 @@ def test_the_default_message_cap_is_64_mib() -> None:
     assert options["grpc.keepalive_time_ms"] == 60_000
 
 
+def test_streams_past_the_cap_on_one_connection_wait(tmp_path: Path, model_cache: Path) -> None:
+    """One connection carries at most `max_concurrent_streams` calls; the next waits for one to
+    end (the client queues it) instead of piling onto the server."""
+    limits = ServiceLimits(max_concurrent_streams=2)
+    with coordinator(tmp_path / "c", model_cache, limits) as running:
+        with Client(running.address, timeout=30.0) as client:
+            job_id = client.embed([TEXT]).id
+        channel, stub = _stub(running.address)
+        with channel:
+            request = jobs_pb2.WatchJobRequest(job_id=job_id)
+            streams = [stub.WatchJob(request, timeout=120) for _ in range(2)]
+            for stream in streams:
+                next(stream)
+            waiting = stub.GetJob.future(jobs_pb2.GetJobRequest(job_id=job_id), timeout=120)
+            # Never answered while both streams are open, however long it is given:
+            with pytest.raises(grpc.FutureTimeoutError):
+                waiting.result(timeout=2)
+            streams[0].cancel()
+            assert waiting.result().job.job_id == job_id
+            streams[1].cancel()
+
+
 def _raw_connections(address: str, count: int) -> list[socket.socket]:
     host, port = address.rsplit(":", 1)
     return [socket.create_connection((host, int(port)), timeout=30) for _ in range(count)]
