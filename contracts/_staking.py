@@ -60,7 +60,8 @@ def staking_calls(action: str, token: str, distributor: str, amount: int = 0) ->
     from web3 import Web3  # slow import: only staking needs it
 
     staking = Web3().eth.contract(
-        address=staking_address(distributor), abi=load_artifact("NodeStaking").abi
+        address=to_checksum_address(staking_address(distributor)),
+        abi=load_artifact("NodeStaking").abi,
     )
     address = str(staking.address)
     if action == "stake":

@@ -1,78 +1,175 @@
 """ContractRewardChain: the coordinator's side of the reward contracts, on one chain.
 
 Opens the embedded chain (deploying the contracts into it) or a JSON-RPC chain (reusing the
-deployment recorded in the data dir, or deploying once), and serves the settler and the
-RewardsService. All chain access goes through one lock: py-evm is not thread-safe, and one nonce
-counter per key keeps transactions in order.
+deployment recorded in the data dir, or deploying once), and serves the settler, the
+RewardsService and slashing. Two keys: the admin key (`--chain-key`) deploys and holds
+DEFAULT_ADMIN_ROLE; the poster key posts roots, slashes and pays the faucet. Only the poster key
+is used after deployment.
+
+Every chain call goes through one lock (py-evm is not thread-safe, and one nonce counter per key
+keeps transactions in order), but only for the call itself: waiting for a receipt polls, taking
+the lock for each poll, so a transaction that is slow to be mined holds up nobody else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from eth_account import Account
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.address import to_checksum_address
+from eth_utils.exceptions import ValidationError
 from requests.exceptions import RequestException
 from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
     ProviderConnectionError,
     TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
 )
 
 from tokenweave.contracts import (
     EMBEDDED,
     Chain,
+    ContractRevertError,
     Deployment,
     EmbeddedChain,
+    NetworkTerms,
     RewardContracts,
     RpcChain,
     Signer,
+    StakingContract,
     deploy_rewards,
     revert_from,
 )
+from tokenweave.contracts._rewards import DEV_TERMS
+from tokenweave.contracts._transactions import decode_raw_transaction
 from tokenweave.coordinator._settlement import SentTransaction
-from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from tokenweave.types import ChainInfo
 
 logger = logging.getLogger(__name__)
 
+#: How chains refuse a transaction that is not a revert: JSON-RPC errors (nonce too low,
+#: insufficient funds), and eth-tester's validation of the embedded chain.
+_REFUSALS = (Web3RPCError, ValidationError, ValueError)
+
 DEPLOYMENT_FILE = "deployment.json"
+#: The environment variable holding the poster key of a JSON-RPC chain.
+POSTER_KEY_ENV = "TOKENWEAVE_POSTER_KEY"
+#: Chain ids of development nodes (anvil, hardhat): short unbonding, as on the embedded chain.
+DEV_CHAIN_IDS = frozenset({31337, 1337})
+#: How long the relay waits for a relayed transaction to be mined.
+RELAY_WAIT_S = 30.0
+#: Relayed transactions sent and not yet mined, at most; more are refused before being sent.
+MAX_UNMINED_RELAYED = 4
+#: How long the settler and slashing wait for their own transactions.
+OWN_WAIT_S = 120.0
 
 
 class ContractRewardChain:
-    def __init__(self, contracts: RewardContracts, signer: Signer) -> None:
+    def __init__(
+        self, contracts: RewardContracts, poster: Signer, *, relay_wait_s: float = RELAY_WAIT_S
+    ) -> None:
         self._contracts = contracts
-        self._signer = signer
+        self._staking = StakingContract(contracts)
+        self._signer = poster
         self._lock = threading.Lock()
+        self._relay_wait_s = relay_wait_s
+        self._unmined = threading.BoundedSemaphore(MAX_UNMINED_RELAYED)
         d = contracts.deployment
         self.info = ChainInfo(
             contracts.chain.chain_id, contracts.chain.endpoint, d.token, d.distributor
         )
+        #: The only addresses the relay sends calls to.
+        self._relayable = {to_checksum_address(a) for a in (d.token, d.distributor, d.staking)}
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A chain that cannot be reached is UNAVAILABLE, not a crash."""
+        try:
+            yield
+        except (OSError, RequestException, ProviderConnectionError, TimeExhausted) as exc:
+            raise UnavailableError(
+                f"chain {self.info.endpoint} is unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @contextlib.contextmanager
     def _access(self) -> Iterator[None]:
-        """One caller at a time; a chain that cannot be reached is UNAVAILABLE, not a crash."""
-        with self._lock:
-            try:
-                yield
-            except (OSError, RequestException, ProviderConnectionError, TimeExhausted) as exc:
-                raise UnavailableError(
-                    f"chain {self.info.endpoint} is unreachable: {type(exc).__name__}: {exc}"
-                ) from exc
+        """One caller at a time, for one call."""
+        with self._lock, self._reachable():
+            yield
 
     @property
     def contracts(self) -> RewardContracts:
         return self._contracts
 
-    def post_root(self, epoch: int, root: bytes) -> tuple[str, int | None]:
+    @property
+    def staking(self) -> StakingContract:
+        return self._staking
+
+    def _receipt(self, tx_hash: str, timeout: float) -> dict[str, Any] | None:
+        """The receipt once mined, None after `timeout`; polls, never holding the lock between
+        polls."""
+        w3 = self._contracts.chain.w3
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            with self._access(), contextlib.suppress(TransactionNotFound):
+                return dict(w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+            if time.monotonic() + pause > deadline:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _mined(self, tx_hash: str) -> dict[str, Any]:
+        """The receipt of one of our own transactions; it must succeed."""
+        receipt = self._receipt(tx_hash, OWN_WAIT_S)
+        if receipt is None:
+            raise UnavailableError(f"transaction {tx_hash} was not mined within {OWN_WAIT_S:.0f} s")
+        if receipt["status"] != 1:
+            raise ContractRevertError("unknown", f"transaction {tx_hash} failed")
+        return receipt
+
+    def post_root(self, epoch: int, root: bytes, amount_wei: int) -> tuple[str, int | None]:
+        """Post the root of `epoch`, announcing `amount_wei` new payouts (see RewardDistributor)."""
         with self._access():
-            return self._contracts.post_root(self._signer, epoch, root)
+            tx_hash, block = self._contracts.post_root(
+                self._signer, epoch, root, amount_wei, wait=False
+            )
+        if block is None:
+            block = int(self._mined(tx_hash)["blockNumber"])
+        return tx_hash, block
+
+    def stake_of(self, address: str) -> int:
+        """The operator's active stake, in wei of the reward token."""
+        with self._access():
+            return self._staking.stake_of(address)
+
+    def slash(self, address: str, amount_wei: int, evidence: bytes) -> str:
+        """Take up to `amount_wei` of the operator's stake; `evidence` is the record whose
+        keccak256 goes on chain. Returns the transaction's hash once mined; reverts
+        (`Staking__NothingToSlash`, ...) raise `ContractRevertError` before anything is sent."""
+        with self._access():
+            tx = self._staking.slash_transaction(
+                address, amount_wei, evidence, self._signer.address
+            )
+            tx_hash = self._signer.submit(tx, self._contracts.errors)
+        self._mined(tx_hash)
+        logger.info("slashed %s by up to %d wei (%s)", address, amount_wei, tx_hash)
+        return tx_hash
 
     def confirmations(self, tx_hash: str) -> int | None:
         with self._access():
@@ -99,42 +196,100 @@ class ContractRewardChain:
         with self._access():
             w3 = self._contracts.chain.w3
             have = int(w3.eth.get_balance(to_checksum_address(address)))
-            if have < minimum_wei:
-                self._signer.send({"to": to_checksum_address(address), "value": minimum_wei - have})
-                logger.info("faucet: sent %d wei to %s for gas", minimum_wei - have, address)
+            if have >= minimum_wei:
+                return
+            tx_hash = self._signer.submit(
+                {"to": to_checksum_address(address), "value": minimum_wei - have}
+            )
+        self._mined(tx_hash)
+        logger.info("faucet: sent %d wei to %s for gas", minimum_wei - have, address)
 
     def send_raw(self, raw: bytes) -> SentTransaction:
-        with self._access():
-            w3 = self._contracts.chain.w3
-            try:
-                tx = Account.recover_transaction(raw)
-            except Exception as exc:
-                raise InvalidArgumentError(f"not a signed transaction: {exc}") from exc
-            try:
-                tx_hash = w3.eth.send_raw_transaction(raw)
-            except (ContractCustomError, ContractLogicError, TransactionFailed, ValueError) as exc:
-                error = revert_from(exc, self._contracts.errors)
-                if error.error == "unknown":
-                    raise InvalidArgumentError(
-                        f"the chain refused the transaction from {tx}: {exc}"
-                    ) from exc
-                return SentTransaction("", False, 0, 0, error.error)
-            receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-            return SentTransaction(
-                "0x" + bytes(tx_hash).hex(),
-                receipt["status"] == 1,
-                int(receipt["blockNumber"]),
-                int(receipt["gasUsed"]),
+        """Relay a transaction signed elsewhere: only a call to the reward contracts, only with
+        the sender's next nonce, and only one that would succeed now (simulated first).
+
+        Refusals: `InvalidArgumentError` (not a signed transaction, another chain, another
+        address, a nonce that is not next), `ContractRevertError` (a FAILED_PRECONDITION naming
+        the custom error the simulation reverted with), `ResourceExhaustedError` while
+        `MAX_UNMINED_RELAYED` relayed transactions wait to be mined. A transaction not mined
+        within the relay's wait is `UnavailableError` (it may still be mined)."""
+        tx = decode_raw_transaction(raw)
+        if tx.chain_id is not None and tx.chain_id != self.info.chain_id:
+            raise InvalidArgumentError(
+                f"the transaction is for chain {tx.chain_id}; this is chain {self.info.chain_id}"
             )
+        if tx.to not in self._relayable:
+            raise InvalidArgumentError(
+                f"the relay sends only calls to the reward contracts, not to {tx.to or 'create'}"
+            )
+        w3 = self._contracts.chain.w3
+        with self._access():
+            sender = to_checksum_address(tx.sender)
+            expected = int(w3.eth.get_transaction_count(sender, "pending"))
+            if tx.nonce != expected:
+                raise InvalidArgumentError(
+                    f"nonce {tx.nonce} is not the next of {tx.sender}: expected {expected}"
+                )
+            call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": tx.value}
+            try:
+                w3.eth.call({**call, "gas": tx.gas})  # type: ignore[typeddict-item]
+            except (ContractCustomError, ContractLogicError, TransactionFailed) as exc:
+                raise revert_from(exc, self._contracts.errors) from exc
+            except _REFUSALS as exc:
+                raise InvalidArgumentError(f"the transaction cannot run: {exc}") from exc
+            if not self._unmined.acquire(blocking=False):
+                raise ResourceExhaustedError(
+                    f"{MAX_UNMINED_RELAYED} relayed transactions wait to be mined; "
+                    "try again shortly"
+                )
+            try:
+                tx_hash = "0x" + bytes(w3.eth.send_raw_transaction(raw)).hex()
+            except (ContractCustomError, ContractLogicError, TransactionFailed, *_REFUSALS) as exc:
+                self._unmined.release()
+                raise InvalidArgumentError(f"the chain refused the transaction: {exc}") from exc
+            except BaseException:
+                self._unmined.release()
+                raise
+        try:
+            receipt = self._receipt(tx_hash, self._relay_wait_s)
+        finally:
+            self._unmined.release()
+        if receipt is None:
+            raise UnavailableError(
+                f"transaction {tx_hash} was sent but not mined within "
+                f"{self._relay_wait_s:.0f} s; it may still be"
+            )
+        success = receipt["status"] == 1
+        return SentTransaction(
+            tx_hash,
+            success,
+            int(receipt["blockNumber"]),
+            int(receipt["gasUsed"]),
+            "" if success else "reverted when mined",
+        )
 
 
-def open_reward_chain(endpoint: str, key: str | None, data_dir: Path) -> ContractRewardChain:
-    """The embedded chain with fresh contracts, or `endpoint` with the recorded deployment."""
+def open_reward_chain(
+    endpoint: str,
+    key: str | None,
+    data_dir: Path,
+    *,
+    poster_key: str | None = None,
+    terms: NetworkTerms | None = None,
+) -> ContractRewardChain:
+    """The embedded chain with fresh contracts, or `endpoint` with the recorded deployment.
+
+    `key` is the admin key: it deploys and holds DEFAULT_ADMIN_ROLE. The poster key posts roots
+    and slashes: on the embedded chain a funded development key of its own; on a JSON-RPC chain
+    `poster_key`, else `$TOKENWEAVE_POSTER_KEY`, else (with a warning) the admin key. `terms`
+    applies to a new deployment only: by default short unbonding on development chains (the
+    embedded chain, chain ids 31337 and 1337) and `NetworkTerms()` elsewhere."""
     if endpoint == EMBEDDED:
         chain = EmbeddedChain()
-        signer = Signer(chain, _parse_key(key) if key else chain.dev_keys[0])
-        deployment = deploy_rewards(signer, signer.address)
-        return ContractRewardChain(RewardContracts(chain, deployment), signer)
+        admin = Signer(chain, _parse_key(key) if key else chain.dev_keys[0])
+        poster = Signer(chain, _parse_key(poster_key) if poster_key else chain.dev_keys[1])
+        deployment = deploy_rewards(admin, poster.address, terms or DEV_TERMS)
+        return ContractRewardChain(RewardContracts(chain, deployment), poster)
     if not key:
         raise InvalidArgumentError(
             f"--chain {endpoint} needs the coordinator's key (--chain-key or TOKENWEAVE_CHAIN_KEY)"
@@ -144,19 +299,35 @@ def open_reward_chain(endpoint: str, key: str | None, data_dir: Path) -> Contrac
         chain_id = chain.chain_id
     except Exception as exc:
         raise FailedPreconditionError(f"chain {endpoint} does not answer: {exc}") from exc
-    signer = Signer(chain, _parse_key(key))
+    admin = Signer(chain, _parse_key(key))
+    poster = Signer(chain, _parse_key(_poster_key(poster_key, key)))
     recorded = _recorded(chain, data_dir / DEPLOYMENT_FILE, chain_id)
     if recorded is None:
-        deployment = deploy_rewards(signer, signer.address)
+        default = DEV_TERMS if chain_id in DEV_CHAIN_IDS else NetworkTerms()
+        deployment = deploy_rewards(admin, poster.address, terms or default)
         deployment.save(data_dir / DEPLOYMENT_FILE)
-    elif to_checksum_address(recorded.coordinator) != signer.address:
+    elif to_checksum_address(recorded.coordinator) != poster.address:
         raise FailedPreconditionError(
             f"{data_dir / DEPLOYMENT_FILE} names coordinator {recorded.coordinator}, "
-            f"but the chain key is {signer.address}"
+            f"but the poster key is {poster.address}"
         )
     else:
         deployment = recorded
-    return ContractRewardChain(RewardContracts(chain, deployment), signer)
+    if poster.address != admin.address and not chain.w3.eth.get_balance(poster.account.address):
+        logger.warning("the poster %s has no ether to pay for its transactions", poster.address)
+    return ContractRewardChain(RewardContracts(chain, deployment), poster)
+
+
+def _poster_key(given: str | None, admin_key: str) -> str:
+    key = given or os.environ.get(POSTER_KEY_ENV)
+    if key:
+        return key
+    logger.warning(
+        "no poster key (%s): the admin key posts roots and slashes too; keep the admin key "
+        "offline by giving the coordinator a poster key of its own",
+        POSTER_KEY_ENV,
+    )
+    return admin_key
 
 
 def _parse_key(key: str) -> bytes:

@@ -1,8 +1,15 @@
-"""RewardsService: epochs, operators' earnings and claims (a thin adapter)."""
+"""RewardsService: epochs, operators' earnings and claims (a thin adapter).
+
+SendTransaction relays operators' signed claims and staking calls on threads of their own
+(`RELAY_THREADS`, so that relays never take the threads other calls need), at most
+`MAX_RELAYED` calls running or queued (RESOURCE_EXHAUSTED beyond); each is checked and simulated
+before it is sent, and few may wait to be mined (`ContractRewardChain.send_raw`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from tokenweave.coordinator._convert import epoch_to_proto
 from tokenweave.coordinator._ledger import RewardLedger
@@ -10,9 +17,15 @@ from tokenweave.coordinator._metering import format_micro, format_wei, micro_to_
 from tokenweave.coordinator._nodes import normalize_address
 from tokenweave.coordinator._servicers import Context
 from tokenweave.coordinator._settlement import EpochSettler, RewardChain
-from tokenweave.errors import InvalidArgumentError
+from tokenweave.errors import InvalidArgumentError, ResourceExhaustedError
 from tokenweave.types import EpochState
 from tokenweave.v1 import rewards_pb2, rewards_pb2_grpc
+
+#: Threads that relay transactions: more than the chain lets wait to be mined (4), so that
+#: a refusal never waits behind transactions being mined.
+RELAY_THREADS = 8
+#: SendTransaction calls running or waiting for a relay thread, at most.
+MAX_RELAYED = 16
 
 
 class RewardsServicer(rewards_pb2_grpc.RewardsServiceServicer):
@@ -27,6 +40,13 @@ class RewardsServicer(rewards_pb2_grpc.RewardsServiceServicer):
         self._settler = settler
         self._chain = chain
         self._faucet_wei = faucet_wei
+        self._relaying = 0
+        self._relay_threads = ThreadPoolExecutor(RELAY_THREADS, thread_name_prefix="relay")
+
+    @property
+    def relaying(self) -> int:
+        """SendTransaction calls running or waiting for a relay thread."""
+        return self._relaying
 
     def _chain_proto(self) -> rewards_pb2.Chain:
         info = self._chain.info
@@ -111,7 +131,17 @@ class RewardsServicer(rewards_pb2_grpc.RewardsServiceServicer):
     ) -> rewards_pb2.SendTransactionResponse:
         if not request.raw_transaction:
             raise InvalidArgumentError("raw_transaction is empty")
-        sent = await asyncio.to_thread(self._chain.send_raw, request.raw_transaction)
+        if self._relaying >= MAX_RELAYED:
+            raise ResourceExhaustedError(
+                f"{MAX_RELAYED} transactions are being relayed; try again shortly"
+            )
+        self._relaying += 1
+        try:
+            sent = await asyncio.get_running_loop().run_in_executor(
+                self._relay_threads, self._chain.send_raw, request.raw_transaction
+            )
+        finally:
+            self._relaying -= 1
         return rewards_pb2.SendTransactionResponse(
             tx_hash=sent.tx_hash,
             success=sent.success,

@@ -4,6 +4,10 @@ Roots go on chain strictly in epoch order, each once: posting is idempotent on t
 epoch the contract already has is not sent again), failures back off exponentially, and a posted
 root counts as settled only after `confirmations` blocks. A posting transaction that disappears
 before then (a reorg) puts the epoch back to be posted again.
+
+Each root announces its epoch's new payouts (the sum of the epoch's earnings, in wei): the
+distributor refuses a root announcing more than its per-epoch mint cap, and never pays out more
+than the roots announced in all.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Protocol
 
 from tokenweave.coordinator._db import utcnow
 from tokenweave.coordinator._ledger import EpochView, RewardLedger
+from tokenweave.coordinator._metering import micro_to_wei
 from tokenweave.types import ChainInfo, EpochState
 
 logger = logging.getLogger(__name__)
@@ -53,10 +58,23 @@ class RewardChain(Protocol):
         """Top the account's ether up to `minimum_wei` for gas (development chains only)."""
         ...
 
-    def send_raw(self, raw: bytes) -> SentTransaction: ...
+    def send_raw(self, raw: bytes) -> SentTransaction:
+        """Relay a signed call to the reward contracts: simulated first, the sender's next
+        nonce only, waited for without holding up other callers."""
+        ...
 
-    def post_root(self, epoch: int, root: bytes) -> tuple[str, int | None]:
-        """Post (or find already posted) the root of `epoch`; (tx hash, block number)."""
+    def post_root(self, epoch: int, root: bytes, amount_wei: int) -> tuple[str, int | None]:
+        """Post (or find already posted) the root of `epoch`, announcing `amount_wei` new
+        payouts (the epoch's increase in total cumulative amounts); (tx hash, block number)."""
+        ...
+
+    def stake_of(self, address: str) -> int:
+        """The operator's active stake, in wei of the reward token."""
+        ...
+
+    def slash(self, address: str, amount_wei: int, evidence: bytes) -> str:
+        """Take up to `amount_wei` of the operator's stake, recording keccak256(evidence) on
+        chain; the transaction's hash."""
         ...
 
     def confirmations(self, tx_hash: str) -> int | None:
@@ -134,7 +152,10 @@ class EpochSettler:
             return None
         try:
             tx_hash, block = await asyncio.to_thread(
-                self._chain.post_root, epoch.epoch, bytes.fromhex(epoch.root[2:])
+                self._chain.post_root,
+                epoch.epoch,
+                bytes.fromhex(epoch.root[2:]),
+                micro_to_wei(epoch.amount_micro),
             )
         except Exception as exc:
             delay = min(
