@@ -104,6 +104,8 @@ class JobRow(Base):
     version: Mapped[int] = mapped_column(default=0)
     #: Root CID of the dataset the documents came from; empty when they were sent inline.
     dataset: Mapped[str] = mapped_column(String(80), default="")
+    #: The client that submitted it (its API key's client): only it and admins may see it.
+    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
 
 
 class DocumentRow(Base):
@@ -295,6 +297,22 @@ class VerificationRow(Base):
     #: Lowest per-window cosine to the accepted output (1.0 for the accepted one itself).
     cosine: Mapped[float]
     created_at: Mapped[timestamp]
+
+
+class ApiKeyRow(Base):
+    """A developer's API key: only a hash of its secret is kept. Jobs and datasets belong to
+    the key's client; an admin key may read and manage everyone's."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    #: sha256 of the key's secret part.
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    admin: Mapped[bool] = mapped_column(default=False)
+    label: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[timestamp]
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class SchemaRow(Base):
