@@ -27,6 +27,7 @@ from tokenweave.coordinator._db import (
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
+from tokenweave.coordinator._quota import ClientQuota, check_quota
 from tokenweave.coordinator._views import (
     DocumentResult,
     JobRequest,
@@ -63,6 +64,7 @@ class JobLimits:
     items_per_task: int
     #: Coordinator defaults for workload options a job leaves out (embed: --default-overlap).
     option_defaults: Mapping[str, str] = field(default_factory=dict)
+    quota: ClientQuota = field(default_factory=ClientQuota)
 
 
 def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
@@ -153,10 +155,13 @@ class JobStore:
                 )
 
     async def submit(self, request: JobRequest) -> tuple[JobInfo, list[QueuedShard]]:
-        """Validate and plan a job (its workload cuts it into tasks) and store it, queued."""
+        """Validate and plan a job (its workload cuts it into tasks) and store it, queued,
+        within its owner's quota."""
         workload = workloads.get(request.workload)
         entry = self._catalog.get(request.model)
         self._validate(request)
+        async with self._sessions() as session:  # before the work of planning
+            await check_quota(session, self._limits.quota, request.owner, None)
         context = PlanContext(
             model=entry.spec,
             model_sha256=entry.sha256,
@@ -188,6 +193,7 @@ class JobStore:
             error="",
             version=1,
             dataset=request.dataset,
+            owner=request.owner,
         )
         shard_rows = []
         for index, task in enumerate(plan.tasks):
@@ -211,6 +217,7 @@ class JobStore:
                 )
             )
         async with self._sessions.begin() as session:
+            await check_quota(session, self._limits.quota, request.owner, plan.tokens)
             session.add(job)
             await session.flush()
             session.add_all(

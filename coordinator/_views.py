@@ -31,6 +31,8 @@ class JobRequest:
     dataset: str = ""
     #: Dataset block → the nodes holding it, when the job was submitted.
     holders: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: The client submitting it (its API key's); quotas and visibility are per owner.
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)

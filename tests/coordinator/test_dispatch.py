@@ -29,6 +29,7 @@ from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import WorkPolicy
+from tokenweave.coordinator._quota import ClientQuota
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import (
@@ -78,6 +79,7 @@ async def make_parts(
         rest_s: float = 0.0,
         referee: LocalRunner | None = None,
         max_attempts: int = 2,
+        quota: ClientQuota | None = None,
     ) -> Parts:
         engine, sessions = await open_database(
             f"sqlite+aiosqlite:///{tmp_path / f'c{len(engines)}.db'}"
@@ -90,7 +92,13 @@ async def make_parts(
         store = JobStore(
             sessions,
             catalog,
-            JobLimits(10**6, 100, items_per_task=2, option_defaults={"overlap": "2"}),
+            JobLimits(
+                10**6,
+                100,
+                items_per_task=2,
+                option_defaults={"overlap": "2"},
+                quota=quota or ClientQuota(),
+            ),
             ledger,
         )
         registry = NodeRegistry(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,9 +27,10 @@ from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._db import LedgerRow, NodeRow
 from tokenweave.coordinator._lanes import DetachReason, NodeLane
 from tokenweave.coordinator._placer import WorkPolicy
+from tokenweave.coordinator._quota import ClientQuota
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._views import Assignment, QueuedShard, ShardOutput
-from tokenweave.errors import FailedPreconditionError
+from tokenweave.errors import FailedPreconditionError, ResourceExhaustedError
 from tokenweave.types import JobState
 
 __all__ = ["catalog", "make_parts"]  # fixtures shared with test_dispatch
@@ -194,3 +196,24 @@ async def test_a_caught_nodes_unchecked_results_run_again(
     assert paid[forged[0].shard_id] in {h.node_id for h in honest}, "it ran again"
     assert forger.node_id not in paid.values()
     assert len(paid) == view.shards_total
+
+
+async def test_each_client_is_held_to_its_quota(
+    make_parts: Callable[..., Awaitable[Parts]],
+) -> None:
+    dispatcher, _, _ = await make_parts(
+        WorkPolicy(verify_fraction=0.0),
+        quota=ClientQuota(max_concurrent_jobs=1, max_tokens_per_job=200, max_tokens_per_hour=200),
+    )
+    alice = dataclasses.replace(_job(), owner="alice")
+    bob = dataclasses.replace(_job(), owner="bob")
+    first = await dispatcher.submit(alice)
+    with pytest.raises(ResourceExhaustedError, match="1 jobs queued or running; the quota is 1"):
+        await dispatcher.submit(alice)
+    await dispatcher.submit(bob)  # another client has its own quota
+    await dispatcher.cancel(first.job_id)
+    with pytest.raises(ResourceExhaustedError, match="in the last hour"):
+        await dispatcher.submit(alice)  # the cancelled job's tokens still count this hour
+    big = dataclasses.replace(alice, owner="carol", documents=alice.documents * 2)
+    with pytest.raises(ResourceExhaustedError, match="the quota is 200 a job"):
+        await dispatcher.submit(big)
