@@ -74,9 +74,12 @@ class Service:
     sessions: async_sessionmaker[AsyncSession]
     chain: Any
     servicer: RewardsServicer
+    #: host:port of the server.
+    address: str
 
 
-async def _serve(tmp_path: Path, chain: Any) -> AsyncIterator[Service]:
+async def serve_rewards(tmp_path: Path, chain: Any) -> AsyncIterator[Service]:
+    """RewardsService over gRPC on a port of its own, on `chain`, with a fresh ledger."""
     engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     ledger = RewardLedger(sessions, _tree, PRICES)
     settler = EpochSettler(ledger, chain, SettlementPolicy(epoch_seconds=0))
@@ -87,7 +90,13 @@ async def _serve(tmp_path: Path, chain: Any) -> AsyncIterator[Service]:
     await server.start()
     async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield Service(
-            rewards_pb2_grpc.RewardsServiceStub(channel), ledger, settler, sessions, chain, servicer
+            rewards_pb2_grpc.RewardsServiceStub(channel),
+            ledger,
+            settler,
+            sessions,
+            chain,
+            servicer,
+            f"127.0.0.1:{port}",
         )
     await server.stop(None)
     await engine.dispose()
@@ -95,19 +104,24 @@ async def _serve(tmp_path: Path, chain: Any) -> AsyncIterator[Service]:
 
 @pytest.fixture
 async def service(tmp_path: Path, chain: ContractRewardChain) -> AsyncIterator[Service]:
-    async for served in _serve(tmp_path, chain):
+    async for served in serve_rewards(tmp_path, chain):
         yield served
 
 
-async def _earned(service: Service, tokens: int = 5_000) -> bytes:
-    """A fresh operator key that earned `tokens` model tokens, settled on chain."""
-    key = bytes(Account.create().key)
-    address = Account.from_key(key).address.lower()
+async def earn(service: Service, address: str, tokens: int = 5_000) -> None:
+    """`address` earned `tokens` model tokens (5 TWV by default), settled on chain."""
+    address = address.lower()
     service.chain.fund(address, 10**17)
     async with service.sessions.begin() as session:
         await service.ledger.append(session, f"s-{address}", "j", address, "m", Usage(tokens))
     await service.settler.close_epoch()
     await service.settler.step()
+
+
+async def _earned(service: Service, tokens: int = 5_000) -> bytes:
+    """A fresh operator key that earned `tokens` model tokens, settled on chain."""
+    key = bytes(Account.create().key)
+    await earn(service, Account.from_key(key).address, tokens)
     return key
 
 
@@ -275,7 +289,7 @@ class SlowChain:
 async def test_relayed_transactions_in_flight_are_capped(tmp_path: Path) -> None:
     """Relays beyond the cap are refused at once, and the other calls keep their threads."""
     slow = SlowChain()
-    async for served in _serve(tmp_path, slow):
+    async for served in serve_rewards(tmp_path, slow):
         request = rewards_pb2.SendTransactionRequest(raw_transaction=b"\x01")
         waiting = [
             asyncio.ensure_future(served.stub.SendTransaction(request, timeout=30))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenweave import __version__
+from tokenweave.cli._stake_cmd import add_stake_commands
 from tokenweave.errors import TokenweaveError
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     nc.add_argument("--data-dir", type=Path, default=Path("node-data"), metavar="DIR")
     nc.add_argument("--json", action="store_true")
     _add_client_options(nc)
+    add_stake_commands(nsub, _add_client_options)
     _add_client_options(p)
     p.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data"
@@ -359,6 +361,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _rewards_cmd.show_rewards(client, args.address, args.json)
         if command == "epoch":
             return _rewards_cmd.close_epoch(client, wait=not args.no_wait, as_json=args.json)
+        if command == "node" and args.node_command != "claim":
+            from tokenweave.cli import _stake_cmd
+
+            return _stake_cmd.run(client, args)
         if command == "node":
             return _rewards_cmd.claim(client, args.data_dir, args.json)
     raise AssertionError(f"unhandled command {command}")
