@@ -48,15 +48,18 @@ def ledger_check(cluster: LocalCluster) -> tuple[int, int, int]:
     """(shards done without exactly one ledger row, tokens paid twice, tokens paid - processed)."""
     path = cluster.root / "coordinator" / "coordinator.db"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        # Rows withheld from a node caught cheating are not payments (none here: no cheater).
         unpaid = db.execute(
-            "SELECT count(*) FROM shards s WHERE s.state = 'DONE' AND "
-            "(SELECT count(*) FROM ledger l WHERE l.shard_id = s.shard_id) != 1"
+            "SELECT count(*) FROM shards s WHERE s.state = 'DONE' AND (SELECT count(*) FROM "
+            "ledger l WHERE l.shard_id = s.shard_id AND NOT l.withheld) != 1"
         ).fetchone()[0]
         twice = db.execute(
-            "SELECT coalesce(sum(tokens * (n - 1)), 0) FROM "
-            "(SELECT shard_id, max(tokens) AS tokens, count(*) AS n FROM ledger GROUP BY shard_id)"
+            "SELECT coalesce(sum(tokens * (n - 1)), 0) FROM (SELECT shard_id, max(tokens) AS "
+            "tokens, count(*) AS n FROM ledger WHERE NOT withheld GROUP BY shard_id)"
         ).fetchone()[0]
-        paid = db.execute("SELECT coalesce(sum(tokens), 0) FROM ledger").fetchone()[0]
+        paid = db.execute(
+            "SELECT coalesce(sum(tokens), 0) FROM ledger WHERE NOT withheld"
+        ).fetchone()[0]
         processed = db.execute("SELECT coalesce(sum(tokens_processed), 0) FROM jobs").fetchone()[0]
     return unpaid, twice, paid - processed
 
