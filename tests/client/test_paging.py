@@ -25,7 +25,8 @@ def address(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iter
     with limits_tests.coordinator(tmp_path_factory.mktemp("c"), model_cache) as running:
         with Client(running.address, timeout=60.0) as client:
             for i in range(JOBS):
-                client.embed([f"job number {i}"])
+                # Cancelled at once: a client may hold only a few jobs queued at a time.
+                client.embed([f"job number {i}"]).cancel()
         with grpc.insecure_channel(running.address) as channel:
             stub = nodes_pb2_grpc.NodeServiceStub(channel)
             for i in range(NODES):
