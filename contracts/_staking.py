@@ -49,7 +49,7 @@ class StakingCall:
     gas: int
 
 
-#: Gas limits for calls signed without an estimate (a first stake uses about 75k).
+#: Gas limits for calls signed without an estimate (a first stake uses about 110k).
 APPROVE_GAS = 80_000
 STAKING_GAS = 150_000
 
