@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 
@@ -74,7 +75,18 @@ class ListenError(FailedPreconditionError, OSError):
 
 
 def _server_options(config: CoordinatorConfig, limits: ServiceLimits) -> list[tuple[str, int]]:
-    """The limits' channel arguments; `config.max_message_bytes` may only lower the message caps."""
+    """The limits' channel arguments. `config.max_message_bytes` may only lower the message caps,
+    and connections are capped at half the process's file descriptors, whatever the limits say
+    (the database, the chain, logs and libp2p need the rest)."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    connections = limits.max_connections
+    if nofile != resource.RLIM_INFINITY and connections > nofile // 2:
+        connections = max(1, nofile // 2)
+        logger.warning(
+            "at most %d connections (half the %d file descriptors this process may open)",
+            connections,
+            nofile,
+        )
     caps = {
         "grpc.max_receive_message_length": min(
             config.max_message_bytes, limits.max_receive_message_bytes
@@ -82,6 +94,7 @@ def _server_options(config: CoordinatorConfig, limits: ServiceLimits) -> list[tu
         "grpc.max_send_message_length": min(
             config.max_message_bytes, limits.max_send_message_bytes
         ),
+        "grpc.max_allowed_incoming_connections": connections,
     }
     return [(name, caps.get(name, value)) for name, value in limits.server_options()]
 

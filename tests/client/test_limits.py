@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -191,6 +193,26 @@ def test_streams_past_the_cap_on_one_connection_wait(tmp_path: Path, model_cache
             streams[0].cancel()
             assert waiting.result().job.job_id == job_id
             streams[1].cancel()
+
+
+def test_connections_are_capped_by_the_file_descriptors() -> None:
+    """With 1,024 descriptors the default cap of 512 connections leaves room for everything else;
+    with fewer, the cap shrinks to half of them."""
+    code = (
+        "import resource\n"
+        "from tokenweave.coordinator import CoordinatorConfig\n"
+        "from tokenweave.coordinator._limits import ServiceLimits\n"
+        "from tokenweave.coordinator._server import _server_options\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "for soft in (1024, 200):\n"
+        "    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
+        "    options = dict(_server_options(CoordinatorConfig(), ServiceLimits()))\n"
+        "    print(options['grpc.max_allowed_incoming_connections'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=240
+    )
+    assert out.stdout.split() == ["512", "100"]
 
 
 def _raw_connections(address: str, count: int) -> list[socket.socket]:
