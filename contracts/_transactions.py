@@ -23,6 +23,8 @@ class RawTransaction:
     data: bytes
     value: int
     gas: int
+    #: The most it pays per gas: gasPrice, or maxFeePerGas of a typed transaction.
+    max_fee: int
     #: None for a legacy transaction signed without replay protection.
     chain_id: int | None
 
@@ -51,5 +53,6 @@ def decode_raw_transaction(raw: bytes) -> RawTransaction:
         data=bytes(fields.get("data") or b""),
         value=int(fields.get("value") or 0),
         gas=int(fields["gas"]),
+        max_fee=int(fields.get("maxFeePerGas", fields.get("gasPrice")) or 0),
         chain_id=chain_id,
     )

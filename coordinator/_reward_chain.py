@@ -209,10 +209,11 @@ class ContractRewardChain:
         the sender's next nonce, and only one that would succeed now (simulated first).
 
         Refusals: `InvalidArgumentError` (not a signed transaction, another chain, another
-        address, a nonce that is not next), `ContractRevertError` (a FAILED_PRECONDITION naming
-        the custom error the simulation reverted with), `ResourceExhaustedError` while
-        `MAX_UNMINED_RELAYED` relayed transactions wait to be mined. A transaction not mined
-        within the relay's wait is `UnavailableError` (it may still be mined)."""
+        address, a nonce that is not next, a fee below the base fee), `ContractRevertError` (a
+        FAILED_PRECONDITION naming the custom error the simulation reverted with),
+        `ResourceExhaustedError` while `MAX_UNMINED_RELAYED` relayed transactions wait to be
+        mined. A transaction not mined within the relay's wait is `UnavailableError` (it may
+        still be mined)."""
         tx = decode_raw_transaction(raw)
         if tx.chain_id is not None and tx.chain_id != self.info.chain_id:
             raise InvalidArgumentError(
@@ -229,6 +230,12 @@ class ContractRewardChain:
             if tx.nonce != expected:
                 raise InvalidArgumentError(
                     f"nonce {tx.nonce} is not the next of {tx.sender}: expected {expected}"
+                )
+            base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
+            if tx.max_fee < base_fee:
+                raise InvalidArgumentError(
+                    f"a fee of {tx.max_fee} wei per gas is below the base fee ({base_fee}); "
+                    "the transaction would never be mined"
                 )
             call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": tx.value}
             try:

@@ -125,13 +125,20 @@ async def _earned(service: Service, tokens: int = 5_000) -> bytes:
     return key
 
 
-def _sign(key: bytes, chain: ContractRewardChain, to: str, data: bytes, nonce: int) -> bytes:
+def _sign(
+    key: bytes,
+    chain: ContractRewardChain,
+    to: str,
+    data: bytes,
+    nonce: int,
+    gas_price: int | None = None,
+) -> bytes:
     tx = {
         "to": to,
         "data": data,
         "value": 0,
         "gas": GAS,
-        "gasPrice": chain.gas_price(),
+        "gasPrice": chain.gas_price() if gas_price is None else gas_price,
         "nonce": nonce,
         "chainId": chain.info.chain_id,
     }
@@ -198,8 +205,10 @@ async def test_a_claim_that_would_revert_is_refused_with_its_error(service: Serv
 async def test_only_calls_to_the_reward_contracts_are_relayed(service: Service) -> None:
     key = await _earned(service)
     elsewhere = Account.create().address
+    token = service.chain.info.token
     for raw, expected in [
         (_sign(key, service.chain, elsewhere, b"", 0), "only calls to the reward contracts"),
+        (_sign(key, service.chain, token, b"", 0, gas_price=0), "below the base fee"),
         (b"\x01\x02\x03", "not a signed transaction"),
         (b"", "raw_transaction is empty"),
     ]:
