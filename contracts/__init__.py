@@ -2,11 +2,12 @@
 
 The code is organized as follows:
 
-* `src/*.sol` — `RewardToken` (ERC-20, minted only by the distributor) and `RewardDistributor`
-  (one Merkle root per epoch over cumulative amounts; claims pay the difference), custom errors in
-  `IRewardErrors`. `build.mjs` compiles them with the pinned solc-js (`make contracts`) into
-  `artifacts/*.json`, loaded by `load_artifact`; `stale_sources` tells when they are out of date
-  (_artifacts.py).
+* `src/*.sol` — `RewardToken` (capped ERC-20, minted only by the distributor),
+  `RewardDistributor` (one Merkle root per epoch over cumulative amounts, each announcing at most
+  `maxMintPerEpoch` new payouts; claims pay the difference) and the `NodeStaking` it creates
+  (stake, unbonding delay, slashing); custom errors in `IRewardErrors` and `IStakingErrors`.
+  `build.mjs` compiles them with the pinned solc-js (`make contracts`) into `artifacts/*.json`,
+  loaded by `load_artifact`; `stale_sources` tells when they are out of date (_artifacts.py).
 * `RewardTree`, `leaf_hash` (_merkle.py) — OpenZeppelin StandardMerkleTree leaves, root, proofs.
 * `Chain`, `EmbeddedChain`, `RpcChain`, `Signer` (_chain.py) — web3.py connections (in-process
   py-evm or JSON-RPC) and the key that signs and sends transactions.
@@ -14,7 +15,10 @@ The code is organized as follows:
   token, the distributor and its staking contract with the roles split (admin, poster, the
   distributor the only minter) and the mint caps; post roots once per epoch, claim, read balances
   and confirmations.
-* `StakingContract`, `staking_address` (_staking.py) — stake, unbond, withdraw, slash, stakes.
+* `StakingContract`, `staking_address` (_staking.py) — stake, unbond, withdraw, slash, stakes;
+  `staking_calls` builds an operator's calls for a key that signs elsewhere.
+* `decode_raw_transaction` (_transactions.py) — a signed transaction's sender and fields, read
+  before the coordinator relays it.
 * `ContractRevertError`, `revert_from` (_reverts.py) — reverts named by their custom error, with
   decoded arguments.
 * `Anvil`, `anvil_binary`, `ANVIL_DEV_KEYS` (_anvil.py) — a local anvil node from npm's

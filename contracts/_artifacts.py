@@ -27,7 +27,7 @@ class Artifact:
 
 
 def load_artifact(name: str) -> Artifact:
-    """The committed artifact of contract `name` ("RewardToken", "RewardDistributor")."""
+    """The committed artifact of contract `name` ("RewardToken", "RewardDistributor", ...)."""
     path = ARTIFACTS / f"{name}.json"
     try:
         data = json.loads(path.read_text())
