@@ -29,6 +29,7 @@ from tokenweave.storage import (
     BlockExchange,
     CancelFlag,
     DagLimits,
+    ReadCancelledError,
     dataset_documents,
     measure_dag,
     range_blocks,
@@ -78,17 +79,24 @@ class DatasetReader:
 
     def _started(self) -> BlockExchange:
         with self._lock:
+            if self._closed:
+                raise ReadCancelledError("the coordinator is shutting down")
             if self._exchange is None:
                 self._exchange = BlockExchange(timeout=self._fetch_timeout_s).start()
             return self._exchange
 
-    def close(self) -> None:
-        """Cancel the reads in progress and stop the libp2p host; later reads are refused."""
+    def cancel_reads(self) -> None:
+        """Stop the reads in progress, and refuse new ones (call it before the server's grace
+        period: a read does not need one)."""
         with self._lock:
             self._closed = True
             reads = list(self._reads)
         for flag in reads:
             flag.cancel("the coordinator is shutting down")
+
+    def close(self) -> None:
+        """Cancel the reads in progress and stop the libp2p host; later reads are refused."""
+        self.cancel_reads()
         with self._lock:
             if self._exchange is not None:
                 self._exchange.stop()

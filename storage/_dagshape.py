@@ -34,6 +34,9 @@ from tokenweave.storage._importer import check_entry_name
 #: Fetches a block's verified bytes (a BlockStore's `get`, or a peer fetch).
 BlockSource = Callable[[CID], bytes]
 
+#: The deepest DAG any limit may allow: walks and reads recurse once per level.
+MAX_DEPTH = 256
+
 #: Which files of a directory are read (by entry name); the others are neither walked nor counted.
 EntryFilter = Callable[[str], bool]
 
@@ -52,6 +55,10 @@ class DagLimits:
     def __post_init__(self) -> None:
         if min(self.max_bytes, self.max_links, self.max_depth, self.max_fanout) < 1:
             raise InvalidArgumentError(f"DAG limits must be positive: {self}")
+        if self.max_depth > MAX_DEPTH:
+            raise InvalidArgumentError(
+                f"a DAG depth limit is at most {MAX_DEPTH} (readers recurse)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
