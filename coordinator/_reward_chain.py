@@ -14,6 +14,7 @@ the lock for each poll, so a transaction that is slow to be mined holds up nobod
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -282,20 +283,33 @@ def open_reward_chain(
     data_dir: Path,
     *,
     poster_key: str | None = None,
-    terms: NetworkTerms | None = None,
+    unbonding_delay_s: int | None = None,
+    max_mint_per_epoch_wei: int | None = None,
 ) -> ContractRewardChain:
     """The embedded chain with fresh contracts, or `endpoint` with the recorded deployment.
 
     `key` is the admin key: it deploys and holds DEFAULT_ADMIN_ROLE. The poster key posts roots
     and slashes: on the embedded chain a funded development key of its own; on a JSON-RPC chain
-    `poster_key`, else `$TOKENWEAVE_POSTER_KEY`, else (with a warning) the admin key. `terms`
-    applies to a new deployment only: by default short unbonding on development chains (the
-    embedded chain, chain ids 31337 and 1337) and `NetworkTerms()` elsewhere."""
+    `poster_key`, else `$TOKENWEAVE_POSTER_KEY`, else (with a warning) the admin key.
+
+    A new deployment takes `NetworkTerms()` (7 days of unbonding), or `DEV_TERMS` (60 s) on
+    development chains (the embedded chain, chain ids 31337 and 1337), with `unbonding_delay_s`
+    and `max_mint_per_epoch_wei` in place of theirs when given; a recorded deployment keeps the
+    terms it was made with."""
+
+    def terms(dev: bool) -> NetworkTerms:
+        chosen = DEV_TERMS if dev else NetworkTerms()
+        if unbonding_delay_s is not None:
+            chosen = dataclasses.replace(chosen, unbonding_delay_s=unbonding_delay_s)
+        if max_mint_per_epoch_wei is not None:
+            chosen = dataclasses.replace(chosen, max_mint_per_epoch=max_mint_per_epoch_wei)
+        return chosen
+
     if endpoint == EMBEDDED:
         chain = EmbeddedChain()
         admin = Signer(chain, _parse_key(key) if key else chain.dev_keys[0])
         poster = Signer(chain, _parse_key(poster_key) if poster_key else chain.dev_keys[1])
-        deployment = deploy_rewards(admin, poster.address, terms or DEV_TERMS)
+        deployment = deploy_rewards(admin, poster.address, terms(dev=True))
         return ContractRewardChain(RewardContracts(chain, deployment), poster)
     if not key:
         raise InvalidArgumentError(
@@ -310,8 +324,7 @@ def open_reward_chain(
     poster = Signer(chain, _parse_key(_poster_key(poster_key, key)))
     recorded = _recorded(chain, data_dir / DEPLOYMENT_FILE, chain_id)
     if recorded is None:
-        default = DEV_TERMS if chain_id in DEV_CHAIN_IDS else NetworkTerms()
-        deployment = deploy_rewards(admin, poster.address, terms or default)
+        deployment = deploy_rewards(admin, poster.address, terms(chain_id in DEV_CHAIN_IDS))
         deployment.save(data_dir / DEPLOYMENT_FILE)
     elif to_checksum_address(recorded.coordinator) != poster.address:
         raise FailedPreconditionError(

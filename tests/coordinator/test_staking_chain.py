@@ -64,7 +64,8 @@ def test_the_embedded_chain_splits_admin_and_poster(tmp_path: Path) -> None:
 
 
 def test_stakes_are_read_and_slashed_through_the_adapter(tmp_path: Path) -> None:
-    chain = open_reward_chain("embedded", None, tmp_path)
+    chain = open_reward_chain("embedded", None, tmp_path, unbonding_delay_s=5)
+    assert chain.contracts.staking.functions.unbondingDelay().call() == 5
     operator = _staked(chain, 4 * TOKEN)
     assert chain.stake_of(operator) == 4 * TOKEN
     tx_hash = chain.slash(operator, TOKEN, b'{"shard": "s1", "verdict": "forged"}')
@@ -82,7 +83,8 @@ def test_an_rpc_chain_takes_its_poster_key_from_the_environment(
 ) -> None:
     monkeypatch.setenv(POSTER_KEY_ENV, POSTER)
     with anvil:
-        chain = open_reward_chain(anvil.url, ADMIN, tmp_path)
+        chain = open_reward_chain(anvil.url, ADMIN, tmp_path, max_mint_per_epoch_wei=9 * TOKEN)
+        assert chain.contracts.max_mint_per_epoch() == 9 * TOKEN
         recorded = Deployment.load(tmp_path / DEPLOYMENT_FILE)
         assert recorded.admin == Account.from_key(ADMIN).address
         assert recorded.coordinator == Account.from_key(POSTER).address
