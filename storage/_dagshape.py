@@ -110,18 +110,22 @@ class _Walk:
                 f"DAG {root} reaches more than {limits.max_links:,} links (the link-count "
                 "limit); refused before reading"
             )
-        if depth + shape.depth > limits.max_depth:
+        self._check_depth(depth + shape.depth)
+
+    def _check_depth(self, levels: int) -> None:
+        if levels > self._limits.max_depth:
             raise InvalidArgumentError(
-                f"DAG {root} is more than {limits.max_depth} levels deep (the depth limit)"
+                f"DAG {self._root} is more than {self._limits.max_depth} levels deep (the depth "
+                "limit)"
             )
 
     def node(self, cid: CID, depth: int, block: bytes | None = None) -> DagShape:
         """The shape of dag-pb node `cid`, reached `depth` levels below the root."""
         known = self._seen.get(cid)
         if known is not None:
-            self._check(DagShape(0, 0, 0, known.depth, 0), depth)
+            self._check_depth(depth + known.depth)
             return known
-        self._check(DagShape(0, 0, 0, 0, 0), depth)
+        self._check_depth(depth)
         if block is None:
             block = self._source(cid)
         node = _decode(cid, block)
