@@ -33,6 +33,7 @@ from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import Placer, WorkPolicy
 from tokenweave.coordinator._referee import LocalRunner
+from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verdicts import Verdicts
 from tokenweave.coordinator._verify import check_output, similarity
@@ -70,6 +71,7 @@ class Dispatcher:
         max_attempts: int,
         policy: WorkPolicy | None = None,
         referee: LocalRunner | None = None,
+        stakes: Stakes | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -81,9 +83,12 @@ class Dispatcher:
         self._flights = Flights(max_attempts)
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
-        self._placer = Placer(lanes, standing, self.policy)
+        self._placer = Placer(lanes, standing, self.policy, stakes)
         self._referee = referee
-        self._verdicts = Verdicts(store, standing, lanes)
+        self._verdicts = Verdicts(
+            store, standing, lanes, self._placer.stakes, self._background_task
+        )
+        self._stakes_read = 0.0
         self._last_tick = time.monotonic()
         standing.on_cutoff(self._cut_off)
 
@@ -173,6 +178,8 @@ class Dispatcher:
             )
             self.lanes.add(lane)
         logger.info("node %s attached (%d slots)", node_id, info.max_inflight)
+        if self._placer.stakes.policy.enabled:
+            await self._placer.stakes.refresh([node_id])
         await self._pump()
         return lane
 
@@ -309,7 +316,8 @@ class Dispatcher:
         shard_id = flight.shard_id
         self._flights.close(shard_id)
         self._cancel_runs(flight)
-        for node_id, shards in (await self._verdicts.record(shard_id, decision)).items():
+        digests = {node: r.digest for node, r in flight.results.items()}
+        for node_id, shards in (await self._verdicts.record(shard_id, decision, digests)).items():
             for shard in shards:
                 self._flights.avoid(shard, node_id)
                 self._events.notify(shard.job_id)
@@ -380,6 +388,10 @@ class Dispatcher:
             now = time.monotonic()
             rested = self._standing.rests_ending(self._last_tick, now)
             self._last_tick = now
+            stakes = self._placer.stakes
+            if stakes.policy.enabled and now - self._stakes_read >= stakes.policy.refresh_s:
+                self._stakes_read = now
+                self._background_task(stakes.refresh([lane.node_id for lane in self.lanes]))
             late, backed = self._flights.overdue(now)
             for node_id in late:
                 if (lane := self.lanes.get(node_id)) is not None:
@@ -488,7 +500,7 @@ class Dispatcher:
         self._events.notify(shard.job_id)
         await self._pump()
 
-    def _background_task(self, change: Coroutine[Any, Any, None]) -> None:
+    def _background_task(self, change: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(change)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -1,8 +1,9 @@
 """Placer: which connected node runs a shard, when its run is late, and whether it is verified.
 
 It joins what placement needs to know of the live network — the lanes, each node's standing,
-the speeds the coordinator has seen (`ObservedSpeeds`) — with the pure rule of `choose_node`
-(_placement.py). The dispatcher asks; the placer changes nothing but its speed records.
+the speeds the coordinator has seen (`ObservedSpeeds`), its operator's stake (`Stakes`) — with
+the pure rule of `choose_node` (_placement.py). The dispatcher asks; the placer changes nothing
+but its speed records.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from tokenweave.coordinator._lanes import Lanes, NodeLane
 from tokenweave.coordinator._placement import NodeLoad, choose_node, peer_fetch_seconds
 from tokenweave.coordinator._speeds import ObservedSpeeds
+from tokenweave.coordinator._stakes import StakePolicy, Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verify import DEFAULT_TOLERANCE, chosen_for_verification
 from tokenweave.coordinator._views import QueuedShard
@@ -37,17 +39,21 @@ class WorkPolicy:
 
 
 class Placer:
-    def __init__(self, lanes: Lanes, standing: Standing, policy: WorkPolicy) -> None:
+    def __init__(
+        self, lanes: Lanes, standing: Standing, policy: WorkPolicy, stakes: Stakes | None = None
+    ) -> None:
         self._lanes = lanes
         self._standing = standing
         self.policy = policy
+        self.stakes = stakes or Stakes(None, StakePolicy())
         self.speeds = ObservedSpeeds(policy.new_node_tokens_per_second)
         #: Keys the choice of shards to verify; nodes never see it.
         self._secret = secrets.token_bytes(32)
 
     def candidates(self, shard: QueuedShard, exclude: set[str]) -> list[NodeLane]:
         """Connected nodes that may run the shard: they run its model file and workload, are
-        not draining, late, resting or cut off, and are not in `exclude`."""
+        not draining, late, resting or cut off, have the stake asked for, and are not in
+        `exclude`."""
         now = time.monotonic()
         return [
             lane
@@ -57,6 +63,7 @@ class Placer:
             and not self._standing.resting(lane.node_id, now)
             and lane.node_id not in exclude
             and self._standing.allowed(lane.node_id)
+            and self.stakes.eligible(lane.node_id)
             and lane.offer(shard) is not None
         ]
 
@@ -65,7 +72,9 @@ class Placer:
         loads = [
             NodeLoad(
                 lane.node_id,
-                self.speed(lane, shard) * max(self._standing.reputation(lane.node_id), 0.01),
+                self.speed(lane, shard)
+                * max(self._standing.reputation(lane.node_id), 0.01)
+                * max(self.stakes.share(lane.node_id), 0.01),
                 lane.load(),
                 lane.free_slots(),
                 fetch_seconds=0.0
