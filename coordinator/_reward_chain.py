@@ -159,6 +159,11 @@ class ContractRewardChain:
         with self._access():
             return self._staking.stake_of(address)
 
+    def unbonding_of(self, address: str) -> int:
+        """The operator's stake on its way out, in wei: still slashable until withdrawn."""
+        with self._access():
+            return self._staking.unbonding_of(address).amount
+
     def slash(self, address: str, amount_wei: int, evidence: bytes) -> str:
         """Take up to `amount_wei` of the operator's stake; `evidence` is the record whose
         keccak256 goes on chain. Returns the transaction's hash once mined; reverts

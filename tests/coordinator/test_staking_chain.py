@@ -72,6 +72,7 @@ def test_stakes_are_read_and_slashed_through_the_adapter(tmp_path: Path) -> None
     assert tx_hash.startswith("0x")
     assert chain.confirmations(tx_hash) == 1
     assert chain.stake_of(operator) == 3 * TOKEN
+    assert chain.unbonding_of(operator) == 0
     nobody = Account.create().address
     with pytest.raises(ContractRevertError) as info:
         chain.slash(nobody, TOKEN, b"evidence")
