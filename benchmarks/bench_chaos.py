@@ -83,7 +83,7 @@ def main() -> None:
         )
         with cluster:
             cluster.start(args.nodes)
-            with Client(cluster.address, timeout=120) as client:
+            with cluster.client(timeout=120) as client:
                 clean, clean_times = [], []
                 for text in texts:
                     result, seconds, error = run(client, text)

@@ -9,7 +9,8 @@ every job. The first start of a coordinator writes an admin key to `<data_dir>/a
 
 Every RPC has an access level (`METHOD_ACCESS`; an RPC not listed is admin-only):
 
-    PUBLIC  health, reflection, rewards and claims (operators' addresses are public anyway)
+    PUBLIC  health, reflection, rewards and claims (operators' addresses are public anyway),
+            block providers
     NODE    the node service: nodes sign their registration and hold a session token instead
     CLIENT  any valid key
     ADMIN   an admin key
@@ -72,7 +73,8 @@ _SERVICES = {
     "grpc.reflection.v1alpha.ServerReflection": {"": Access.PUBLIC},
     "tokenweave.v1.NodeService": {"": Access.NODE},
     "tokenweave.v1.JobService": {"": Access.CLIENT},
-    "tokenweave.v1.DataService": {"": Access.CLIENT},
+    # Nodes ask where blocks are too; providers are public, as in IPFS.
+    "tokenweave.v1.DataService": {"": Access.CLIENT, "GetProviders": Access.PUBLIC},
     "tokenweave.v1.RewardsService": {
         "": Access.PUBLIC,
         "CloseEpoch": Access.ADMIN,

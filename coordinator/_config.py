@@ -23,7 +23,29 @@ class CoordinatorConfig:
     max_document_bytes: int = 8 * 1024 * 1024
     max_documents: int = 10_000
     #: gRPC messages up to this size are accepted (a whole job's documents arrive in one).
-    max_message_bytes: int = 256 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
+    #: Open connections at most (each costs a file descriptor), and WatchJob streams at most,
+    #: in all and per client.
+    max_connections: int = 512
+    max_watch_streams: int = 1000
+    max_watch_streams_per_client: int = 32
+    #: TLS certificate and key for the port (PEM); without them it serves plaintext, on
+    #: loopback only. With a client CA, callers must show a certificate it signed (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    #: Calls a second each client (or, without an API key, each host) may make, in bursts of
+    #: `rate_burst`.
+    rate_limit: float = 50.0
+    rate_burst: float = 200.0
+    #: Per-client quotas: jobs queued or running, model tokens per job and per hour.
+    max_concurrent_jobs: int = 8
+    max_tokens_per_job: int = 20_000_000
+    max_tokens_per_hour: int = 100_000_000
+    #: Bytes a dataset job may read (the expanded size of its DAG), and that an upload may
+    #: describe.
+    max_dataset_bytes: int = 256 * 1024 * 1024
+    max_upload_bytes: int = 64 * 1024 * 1024 * 1024
     heartbeat_interval_s: float = 2.0
     #: A node not heard from for this many heartbeat intervals is offline; its shards requeue.
     heartbeat_misses: int = 3
@@ -37,6 +59,10 @@ class CoordinatorConfig:
     vetting_results: int = 10
     #: Lowest per-window cosine at which two outputs of a shard agree.
     verify_tolerance: float = 0.9999
+    #: With no third node to decide a dispute, the coordinator runs the shard itself; without
+    #: that (or when it cannot), the job gives up after this many seconds.
+    referee: bool = True
+    dispute_wait_s: float = 60.0
     #: A run past factor × its expected time + slack gets a backup copy on another node.
     straggler_factor: float = 3.0
     straggler_slack_s: float = 2.0
@@ -50,8 +76,22 @@ class CoordinatorConfig:
     prices: tuple[str, ...] = ("all-minilm-l6-v2=1",)
     #: "embedded" (an in-process EVM with fresh contracts) or an EVM JSON-RPC URL.
     chain: str = "embedded"
-    #: Hex private key that deploys the contracts and posts roots (required with a URL).
+    #: Hex private key that deploys the contracts and holds their admin role (required with a
+    #: URL).
     chain_key: str | None = None
+    #: Hex private key that posts roots and slashes (env TOKENWEAVE_POSTER_KEY); without it the
+    #: chain key does, with a warning. The embedded chain uses a development key of its own.
+    poster_key: str | None = None
+    #: New deployments: seconds unstaked tokens stay slashable (60 on dev chains, 7 days
+    #: elsewhere), and the most wei one epoch's root may announce (default 10**24).
+    unbonding_delay_s: int | None = None
+    max_mint_per_epoch_wei: int | None = None
+    #: Reward-token wei an operator must stake for its nodes to get work (0: none), the stake
+    #: that earns a node its full share of work (0: stake does not scale work), and the part of
+    #: a caught node's stake that is slashed.
+    min_stake: int = 0
+    stake_for_full_share: int = 0
+    slash_fraction: float = 0.5
     #: Close an epoch this often; 0 closes epochs only on command (`tokenweave epoch close`).
     epoch_seconds: float = 3600.0
     #: Blocks on top of a root's transaction before its epoch counts as settled.

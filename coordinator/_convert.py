@@ -69,6 +69,7 @@ def job_from_row(row: JobRow, nodes: Sequence[NodeShare] = ()) -> JobInfo:
         nodes=tuple(nodes),
         dataset=row.dataset,
         tokens_per_second=row.tokens_processed / elapsed if elapsed > 0 else 0.0,
+        owner=row.owner,
     )
 
 
@@ -104,6 +105,7 @@ def job_to_proto(view: JobInfo) -> jobs_pb2.Job:
         dataset=view.dataset,
         workload=view.workload,
         options=dict(view.options),
+        owner=view.owner,
     )
 
 

@@ -98,15 +98,20 @@ class JobListing:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def page(self, size: int, token: str) -> tuple[list[JobInfo], str]:
-        return await recent_jobs(self._sessions, size, token)
+    async def page(
+        self, size: int, token: str, owner: str | None = None
+    ) -> tuple[list[JobInfo], str]:
+        return await recent_jobs(self._sessions, size, token, owner)
 
 
 async def recent_jobs(
-    sessions: async_sessionmaker[AsyncSession], size: int, token: str
+    sessions: async_sessionmaker[AsyncSession], size: int, token: str, owner: str | None = None
 ) -> tuple[list[JobInfo], str]:
-    """A page of jobs, newest first (ties by id), and the next page's token ("" when last)."""
+    """A page of jobs, newest first (ties by id), and the next page's token ("" when last);
+    only `owner`'s when given."""
     query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.job_id.desc())
+    if owner is not None:
+        query = query.where(JobRow.owner == owner)
     if token:
         created, job_id = decode_token("jobs", token, 2)
         try:

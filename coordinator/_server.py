@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import resource
 import secrets
@@ -16,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenweave import workloads
 from tokenweave._datadir import DataDirLock
+from tokenweave._tls import require_tls_off_loopback, server_credentials
 from tokenweave.contracts import EMBEDDED, RewardTree
+from tokenweave.coordinator._auth import ApiKeys, AuthInterceptor, RateLimiter
+from tokenweave.coordinator._auth_servicer import AuthServicer
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
 from tokenweave.coordinator._custody import Custodian, CustodyPolicy
@@ -35,14 +40,20 @@ from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._paging import JobListing
 from tokenweave.coordinator._placer import WorkPolicy
+from tokenweave.coordinator._quota import ClientQuota
+from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._reward_chain import open_reward_chain
 from tokenweave.coordinator._rewards_servicer import RewardsServicer
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
+from tokenweave.coordinator._stakes import StakePolicy, Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
 from tokenweave.models import default_cache_dir
+from tokenweave.storage import DagLimits
 from tokenweave.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
     data_pb2,
     data_pb2_grpc,
     jobs_pb2,
@@ -56,6 +67,7 @@ from tokenweave.v1 import (
 logger = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     nodes_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
     rewards_pb2.DESCRIPTOR.services_by_name["RewardsService"].full_name,
@@ -68,6 +80,15 @@ DEV_FAUCET_WEI = 10**16
 def reward_tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Sequence[bytes]]]:
     tree = RewardTree(leaves)
     return tree.root, tree.proof
+
+
+def _limits(config: CoordinatorConfig) -> ServiceLimits:
+    return dataclasses.replace(
+        ServiceLimits(),
+        max_connections=config.max_connections,
+        max_watch_streams=config.max_watch_streams,
+        max_watch_streams_per_peer=config.max_watch_streams_per_client,
+    )
 
 
 class ListenError(FailedPreconditionError, OSError):
@@ -134,11 +155,15 @@ class CoordinatorServer:
     async def create(
         cls, config: CoordinatorConfig, limits: ServiceLimits | None = None
     ) -> CoordinatorServer:
-        """Start serving; `limits` default to `ServiceLimits()`. Raises `DataDirLockedError` when
+        """Start serving; `limits` default to the config's. Raises `DataDirLockedError` when
         another process holds `config.data_dir`."""
+        tls = config.tls_cert is not None or config.tls_key is not None
+        if tls and (config.tls_cert is None or config.tls_key is None):
+            raise InvalidArgumentError("TLS needs both --tls-cert and --tls-key")
+        require_tls_off_loopback(config.listen, tls)
         lock = DataDirLock.acquire(config.data_dir, "coordinator")
         try:
-            return await cls._create(config, limits or ServiceLimits(), lock)
+            return await cls._create(config, limits or _limits(config), lock)
         except BaseException:
             lock.release()
             raise
@@ -157,6 +182,8 @@ class CoordinatorServer:
             )
         catalog = await asyncio.to_thread(ModelCatalog.prepare, config.models, cache)
         engine, sessions = await open_database(config.database_url)
+        keys = ApiKeys(sessions)
+        admin_key = await keys.admin_key_file(config.data_dir)
         ledger = RewardLedger(sessions, reward_tree, prices)
         standing = Standing(
             sessions,
@@ -172,6 +199,11 @@ class CoordinatorServer:
                 max_documents=config.max_documents,
                 items_per_task=config.windows_per_shard,
                 option_defaults={"overlap": str(config.default_overlap)},
+                quota=ClientQuota(
+                    max_concurrent_jobs=config.max_concurrent_jobs,
+                    max_tokens_per_job=config.max_tokens_per_job,
+                    max_tokens_per_hour=config.max_tokens_per_hour,
+                ),
             ),
             ledger,
         )
@@ -181,6 +213,21 @@ class CoordinatorServer:
             expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
             standing=standing,
         )
+        try:
+            chain = await asyncio.to_thread(
+                functools.partial(
+                    open_reward_chain,
+                    config.chain,
+                    config.chain_key,
+                    config.data_dir,
+                    poster_key=config.poster_key,
+                    unbonding_delay_s=config.unbonding_delay_s,
+                    max_mint_per_epoch_wei=config.max_mint_per_epoch_wei,
+                )
+            )
+        except Exception:
+            await engine.dispose()
+            raise
         lanes = Lanes()
         events = JobEvents()
         dispatcher = Dispatcher(
@@ -196,15 +243,18 @@ class CoordinatorServer:
                 straggler_factor=config.straggler_factor,
                 straggler_slack_s=config.straggler_slack_s,
                 new_node_tokens_per_second=config.new_node_tokens_per_second,
+                dispute_wait_s=config.dispute_wait_s,
+            ),
+            referee=LocalRunner(cache) if config.referee else None,
+            stakes=Stakes(
+                chain,
+                StakePolicy(
+                    min_stake_wei=config.min_stake,
+                    full_share_wei=config.stake_for_full_share,
+                    slash_fraction=config.slash_fraction,
+                ),
             ),
         )
-        try:
-            chain = await asyncio.to_thread(
-                open_reward_chain, config.chain, config.chain_key, config.data_dir
-            )
-        except Exception:
-            await engine.dispose()
-            raise
         settler = EpochSettler(
             ledger,
             chain,
@@ -218,10 +268,14 @@ class CoordinatorServer:
             logger.info("recovered %d pending shards from the database", recovered)
 
         server = aio.server(
-            interceptors=[StatusInterceptor()], options=_server_options(config, limits)
+            interceptors=[
+                AuthInterceptor(keys, RateLimiter(config.rate_limit, config.rate_burst)),
+                StatusInterceptor(),
+            ],
+            options=_server_options(config, limits),
         )
         index = DatasetIndex(sessions)
-        datasets = DatasetReader(index)
+        datasets = DatasetReader(index, DagLimits(max_bytes=config.max_dataset_bytes))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(
                 dispatcher,
@@ -250,8 +304,12 @@ class CoordinatorServer:
             ),
         )
         data_pb2_grpc.add_DataServiceServicer_to_server(
-            DataServicer(lanes, index, config.replicas), server
+            DataServicer(
+                lanes, index, config.replicas, DagLimits(max_bytes=config.max_upload_bytes)
+            ),
+            server,
         )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), server)
         rewards_pb2_grpc.add_RewardsServiceServicer_to_server(
             RewardsServicer(ledger, settler, chain, faucet), server
         )
@@ -266,7 +324,13 @@ class CoordinatorServer:
             server,
         )
         try:
-            port = server.add_insecure_port(config.listen)
+            if config.tls_cert is not None and config.tls_key is not None:
+                credentials = server_credentials(
+                    config.tls_cert, config.tls_key, config.tls_client_ca
+                )
+                port = server.add_secure_port(config.listen, credentials)
+            else:
+                port = server.add_insecure_port(config.listen)
         except RuntimeError:
             port = 0
         if port == 0:
@@ -286,7 +350,13 @@ class CoordinatorServer:
         address_file.with_suffix(".tmp").write_text(self.address + "\n")
         address_file.with_suffix(".tmp").replace(address_file)
         logger.info(
-            "coordinator listening on %s (db %s)", self.address, engine.url.render_as_string()
+            "coordinator listening on %s (%s; db %s); admin API key in %s",
+            self.address,
+            "TLS" + (", mutual" if config.tls_client_ca else "")
+            if config.tls_cert
+            else "plaintext: loopback only",
+            engine.url.render_as_string(),
+            admin_key,
         )
         return self
 
@@ -319,6 +389,7 @@ class CoordinatorServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._dispatcher.shutdown()
+        self._datasets.cancel_reads()  # a dataset read ends now, not after the grace
         await self._server.stop(self.config.shutdown_grace_s)
         await asyncio.to_thread(self._datasets.close)
         await self._engine.dispose()

@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 
 from grpc import aio
 
+from tokenweave.coordinator._auth import current_principal
 from tokenweave.coordinator._convert import (
     document_result_to_proto,
     job_to_proto,
@@ -34,8 +35,9 @@ from tokenweave.coordinator._paging import (
     node_token,
 )
 from tokenweave.coordinator._views import AuditAnswer, JobRequest
-from tokenweave.errors import InvalidArgumentError, clip
+from tokenweave.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError, clip
 from tokenweave.storage import CID
+from tokenweave.types import JobInfo
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
 from tokenweave.workloads import DocumentInput
 
@@ -116,24 +118,38 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 options,
                 root,
                 dataset.holders,
+                owner=current_principal().client_id,
             )
         else:
             documents = tuple(DocumentInput(d.name, d.text) for d in request.documents)
-            job_request = JobRequest(request.workload, request.model, documents, options)
+            job_request = JobRequest(
+                request.workload,
+                request.model,
+                documents,
+                options,
+                owner=current_principal().client_id,
+            )
         job = await self._dispatcher.submit(job_request)
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(job))
+
+    async def _visible(self, job_id: str) -> JobInfo:
+        """The job, if the caller may see it: its owner or an admin. Another client's job is
+        NOT_FOUND, as if it did not exist."""
+        job = await self._dispatcher.job(_require_job_id(job_id))
+        if not current_principal().may_see(job.owner):
+            raise NotFoundError(f"no job with id {clip(job_id)}")
+        return job
 
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: Context
     ) -> jobs_pb2.GetJobResponse:
-        job = await self._dispatcher.job(_require_job_id(request.job_id))
-        return jobs_pb2.GetJobResponse(job=job_to_proto(job))
+        return jobs_pb2.GetJobResponse(job=job_to_proto(await self._visible(request.job_id)))
 
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
-        job_id = _require_job_id(request.job_id)
-        with self._watchers.open(context.peer()):
+        job_id = (await self._visible(request.job_id)).job_id
+        with self._watchers.open(current_principal().client_id or context.peer()):
             async for view in self._events.watch(
                 job_id, request.after_sequence, self._dispatcher.job
             ):
@@ -146,7 +162,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def GetJobResult(
         self, request: jobs_pb2.GetJobResultRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.GetJobResultResponse]:
-        async for doc in self._store.results(_require_job_id(request.job_id)):
+        job = await self._visible(request.job_id)
+        async for doc in self._store.results(job.job_id):
             yield jobs_pb2.GetJobResultResponse(
                 document=document_result_to_proto(doc, as_tensors=request.tensors)
             )
@@ -154,14 +171,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
-        job = await self._dispatcher.cancel(_require_job_id(request.job_id))
+        job = await self._dispatcher.cancel((await self._visible(request.job_id)).job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(job))
 
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: Context
     ) -> jobs_pb2.ListJobsResponse:
         size = JOB_PAGES.resolve(request.page_size, request.limit)
-        jobs, next_token = await self._listing.page(size, request.page_token)
+        principal = current_principal()
+        if request.all_clients and not principal.admin:
+            raise PermissionDeniedError("listing every client's jobs needs an admin API key")
+        owner = None if request.all_clients else principal.client_id
+        jobs, next_token = await self._listing.page(size, request.page_token, owner)
         return jobs_pb2.ListJobsResponse(
             jobs=[job_to_proto(j) for j in jobs], next_page_token=next_token
         )

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 class StakeChain(Protocol):
     def stake_of(self, address: str) -> int: ...
 
+    def unbonding_of(self, address: str) -> int: ...
+
     def slash(self, address: str, amount_wei: int, evidence: bytes) -> str: ...
 
 
@@ -87,7 +89,9 @@ class Stakes:
             return None
         record = json.dumps(evidence, sort_keys=True, separators=(",", ":")).encode()
         try:
+            # Unbonding stake counts: unstaking just before being caught does not escape.
             stake = await asyncio.to_thread(self._chain.stake_of, address)
+            stake += await asyncio.to_thread(self._chain.unbonding_of, address)
             amount = int(stake * self.policy.slash_fraction)
             if amount <= 0:
                 return None
@@ -95,7 +99,7 @@ class Stakes:
         except Exception as exc:
             logger.warning("could not slash %s: %s", address, exc)
             return None
-        self._stakes[address.lower()] = stake - amount
+        self._stakes[address.lower()] = max(0, self.stake(address) - amount)
         logger.warning(
             "slashed %s by %d wei of its %d staked (tx %s); evidence %s",
             address,

@@ -10,6 +10,11 @@ from pathlib import Path
 class NodeConfig:
     #: host:port of the coordinator.
     coordinator: str = "127.0.0.1:50051"
+    #: The CA that signed the coordinator's TLS certificate; unset: plaintext (loopback only).
+    tls_ca: Path | None = None
+    #: This node's certificate and key, for a coordinator that asks for mutual TLS.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     #: Holds the node's key (node_key.json).
     data_dir: Path = Path("node-data")
     #: Where prepared models are cached (default: the user cache, see `tokenweave models`).

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import grpc
 from grpc import aio
 
+from tokenweave._tls import channel_credentials
 from tokenweave.errors import FailedPreconditionError, UnavailableError
 from tokenweave.node._blocks import HEAL_TIMEOUT_S, ProviderLookup
 from tokenweave.node._config import NodeConfig
@@ -104,7 +105,17 @@ class LeaseSession:
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", size),
         ]
-        async with aio.insecure_channel(self._config.coordinator, options=options) as channel:
+        config = self._config
+        channel = (
+            aio.secure_channel(
+                config.coordinator,
+                channel_credentials(config.tls_ca, config.tls_cert, config.tls_key),
+                options=options,
+            )
+            if config.tls_ca is not None
+            else aio.insecure_channel(config.coordinator, options=options)
+        )
+        async with channel:
             stub = nodes_pb2_grpc.NodeServiceStub(channel)
             data = data_pb2_grpc.DataServiceStub(channel)
             await self.serve(stub, data, stop)

@@ -20,6 +20,7 @@ EXPORTS = {
     "tokenweave": ["Client", "EmbedJob", "EmbedResult", "__version__"],
     "tokenweave.client": [
         "DEFAULT_MODEL",
+        "ApiKeyInfo",
         "BlockReplicas",
         "ChainInfo",
         "ClaimResult",
@@ -30,6 +31,7 @@ EXPORTS = {
         "EmbedResult",
         "EpochEarning",
         "EpochInfo",
+        "Identity",
         "JobInfo",
         "JobStatus",
         "NodeInfo",

@@ -69,6 +69,8 @@ class JobInfo:
     dataset: str = ""
     #: Model tokens per second since the job started.
     tokens_per_second: float = 0.0
+    #: The client that submitted it.
+    owner: str = ""
 
     # Names of the 0.1 SDK, kept for its callers.
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.test_limits import admin_key_env
 from tokenweave.client import Client, EmbedJob, JobStatus
 from tokenweave.coordinator import CoordinatorConfig, CoordinatorServer
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
@@ -38,7 +39,9 @@ def address(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iter
             timeout=120
         )
         try:
-            yield server.address
+            key = (config.data_dir / "admin.key").read_text().strip()
+            with admin_key_env(key):
+                yield server.address
         finally:
             asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(timeout=60)
     finally:

@@ -4,6 +4,7 @@ port and the data dir. Every limit here is a count or a size, never a speed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import grpc
 import pytest
 
 from tokenweave.client import Client
+from tokenweave.client._channel import open_channel
 from tokenweave.coordinator import CoordinatorConfig, CoordinatorServer
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._server import ListenError
@@ -45,6 +47,11 @@ class Running:
     def address(self) -> str:
         return str(self.server.address)
 
+    @property
+    def api_key(self) -> str:
+        """The coordinator's admin key."""
+        return (self.server.config.data_dir / "admin.key").read_text().strip()
+
     def close(self) -> None:
         try:
             self.run(self.server.shutdown())
@@ -55,6 +62,20 @@ class Running:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
         self.loop.close()
+
+
+@contextmanager
+def admin_key_env(key: str) -> Iterator[str]:
+    """TOKENWEAVE_API_KEY set to `key` for the block: SDK clients made meanwhile call with it."""
+    before = os.environ.get("TOKENWEAVE_API_KEY")
+    os.environ["TOKENWEAVE_API_KEY"] = key
+    try:
+        yield key
+    finally:
+        if before is None:
+            os.environ.pop("TOKENWEAVE_API_KEY", None)
+        else:
+            os.environ["TOKENWEAVE_API_KEY"] = before
 
 
 @contextmanager
@@ -88,16 +109,21 @@ def tight(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterat
         yield running
 
 
-def _stub(address: str) -> tuple[grpc.Channel, jobs_pb2_grpc.JobServiceStub]:
+def _stub(running: Running) -> tuple[grpc.Channel, jobs_pb2_grpc.JobServiceStub]:
     # A channel of its own: grpc would otherwise share one connection between channels.
-    channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-    return channel, jobs_pb2_grpc.JobServiceStub(channel)
+    channel, calls = open_channel(
+        running.address,
+        api_key=running.api_key,
+        tls_ca=None,
+        options=[("grpc.use_local_subchannel_pool", 1)],
+    )
+    return channel, jobs_pb2_grpc.JobServiceStub(calls)
 
 
 def test_watch_streams_are_capped_per_client_address(tight: Running) -> None:
-    with Client(tight.address, timeout=30.0) as client:
+    with Client(tight.address, timeout=30.0, api_key=tight.api_key) as client:
         job_id = client.embed([TEXT]).id
-    channel, stub = _stub(tight.address)
+    channel, stub = _stub(tight)
     with channel:
         request = jobs_pb2.WatchJobRequest(job_id=job_id)
         open_ = [stub.WatchJob(request, timeout=60) for _ in range(2)]
@@ -124,11 +150,11 @@ def test_watch_streams_are_capped_per_client_address(tight: Running) -> None:
 
 
 def test_the_sdk_polls_when_no_watch_stream_is_left(tight: Running) -> None:
-    with Client(tight.address, timeout=30.0) as client:
+    with Client(tight.address, timeout=30.0, api_key=tight.api_key) as client:
         held = client.embed([TEXT])
         job = client.embed([TEXT])
         job.cancel()
-        channel, stub = _stub(tight.address)
+        channel, stub = _stub(tight)
         with channel:
             request = jobs_pb2.WatchJobRequest(job_id=held.id)
             streams = [stub.WatchJob(request, timeout=60) for _ in range(2)]
@@ -158,7 +184,7 @@ def test_watch_streams_are_capped_in_all() -> None:
 
 
 def test_a_message_over_the_cap_is_refused(tight: Running) -> None:
-    channel, stub = _stub(tight.address)
+    channel, stub = _stub(tight)
     with channel, pytest.raises(grpc.RpcError) as refused:
         stub.GetJob(jobs_pb2.GetJobRequest(job_id="x" * (2 * 1024 * 1024)), timeout=30)
     assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -178,9 +204,9 @@ def test_streams_past_the_cap_on_one_connection_wait(tmp_path: Path, model_cache
     end (the client queues it) instead of piling onto the server."""
     limits = ServiceLimits(max_concurrent_streams=2)
     with coordinator(tmp_path / "c", model_cache, limits) as running:
-        with Client(running.address, timeout=30.0) as client:
+        with Client(running.address, timeout=30.0, api_key=running.api_key) as client:
             job_id = client.embed([TEXT]).id
-        channel, stub = _stub(running.address)
+        channel, stub = _stub(running)
         with channel:
             request = jobs_pb2.WatchJobRequest(job_id=job_id)
             streams = [stub.WatchJob(request, timeout=120) for _ in range(2)]
@@ -231,7 +257,7 @@ def test_connections_past_the_cap_are_closed_and_the_slots_come_back(tight: Runn
         for s in raw:
             s.close()
     # The server notices the closes on its own time; then clients get in again.
-    with Client(tight.address, timeout=60.0) as client:
+    with Client(tight.address, timeout=60.0, api_key=tight.api_key) as client:
         assert client.nodes() == []
 
 
@@ -248,7 +274,7 @@ def test_a_silent_connection_is_closed(tmp_path: Path, model_cache: Path) -> Non
 def test_an_idle_connection_is_closed(tmp_path: Path, model_cache: Path) -> None:
     limits = ServiceLimits(max_connection_idle_s=0.5)
     with coordinator(tmp_path / "c", model_cache, limits) as running:
-        channel, stub = _stub(running.address)
+        channel, stub = _stub(running)
         states: list[grpc.ChannelConnectivity] = []
         idle = threading.Event()
 

@@ -23,7 +23,10 @@ LIMITS = RegistrationLimits()
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[str]:
-    with limits_tests.coordinator(tmp_path_factory.mktemp("c"), model_cache) as running:
+    with (
+        limits_tests.coordinator(tmp_path_factory.mktemp("c"), model_cache) as running,
+        limits_tests.admin_key_env(running.api_key),
+    ):
         yield running.address
 
 

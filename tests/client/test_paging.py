@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from tests.client import test_limits as limits_tests
 from tokenweave.cli import _jobs_cmd
 from tokenweave.client import Client, _client
+from tokenweave.client._channel import open_channel
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc, nodes_pb2, nodes_pb2_grpc
 
@@ -22,7 +24,10 @@ NODES = 205
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[str]:
-    with limits_tests.coordinator(tmp_path_factory.mktemp("c"), model_cache) as running:
+    with (
+        limits_tests.coordinator(tmp_path_factory.mktemp("c"), model_cache) as running,
+        limits_tests.admin_key_env(running.api_key),
+    ):
         with Client(running.address, timeout=60.0) as client:
             for i in range(JOBS):
                 # Cancelled at once: a client may hold only a few jobs queued at a time.
@@ -52,8 +57,11 @@ def _register(stub: nodes_pb2_grpc.NodeServiceStub, identity: NodeIdentity) -> N
 
 @pytest.fixture
 def jobs(address: str) -> Iterator[jobs_pb2_grpc.JobServiceStub]:
-    with grpc.insecure_channel(address) as channel:
-        yield jobs_pb2_grpc.JobServiceStub(channel)
+    channel, calls = open_channel(
+        address, api_key=os.environ["TOKENWEAVE_API_KEY"], tls_ca=None, options=[]
+    )
+    with channel:
+        yield jobs_pb2_grpc.JobServiceStub(calls)
 
 
 def test_job_pages_cover_every_job_once_newest_first(jobs: jobs_pb2_grpc.JobServiceStub) -> None:

@@ -43,7 +43,7 @@ def test_a_chain_that_goes_away_is_unavailable(anvil: Anvil, tmp_path: Path) -> 
         assert chain.claimed(address) == 0
     root = RewardTree({address: 1}).root
     with pytest.raises(UnavailableError, match="is unreachable"):
-        chain.post_root(1, root)
+        chain.post_root(1, root, 1)
     with pytest.raises(UnavailableError, match="is unreachable"):
         chain.balance(address)
     with pytest.raises(FailedPreconditionError, match="does not answer"):

@@ -34,6 +34,9 @@ class ScriptedChain:
             raise ConnectionError("chain is away")
         return self.stakes.get(address, 0)
 
+    def unbonding_of(self, address: str) -> int:
+        return 0
+
     def slash(self, address: str, amount_wei: int, evidence: bytes) -> str:
         self.stakes[address] -= amount_wei
         self.slashed.append((address, amount_wei, json.loads(evidence)))

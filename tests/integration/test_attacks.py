@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 
 from tokenweave.cli import LocalCluster
-from tokenweave.client import Client, EmbedResult
+from tokenweave.client import EmbedResult
 from tokenweave.models import PreparedModel
 from tokenweave.node import NodeIdentity
 
@@ -52,7 +52,7 @@ def test_fresh_keys_that_boast_and_fail_every_shard_do_not_fail_the_job(
         cluster.add_node("--hostile", "failing", module=HOSTILE)
     cluster.wait_for_nodes(4)
     text = _text()
-    with Client(cluster.address) as client:
+    with cluster.client() as client:
         result = client.embed([text], window=256, overlap=32).result()
     _as_direct(result, prepared, text)
     for index in (1, 2, 3):
@@ -73,7 +73,7 @@ def test_a_node_that_takes_work_and_hangs_up_cannot_hold_a_job_back(
     churner = cluster.add_node("--hostile", "churner", module=HOSTILE)
     cluster.wait_for_nodes(3)
     text = _text()
-    with Client(cluster.address) as client:
+    with cluster.client() as client:
         result = client.embed([text], window=256, overlap=32).result()
         result = client.embed([text], window=256, overlap=32).result()  # a second job's worth
     _as_direct(result, prepared, text)
@@ -93,7 +93,7 @@ def test_a_random_vector_node_on_a_two_node_network_is_caught_by_the_referee(
     liar = cluster.add_node("--hostile", "random", module=HOSTILE)
     cluster.wait_for_nodes(2)
     text = _text()
-    with Client(cluster.address) as client:
+    with cluster.client() as client:
         result = client.embed([text], window=256, overlap=32).result()
     _as_direct(result, prepared, text)
     _unpaid(cluster, result.job.job_id, _address(cluster, 1))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tokenweave.cli import LocalCluster
-from tokenweave.client import Client, JobStatus
+from tokenweave.client import JobStatus
 from tokenweave.models import PreparedModel
 
 from .conftest import ClusterFactory, direct_embeddings, sample_documents
@@ -84,7 +84,7 @@ def _cli(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "TOKENWEAVE_COORDINATOR": "127.0.0.1:1"},
+        env={**os.environ, **cluster.client_env(), "TOKENWEAVE_COORDINATOR": "127.0.0.1:1"},
         check=False,
     )
 
@@ -147,7 +147,7 @@ def test_jobs_survive_a_coordinator_restart(cluster_factory: ClusterFactory) -> 
     assert cluster.coordinator is not None
     assert cluster.coordinator.stop() == 0
     cluster.start_coordinator()
-    with Client(cluster.address) as client:
+    with cluster.client() as client:
         again = client.job(job.job_id).info
         assert again.status is JobStatus.SUCCEEDED
         assert again.tokens == job.tokens

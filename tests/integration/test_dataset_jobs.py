@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,7 @@ def test_the_cli_embeds_a_dataset(cluster: LocalCluster, tmp_path: Path) -> None
             capture_output=True,
             text=True,
             timeout=300,
+            env={**os.environ, **cluster.client_env()},
             check=False,
         )
 

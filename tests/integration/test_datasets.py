@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,7 @@ def test_the_data_commands(cluster: LocalCluster, tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, **cluster.client_env()},
             check=False,
         )
 
@@ -164,6 +166,7 @@ def _cli(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **cluster.client_env()},
         check=False,
     )
 

@@ -3,8 +3,9 @@
 For each method of each service, requests are drawn from its message descriptor (every field
 type, extreme numbers, long and odd strings, nested messages, unknown enum values) and, one time
 in eight, as raw bytes that need not parse at all. Each call runs under a deadline. The
-coordinator must answer every one with a deliberate status: never INTERNAL or UNKNOWN, never a
-unary call left hanging, and nothing stored for a request it refused.
+coordinator (over TLS, with its admin key, so that requests reach as deep as any caller's) must
+answer every one with a deliberate status: never INTERNAL or UNKNOWN, never a unary call left
+hanging, and nothing stored for a request it refused.
 
 The inputs tried and the statuses seen per RPC are written to `build/fuzz-report.txt` (the
 README quotes them). `FUZZ_EXAMPLES` sets the examples per RPC (default 60, bounded for CI).
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokenweave.cli import LocalCluster
+from tokenweave.client._channel import open_channel
 from tokenweave.v1 import (
     auth_pb2,
     data_pb2,
@@ -164,15 +166,23 @@ def _request(method: descriptor.MethodDescriptor) -> st.SearchStrategy[bytes]:
 
 @pytest.fixture(scope="module")
 def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
-    cluster = module_cluster_factory()
+    # No rate limit here (its own tests are in tests/coordinator/test_auth.py): every input
+    # should reach its handler.
+    cluster = module_cluster_factory(
+        coordinator_args=("--rate-limit", "1e9", "--rate-burst", "1e9")
+    )
     cluster.start_coordinator()
     return cluster
 
 
 @pytest.fixture(scope="module")
 def channel(cluster: LocalCluster) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(cluster.address) as channel:
-        yield channel
+    """Over TLS with the admin key: requests reach as deep as any caller's can."""
+    raw, calls = open_channel(
+        cluster.address, api_key=cluster.api_key, tls_ca=cluster.ca, options=[]
+    )
+    with raw:
+        yield calls
 
 
 SEEN: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -229,11 +239,13 @@ def test_every_rpc_answers_garbage_with_a_deliberate_status(
 
 
 def test_nothing_is_stored_for_a_refused_request(cluster: LocalCluster) -> None:
-    """Every job in the database is one whose SubmitJob was answered OK."""
+    """Every job and key in the database is one whose call was answered OK (and the admin's)."""
     path = cluster.root / "coordinator" / "coordinator.db"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         jobs = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        keys = db.execute("SELECT count(*) FROM api_keys").fetchone()[0]
     assert jobs == SEEN["JobService.SubmitJob"]["OK"]
+    assert keys == 1 + SEEN["AuthService.CreateKey"]["OK"]
     REPORT.parent.mkdir(exist_ok=True)
     lines = [f"{'RPC':<34} {'inputs':>6}  statuses"]
     for name in sorted(SEEN):

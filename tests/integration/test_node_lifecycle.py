@@ -69,7 +69,7 @@ def test_a_node_refuses_a_model_file_whose_hash_does_not_match(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "TOKENWEAVE_MODEL_CACHE": ""},
+        env={**os.environ, **cluster.client_env(), "TOKENWEAVE_MODEL_CACHE": ""},
         check=False,
     )
     assert proc.returncode == 2

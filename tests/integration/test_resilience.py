@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 
 from tokenweave.cli import LocalCluster
-from tokenweave.client import Client, EmbedJob, EmbedResult, JobStatus
+from tokenweave.client import EmbedJob, EmbedResult, JobStatus
 from tokenweave.models import PreparedModel
 from tokenweave.node import NodeIdentity
 
@@ -116,7 +116,7 @@ def test_a_cheating_node_is_caught_and_unpaid(
     cluster.wait_for_nodes(3)
     cheater = NodeIdentity.load_or_create(cluster.root / "node2").address.lower()
     text = _text()
-    with Client(cluster.address) as client:
+    with cluster.client() as client:
         result = client.embed([text], window=256, overlap=32).result()
         ((_, windows, _),) = direct_embeddings(prepared, [text], 256, 32)
         np.testing.assert_allclose(result.documents[0].window_embeddings, windows, atol=1e-5)
@@ -146,7 +146,7 @@ def test_a_cheater_that_predicts_a_public_sample_is_caught(
     cluster.wait_for_nodes(3)
     cheater = NodeIdentity.load_or_create(cluster.root / "node2").address.lower()
     text = _text()
-    with Client(cluster.address) as client:
+    with cluster.client() as client:
         result = client.embed([text], window=256, overlap=32).result()
         ((_, windows, _),) = direct_embeddings(prepared, [text], 256, 32)
         np.testing.assert_allclose(result.documents[0].window_embeddings, windows, atol=1e-5)

@@ -47,6 +47,7 @@ def _claim_cli(cluster: LocalCluster, node: int) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **cluster.client_env()},
         check=False,
     )
 
@@ -114,6 +115,7 @@ def test_rewards_follow_the_work_across_epochs(cluster_factory: ClusterFactory) 
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **cluster.client_env()},
         check=False,
     )
     assert rewards.returncode == 0, rewards.stderr
@@ -163,7 +165,7 @@ def test_a_coordinator_killed_mid_settlement_posts_once_and_pays_once(
     cluster.coordinator.kill()
 
     cluster.start_coordinator()  # same data dir: same database, same deployment
-    client = Client(cluster.address)
+    client = cluster.client()
     settled = wait_settled(client, epoch.epoch, timeout=60)
     deployment = Deployment.load(cluster.root / "coordinator" / "deployment.json")
     contracts = RewardContracts(RpcChain(anvil.url), deployment)
@@ -209,11 +211,15 @@ def test_testnet_up_and_down(tmp_path: Path, model_cache: Path) -> None:
         pids = state["pids"]
         assert set(pids) == {"anvil", "coordinator", "node0"}
         assert cli("testnet", "up", "--dir", str(root)).returncode == 2, "one testnet per dir"
-        with Client(state["coordinator"]) as client:
+        with Client(
+            state["coordinator"],
+            api_key=Path(state["api_key_file"]).read_text().strip(),
+            tls_ca=state["tls_ca"],
+        ) as client:
             _work_and_settle(client)
         claimed = cli(
             "node", "claim", "--data-dir", state["node_data_dirs"][0],
-            "--coordinator", state["coordinator"], "--json",
+            "--coordinator", state["coordinator"], "--tls-ca", state["tls_ca"], "--json",
         )  # fmt: skip
         assert claimed.returncode == 0, claimed.stderr
         assert Decimal(json.loads(claimed.stdout)["balance"]) > 0

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenweave import __version__
+from tokenweave.cli._coordinator_args import add_coordinator_command
+from tokenweave.cli._keys_cmd import add_keys_commands
 from tokenweave.cli._stake_cmd import add_stake_commands
 from tokenweave.errors import TokenweaveError
 
@@ -36,6 +38,18 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
         "--coordinator",
         metavar="HOST:PORT",
         help="coordinator address (env TOKENWEAVE_COORDINATOR; default 127.0.0.1:50051)",
+    )
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="your API key (env TOKENWEAVE_API_KEY; a coordinator's admin key is in its "
+        "data dir, admin.key)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="CA of the coordinator's TLS certificate (env TOKENWEAVE_TLS_CA; unset: plaintext)",
     )
 
 
@@ -60,79 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("coordinator", help="run a coordinator")
-    p.add_argument(
-        "--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051; port 0 picks one"
-    )
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./coordinator-data")
-    p.add_argument(
-        "--db", metavar="URL", help="SQLAlchemy async URL (default: SQLite in the data dir)"
-    )
-    p.add_argument("--max-document-bytes", type=int, metavar="N")
-    p.add_argument("--windows-per-shard", type=int, metavar="N")
-    p.add_argument(
-        "--chain",
-        metavar="RPC_URL",
-        help='"embedded" (default: an in-process EVM) or any EVM JSON-RPC endpoint',
-    )
-    p.add_argument(
-        "--chain-key",
-        metavar="HEX",
-        help="key that deploys and posts roots (env TOKENWEAVE_CHAIN_KEY)",
-    )
-    p.add_argument(
-        "--epoch-seconds", type=float, metavar="S", help="close an epoch this often; 0: on command"
-    )
-    p.add_argument(
-        "--confirmations", type=int, metavar="N", help="blocks before an epoch counts as settled"
-    )
-    p.add_argument(
-        "--prices", metavar="LIST", help="MODEL=TOKENS_PER_1000[,...] (default all-minilm-l6-v2=1)"
-    )
-    p.add_argument(
-        "--faucet-wei", type=int, metavar="WEI", help="development chains: gas money per claimer"
-    )
-    p.add_argument("--replicas", type=int, metavar="N", help="copies of each dataset block (3)")
-    p.add_argument(
-        "--repair-grace-s",
-        type=float,
-        metavar="S",
-        help="seconds a provider may be gone before its blocks are copied again (60)",
-    )
-    p.add_argument(
-        "--custody-interval-s", type=float, metavar="S", help="seconds between repair rounds (10)"
-    )
-    p.add_argument("--audits-per-round", type=int, metavar="N", help="possession audits (4)")
-    p.add_argument(
-        "--verify-fraction", type=float, metavar="F", help="shards run twice and compared (0.1)"
-    )
-    p.add_argument(
-        "--new-node-tokens-per-second",
-        type=float,
-        metavar="R",
-        help="speed believed of a node until it has finished a shard (1000; then 2x what it did)",
-    )
-    p.add_argument(
-        "--vetting-results",
-        type=int,
-        metavar="N",
-        help="a new node's work is all verified until N of its results agreed (10)",
-    )
-    p.add_argument(
-        "--verify-tolerance", type=float, metavar="COS", help="per-window cosine to agree (0.9999)"
-    )
-    p.add_argument(
-        "--straggler-factor",
-        type=float,
-        metavar="X",
-        help="backup a run past X times its expected time (3)",
-    )
-    p.add_argument("--straggler-slack-s", type=float, metavar="S", help="... plus S seconds (2)")
-    p.add_argument(
-        "--min-reputation", type=float, metavar="R", help="refuse nodes below this (0.2)"
-    )
-    p.add_argument("--heartbeat-misses", type=int, metavar="N", help="silent intervals (3)")
-    _add_cache_option(p)
+    add_coordinator_command(sub, _add_cache_option)
 
     p = sub.add_parser("node", help="run a node daemon (or `node claim` its rewards)")
     nsub = p.add_subparsers(dest="node_command", metavar="ACTION")
@@ -194,10 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--top", type=int, default=3, help="passages to show with --query")
     _add_client_options(se)
 
-    p = sub.add_parser("jobs", help="list jobs")
-    p.add_argument("--limit", type=int, default=50)
+    p = sub.add_parser("jobs", help="list your jobs")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        help="newest N jobs (50; 0: one page of the server's default size)",
+    )
+    p.add_argument("--all", action="store_true", help="every client's jobs (admin key)")
     p.add_argument("--json", action="store_true")
     _add_client_options(p)
+    add_keys_commands(sub, _add_client_options)
 
     p = sub.add_parser("nodes", help="list nodes")
     p.add_argument("--json", action="store_true")
@@ -325,7 +274,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         or file.get("client", {}).get("coordinator")
         or default_address()
     )
-    with Client(address) as client:
+    with Client(address, api_key=getattr(args, "api_key", None), tls_ca=args.tls_ca) as client:
+        if command in ("whoami", "keys"):
+            from tokenweave.cli import _keys_cmd
+
+            return _keys_cmd.run(client, args)
         if command == "submit":
             return _jobs_cmd.submit_embed(
                 client,
@@ -340,7 +293,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 top=args.top,
             )
         if command == "jobs":
-            return _jobs_cmd.list_jobs(client, args.limit, args.json)
+            return _jobs_cmd.list_jobs(client, args.limit, args.json, all_clients=args.all)
         if command == "nodes":
             return _jobs_cmd.list_nodes(client, args.json)
         if command == "cancel":

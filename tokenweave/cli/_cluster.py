@@ -1,8 +1,12 @@
 """LocalCluster: a coordinator and N nodes as real processes on loopback.
 
-Used by `tokenweave demo`, the integration tests and the benchmarks. Every process writes its log
-to `<root>/logs/`; `stop()` sends SIGTERM (each process shuts down cleanly) and SIGKILL only past
-the timeout.
+Used by `tokenweave demo`, `tokenweave testnet`, the integration tests and the benchmarks. Every
+process writes its log to `<root>/logs/`; `stop()` sends SIGTERM (each process shuts down cleanly)
+and SIGKILL only past the timeout.
+
+The cluster talks TLS: it makes a local CA in `<root>/tls` and a certificate for the
+coordinator, and its nodes and clients trust that CA. Its clients call with the admin API key the
+coordinator writes to `<root>/coordinator/admin.key` (`client()`, `client_env()`).
 """
 
 from __future__ import annotations
@@ -68,6 +72,22 @@ class LocalCluster:
     address: str = ""
     #: Start processes in their own sessions, so that they outlive this one (`testnet up`).
     detached: bool = False
+    #: Serve TLS with a local CA (plaintext otherwise: the coordinator allows it on loopback).
+    tls: bool = True
+    #: The admin API key of the coordinator, once it has started.
+    api_key: str = ""
+
+    @property
+    def ca(self) -> Path | None:
+        """The CA the coordinator's certificate is signed by (None without TLS)."""
+        return self.root / "tls" / "ca.pem" if self.tls else None
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a `tokenweave` command that talks to this cluster."""
+        env = {"TOKENWEAVE_COORDINATOR": self.address, "TOKENWEAVE_API_KEY": self.api_key}
+        if self.ca is not None:
+            env["TOKENWEAVE_TLS_CA"] = str(self.ca)
+        return env
 
     def _spawn(self, name: str, args: list[str], module: str = "tokenweave.cli") -> ManagedProcess:
         logs = self.root / "logs"
@@ -75,6 +95,8 @@ class LocalCluster:
         log_path = logs / f"{name}.log"
         log = log_path.open("ab")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        if self.ca is not None:  # nodes read it as their --tls-ca
+            env["TOKENWEAVE_TLS_CA"] = str(self.ca)
         if self.model_cache is not None:
             env["TOKENWEAVE_MODEL_CACHE"] = str(self.model_cache)
         process = subprocess.Popen(
@@ -95,6 +117,12 @@ class LocalCluster:
         data_dir = self.root / "coordinator"
         address_file = data_dir / "address"
         address_file.unlink(missing_ok=True)
+        tls: list[str] = []
+        if self.tls:
+            from tokenweave._tls import LocalCA
+
+            files = LocalCA(self.root / "tls").issue("coordinator")
+            tls = ["--tls-cert", str(files.cert), "--tls-key", str(files.key)]
         self.coordinator = self._spawn(
             "coordinator",
             [
@@ -103,6 +131,7 @@ class LocalCluster:
                 self.address or "127.0.0.1:0",
                 "--data-dir",
                 str(data_dir),
+                *tls,
                 *self.coordinator_args,
             ],
         )
@@ -116,6 +145,7 @@ class LocalCluster:
                 )
             time.sleep(0.05)
         self.address = address_file.read_text().strip()
+        self.api_key = (data_dir / "admin.key").read_text().strip()
         return self.address
 
     def add_node(
@@ -145,7 +175,7 @@ class LocalCluster:
     def wait_for_nodes(self, count: int, timeout: float = 180.0) -> None:
         """Block until `count` nodes are online at the coordinator."""
         deadline = time.monotonic() + timeout
-        with Client(self.address, timeout=5) as client:
+        with self.client(timeout=5) as client:
             while True:
                 for node in self.nodes:
                     if not node.stopped and node.process.poll() is not None:
@@ -166,8 +196,11 @@ class LocalCluster:
         self.wait_for_nodes(nodes)
         return self
 
-    def client(self) -> Client:
-        return Client(self.address)
+    def client(self, timeout: float = 60.0, api_key: str | None = None) -> Client:
+        """A client of the coordinator, with the admin key unless given another."""
+        return Client(
+            self.address, timeout=timeout, api_key=api_key or self.api_key, tls_ca=self.ca
+        )
 
     def stop(self, timeout: float = 30.0) -> dict[str, int]:
         """SIGTERM nodes, then the coordinator; returns each process's exit code."""

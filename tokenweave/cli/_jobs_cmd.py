@@ -229,8 +229,8 @@ def _job_row(j: JobInfo) -> dict[str, Any]:
     }
 
 
-def list_jobs(client: Client, limit: int, as_json: bool) -> int:
-    jobs = client.jobs(limit)
+def list_jobs(client: Client, limit: int, as_json: bool, all_clients: bool = False) -> int:
+    jobs = client.jobs(limit, all_clients=all_clients)
     if as_json:
         json.dump([_job_row(j) for j in jobs], sys.stdout)
         sys.stdout.write("\n")

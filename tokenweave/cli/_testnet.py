@@ -43,6 +43,8 @@ def up(root: Path, nodes: int, model_cache: Path | None, block_time: float) -> i
             anvil.url,
             "--chain-key",
             "0x" + ANVIL_DEV_KEYS[0].hex(),
+            "--poster-key",
+            "0x" + ANVIL_DEV_KEYS[1].hex(),
             "--confirmations",
             "2",
             "--faucet-wei",
@@ -60,6 +62,8 @@ def up(root: Path, nodes: int, model_cache: Path | None, block_time: float) -> i
     assert cluster.coordinator is not None
     state: dict[str, Any] = {
         "coordinator": cluster.address,
+        "api_key_file": str(root / "coordinator" / "admin.key"),
+        "tls_ca": str(cluster.ca),
         "chain": anvil.url,
         "deployment": deployment,
         "logs": str(root / "logs"),
@@ -73,12 +77,13 @@ def up(root: Path, nodes: int, model_cache: Path | None, block_time: float) -> i
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(state_path)
+    exports = "".join(f"  export {k}={v}\n" for k, v in cluster.client_env().items())
     console.print(
-        f"testnet up: chain {anvil.url}, coordinator {cluster.address}, {nodes} nodes; "
-        f"distributor {deployment['distributor']}\n"
-        f"  export TOKENWEAVE_COORDINATOR={cluster.address}\n"
+        f"testnet up: chain {anvil.url}, coordinator {cluster.address} (TLS), {nodes} nodes; "
+        f"distributor {deployment['distributor']}\n{exports}"
         f"  state in {state_path}, logs in {root / 'logs'}; stop with "
-        f"`tokenweave testnet down --dir {root}`"
+        f"`tokenweave testnet down --dir {root}`",
+        highlight=False,
     )
     print(json.dumps(state))
     return 0

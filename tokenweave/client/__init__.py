@@ -8,6 +8,9 @@
   `PutResult`, `DatasetInfo` and `BlockReplicas`.
 * Rewards (_rewards.py) — `epochs()`, `close_epoch()`, `rewards(address)` and `claim(key)`, which
   signs the claim with the operator's key and has the coordinator relay it.
+* Identity (_keys.py, _channel.py) — `whoami()`, and with an admin key `create_key()`, `keys()`,
+  `revoke_key()`. Every call carries the API key (`api_key=` or TOKENWEAVE_API_KEY), over TLS
+  when given the coordinator's CA (`tls_ca=` or TOKENWEAVE_TLS_CA).
 
 Errors come back as the classes of `tokenweave.errors`, one per gRPC status. The names are
 imported on first use: `import tokenweave.client` alone loads neither gRPC nor web3.
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
         NodeShare,
     )
     from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
+    from tokenweave.client._keys import ApiKeyInfo, Identity
     from tokenweave.client._rewards import (
         ChainInfo,
         ClaimResult,
@@ -47,6 +51,7 @@ else:
             "._client": ("DEFAULT_MODEL", "Client", "EmbedJob", "EmbedResult", "default_address"),
             "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
             "._data": ("BlockReplicas", "DatasetInfo", "PutResult"),
+            "._keys": ("ApiKeyInfo", "Identity"),
             "._rewards": (
                 "ChainInfo",
                 "ClaimResult",
@@ -59,6 +64,7 @@ else:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ApiKeyInfo",
     "BlockReplicas",
     "ChainInfo",
     "ClaimResult",
@@ -69,6 +75,7 @@ __all__ = [
     "EmbedResult",
     "EpochEarning",
     "EpochInfo",
+    "Identity",
     "JobInfo",
     "JobStatus",
     "NodeInfo",

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import grpc
 
+from tokenweave.client._channel import default_api_key, default_tls_ca, open_channel
 from tokenweave.client._convert import (
     DocumentEmbedding,
     DocumentOutput,
@@ -32,6 +33,7 @@ from tokenweave.client._data import (
     import_path,
     upload_requests,
 )
+from tokenweave.client._keys import ApiKeyInfo, Identity, key_info
 from tokenweave.client._rewards import (
     ChainInfo,
     ClaimResult,
@@ -51,6 +53,8 @@ from tokenweave.errors import (
     error_for_status,
 )
 from tokenweave.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
     data_pb2,
     data_pb2_grpc,
     jobs_pb2,
@@ -114,19 +118,33 @@ class Client:
     ...     result = job.result()
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 60.0,
+        api_key: str | None = None,
+        tls_ca: Path | str | None = None,
+    ) -> None:
+        """`api_key` (default TOKENWEAVE_API_KEY) identifies you to the coordinator; `tls_ca`
+        (default TOKENWEAVE_TLS_CA) is the CA that signed its certificate (without one the
+        connection is plaintext, which coordinators serve on loopback only)."""
         self.address = address or default_address()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
+        ca = Path(tls_ca) if tls_ca is not None else default_tls_ca()
+        self._channel, calls = open_channel(
             self.address,
+            api_key=api_key or default_api_key(),
+            tls_ca=ca,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
-        self._rewards = rewards_pb2_grpc.RewardsServiceStub(self._channel)
-        self._data = data_pb2_grpc.DataServiceStub(self._channel)
+        self._stub = jobs_pb2_grpc.JobServiceStub(calls)
+        self._rewards = rewards_pb2_grpc.RewardsServiceStub(calls)
+        self._data = data_pb2_grpc.DataServiceStub(calls)
+        self._auth = auth_pb2_grpc.AuthServiceStub(calls)
 
     def __enter__(self) -> Client:
         return self
@@ -214,8 +232,9 @@ class Client:
         )
         return job_info(response.job)
 
-    def jobs(self, limit: int = 50) -> list[JobInfo]:
-        """The newest `limit` jobs, newest first (read page by page); 0: the server's default."""
+    def jobs(self, limit: int = 50, *, all_clients: bool = False) -> list[JobInfo]:
+        """Your newest `limit` jobs, newest first, read page by page (0: one page of the
+        server's default size); every client's with an admin key and `all_clients`."""
         if not 0 <= limit < 2**32:
             raise InvalidArgumentError(f"limit={limit} is out of range")
         jobs: list[JobInfo] = []
@@ -223,7 +242,7 @@ class Client:
         while True:
             want = min(limit - len(jobs), JOB_PAGE) if limit else 0
             request = jobs_pb2.ListJobsRequest(
-                page_size=want, limit=min(want, 1000), page_token=token
+                page_size=want, limit=min(want, 1000), page_token=token, all_clients=all_clients
             )
             response = self._call(partial(self._stub.ListJobs, request, timeout=self.timeout))
             jobs.extend(job_info(j) for j in response.jobs)
@@ -265,6 +284,28 @@ class Client:
             lambda: self._rewards.CloseEpoch(rewards_pb2.CloseEpochRequest(), timeout=self.timeout)
         )
         return epoch_info(response.epoch) if response.HasField("epoch") else None
+
+    # -- identity and API keys ----------------------------------------------------------------
+
+    def whoami(self) -> Identity:
+        """The client this connection's API key belongs to."""
+        r = self._call(lambda: self._auth.WhoAmI(auth_pb2.WhoAmIRequest(), timeout=self.timeout))
+        return Identity(r.client_id, r.admin, r.key_id)
+
+    def create_key(self, client_id: str, *, admin: bool = False, label: str = "") -> str:
+        """A new API key for `client_id` (admin only); the coordinator keeps only its hash."""
+        request = auth_pb2.CreateKeyRequest(client_id=client_id, admin=admin, label=label)
+        return self._call(lambda: self._auth.CreateKey(request, timeout=self.timeout)).key
+
+    def keys(self, client_id: str = "") -> list[ApiKeyInfo]:
+        """Every API key, or one client's (admin only)."""
+        request = auth_pb2.ListKeysRequest(client_id=client_id)
+        response = self._call(lambda: self._auth.ListKeys(request, timeout=self.timeout))
+        return [key_info(k) for k in response.keys]
+
+    def revoke_key(self, key_id: str) -> ApiKeyInfo:
+        request = auth_pb2.RevokeKeyRequest(key_id=key_id)
+        return key_info(self._call(lambda: self._auth.RevokeKey(request, timeout=self.timeout)).key)
 
     def rewards(self, address: str) -> OperatorRewards:
         response = self._call(

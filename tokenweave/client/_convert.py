@@ -96,6 +96,7 @@ def job_info(job: jobs_pb2.Job, sequence: int = 0, tokens_per_second: float = 0.
         nodes_busy=job.nodes_busy,
         dataset=job.dataset,
         tokens_per_second=tokens_per_second,
+        owner=job.owner,
     )
 
 

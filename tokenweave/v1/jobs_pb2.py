@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tokenweave.v1 import tensor_pb2 as tokenweave_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenweave/v1/jobs.proto\x12\rtokenweave.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atokenweave/v1/tensor.proto\"&\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xbf\x02\n\x10SubmitJobRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12*\n\tdocuments\x18\x02 \x03(\x0b\x32\x17.tokenweave.v1.Document\x12\x13\n\x06window\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07overlap\x18\x04 \x01(\rH\x01\x88\x01\x01\x12-\n\x07\x64\x61taset\x18\x05 \x01(\x0b\x32\x1c.tokenweave.v1.DatasetSource\x12\x10\n\x08workload\x18\x06 \x01(\t\x12=\n\x07options\x18\x07 \x03(\x0b\x32,.tokenweave.v1.SubmitJobRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_windowB\n\n\x08_overlap\"1\n\rDatasetSource\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x12\n\ntext_field\x18\x02 \x01(\t\"4\n\x11SubmitJobResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.tokenweave.v1.Job\"M\n\tNodeShare\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\x0e\n\x06tokens\x18\x04 \x01(\x04\"\x98\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.tokenweave.v1.JobState\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06window\x18\x04 \x01(\r\x12\x0f\n\x07overlap\x18\x05 \x01(\r\x12\x11\n\tdocuments\x18\x06 \x01(\r\x12\x0e\n\x06tokens\x18\x07 \x01(\x04\x12\x0f\n\x07windows\x18\x08 \x01(\r\x12\x14\n\x0cshards_total\x18\t \x01(\r\x12\x13\n\x0bshards_done\x18\n \x01(\r\x12\x18\n\x10tokens_processed\x18\x0b \x01(\x04\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0e \x01(\t\x12\'\n\x05nodes\x18\x0f \x03(\x0b\x32\x18.tokenweave.v1.NodeShare\x12\x12\n\nnodes_busy\x18\x10 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x11 \x01(\t\x12\x10\n\x08workload\x18\x12 \x01(\t\x12\x30\n\x07options\x18\x13 \x03(\x0b\x32\x1f.tokenweave.v1.Job.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"1\n\x0eGetJobResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.tokenweave.v1.Job\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"`\n\x10WatchJobResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1f\n\x03job\x18\x02 \x01(\x0b\x32\x12.tokenweave.v1.Job\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\"6\n\x13GetJobResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tensors\x18\x02 \x01(\x08\"f\n\x0fWindowEmbedding\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x12\n\nchar_start\x18\x04 \x01(\r\x12\x10\n\x08\x63har_end\x18\x05 \x01(\r\"\x85\x02\n\x0e\x44ocumentResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\x12/\n\x07windows\x18\x04 \x03(\x0b\x32\x1e.tokenweave.v1.WindowEmbedding\x12\x11\n\tembedding\x18\x05 \x03(\x02\x12;\n\x07outputs\x18\x06 \x03(\x0b\x32*.tokenweave.v1.DocumentResult.OutputsEntry\x1a\x45\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.tokenweave.v1.Tensor:\x02\x38\x01\"G\n\x14GetJobResultResponse\x12/\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1d.tokenweave.v1.DocumentResult\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x11\x43\x61ncelJobResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.tokenweave.v1.Job\"G\n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"M\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.tokenweave.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"D\n\tNodeModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\")\n\x03Gpu\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\"z\n\x08Hardware\x12\x11\n\tcpu_cores\x18\x01 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12 \n\x04gpus\x18\x03 \x03(\x0b\x32\x12.tokenweave.v1.Gpu\x12\x11\n\tproviders\x18\x04 \x03(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\"\xe6\x03\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.tokenweave.v1.NodeState\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.tokenweave.v1.Hardware\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.tokenweave.v1.NodeModel\x12\x16\n\x0eshards_running\x18\x06 \x01(\r\x12\x13\n\x0bshards_done\x18\x07 \x01(\x04\x12\x18\n\x10tokens_processed\x18\x08 \x01(\x04\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\t\x12\x0f\n\x07peer_id\x18\x0b \x01(\t\x12\x12\n\nmultiaddrs\x18\x0c \x03(\t\x12\x12\n\nreputation\x18\r \x01(\x01\x12\x15\n\raudits_passed\x18\x0e \x01(\x04\x12\x15\n\raudits_failed\x18\x0f \x01(\x04\x12\x1c\n\x14verifications_passed\x18\x10 \x01(\x04\x12\x1c\n\x14verifications_failed\x18\x11 \x01(\x04\x12\x10\n\x08withheld\x18\x12 \x01(\x08\"T\n\x11ListNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.tokenweave.v1.NodeInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*V\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11NODE_STATE_ONLINE\x10\x01\x12\x16\n\x12NODE_STATE_OFFLINE\x10\x02\x32\xba\x04\n\nJobService\x12N\n\tSubmitJob\x12\x1f.tokenweave.v1.SubmitJobRequest\x1a .tokenweave.v1.SubmitJobResponse\x12\x45\n\x06GetJob\x12\x1c.tokenweave.v1.GetJobRequest\x1a\x1d.tokenweave.v1.GetJobResponse\x12M\n\x08WatchJob\x12\x1e.tokenweave.v1.WatchJobRequest\x1a\x1f.tokenweave.v1.WatchJobResponse0\x01\x12Y\n\x0cGetJobResult\x12\".tokenweave.v1.GetJobResultRequest\x1a#.tokenweave.v1.GetJobResultResponse0\x01\x12N\n\tCancelJob\x12\x1f.tokenweave.v1.CancelJobRequest\x1a .tokenweave.v1.CancelJobResponse\x12K\n\x08ListJobs\x12\x1e.tokenweave.v1.ListJobsRequest\x1a\x1f.tokenweave.v1.ListJobsResponse\x12N\n\tListNodes\x12\x1f.tokenweave.v1.ListNodesRequest\x1a .tokenweave.v1.ListNodesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenweave/v1/jobs.proto\x12\rtokenweave.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atokenweave/v1/tensor.proto\"&\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xbf\x02\n\x10SubmitJobRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12*\n\tdocuments\x18\x02 \x03(\x0b\x32\x17.tokenweave.v1.Document\x12\x13\n\x06window\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07overlap\x18\x04 \x01(\rH\x01\x88\x01\x01\x12-\n\x07\x64\x61taset\x18\x05 \x01(\x0b\x32\x1c.tokenweave.v1.DatasetSource\x12\x10\n\x08workload\x18\x06 \x01(\t\x12=\n\x07options\x18\x07 \x03(\x0b\x32,.tokenweave.v1.SubmitJobRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_windowB\n\n\x08_overlap\"1\n\rDatasetSource\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x12\n\ntext_field\x18\x02 \x01(\t\"4\n\x11SubmitJobResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.tokenweave.v1.Job\"M\n\tNodeShare\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\x0e\n\x06tokens\x18\x04 \x01(\x04\"\xa7\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.tokenweave.v1.JobState\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06window\x18\x04 \x01(\r\x12\x0f\n\x07overlap\x18\x05 \x01(\r\x12\x11\n\tdocuments\x18\x06 \x01(\r\x12\x0e\n\x06tokens\x18\x07 \x01(\x04\x12\x0f\n\x07windows\x18\x08 \x01(\r\x12\x14\n\x0cshards_total\x18\t \x01(\r\x12\x13\n\x0bshards_done\x18\n \x01(\r\x12\x18\n\x10tokens_processed\x18\x0b \x01(\x04\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0e \x01(\t\x12\'\n\x05nodes\x18\x0f \x03(\x0b\x32\x18.tokenweave.v1.NodeShare\x12\x12\n\nnodes_busy\x18\x10 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x11 \x01(\t\x12\x10\n\x08workload\x18\x12 \x01(\t\x12\x30\n\x07options\x18\x13 \x03(\x0b\x32\x1f.tokenweave.v1.Job.OptionsEntry\x12\r\n\x05owner\x18\x14 \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"1\n\x0eGetJobResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.tokenweave.v1.Job\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"`\n\x10WatchJobResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1f\n\x03job\x18\x02 \x01(\x0b\x32\x12.tokenweave.v1.Job\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\"6\n\x13GetJobResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tensors\x18\x02 \x01(\x08\"f\n\x0fWindowEmbedding\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x12\n\nchar_start\x18\x04 \x01(\r\x12\x10\n\x08\x63har_end\x18\x05 \x01(\r\"\x85\x02\n\x0e\x44ocumentResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\x12/\n\x07windows\x18\x04 \x03(\x0b\x32\x1e.tokenweave.v1.WindowEmbedding\x12\x11\n\tembedding\x18\x05 \x03(\x02\x12;\n\x07outputs\x18\x06 \x03(\x0b\x32*.tokenweave.v1.DocumentResult.OutputsEntry\x1a\x45\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.tokenweave.v1.Tensor:\x02\x38\x01\"G\n\x14GetJobResultResponse\x12/\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1d.tokenweave.v1.DocumentResult\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x11\x43\x61ncelJobResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.tokenweave.v1.Job\"\\\n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x13\n\x0b\x61ll_clients\x18\x04 \x01(\x08\"M\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.tokenweave.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"D\n\tNodeModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\")\n\x03Gpu\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\"z\n\x08Hardware\x12\x11\n\tcpu_cores\x18\x01 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12 \n\x04gpus\x18\x03 \x03(\x0b\x32\x12.tokenweave.v1.Gpu\x12\x11\n\tproviders\x18\x04 \x03(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\"\xe6\x03\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.tokenweave.v1.NodeState\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.tokenweave.v1.Hardware\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.tokenweave.v1.NodeModel\x12\x16\n\x0eshards_running\x18\x06 \x01(\r\x12\x13\n\x0bshards_done\x18\x07 \x01(\x04\x12\x18\n\x10tokens_processed\x18\x08 \x01(\x04\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\t\x12\x0f\n\x07peer_id\x18\x0b \x01(\t\x12\x12\n\nmultiaddrs\x18\x0c \x03(\t\x12\x12\n\nreputation\x18\r \x01(\x01\x12\x15\n\raudits_passed\x18\x0e \x01(\x04\x12\x15\n\raudits_failed\x18\x0f \x01(\x04\x12\x1c\n\x14verifications_passed\x18\x10 \x01(\x04\x12\x1c\n\x14verifications_failed\x18\x11 \x01(\x04\x12\x10\n\x08withheld\x18\x12 \x01(\x08\"T\n\x11ListNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.tokenweave.v1.NodeInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*V\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11NODE_STATE_ONLINE\x10\x01\x12\x16\n\x12NODE_STATE_OFFLINE\x10\x02\x32\xba\x04\n\nJobService\x12N\n\tSubmitJob\x12\x1f.tokenweave.v1.SubmitJobRequest\x1a .tokenweave.v1.SubmitJobResponse\x12\x45\n\x06GetJob\x12\x1c.tokenweave.v1.GetJobRequest\x1a\x1d.tokenweave.v1.GetJobResponse\x12M\n\x08WatchJob\x12\x1e.tokenweave.v1.WatchJobRequest\x1a\x1f.tokenweave.v1.WatchJobResponse0\x01\x12Y\n\x0cGetJobResult\x12\".tokenweave.v1.GetJobResultRequest\x1a#.tokenweave.v1.GetJobResultResponse0\x01\x12N\n\tCancelJob\x12\x1f.tokenweave.v1.CancelJobRequest\x1a .tokenweave.v1.CancelJobResponse\x12K\n\x08ListJobs\x12\x1e.tokenweave.v1.ListJobsRequest\x1a\x1f.tokenweave.v1.ListJobsResponse\x12N\n\tListNodes\x12\x1f.tokenweave.v1.ListNodesRequest\x1a .tokenweave.v1.ListNodesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_OPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_DOCUMENTRESULT_OUTPUTSENTRY']._loaded_options = None
   _globals['_DOCUMENTRESULT_OUTPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=3041
-  _globals['_JOBSTATE']._serialized_end=3195
-  _globals['_NODESTATE']._serialized_start=3197
-  _globals['_NODESTATE']._serialized_end=3283
+  _globals['_JOBSTATE']._serialized_start=3077
+  _globals['_JOBSTATE']._serialized_end=3231
+  _globals['_NODESTATE']._serialized_start=3233
+  _globals['_NODESTATE']._serialized_end=3319
   _globals['_DOCUMENT']._serialized_start=104
   _globals['_DOCUMENT']._serialized_end=142
   _globals['_SUBMITJOBREQUEST']._serialized_start=145
@@ -56,47 +56,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODESHARE']._serialized_start=571
   _globals['_NODESHARE']._serialized_end=648
   _globals['_JOB']._serialized_start=651
-  _globals['_JOB']._serialized_end=1187
+  _globals['_JOB']._serialized_end=1202
   _globals['_JOB_OPTIONSENTRY']._serialized_start=395
   _globals['_JOB_OPTIONSENTRY']._serialized_end=441
-  _globals['_GETJOBREQUEST']._serialized_start=1189
-  _globals['_GETJOBREQUEST']._serialized_end=1220
-  _globals['_GETJOBRESPONSE']._serialized_start=1222
-  _globals['_GETJOBRESPONSE']._serialized_end=1271
-  _globals['_WATCHJOBREQUEST']._serialized_start=1273
-  _globals['_WATCHJOBREQUEST']._serialized_end=1330
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1332
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1428
-  _globals['_GETJOBRESULTREQUEST']._serialized_start=1430
-  _globals['_GETJOBRESULTREQUEST']._serialized_end=1484
-  _globals['_WINDOWEMBEDDING']._serialized_start=1486
-  _globals['_WINDOWEMBEDDING']._serialized_end=1588
-  _globals['_DOCUMENTRESULT']._serialized_start=1591
-  _globals['_DOCUMENTRESULT']._serialized_end=1852
-  _globals['_DOCUMENTRESULT_OUTPUTSENTRY']._serialized_start=1783
-  _globals['_DOCUMENTRESULT_OUTPUTSENTRY']._serialized_end=1852
-  _globals['_GETJOBRESULTRESPONSE']._serialized_start=1854
-  _globals['_GETJOBRESULTRESPONSE']._serialized_end=1925
-  _globals['_CANCELJOBREQUEST']._serialized_start=1927
-  _globals['_CANCELJOBREQUEST']._serialized_end=1961
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1963
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2015
-  _globals['_LISTJOBSREQUEST']._serialized_start=2017
-  _globals['_LISTJOBSREQUEST']._serialized_end=2088
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2090
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2167
-  _globals['_LISTNODESREQUEST']._serialized_start=2169
-  _globals['_LISTNODESREQUEST']._serialized_end=2226
-  _globals['_NODEMODEL']._serialized_start=2228
-  _globals['_NODEMODEL']._serialized_end=2296
-  _globals['_GPU']._serialized_start=2298
-  _globals['_GPU']._serialized_end=2339
-  _globals['_HARDWARE']._serialized_start=2341
-  _globals['_HARDWARE']._serialized_end=2463
-  _globals['_NODEINFO']._serialized_start=2466
-  _globals['_NODEINFO']._serialized_end=2952
-  _globals['_LISTNODESRESPONSE']._serialized_start=2954
-  _globals['_LISTNODESRESPONSE']._serialized_end=3038
-  _globals['_JOBSERVICE']._serialized_start=3286
-  _globals['_JOBSERVICE']._serialized_end=3856
+  _globals['_GETJOBREQUEST']._serialized_start=1204
+  _globals['_GETJOBREQUEST']._serialized_end=1235
+  _globals['_GETJOBRESPONSE']._serialized_start=1237
+  _globals['_GETJOBRESPONSE']._serialized_end=1286
+  _globals['_WATCHJOBREQUEST']._serialized_start=1288
+  _globals['_WATCHJOBREQUEST']._serialized_end=1345
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1347
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1443
+  _globals['_GETJOBRESULTREQUEST']._serialized_start=1445
+  _globals['_GETJOBRESULTREQUEST']._serialized_end=1499
+  _globals['_WINDOWEMBEDDING']._serialized_start=1501
+  _globals['_WINDOWEMBEDDING']._serialized_end=1603
+  _globals['_DOCUMENTRESULT']._serialized_start=1606
+  _globals['_DOCUMENTRESULT']._serialized_end=1867
+  _globals['_DOCUMENTRESULT_OUTPUTSENTRY']._serialized_start=1798
+  _globals['_DOCUMENTRESULT_OUTPUTSENTRY']._serialized_end=1867
+  _globals['_GETJOBRESULTRESPONSE']._serialized_start=1869
+  _globals['_GETJOBRESULTRESPONSE']._serialized_end=1940
+  _globals['_CANCELJOBREQUEST']._serialized_start=1942
+  _globals['_CANCELJOBREQUEST']._serialized_end=1976
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1978
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2030
+  _globals['_LISTJOBSREQUEST']._serialized_start=2032
+  _globals['_LISTJOBSREQUEST']._serialized_end=2124
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2126
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2203
+  _globals['_LISTNODESREQUEST']._serialized_start=2205
+  _globals['_LISTNODESREQUEST']._serialized_end=2262
+  _globals['_NODEMODEL']._serialized_start=2264
+  _globals['_NODEMODEL']._serialized_end=2332
+  _globals['_GPU']._serialized_start=2334
+  _globals['_GPU']._serialized_end=2375
+  _globals['_HARDWARE']._serialized_start=2377
+  _globals['_HARDWARE']._serialized_end=2499
+  _globals['_NODEINFO']._serialized_start=2502
+  _globals['_NODEINFO']._serialized_end=2988
+  _globals['_LISTNODESRESPONSE']._serialized_start=2990
+  _globals['_LISTNODESRESPONSE']._serialized_end=3074
+  _globals['_JOBSERVICE']._serialized_start=3322
+  _globals['_JOBSERVICE']._serialized_end=3892
 # @@protoc_insertion_point(module_scope)

@@ -251,6 +251,7 @@ class Job(google.protobuf.message.Message):
     DATASET_FIELD_NUMBER: builtins.int
     WORKLOAD_FIELD_NUMBER: builtins.int
     OPTIONS_FIELD_NUMBER: builtins.int
+    OWNER_FIELD_NUMBER: builtins.int
     job_id: builtins.str
     state: Global___JobState.ValueType
     model: builtins.str
@@ -272,6 +273,8 @@ class Job(google.protobuf.message.Message):
     """Root CID of the dataset the documents came from; empty when they were sent inline."""
     workload: builtins.str
     """The kind of work ("embed", ...) and the options it was planned with, as text."""
+    owner: builtins.str
+    """The client that submitted it (its API key's client)."""
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
@@ -302,9 +305,10 @@ class Job(google.protobuf.message.Message):
         dataset: builtins.str = ...,
         workload: builtins.str = ...,
         options: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        owner: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "dataset", b"dataset", "documents", b"documents", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "model", b"model", "nodes", b"nodes", "nodes_busy", b"nodes_busy", "options", b"options", "overlap", b"overlap", "shards_done", b"shards_done", "shards_total", b"shards_total", "state", b"state", "tokens", b"tokens", "tokens_processed", b"tokens_processed", "window", b"window", "windows", b"windows", "workload", b"workload"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "dataset", b"dataset", "documents", b"documents", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "model", b"model", "nodes", b"nodes", "nodes_busy", b"nodes_busy", "options", b"options", "overlap", b"overlap", "owner", b"owner", "shards_done", b"shards_done", "shards_total", b"shards_total", "state", b"state", "tokens", b"tokens", "tokens_processed", b"tokens_processed", "window", b"window", "windows", b"windows", "workload", b"workload"]) -> None: ...
 
 Global___Job: typing_extensions.TypeAlias = Job
 
@@ -550,6 +554,7 @@ class ListJobsRequest(google.protobuf.message.Message):
     LIMIT_FIELD_NUMBER: builtins.int
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    ALL_CLIENTS_FIELD_NUMBER: builtins.int
     limit: builtins.int
     """0.1's page size: at most this many jobs, newest first (at most 1000). Used only when
     `page_size` is 0; both 0: the server's default page (50).
@@ -560,14 +565,17 @@ class ListJobsRequest(google.protobuf.message.Message):
     """The `next_page_token` of the previous page; empty for the first page. Opaque: a token the
     server did not make is refused with INVALID_ARGUMENT.
     """
+    all_clients: builtins.bool
+    """Admin keys: every client's jobs (a client key always lists its own)."""
     def __init__(
         self,
         *,
         limit: builtins.int = ...,
         page_size: builtins.int = ...,
         page_token: builtins.str = ...,
+        all_clients: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["limit", b"limit", "page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["all_clients", b"all_clients", "limit", b"limit", "page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
 
 Global___ListJobsRequest: typing_extensions.TypeAlias = ListJobsRequest
 
