@@ -26,7 +26,7 @@ from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._config import CoordinatorConfig
 from tokenweave.coordinator._custody import Custodian, CustodyPolicy
 from tokenweave.coordinator._data_servicer import DataServicer
-from tokenweave.coordinator._dataset_jobs import DatasetReader
+from tokenweave.coordinator._dataset_jobs import DATASET_LIMITS, DatasetReader
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
@@ -50,7 +50,7 @@ from tokenweave.coordinator._stakes import StakePolicy, Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
 from tokenweave.models import default_cache_dir
-from tokenweave.storage import DagLimits
+from tokenweave.storage import EXPORT_LIMITS
 from tokenweave.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -275,7 +275,9 @@ class CoordinatorServer:
             options=_server_options(config, limits),
         )
         index = DatasetIndex(sessions)
-        datasets = DatasetReader(index, DagLimits(max_bytes=config.max_dataset_bytes))
+        datasets = DatasetReader(
+            index, dataclasses.replace(DATASET_LIMITS, max_bytes=config.max_dataset_bytes)
+        )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(
                 dispatcher,
@@ -305,7 +307,10 @@ class CoordinatorServer:
         )
         data_pb2_grpc.add_DataServiceServicer_to_server(
             DataServicer(
-                lanes, index, config.replicas, DagLimits(max_bytes=config.max_upload_bytes)
+                lanes,
+                index,
+                config.replicas,
+                dataclasses.replace(EXPORT_LIMITS, max_bytes=config.max_upload_bytes),
             ),
             server,
         )

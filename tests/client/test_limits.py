@@ -111,13 +111,13 @@ def tight(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterat
 
 def _stub(running: Running) -> tuple[grpc.Channel, jobs_pb2_grpc.JobServiceStub]:
     # A channel of its own: grpc would otherwise share one connection between channels.
-    channel, calls = open_channel(
+    channel = open_channel(
         running.address,
         api_key=running.api_key,
         tls_ca=None,
         options=[("grpc.use_local_subchannel_pool", 1)],
     )
-    return channel, jobs_pb2_grpc.JobServiceStub(calls)
+    return channel, jobs_pb2_grpc.JobServiceStub(channel)
 
 
 def test_watch_streams_are_capped_per_client_address(tight: Running) -> None:

@@ -57,11 +57,8 @@ def _register(stub: nodes_pb2_grpc.NodeServiceStub, identity: NodeIdentity) -> N
 
 @pytest.fixture
 def jobs(address: str) -> Iterator[jobs_pb2_grpc.JobServiceStub]:
-    channel, calls = open_channel(
-        address, api_key=os.environ["TOKENWEAVE_API_KEY"], tls_ca=None, options=[]
-    )
-    with channel:
-        yield jobs_pb2_grpc.JobServiceStub(calls)
+    with open_channel(address, api_key=os.environ["TOKENWEAVE_API_KEY"], tls_ca=None) as channel:
+        yield jobs_pb2_grpc.JobServiceStub(channel)
 
 
 def test_job_pages_cover_every_job_once_newest_first(jobs: jobs_pb2_grpc.JobServiceStub) -> None:

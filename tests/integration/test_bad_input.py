@@ -74,7 +74,7 @@ def test_bad_jobs_are_refused_and_change_nothing(
 
 
 def _jobs_stub(cluster: LocalCluster) -> tuple[grpc.Channel, jobs_pb2_grpc.JobServiceStub]:
-    channel = grpc.insecure_channel(cluster.address)
+    channel = cluster.channel()
     return channel, jobs_pb2_grpc.JobServiceStub(channel)
 
 
@@ -128,7 +128,7 @@ def test_results_of_an_unfinished_or_unknown_job(cluster_factory: ClusterFactory
 
 
 def _node_stub(cluster: LocalCluster) -> tuple[grpc.Channel, nodes_pb2_grpc.NodeServiceStub]:
-    channel = grpc.insecure_channel(cluster.address)
+    channel = cluster.channel()
     return channel, nodes_pb2_grpc.NodeServiceStub(channel)
 
 
@@ -235,7 +235,7 @@ def test_a_result_for_a_shard_the_node_does_not_hold(cluster: LocalCluster) -> N
 
 
 def test_health_and_reflection(cluster: LocalCluster) -> None:
-    with grpc.insecure_channel(cluster.address) as channel:
+    with cluster.channel() as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "tokenweave.v1.JobService", "tokenweave.v1.NodeService"):
             status = health.Check(health_pb2.HealthCheckRequest(service=service)).status

@@ -116,7 +116,7 @@ def test_bad_dataset_jobs_are_refused(cluster: LocalCluster, tmp_path: Path) -> 
             client.embed_dataset(unknown)
         with pytest.raises(InvalidArgumentError, match="CID"):
             client.embed_dataset("not-a-cid")
-    with grpc.insecure_channel(cluster.address) as channel:
+    with cluster.channel() as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         request = jobs_pb2.SubmitJobRequest(
             model="all-minilm-l6-v2",

@@ -65,7 +65,7 @@ def test_put_status_get_and_survive_a_kill(cluster: LocalCluster, tmp_path: Path
 def test_bad_uploads_are_refused(cluster: LocalCluster) -> None:
     block = b"some bytes"
     cid = str(CID.of(RAW, block))
-    with grpc.insecure_channel(cluster.address) as channel:
+    with cluster.channel() as channel:
         stub = data_pb2_grpc.DataServiceStub(channel)
         cases = [
             (
@@ -181,7 +181,7 @@ def _upload(cluster: LocalCluster, blocks: list[tuple[int, bytes]], name: str, s
     ]
     finish = data_pb2.PutFinish(root=str(cids[-1]), name=name, size=size)
     requests.append(data_pb2.PutBlocksRequest(finish=finish))
-    with grpc.insecure_channel(cluster.address) as channel:
+    with cluster.channel() as channel:
         return data_pb2_grpc.DataServiceStub(channel).PutBlocks(iter(requests)).root
 
 

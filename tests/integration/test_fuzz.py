@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokenweave.cli import LocalCluster
-from tokenweave.client._channel import open_channel
 from tokenweave.v1 import (
     auth_pb2,
     data_pb2,
@@ -178,11 +177,8 @@ def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
 @pytest.fixture(scope="module")
 def channel(cluster: LocalCluster) -> Iterator[grpc.Channel]:
     """Over TLS with the admin key: requests reach as deep as any caller's can."""
-    raw, calls = open_channel(
-        cluster.address, api_key=cluster.api_key, tls_ca=cluster.ca, options=[]
-    )
-    with raw:
-        yield calls
+    with cluster.channel() as channel:
+        yield channel
 
 
 SEEN: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)

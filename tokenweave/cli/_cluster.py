@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import grpc
+
 from tokenweave.client import Client
 from tokenweave.errors import TokenweaveError, UnavailableError
 
@@ -195,6 +197,14 @@ class LocalCluster:
             self.add_node()
         self.wait_for_nodes(nodes)
         return self
+
+    def channel(self, api_key: str | None = None, anonymous: bool = False) -> grpc.Channel:
+        """A raw gRPC channel to the coordinator (TLS, the admin key unless given another, or
+        none when `anonymous`)."""
+        from tokenweave.client._channel import open_channel
+
+        key = None if anonymous else api_key or self.api_key
+        return open_channel(self.address, api_key=key, tls_ca=self.ca)
 
     def client(self, timeout: float = 60.0, api_key: str | None = None) -> Client:
         """A client of the coordinator, with the admin key unless given another."""

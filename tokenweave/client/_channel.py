@@ -82,13 +82,11 @@ def open_channel(
     *,
     api_key: str | None,
     tls_ca: Path | None,
-    options: list[tuple[str, Any]],
-) -> tuple[grpc.Channel, grpc.Channel]:
-    """(the channel to close, the channel to call through)."""
+    options: list[tuple[str, Any]] | None = None,
+) -> grpc.Channel:
+    """A channel to `address` (closing it closes the connection)."""
     if tls_ca is not None:
         raw = grpc.secure_channel(address, channel_credentials(tls_ca), options=options)
     else:
         raw = grpc.insecure_channel(address, options=options)
-    if not api_key:
-        return raw, raw
-    return raw, grpc.intercept_channel(raw, _Authorize(api_key))
+    return grpc.intercept_channel(raw, _Authorize(api_key)) if api_key else raw

@@ -132,7 +132,7 @@ class Client:
         self.address = address or default_address()
         self.timeout = timeout
         ca = Path(tls_ca) if tls_ca is not None else default_tls_ca()
-        self._channel, calls = open_channel(
+        self._channel = calls = open_channel(
             self.address,
             api_key=api_key or default_api_key(),
             tls_ca=ca,

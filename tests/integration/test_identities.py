@@ -1,0 +1,126 @@
+"""Clients with identities, over TLS, against a real coordinator process: a job belongs to its
+submitter, admin operations need the admin key, keys can be revoked, and plaintext is refused
+where it should be."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from tokenweave.cli import LocalCluster
+from tokenweave.client import Client
+from tokenweave.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc
+
+from .conftest import ClusterFactory
+
+
+@pytest.fixture(scope="module")
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
+    cluster = module_cluster_factory()
+    cluster.start_coordinator()  # no nodes: jobs stay queued, which is all these tests need
+    return cluster
+
+
+def _cli(
+    cluster: LocalCluster, *args: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **cluster.client_env()}
+    if key is not None:
+        env["TOKENWEAVE_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "tokenweave.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_a_job_belongs_to_its_submitter(cluster: LocalCluster) -> None:
+    with cluster.client() as admin:
+        alice_key = admin.create_key("alice", label="laptop")
+        bob_key = admin.create_key("bob")
+    with cluster.client(api_key=alice_key) as alice, cluster.client(api_key=bob_key) as bob:
+        assert alice.whoami().client_id == "alice"
+        job = alice.embed(["a document of alice's"])
+        assert job.info.owner == "alice"
+        assert [j.job_id for j in alice.jobs()] == [job.id]
+        assert bob.jobs() == []
+        for peek in (bob.job, bob.cancel):
+            with pytest.raises(NotFoundError, match="no job with id"):
+                peek(job.id)
+        with pytest.raises(PermissionDeniedError, match="admin API key"):
+            bob.jobs(all_clients=True)
+        with pytest.raises(PermissionDeniedError):
+            bob.close_epoch()
+        with pytest.raises(PermissionDeniedError):
+            bob.create_key("mallory", admin=True)
+        alice.cancel(job.id)
+    with cluster.client() as admin:
+        assert job.id in {j.job_id for j in admin.jobs(all_clients=True)}
+        assert admin.job(job.id).info.owner == "alice"
+
+
+def test_a_revoked_key_is_refused_at_once(cluster: LocalCluster) -> None:
+    with cluster.client() as admin:
+        key = admin.create_key("carol")
+        with cluster.client(api_key=key) as carol:
+            assert carol.whoami().client_id == "carol"
+            admin.revoke_key(key.split("_")[1])
+            with pytest.raises(UnauthenticatedError, match="unknown or revoked"):
+                carol.whoami()
+
+
+def test_calls_without_a_key_or_without_tls_are_refused(cluster: LocalCluster) -> None:
+    with Client(cluster.address, tls_ca=cluster.ca, api_key="") as nobody:
+        with pytest.raises(UnauthenticatedError, match="needs an API key"):
+            nobody.jobs()
+        assert nobody.epochs() is not None, "rewards are public"
+    with Client(cluster.address, api_key=cluster.api_key, tls_ca=None) as plaintext:
+        with pytest.raises(UnavailableError):
+            plaintext.jobs()
+    with cluster.channel(anonymous=True) as channel, pytest.raises(grpc.RpcError) as info:
+        jobs_pb2_grpc.JobServiceStub(channel).ListJobs(jobs_pb2.ListJobsRequest())
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_key_commands(cluster: LocalCluster) -> None:
+    made = _cli(cluster, "keys", "create", "dave", "--label", "ci")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("tw_")
+    me = _cli(cluster, "whoami", key=key)
+    assert me.returncode == 0, me.stderr
+    assert me.stdout.startswith("dave")
+    listed = _cli(cluster, "keys", "ls", "--client", "dave", "--json")
+    assert '"label": "ci"' in listed.stdout
+    refused = _cli(cluster, "keys", "ls", key=key)
+    assert refused.returncode == 2
+    assert "PERMISSION_DENIED" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_coordinator_will_not_serve_plaintext_off_loopback(tmp_path: object) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "tokenweave.cli", "coordinator",
+            "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "plaintext is allowed on loopback only" in proc.stderr
