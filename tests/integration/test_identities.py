@@ -87,11 +87,13 @@ def test_calls_without_a_key_or_without_tls_are_refused(cluster: LocalCluster) -
         with pytest.raises(UnauthenticatedError, match="needs an API key"):
             nobody.jobs()
         assert nobody.epochs() is not None, "rewards are public"
-    with Client(cluster.address, api_key=cluster.api_key, tls_ca=None) as plaintext:
-        with pytest.raises(UnavailableError):
-            plaintext.jobs()
-    with cluster.channel(anonymous=True) as channel, pytest.raises(grpc.RpcError) as info:
-        jobs_pb2_grpc.JobServiceStub(channel).ListJobs(jobs_pb2.ListJobsRequest())
+    plaintext = Client(cluster.address, api_key=cluster.api_key, tls_ca=None)
+    with plaintext, pytest.raises(UnavailableError):
+        plaintext.jobs()
+    with cluster.channel(anonymous=True) as channel:
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ListJobs(jobs_pb2.ListJobsRequest())
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
