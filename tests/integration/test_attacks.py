@@ -13,11 +13,18 @@ from tokenweave.models import PreparedModel
 from tokenweave.node import NodeIdentity
 
 from .conftest import ClusterFactory, direct_embeddings, wait_until
-from .test_resilience import SMALL_SHARDS, _ledger, _text
+from .test_resilience import SMALL_SHARDS, _ledger
+from .test_resilience import _text as _long_text
 
 HOSTILE = "tests.integration.hostile"
 #: New nodes are vetted (all their work checked) until 10 of their results agreed with others'.
 VETTING = ("--vetting-results", "10")
+
+
+def _text() -> str:
+    """About 3,500 tokens: some 15 windows in 4 shards."""
+    text = _long_text()
+    return text[: len(text) // 2]
 
 
 def _node_counts(cluster: LocalCluster, address: str) -> dict[str, float]:
@@ -75,7 +82,6 @@ def test_a_node_that_takes_work_and_hangs_up_cannot_hold_a_job_back(
     text = _text()
     with cluster.client() as client:
         result = client.embed([text], window=256, overlap=32).result()
-        result = client.embed([text], window=256, overlap=32).result()  # a second job's worth
     _as_direct(result, prepared, text)
     counts = _node_counts(cluster, _address(cluster, 2))
     sessions = churner.log_path.read_text().count("hanging up on purpose")
