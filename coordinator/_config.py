@@ -46,6 +46,8 @@ class CoordinatorConfig:
     #: describe.
     max_dataset_bytes: int = 256 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024 * 1024 * 1024
+    #: Bytes of datasets one client may have uploaded (they land on operators' disks).
+    max_stored_bytes: int = 10 * 1024 * 1024 * 1024
     heartbeat_interval_s: float = 2.0
     #: A node not heard from for this many heartbeat intervals is offline; its shards requeue.
     heartbeat_misses: int = 3

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from tokenweave.coordinator._auth import Principal, current_principal
 from tokenweave.coordinator._custody import mint_challenges
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._lanes import Lanes
@@ -41,6 +42,15 @@ MAX_INTERIOR_BYTES = 64 << 20
 MAX_NAME_BYTES = 1024
 
 
+#: Bytes of datasets one client may have uploaded, unless the coordinator says otherwise.
+DEFAULT_MAX_STORED_BYTES = 10 * 1024**3
+
+
+def _own(principal: Principal) -> str | None:
+    """Whose datasets a listing shows: the caller's own, or everyone's to an admin."""
+    return None if principal.admin else principal.client_id
+
+
 class DataServicer(data_pb2_grpc.DataServiceServicer):
     def __init__(
         self,
@@ -48,11 +58,14 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         index: DatasetIndex,
         replicas: int,
         limits: DagLimits = EXPORT_LIMITS,
+        max_stored_bytes: int = DEFAULT_MAX_STORED_BYTES,
     ) -> None:
         self._lanes = lanes
         self._index = index
         self._replicas = replicas
         self._limits = limits
+        #: Bytes of datasets one client may have uploaded (blocks land on operators' disks).
+        self._max_stored_bytes = max_stored_bytes
 
     async def _place(self, cid: CID, data: bytes) -> int:
         """Store the block on `replicas` connected nodes, in its rendezvous order: a node that
@@ -87,6 +100,8 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         cids: list[str] = []
         total = 0
         fewest = self._replicas
+        owner = current_principal().client_id
+        stored = await self._index.stored_bytes(owner)
         interior: dict[CID, bytes] = {}
         interior_bytes = 0
         sizes: dict[CID, int] = {}
@@ -108,7 +123,7 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                         f"the upload gives its size as {finish.size:,} bytes but its DAG "
                         f"declares {declared:,}; nothing recorded"
                     )
-                await self._index.record(root, finish.name, finish.size, cids)
+                await self._index.record(root, finish.name, finish.size, cids, owner)
                 return data_pb2.PutBlocksResponse(
                     root=root, blocks=len(cids), bytes=total, min_replicas=fewest
                 )
@@ -120,6 +135,12 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                 )
             if not cid.verify(block.data):
                 raise InvalidArgumentError(f"block {cid}: the bytes do not hash to the CID")
+            if stored + total + len(block.data) > self._max_stored_bytes:
+                raise ResourceExhaustedError(
+                    f"client {owner or '(none)'} stores {stored:,} bytes of datasets; this upload "
+                    f"would pass the quota of {self._max_stored_bytes:,} (coordinator "
+                    "--max-stored-bytes); nothing recorded"
+                )
             sizes[cid] = len(block.data)
             if cid.codec == DAG_PB and cid not in interior:
                 interior_bytes += len(block.data)
@@ -171,7 +192,7 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         return data_pb2.ListDatasetsResponse(
             datasets=[
                 data_pb2.Dataset(root=d.root, name=d.name, size=d.size, blocks=d.blocks)
-                for d in await self._index.datasets()
+                for d in await self._index.datasets(_own(current_principal()))
             ]
         )
 

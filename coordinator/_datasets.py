@@ -105,12 +105,20 @@ class DatasetIndex:
             await session.execute(delete(BlockChallengeRow).where(BlockChallengeRow.id == row.id))
             return row.nonce, row.proof
 
-    async def record(self, root: str, name: str, size: int, cids: Sequence[str]) -> DatasetView:
+    async def record(
+        self, root: str, name: str, size: int, cids: Sequence[str], owner: str = ""
+    ) -> DatasetView:
+        """Record an upload (the first upload of a root is the one kept, with its owner)."""
         async with self._db.begin() as session:
             row = await session.get(DatasetRow, root)
             if row is None:
                 row = DatasetRow(
-                    root=root, name=name, size=size, blocks=len(cids), created_at=utcnow()
+                    root=root,
+                    name=name,
+                    size=size,
+                    blocks=len(cids),
+                    created_at=utcnow(),
+                    owner=owner,
                 )
                 session.add(row)
                 await session.flush()
@@ -128,10 +136,23 @@ class DatasetIndex:
             )
             return [ProviderView(r.node_id, r.peer_id, tuple(r.multiaddrs)) for r in rows]
 
-    async def datasets(self) -> list[DatasetView]:
+    async def datasets(self, owner: str | None = None) -> list[DatasetView]:
+        """Every dataset, or `owner`'s."""
+        query = select(DatasetRow).order_by(DatasetRow.created_at)
+        if owner is not None:
+            query = query.where(DatasetRow.owner == owner)
         async with self._db() as session:
-            rows = await session.scalars(select(DatasetRow).order_by(DatasetRow.created_at))
-            return [DatasetView(r.root, r.name, r.size, r.blocks) for r in rows]
+            return [
+                DatasetView(r.root, r.name, r.size, r.blocks) for r in await session.scalars(query)
+            ]
+
+    async def stored_bytes(self, owner: str) -> int:
+        """Bytes of the datasets `owner` uploaded."""
+        async with self._db() as session:
+            total = await session.scalar(
+                select(func.coalesce(func.sum(DatasetRow.size), 0)).where(DatasetRow.owner == owner)
+            )
+        return int(total or 0)
 
     async def status(self, root: str) -> tuple[DatasetView, list[tuple[str, list[str]]]]:
         """The dataset and, for each of its blocks, the nodes on record as holding it."""

@@ -241,6 +241,8 @@ class DatasetRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     blocks: Mapped[int]
     created_at: Mapped[timestamp]
+    #: The client that first uploaded it: its bytes count against that client's quota.
+    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
 
 
 class DatasetBlockRow(Base):

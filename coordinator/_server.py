@@ -311,6 +311,7 @@ class CoordinatorServer:
                 index,
                 config.replicas,
                 dataclasses.replace(EXPORT_LIMITS, max_bytes=config.max_upload_bytes),
+                config.max_stored_bytes,
             ),
             server,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,19 +17,18 @@ from tokenweave.client import Client
 from tokenweave.errors import (
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
 )
 from tokenweave.v1 import jobs_pb2, jobs_pb2_grpc
 
-from .conftest import ClusterFactory
+from .conftest import ClusterFactory, random_file
 
 
 @pytest.fixture(scope="module")
 def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
-    cluster = module_cluster_factory()
-    cluster.start_coordinator()  # no nodes: jobs stay queued, which is all these tests need
-    return cluster
+    return module_cluster_factory(nodes=1, coordinator_args=("--max-stored-bytes", "100000"))
 
 
 def _cli(
@@ -66,10 +66,26 @@ def test_a_job_belongs_to_its_submitter(cluster: LocalCluster) -> None:
             bob.close_epoch()
         with pytest.raises(PermissionDeniedError):
             bob.create_key("mallory", admin=True)
-        alice.cancel(job.id)
     with cluster.client() as admin:
         assert job.id in {j.job_id for j in admin.jobs(all_clients=True)}
         assert admin.job(job.id).info.owner == "alice"
+
+
+def test_each_client_stores_datasets_within_its_quota(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    with cluster.client() as admin:
+        erin_key, frank_key = admin.create_key("erin"), admin.create_key("frank")
+    files = [random_file(tmp_path / f"f{i}.bin", 60_000, seed=i) for i in range(3)]
+    with cluster.client(api_key=erin_key) as erin, cluster.client(api_key=frank_key) as frank:
+        first = erin.put(files[0]).root
+        with pytest.raises(ResourceExhaustedError, match="quota of 100,000"):
+            erin.put(files[1])
+        second = frank.put(files[2]).root  # frank has a quota of his own
+        assert [d.root for d in erin.datasets()] == [first]
+        assert [d.root for d in frank.datasets()] == [second]
+    with cluster.client() as admin:
+        assert {first, second} <= {d.root for d in admin.datasets()}
 
 
 def test_a_revoked_key_is_refused_at_once(cluster: LocalCluster) -> None:

@@ -154,6 +154,12 @@ def _add_trust_flags(p: argparse.ArgumentParser) -> None:
         "--max-upload-bytes", type=int, metavar="N", help="bytes an upload may describe (64 GiB)"
     )
     p.add_argument(
+        "--max-stored-bytes",
+        type=int,
+        metavar="N",
+        help="bytes of datasets one client may upload (10 GiB)",
+    )
+    p.add_argument(
         "--dispute-wait-s",
         type=float,
         metavar="S",
