@@ -118,20 +118,23 @@ class EmbedWorkload(Workload):
         context: PlanContext,
     ) -> JobPlan:
         plan = self._window_plan(options, context)
-        encodings = context.tokenizer.encode_batch(
-            [d.text for d in documents], add_special_tokens=False
-        )
-        _check_window_count(plan, documents, [len(e.ids) for e in encodings], context.model.dim)
+        counted = _WindowCount(plan, context.model.dim)
         ids: list[npt.NDArray[np.uint32]] = []
         planned: list[DocumentPlan] = []
         spans: list[WindowSpan] = []
-        for i, (doc, encoding) in enumerate(zip(documents, encodings, strict=True)):
+        for i, doc in enumerate(documents):
+            # One document at a time, its encoding dropped once its ids and offsets are arrays:
+            # memory holds one document's tokenizer objects (about 0.9 KB a token), never the
+            # whole job's (a batch of documents measured twice the peak, bench_plan_memory.py).
+            encoding = context.tokenizer.encode(doc.text, add_special_tokens=False)
             doc_ids = np.asarray(encoding.ids, dtype=np.uint32)
+            offsets = np.asarray(encoding.offsets, dtype=np.uint32).reshape(-1, 2)
+            del encoding
             if len(doc_ids) == 0:
                 raise InvalidArgumentError(
                     f"{_label(i, doc.name)} has no tokens after tokenization"
                 )
-            offsets = np.asarray(encoding.offsets, dtype=np.uint32).reshape(-1, 2)
+            counted.add(_label(i, doc.name), len(doc_ids))
             ids.append(doc_ids)
             planned.append(
                 DocumentPlan(doc.name, len(doc_ids), tensors.to_bytes(offsets, "uint32"))
@@ -308,27 +311,31 @@ def window_count(plan: WindowPlan, length: int) -> int:
     return 1 + max(0, -(-(length - plan.content) // plan.stride))
 
 
-def _check_window_count(
-    plan: WindowPlan, documents: Sequence[DocumentInput], lengths: Sequence[int], dim: int
-) -> None:
-    """Refuse, before any window is cut, a job whose windows would not fit the bounds."""
-    per_document = max(1, MAX_DOCUMENT_FLOATS // max(dim, 1))
-    total = 0
-    for i, (doc, length) in enumerate(zip(documents, lengths, strict=True)):
+class _WindowCount:
+    """Refuses, before a document's windows are cut, a document or a job whose windows would
+    not fit the bounds."""
+
+    def __init__(self, plan: WindowPlan, dim: int) -> None:
+        self._plan = plan
+        self._per_document = max(1, MAX_DOCUMENT_FLOATS // max(dim, 1))
+        self.total = 0
+
+    def add(self, label: str, length: int) -> None:
+        plan = self._plan
         count = window_count(plan, length)
-        if count > per_document:
+        if count > self._per_document:
             raise InvalidArgumentError(
-                f"{_label(i, doc.name)} would be cut into {count:,} windows at "
-                f"window={plan.window} and overlap={plan.overlap}; a document's result holds at "
-                f"most {per_document:,}: raise window, lower overlap or split the document"
+                f"{label} would be cut into {count:,} windows at window={plan.window} and "
+                f"overlap={plan.overlap}; a document's result holds at most "
+                f"{self._per_document:,}: raise window, lower overlap or split the document"
             )
-        total += count
-    if total > MAX_JOB_WINDOWS:
-        raise InvalidArgumentError(
-            f"the job would be cut into {total:,} windows at window={plan.window} and "
-            f"overlap={plan.overlap}; a job holds at most {MAX_JOB_WINDOWS:,}: raise window, "
-            "lower overlap or send fewer documents"
-        )
+        self.total += count
+        if self.total > MAX_JOB_WINDOWS:
+            raise InvalidArgumentError(
+                f"the job would be cut into at least {self.total:,} windows at "
+                f"window={plan.window} and overlap={plan.overlap}; a job holds at most "
+                f"{MAX_JOB_WINDOWS:,}: raise window, lower overlap or send fewer documents"
+            )
 
 
 def window_cosines(
