@@ -8,7 +8,7 @@ answer every one with a deliberate status: never INTERNAL or UNKNOWN, never a un
 hanging, and nothing stored for a request it refused.
 
 The inputs tried and the statuses seen per RPC are written to `build/fuzz-report.txt` (the
-README quotes them). `FUZZ_EXAMPLES` sets the examples per RPC (default 60, bounded for CI).
+README quotes them). `FUZZ_EXAMPLES` sets the examples per RPC (default 40, bounded for CI).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tokenweave.v1 import (
 
 from .conftest import ClusterFactory
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 DEADLINE_S = 10.0
 FORBIDDEN = {"INTERNAL", "UNKNOWN"}
 #: Streams that rightly stay open with nothing to say.

@@ -25,3 +25,17 @@ def test_signatures_recover_to_the_address(tmp_path: Path) -> None:
     assert recovered == identity.address
     other = Account.recover_message(encode_defunct(text="challenge 124"), signature=signature)
     assert other != identity.address
+
+
+def test_signatures_and_addresses_match_eth_account(tmp_path: Path) -> None:
+    """The node signs with eth_keys alone; what the coordinator checks with eth_account (and any
+    wallet with personal_sign) must recover the node's address."""
+    for i in range(5):
+        identity = NodeIdentity.load_or_create(tmp_path / f"n{i}")
+        assert identity.address == Account.from_key(identity.private_key).address
+        message = f"tokenweave challenge {i} ✓"
+        signature = identity.sign(message)
+        expected = Account.sign_message(encode_defunct(text=message), identity.private_key)
+        assert signature == bytes(expected.signature)
+        recovered = Account.recover_message(encode_defunct(text=message), signature=signature)
+        assert recovered == identity.address
