@@ -20,13 +20,13 @@ import contextlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.errors import FailedPreconditionError
 from tokenweave.storage import (
     CID,
     DAG_PB,
-    BlockExchange,
     CancelFlag,
     DagLimits,
     ReadCancelledError,
@@ -35,6 +35,9 @@ from tokenweave.storage import (
     range_blocks,
 )
 from tokenweave.workloads import DocumentInput, DocumentSource
+
+if TYPE_CHECKING:
+    from tokenweave.storage import BlockExchange
 
 #: JSON Lines field read when a job does not name one.
 DEFAULT_TEXT_FIELD = "text"
@@ -82,6 +85,9 @@ class DatasetReader:
             if self._closed:
                 raise ReadCancelledError("the coordinator is shutting down")
             if self._exchange is None:
+                # libp2p loads here, on the first dataset job, not at every start.
+                from tokenweave.storage import BlockExchange
+
                 self._exchange = BlockExchange(timeout=self._fetch_timeout_s).start()
             return self._exchange
 

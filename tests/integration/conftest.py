@@ -38,7 +38,7 @@ GENESIS = HERE.parents[1] / "tokenweave" / "cli" / "data" / "genesis.txt"
 _cluster_numbers = itertools.count()
 #: Test nodes: small batches on one thread each (several share 2 cores), and a short calibration
 #: (it is most of a node's start-up CPU, and the suite starts about a hundred nodes).
-NODE_ARGS = ("--batch-size", "8", "--threads", "1", "--calibration-windows", "2")
+NODE_ARGS = ("--batch-size", "8", "--threads", "1", "--calibration-windows", "1")
 #: Test coordinators: no vetting of new nodes by default (every node of a test is new, so it would
 #: run most shards twice); the tests of verification turn it on or verify everything.
 COORDINATOR_ARGS = ("--vetting-results", "0")
