@@ -36,7 +36,7 @@ demo: models
 # module's shared cluster is started once (see tests/integration/conftest.py); modules go to
 # whichever worker is free. `make test TEST_WORKERS=0` runs it all in one process.
 #   make test       setup, lint, type check, then the whole suite (what CI runs: .ci/run)
-#   make test-unit  setup, then every test but the integration ones (about 30 s)
+#   make test-unit  setup, then every test but the integration ones (about 70 s on 2 cores)
 #   make pytest     setup, then the whole suite (no lint or type check)
 TEST_WORKERS ?= 3
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
