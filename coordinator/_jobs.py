@@ -8,7 +8,6 @@ a node and back is opaque bytes here. ORM rows never leave this module: callers 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from tokenweave.coordinator._db import (
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
+from tokenweave.coordinator._planned import document_label, planned_rows
 from tokenweave.coordinator._quota import ClientQuota, check_quota
 from tokenweave.coordinator._views import (
     DocumentResult,
@@ -39,17 +39,12 @@ from tokenweave.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    TokenweaveError,
     clip,
 )
 from tokenweave.types import JobInfo, JobState, NodeShare
 from tokenweave.workloads import (
-    DocumentInput,
     DocumentPlan,
-    DocumentSource,
-    JobPlan,
     PlanContext,
-    TaskPlan,
 )
 
 #: Documents read from the database at a time when streaming a job's results.
@@ -81,45 +76,6 @@ def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
     )
 
 
-def _source_json(source: DocumentSource) -> dict[str, object]:
-    return {
-        "file": source.file,
-        "start": source.start,
-        "end": source.end,
-        "text_field": source.text_field,
-    }
-
-
-def _locality(
-    documents: Sequence[DocumentInput], holders: Mapping[str, frozenset[str]], task: TaskPlan
-) -> tuple[int, list[str]]:
-    """Bytes of dataset a task reads, and the nodes that hold every block it reads."""
-    sources = [source for d in task.reads if (source := documents[d].source) is not None]
-    if not sources:
-        return 0, []
-    blocks = {b for source in sources for b in source.blocks}
-    local = frozenset.intersection(*(holders.get(b, frozenset()) for b in blocks))
-    return sum(source.end - source.start for source in sources), sorted(local)
-
-
-def _check_plan(workload: str, plan: JobPlan, documents: int) -> None:
-    """A workload's plan must account for every document and give nodes work; anything else is
-    a defect of the workload (INTERNAL), not of the job."""
-    if len(plan.documents) != documents:
-        raise TokenweaveError(
-            f"workload {workload} planned {len(plan.documents)} documents for {documents}"
-        )
-    if not plan.tasks:
-        raise TokenweaveError(f"workload {workload} planned no tasks")
-    for task in plan.tasks:
-        if task.cost <= 0 or any(not 0 <= d < documents for d in task.reads):
-            raise TokenweaveError(f"workload {workload} planned a task with a bad cost or read")
-
-
-def _label(index: int, name: str) -> str:
-    return f"document {index}" + (f" ({clip(name)})" if name else "")
-
-
 class JobStore:
     def __init__(
         self,
@@ -146,11 +102,11 @@ class JobStore:
             )
         for i, doc in enumerate(request.documents):
             if not doc.text.strip():
-                raise InvalidArgumentError(f"{_label(i, doc.name)} is empty")
+                raise InvalidArgumentError(f"{document_label(i, doc.name)} is empty")
             size = len(doc.text.encode())
             if size > self._limits.max_document_bytes:
                 raise InvalidArgumentError(
-                    f"{_label(i, doc.name)} is {size} bytes; the limit is "
+                    f"{document_label(i, doc.name)} is {size} bytes; the limit is "
                     f"{self._limits.max_document_bytes} bytes (coordinator --max-document-bytes)"
                 )
 
@@ -172,70 +128,14 @@ class JobStore:
         plan = await asyncio.to_thread(
             workload.plan, request.model, request.documents, request.options, context
         )
-        _check_plan(workload.name, plan, len(request.documents))
-        job_id = uuid.uuid4().hex
-        job = JobRow(
-            job_id=job_id,
-            state=JobState.QUEUED,
-            workload=workload.name,
-            options=dict(plan.options),
-            model=request.model,
-            model_sha256=entry.sha256,
-            documents=len(plan.documents),
-            tokens=plan.tokens,
-            items=plan.items,
-            shards_total=len(plan.tasks),
-            shards_done=0,
-            tokens_processed=0,
-            created_at=utcnow(),
-            started_at=None,
-            finished_at=None,
-            error="",
-            version=1,
-            dataset=request.dataset,
-            owner=request.owner,
-        )
-        shard_rows = []
-        for index, task in enumerate(plan.tasks):
-            read_bytes, local_nodes = _locality(request.documents, request.holders, task)
-            shard_rows.append(
-                ShardRow(
-                    shard_id=f"{job_id}-{index}",
-                    job_id=job_id,
-                    index=index,
-                    payload=task.payload,
-                    detail=task.detail,
-                    cost=task.cost,
-                    state=ShardState.PENDING,
-                    node_id=None,
-                    attempts=0,
-                    leased_at=None,
-                    output=None,
-                    completed_at=None,
-                    read_bytes=read_bytes,
-                    local_nodes=local_nodes,
-                )
-            )
+        rows = planned_rows(request, plan, workload.name, entry.sha256)
         async with self._sessions.begin() as session:
             await check_quota(session, self._limits.quota, request.owner, plan.tokens)
-            session.add(job)
+            session.add(rows.job)
             await session.flush()
-            session.add_all(
-                DocumentRow(
-                    job_id=job_id,
-                    index=i,
-                    name=doc.name,
-                    tokens=doc.tokens,
-                    detail=doc.detail,
-                    result=None,
-                    source=None if given.source is None else _source_json(given.source),
-                )
-                for i, (doc, given) in enumerate(
-                    zip(plan.documents, request.documents, strict=True)
-                )
-            )
-            session.add_all(shard_rows)
-        return job_from_row(job), [_queued(s, job) for s in shard_rows]
+            session.add_all(rows.documents)
+            session.add_all(rows.shards)
+        return job_from_row(rows.job), [_queued(s, rows.job) for s in rows.shards]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -255,13 +155,6 @@ class JobStore:
             if row is None:
                 raise NotFoundError(f"no job with id {clip(job_id)}")
             return job_from_row(row, await self._node_shares(session, job_id))
-
-    async def recent(self, limit: int) -> list[JobInfo]:
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
-            )
-            return [job_from_row(r) for r in rows]
 
     async def payload(self, shard_id: str) -> bytes:
         """What a shard's node is sent (kept in the database, not in memory, until then)."""

@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._db import LedgerRow, NodeRow, VerificationRow, open_database
+from tokenweave.coordinator._db import (
+    JobRow,
+    LedgerRow,
+    NodeRow,
+    VerificationRow,
+    open_database,
+)
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobLimits, JobStore
@@ -598,7 +604,7 @@ async def test_a_defective_plan_is_an_internal_error_and_stores_nothing(
     request = dataclasses.replace(_job(), workload="test-no-work")
     with pytest.raises(TokenweaveError, match="workload test-no-work planned no tasks"):
         await dispatcher.submit(request)
-    assert await store.recent(10) == []
+    assert await _rows(store, JobRow) == []
 
 
 async def test_a_new_nodes_work_is_all_verified_until_it_has_a_record(

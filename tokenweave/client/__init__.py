@@ -2,7 +2,7 @@
 
 * `Client` (_client.py) — a connection to a coordinator's JobService; `embed()`, `job()`,
   `jobs()`, `nodes()`, `cancel()`.
-* `EmbedJob` (_client.py) — a submitted job: `watch()`, `wait()`, `result()`, `cancel()`.
+* `EmbedJob` (_job.py) — a submitted job: `watch()`, `wait()`, `result()`, `cancel()`.
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.
 * Datasets (_data.py) — `put()`, `get()`, `datasets()` and `dataset_status()` give
   `PutResult`, `DatasetInfo` and `BlockReplicas`.
@@ -21,13 +21,7 @@ from typing import TYPE_CHECKING
 from tokenweave import _lazy_exports
 
 if TYPE_CHECKING:
-    from tokenweave.client._client import (
-        DEFAULT_MODEL,
-        Client,
-        EmbedJob,
-        EmbedResult,
-        default_address,
-    )
+    from tokenweave.client._client import DEFAULT_MODEL, Client, default_address
     from tokenweave.client._convert import (
         DocumentEmbedding,
         JobInfo,
@@ -36,6 +30,7 @@ if TYPE_CHECKING:
         NodeShare,
     )
     from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
+    from tokenweave.client._job import EmbedJob, EmbedResult
     from tokenweave.client._keys import ApiKeyInfo, Identity
     from tokenweave.client._rewards import (
         ChainInfo,
@@ -48,7 +43,8 @@ else:
     __getattr__, __dir__ = _lazy_exports(
         __name__,
         {
-            "._client": ("DEFAULT_MODEL", "Client", "EmbedJob", "EmbedResult", "default_address"),
+            "._client": ("DEFAULT_MODEL", "Client", "default_address"),
+            "._job": ("EmbedJob", "EmbedResult"),
             "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
             "._data": ("BlockReplicas", "DatasetInfo", "PutResult"),
             "._keys": ("ApiKeyInfo", "Identity"),

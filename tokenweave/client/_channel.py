@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from tokenweave._tls import channel_credentials
+from tokenweave.errors import TokenweaveError, error_for_status
 
 API_KEY_ENV = "TOKENWEAVE_API_KEY"
 TLS_CA_ENV = "TOKENWEAVE_TLS_CA"
@@ -90,3 +91,10 @@ def open_channel(
     else:
         raw = grpc.insecure_channel(address, options=options)
     return grpc.intercept_channel(raw, _Authorize(api_key)) if api_key else raw
+
+
+def translate(exc: grpc.RpcError) -> TokenweaveError:
+    """The `tokenweave.errors` class of a failed call, with the coordinator's message."""
+    code = exc.code()
+    details = exc.details() or code.name
+    return error_for_status(code.name, details)

@@ -1,0 +1,127 @@
+"""A workload's plan as database rows: the job, its documents and its shards, with what
+placement needs of each shard (bytes of dataset it reads, the nodes holding them all).
+
+A plan is the workload's, so it is checked before it is stored: it must account for every
+document and give nodes work, or it is a defect of the workload (INTERNAL), not of the job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tokenweave.coordinator._db import DocumentRow, JobRow, ShardRow, utcnow
+from tokenweave.coordinator._views import JobRequest, ShardState
+from tokenweave.errors import TokenweaveError, clip
+from tokenweave.types import JobState
+from tokenweave.workloads import DocumentInput, DocumentSource, JobPlan, TaskPlan
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRows:
+    job: JobRow
+    documents: list[DocumentRow]
+    shards: list[ShardRow]
+
+
+def document_label(index: int, name: str) -> str:
+    return f"document {index}" + (f" ({clip(name)})" if name else "")
+
+
+def _source_json(source: DocumentSource) -> dict[str, object]:
+    return {
+        "file": source.file,
+        "start": source.start,
+        "end": source.end,
+        "text_field": source.text_field,
+    }
+
+
+def _locality(
+    documents: Sequence[DocumentInput], holders: Mapping[str, frozenset[str]], task: TaskPlan
+) -> tuple[int, list[str]]:
+    """Bytes of dataset a task reads, and the nodes that hold every block it reads."""
+    sources = [source for d in task.reads if (source := documents[d].source) is not None]
+    if not sources:
+        return 0, []
+    blocks = {b for source in sources for b in source.blocks}
+    local = frozenset.intersection(*(holders.get(b, frozenset()) for b in blocks))
+    return sum(source.end - source.start for source in sources), sorted(local)
+
+
+def check_plan(workload: str, plan: JobPlan, documents: int) -> None:
+    """A workload's plan must account for every document and give nodes work; anything else is
+    a defect of the workload (INTERNAL), not of the job."""
+    if len(plan.documents) != documents:
+        raise TokenweaveError(
+            f"workload {workload} planned {len(plan.documents)} documents for {documents}"
+        )
+    if not plan.tasks:
+        raise TokenweaveError(f"workload {workload} planned no tasks")
+    for task in plan.tasks:
+        if task.cost <= 0 or any(not 0 <= d < documents for d in task.reads):
+            raise TokenweaveError(f"workload {workload} planned a task with a bad cost or read")
+
+
+def planned_rows(
+    request: JobRequest, plan: JobPlan, workload: str, model_sha256: str
+) -> PlannedRows:
+    """The rows of a new, queued job (not yet added to any session)."""
+    check_plan(workload, plan, len(request.documents))
+    job_id = uuid.uuid4().hex
+    job = JobRow(
+        job_id=job_id,
+        state=JobState.QUEUED,
+        workload=workload,
+        options=dict(plan.options),
+        model=request.model,
+        model_sha256=model_sha256,
+        documents=len(plan.documents),
+        tokens=plan.tokens,
+        items=plan.items,
+        shards_total=len(plan.tasks),
+        shards_done=0,
+        tokens_processed=0,
+        created_at=utcnow(),
+        started_at=None,
+        finished_at=None,
+        error="",
+        version=1,
+        dataset=request.dataset,
+        owner=request.owner,
+    )
+    shard_rows = []
+    for index, task in enumerate(plan.tasks):
+        read_bytes, local_nodes = _locality(request.documents, request.holders, task)
+        shard_rows.append(
+            ShardRow(
+                shard_id=f"{job_id}-{index}",
+                job_id=job_id,
+                index=index,
+                payload=task.payload,
+                detail=task.detail,
+                cost=task.cost,
+                state=ShardState.PENDING,
+                node_id=None,
+                attempts=0,
+                leased_at=None,
+                output=None,
+                completed_at=None,
+                read_bytes=read_bytes,
+                local_nodes=local_nodes,
+            )
+        )
+    documents = [
+        DocumentRow(
+            job_id=job_id,
+            index=i,
+            name=doc.name,
+            tokens=doc.tokens,
+            detail=doc.detail,
+            result=None,
+            source=None if given.source is None else _source_json(given.source),
+        )
+        for i, (doc, given) in enumerate(zip(plan.documents, request.documents, strict=True))
+    ]
+    return PlannedRows(job, documents, shard_rows)
