@@ -15,8 +15,8 @@ Every RPC has an access level (`METHOD_ACCESS`; an RPC not listed is admin-only)
     CLIENT  any valid key
     ADMIN   an admin key
 
-`AuthInterceptor` checks the key, applies the caller's rate limit (a token bucket per client,
-or per peer for calls without a key), and makes the caller known to the servicers through
+`AuthInterceptor` checks the key, applies the caller's rate limit to every call (a token bucket
+per client, or per host for calls without a key, nodes' included), and makes the caller known to the servicers through
 `current_principal()` (a context variable: grpc.aio serves each call in a task of its own).
 """
 
@@ -300,7 +300,7 @@ class AuthInterceptor(aio.ServerInterceptor):
             if access is Access.ADMIN and not principal.admin:
                 raise PermissionDeniedError(f"{method} needs an admin API key")
             caller = principal.client_id or f"peer {_peer_host(context)}"
-            if access is not Access.NODE and not self._limiter.allow(caller):
+            if not self._limiter.allow(caller):  # nodes too: a flood of Registers costs CPU
                 raise ResourceExhaustedError(
                     f"rate limit: {caller} may make {self._limiter.rate:g} calls a second "
                     f"(bursts of {self._limiter.burst:g}); slow down"

@@ -62,6 +62,7 @@ def _handlers() -> list[grpc.GenericRpcHandler]:
             "tokenweave.v1.RewardsService", {"GetRewards": unary(), "CloseEpoch": unary()}
         ),
         grpc.method_handlers_generic_handler("tokenweave.v1.Unlisted", {"Do": unary()}),
+        grpc.method_handlers_generic_handler("tokenweave.v1.NodeService", {"Register": unary()}),
     ]
 
 
@@ -188,6 +189,9 @@ async def test_a_caller_over_its_rate_is_told_to_slow_down(db: Sessions) -> None
         statuses = [(await _call(address, LIST, alice))[0] for _ in range(5)]
         assert statuses == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 2
         assert (await _call(address, LIST, bob))[0] == "OK", "another client has its own bucket"
+        register = "/tokenweave.v1.NodeService/Register"
+        statuses = [(await _call(address, register))[0] for _ in range(4)]
+        assert statuses == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"], "a host flooding Register too"
     finally:
         await srv.stop(None)
 
