@@ -16,8 +16,9 @@ Every RPC has an access level (`METHOD_ACCESS`; an RPC not listed is admin-only)
     ADMIN   an admin key
 
 `AuthInterceptor` checks the key, applies the caller's rate limit to every call (a token bucket
-per client, or per host for calls without a key, nodes' included), and makes the caller known to the servicers through
-`current_principal()` (a context variable: grpc.aio serves each call in a task of its own).
+per client, or per host for calls without a key, nodes' included), and makes the caller known
+to the servicers through `current_principal()` (a context variable: grpc.aio serves each call
+in a task of its own).
 """
 
 from __future__ import annotations
