@@ -80,13 +80,19 @@ def admin_key_env(key: str) -> Iterator[str]:
 
 @contextmanager
 def coordinator(
-    data_dir: Path, model_cache: Path, limits: ServiceLimits | None = None, listen: str = ""
+    data_dir: Path,
+    model_cache: Path,
+    limits: ServiceLimits | None = None,
+    listen: str = "",
+    rate_limit: float = CoordinatorConfig.rate_limit,
 ) -> Iterator[Running]:
     config = CoordinatorConfig(
         listen=listen or "127.0.0.1:0",
         data_dir=data_dir,
         model_cache=model_cache,
         shutdown_grace_s=1.0,
+        rate_limit=rate_limit,
+        rate_burst=max(CoordinatorConfig.rate_burst, rate_limit),
     )
     running = Running(config, limits)
     try:
