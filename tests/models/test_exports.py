@@ -13,6 +13,7 @@ def test_public_names_are_pinned() -> None:
         "SPECIAL_TOKENS_PER_WINDOW",
         "SpecialTokens",
         "TokenIds",
+        "Tokens",
         "UnknownModelError",
         "default_cache_dir",
         "default_providers",
@@ -22,6 +23,7 @@ def test_public_names_are_pinned() -> None:
         "load_prepared",
         "load_tokenizer",
         "prepare_model",
+        "tokenize",
         "windows_digest",
     ]
     for name in tokenweave.models.__all__:

@@ -1,9 +1,13 @@
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from tokenweave.models import SpecialTokens, encode_document
+from tokenweave.cli._demo import shipped_text
+from tokenweave.models import SpecialTokens, encode_document, tokenize
+from tokenweave.models._tokenizer import splits_at_whitespace
 
 
 def test_special_tokens_come_from_the_tokenizer(
@@ -35,3 +39,48 @@ def test_documents_are_neither_truncated_nor_padded(tokenizer: Tokenizer) -> Non
     assert len(ids) == 1000
     assert len(encode_document(tokenizer, "short")) == 1
     assert encode_document(tokenizer, "").shape == (0,)
+
+
+def _whole(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    return encoding.ids, [tuple(o) for o in encoding.offsets]
+
+
+# Spaces, newlines and the characters BERT's normalizer treats specially: other whitespace,
+# control characters (dropped), combining accents, CJK (split one by one), punctuation, an
+# uppercase sigma (lowercased by context in some libraries) and the special tokens' text.
+_ALPHABET = st.sampled_from(
+    [*"ab Z \n\t\r.,!", "\x00", "\x1c", "\u00a0", "\u2003", "\u0301", "é", "你", "Σ", "[CLS]"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(_ALPHABET, max_size=60), chunk=st.integers(1, 12))
+def test_chunked_tokenization_equals_one_call(
+    tokenizer: Tokenizer, parts: list[str], chunk: int
+) -> None:
+    text = "".join(parts)
+    tokens = tokenize(tokenizer, text, chunk_chars=chunk)
+    ids, offsets = _whole(tokenizer, text)
+    assert tokens.ids.tolist() == ids
+    assert [tuple(o) for o in tokens.offsets.tolist()] == offsets
+
+
+def test_a_book_tokenizes_the_same_in_chunks(tokenizer: Tokenizer) -> None:
+    text = shipped_text().read_text(encoding="utf-8")[:200_000]
+    tokens = tokenize(tokenizer, text, chunk_chars=997)
+    ids, offsets = _whole(tokenizer, text)
+    assert tokens.ids.tolist() == ids
+    assert [tuple(o) for o in tokens.offsets.tolist()] == offsets
+    assert tokens.ids.dtype == tokens.offsets.dtype == np.uint32
+
+
+def test_a_tokenizer_that_may_join_across_spaces_is_not_chunked() -> None:
+    byte_level = Tokenizer(models.BPE())
+    byte_level.pre_tokenizer = pre_tokenizers.ByteLevel()
+    assert not splits_at_whitespace(byte_level)
+    bert = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    bert.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    assert splits_at_whitespace(bert)
+    bert.normalizer = normalizers.Replace(" ", "")
+    assert not splits_at_whitespace(bert)

@@ -11,9 +11,10 @@ The code is organized as follows:
 * prepare_model, load_prepared, PreparedModel, default_cache_dir (_cache.py) — the on-disk cache
   ``<cache_dir>/<name>/{model.onnx, tokenizer.json, manifest.json}``: built once, written
   atomically (_file_integrity.py), re-hashed against its manifest (_manifest.py) on every load.
-* load_tokenizer, encode_document, SpecialTokens (_tokenizer.py) — whole-document tokenization
-  without special tokens, and the [CLS]/[SEP]/[PAD] ids windows are framed and padded with;
-  windows_digest, the hash of the token ids a node ran.
+* load_tokenizer, tokenize, Tokens, encode_document, SpecialTokens (_tokenizer.py) — whole-document
+  tokenization without special tokens, in pieces cut at whitespace so memory stays bounded; the
+  [CLS]/[SEP]/[PAD] ids windows are framed and padded with; windows_digest, the hash of the
+  token ids a node ran.
 * EmbeddingSession (_session.py) — token-id windows in, unit-length float32 vectors out, batched
   on the CUDA or CPU execution provider.
 * UnknownModelError, ModelCacheError, ModelHashMismatchError (_errors.py).
@@ -39,8 +40,10 @@ from tokenweave.models._tokenizer import (
     SPECIAL_TOKENS_PER_WINDOW,
     SpecialTokens,
     TokenIds,
+    Tokens,
     encode_document,
     load_tokenizer,
+    tokenize,
     windows_digest,
 )
 
@@ -55,6 +58,7 @@ __all__ = [
     "PreparedModel",
     "SpecialTokens",
     "TokenIds",
+    "Tokens",
     "UnknownModelError",
     "default_cache_dir",
     "default_providers",
@@ -64,5 +68,6 @@ __all__ = [
     "load_prepared",
     "load_tokenizer",
     "prepare_model",
+    "tokenize",
     "windows_digest",
 ]

@@ -19,7 +19,12 @@ import numpy.typing as npt
 
 from tokenweave import tensors
 from tokenweave.errors import InvalidArgumentError, clip
-from tokenweave.models import SPECIAL_TOKENS_PER_WINDOW, encode_document, windows_digest
+from tokenweave.models import (
+    SPECIAL_TOKENS_PER_WINDOW,
+    encode_document,
+    tokenize,
+    windows_digest,
+)
 from tokenweave.v1 import embed_pb2
 from tokenweave.workloads._api import (
     DocumentInput,
@@ -123,13 +128,11 @@ class EmbedWorkload(Workload):
         planned: list[DocumentPlan] = []
         spans: list[WindowSpan] = []
         for i, doc in enumerate(documents):
-            # One document at a time, its encoding dropped once its ids and offsets are arrays:
-            # memory holds one document's tokenizer objects (about 0.9 KB a token), never the
-            # whole job's (a batch of documents measured twice the peak, bench_plan_memory.py).
-            encoding = context.tokenizer.encode(doc.text, add_special_tokens=False)
-            doc_ids = np.asarray(encoding.ids, dtype=np.uint32)
-            offsets = np.asarray(encoding.offsets, dtype=np.uint32).reshape(-1, 2)
-            del encoding
+            # One document at a time, a chunk at a time (`tokenize`): memory holds 12 bytes a
+            # token of the job and one chunk's tokenizer objects, never a whole document's
+            # (about 0.9 KB a token: 2 GB for 8 MiB, bench_plan_memory.py).
+            tokens = tokenize(context.tokenizer, doc.text)
+            doc_ids, offsets = tokens.ids, tokens.offsets
             if len(doc_ids) == 0:
                 raise InvalidArgumentError(
                     f"{_label(i, doc.name)} has no tokens after tokenization"
