@@ -14,11 +14,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tokenweave._eip191 import recover_personal
 from tokenweave.coordinator._convert import hardware_to_json, node_from_row
 from tokenweave.coordinator._db import NodeRow, utcnow
 from tokenweave.coordinator._limits import RegistrationLimits
@@ -204,13 +203,11 @@ class NodeRegistry:
                 f"(challenges last {self._limits.challenge_ttl_s:.0f} s and are good for one "
                 "attempt)"
             )
-        message = encode_defunct(
-            text=challenge_message(self._coordinator_id, address, bytes(reg.nonce))
-        )
+        message = challenge_message(self._coordinator_id, address, bytes(reg.nonce))
         try:
-            signer = str(Account.recover_message(message, signature=reg.signature)).lower()
-        except Exception as exc:  # eth_account raises several types for malformed signatures
-            raise UnauthenticatedError(f"malformed signature for {address}: {exc}") from exc
+            signer = recover_personal(message, bytes(reg.signature))
+        except ValueError as exc:
+            raise UnauthenticatedError(f"malformed signature for {address}: {exc}") from None
         if signer != address:
             raise UnauthenticatedError(
                 f"signature check failed: the challenge was signed by {signer}, not {address}"

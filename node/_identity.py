@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_keys.datatypes import PrivateKey
-from eth_utils.crypto import keccak
+
+from tokenweave._eip191 import sign_personal
 
 KEY_FILE = "node_key.json"
 
@@ -34,12 +35,8 @@ class NodeIdentity:
 
     def sign(self, message: str) -> bytes:
         """EIP-191 personal_sign signature (65 bytes, r || s || v with v = 27 or 28), as
-        eth_account's `sign_message(encode_defunct(text=...))` makes it (eth_keys alone: the
-        node starts 0.8 s sooner without eth_account's imports)."""
-        data = message.encode()
-        digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data)
-        signature = PrivateKey(self.private_key).sign_msg_hash(digest)
-        return signature.to_bytes()[:64] + bytes([signature.v + 27])
+        eth_account's `sign_message(encode_defunct(text=...))` makes it."""
+        return sign_personal(self.private_key, message)
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> NodeIdentity:

@@ -65,7 +65,7 @@ class ShardRunner:
             provider=self.provider,
         )
 
-    def calibrate(self, windows: int = 16, repeats: int = 2) -> float:
+    def calibrate(self, windows: int = 8, repeats: int = 2) -> float:
         """Tokens per second on full windows of the model's default length (best of `repeats`)."""
         if windows < 1:
             raise InvalidArgumentError(f"calibration needs at least one window, not {windows}")

@@ -26,17 +26,17 @@ def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
 
 
 def test_one_node_three_nodes_and_direct_onnxruntime_agree(
-    cluster_factory: ClusterFactory, prepared: PreparedModel
+    cluster: LocalCluster, cluster_factory: ClusterFactory, prepared: PreparedModel
 ) -> None:
     docs = sample_documents()
     reference = direct_embeddings(prepared, [t for _, t in docs], WINDOW, OVERLAP)
 
     results = {}
-    for nodes in (3, 1):
-        cluster = cluster_factory(nodes=nodes, coordinator_args=("--windows-per-shard", "4"))
-        with cluster.client() as client:
+    alone = cluster_factory(nodes=1, coordinator_args=("--windows-per-shard", "4"))
+    for nodes, on in ((3, cluster), (1, alone)):
+        with on.client() as client:
             results[nodes] = client.embed(docs, window=WINDOW, overlap=OVERLAP).result()
-        cluster.stop()
+    alone.stop()
 
     three = results[3]
     assert three.job.status is JobStatus.SUCCEEDED

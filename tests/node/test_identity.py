@@ -1,9 +1,11 @@
 import stat
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from tokenweave._eip191 import recover_personal
 from tokenweave.node import NodeIdentity
 
 
@@ -39,3 +41,22 @@ def test_signatures_and_addresses_match_eth_account(tmp_path: Path) -> None:
         assert signature == bytes(expected.signature)
         recovered = Account.recover_message(encode_defunct(text=message), signature=signature)
         assert recovered == identity.address
+
+
+def test_recovery_matches_eth_account_and_names_malformed_signatures(tmp_path: Path) -> None:
+    identity = NodeIdentity.load_or_create(tmp_path)
+    signature = identity.sign("challenge ✓")
+    assert recover_personal("challenge ✓", signature) == identity.address.lower()
+    low_v = signature[:64] + bytes([signature[64] - 27])  # v = 0 or 1, as some signers send
+    assert recover_personal("challenge ✓", low_v) == identity.address.lower()
+    assert recover_personal("challenge ✗", signature) != identity.address.lower()
+    for bad, why in (
+        (signature[:64], "not 64"),
+        (signature[:64] + bytes([29]), "v is 29"),
+        (bytes(32) + signature[32:], "not a valid secp256k1 signature"),  # r = 0
+        (signature[:32] + b"\xff" * 32 + signature[64:], "not a valid secp256k1 signature"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            recover_personal("challenge ✓", bad)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - eth_account refuses it too, its own way
+            Account.recover_message(encode_defunct(text="challenge ✓"), signature=bad)

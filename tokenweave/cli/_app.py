@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration-windows",
         type=int,
         metavar="N",
-        help="full windows run to measure the node's speed at start (16)",
+        help="full windows run to measure the node's speed at start (8)",
     )
     p.add_argument("--max-inflight-shards", type=int, metavar="N")
     p.add_argument("--p2p-listen", metavar="MULTIADDR", help="where to serve dataset blocks")
