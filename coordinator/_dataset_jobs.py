@@ -108,8 +108,9 @@ class DatasetReader:
                 self._exchange.stop()
                 self._exchange = None
 
-    async def documents(self, root: str, text_field: str) -> DatasetDocuments:
-        """The documents of dataset `root` with their texts and where each one lives.
+    async def documents(self, root: str, text_field: str, name_field: str = "") -> DatasetDocuments:
+        """The documents of dataset `root` with their texts and where each one lives (JSON Lines:
+        the text in `text_field`, the name in `name_field` where a line has it).
 
         Cancelling the caller stops the read: it waits for the reading thread, which stops at its
         next block (a fetch in flight is cut short), before it lets the cancellation through.
@@ -124,7 +125,9 @@ class DatasetReader:
                 flag.cancel("the coordinator is shutting down")
             self._reads.add(flag)
         read = asyncio.ensure_future(
-            asyncio.to_thread(self._read, CID.parse(root), field, holders, addresses, flag)
+            asyncio.to_thread(
+                self._read, CID.parse(root), field, name_field, holders, addresses, flag
+            )
         )
         read.add_done_callback(lambda _: self._forget(flag))
         try:
@@ -143,6 +146,7 @@ class DatasetReader:
         self,
         root: CID,
         text_field: str,
+        name_field: str,
         holders: Mapping[str, frozenset[str]],
         addresses: Mapping[str, tuple[str, ...]],
         cancel: CancelFlag,
@@ -168,7 +172,7 @@ class DatasetReader:
         # Interior blocks fetched here are kept: the limits bound them, and the read needs them.
         measure_dag(root, source, self._limits, include=_read_by_jobs)
         documents = []
-        for ref, text in dataset_documents(root, source, text_field):
+        for ref, text in dataset_documents(root, source, text_field, name_field):
             inline = ref.file == root  # one JSON Lines file; else one .txt file per document
             where = DocumentSource(
                 file=str(ref.file),

@@ -110,7 +110,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if request.documents:
                 raise InvalidArgumentError("give documents or a dataset, not both")
             root = str(CID.parse(request.dataset.root))
-            dataset = await self._datasets.documents(root, request.dataset.text_field)
+            dataset = await self._datasets.documents(
+                root, request.dataset.text_field, request.dataset.name_field
+            )
             job_request = JobRequest(
                 request.workload,
                 request.model,

@@ -155,7 +155,7 @@ _JSON_TYPES = {
 }
 
 
-def _line_text(line: bytes, where: str, text_field: str) -> str:
+def _line_object(line: bytes, where: str) -> dict[str, object]:
     try:
         value = json.loads(_utf8(line, where))
     except json.JSONDecodeError as exc:
@@ -164,14 +164,23 @@ def _line_text(line: bytes, where: str, text_field: str) -> str:
         ) from None
     if not isinstance(value, dict):
         raise InvalidArgumentError(f"{where}: a JSON {_JSON_TYPES[type(value)]}, not an object")
-    if text_field not in value:
-        raise InvalidArgumentError(f"{where}: no {text_field!r} field")
-    text = value[text_field]
+    return value
+
+
+def _string_field(value: dict[str, object], field: str, where: str) -> str:
+    text = value[field]
     if not isinstance(text, str):
         raise InvalidArgumentError(
-            f"{where}: field {text_field!r} is a JSON {_JSON_TYPES[type(text)]}, not a string"
+            f"{where}: field {field!r} is a JSON {_JSON_TYPES[type(text)]}, not a string"
         )
     return text
+
+
+def _line_text(line: bytes, where: str, text_field: str) -> str:
+    value = _line_object(line, where)
+    if text_field not in value:
+        raise InvalidArgumentError(f"{where}: no {text_field!r} field")
+    return _string_field(value, text_field, where)
 
 
 def _is_blank(line: bytes) -> bool:
@@ -179,7 +188,7 @@ def _is_blank(line: bytes) -> bool:
 
 
 def _jsonl_documents(
-    file: CID, source: BlockSource, text_field: str
+    file: CID, source: BlockSource, text_field: str, name_field: str
 ) -> list[tuple[DocumentRef, str]]:
     documents: list[tuple[DocumentRef, str]] = []
     number = line_start = size = 0
@@ -189,8 +198,16 @@ def _jsonl_documents(
         nonlocal number, line_start
         number += 1
         if not _is_blank(line):
-            ref = DocumentRef(f"line {number}", file, line_start, line_start + len(line))
-            documents.append((ref, _line_text(line, f"line {number} of {file}", text_field)))
+            where = f"line {number} of {file}"
+            value = _line_object(line, where)
+            if text_field not in value:
+                raise InvalidArgumentError(f"{where}: no {text_field!r} field")
+            text = _string_field(value, text_field, where)
+            name = f"line {number}"
+            if name_field and name_field in value:
+                name = _string_field(value, name_field, where)
+            ref = DocumentRef(name, file, line_start, line_start + len(line))
+            documents.append((ref, text))
         line_start += len(line) + 1
 
     for chunk in read_file(file, source):
@@ -237,18 +254,19 @@ def _text_files(
 
 
 def dataset_documents(
-    root: CID, source: BlockSource, text_field: str = "text"
+    root: CID, source: BlockSource, text_field: str = "text", name_field: str = ""
 ) -> list[tuple[DocumentRef, str]]:
     """Every document of the dataset `root`, with its text, in dataset order.
 
     A directory gives one document per `.txt` file below it (subdirectories included), named by
     its path and sorted by it; other files are ignored. A file is read as JSON Lines: one document
-    per non-blank line, an object whose `text_field` is a string, named `line N` (from 1).
+    per non-blank line, an object whose `text_field` is a string, named by its `name_field` (a
+    string) where it has one, else `line N` (from 1).
     """
     block = source(root)
     node = None if root.codec == RAW else _decode(root, block)
     if node is None or node.kind != UNIXFS_DIRECTORY:
-        return _jsonl_documents(root, _with_block(source, root, block), text_field)
+        return _jsonl_documents(root, _with_block(source, root, block), text_field, name_field)
     files = sorted(_text_files(node.links, source, ""), key=lambda entry: entry[0])
     if not files:
         raise InvalidArgumentError(f"directory {root} holds no .txt file")

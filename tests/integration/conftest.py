@@ -46,10 +46,14 @@ COORDINATOR_ARGS = ("--vetting-results", "0")
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the integration tests, and run them first: they are the long modules, and under
+    `--dist loadfile` the short unit modules then fill the workers' gaps at the end instead of
+    one long module running alone after the rest."""
     for item in items:
         if HERE not in item.path.parents:
             continue
         item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: HERE not in item.path.parents)  # stable: file order kept
 
 
 @contextmanager

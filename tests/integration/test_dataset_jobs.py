@@ -62,6 +62,28 @@ def test_a_jsonl_dataset_embeds_like_its_texts(cluster: LocalCluster, tmp_path: 
     assert "bytes of dataset from this node" in logs
 
 
+def test_documents_streamed_as_a_dataset_embed_like_inline_ones(cluster: LocalCluster) -> None:
+    """What the SDK does with inputs past one message: the same job, streamed block by block."""
+    docs = [(f"name {i} ✓\n", t) for i, t in enumerate(_texts())]
+    sent: list[int] = []
+    with cluster.client() as client:
+        streamed = client.embed(
+            docs, window=128, overlap=16, upload="dataset", progress=sent.append
+        )
+        assert streamed.info.dataset, "the job reads a stored dataset"
+        assert streamed.info.dataset in {d.root for d in client.datasets()}
+        inline = client.embed(docs, window=128, overlap=16, upload="inline")
+        assert not inline.info.dataset
+        _same(streamed.result(), inline.result())
+        assert [d.name for d in streamed.result().documents] == [name for name, _ in docs]
+        with pytest.raises(InvalidArgumentError, match="upload='bulk'"):
+            client.embed(docs, upload="bulk")  # type: ignore[arg-type]
+    total = sum(
+        len(json.dumps({"name": n, "text": t}, ensure_ascii=False).encode()) + 1 for n, t in docs
+    )
+    assert sum(sent) == total
+
+
 def test_a_folder_of_text_files_embeds_like_its_texts(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:

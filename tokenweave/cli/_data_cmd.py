@@ -25,7 +25,8 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _bar(disable: bool = False) -> Progress:
+def transfer_bar(disable: bool = False) -> Progress:
+    """A transfer bar on stderr: bytes, total and rate."""
     return Progress(
         "[bold]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         console=console, disable=disable,
@@ -35,7 +36,7 @@ def _bar(disable: bool = False) -> Progress:
 def put(client: Client, path: Path, profile: str, as_json: bool) -> int:
     if not path.exists():
         raise InvalidArgumentError(f"{path}: no such file or directory")
-    with _bar(disable=as_json) as progress:
+    with transfer_bar(disable=as_json) as progress:
         task = progress.add_task(f"put {path.name}", total=_size(path))
         result = client.put(path, profile=profile, progress=lambda n: progress.advance(task, n))
     if as_json:
@@ -56,7 +57,7 @@ def get(client: Client, cid: str, destination: Path) -> int:
         total: int | None = client.dataset_status(cid)[0].size
     except NotFoundError:  # a block inside a dataset, or a DAG stored some other way
         total = None
-    with _bar() as progress:
+    with transfer_bar() as progress:
         task = progress.add_task(f"get {cid[:16]}…", total=total)
         try:
             download(

@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tokenweave.cli._data_cmd import transfer_bar
 from tokenweave.client import Client, DocumentEmbedding, EmbedJob, EmbedResult, JobInfo, NodeInfo
+from tokenweave.client._client import INLINE_LIMIT_BYTES
 from tokenweave.errors import InvalidArgumentError
 
 console = Console(stderr=True)
@@ -185,7 +187,17 @@ def submit_embed(
         )
     else:
         docs = read_documents(paths)
-        job = client.embed(docs, model=model, window=window, overlap=overlap)
+        size = sum(len(name.encode()) + len(text.encode()) for name, text in docs)
+        streamed = size > INLINE_LIMIT_BYTES
+        with transfer_bar(disable=as_json or not streamed) as bar:
+            task = bar.add_task(f"upload {len(docs)} documents", total=size)
+            job = client.embed(
+                docs,
+                model=model,
+                window=window,
+                overlap=overlap,
+                progress=lambda n: bar.advance(task, n),
+            )
     if not as_json:
         console.print(
             f"submitted job {job.id}: {job.info.tokens:,} tokens, {job.info.windows} windows, "

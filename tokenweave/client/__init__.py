@@ -1,6 +1,7 @@
 """The Python SDK: submit long-context jobs to a coordinator and collect their results.
 
-* `Client` (_client.py) — a connection to a coordinator's JobService; `embed()`, `job()`,
+* `Client` (_client.py) — a connection to a coordinator's JobService; `embed()` (inputs past
+  32 MiB streamed to the network's storage as a dataset, not sent in one message), `job()`,
   `jobs()`, `nodes()`, `cancel()`.
 * `EmbedJob` (_job.py) — a submitted job: `watch()`, `wait()`, `result()`, `cancel()`.
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import grpc
 
@@ -21,10 +21,13 @@ from tokenweave.client._convert import (
     node_info,
 )
 from tokenweave.client._data import (
+    NAME_FIELD,
+    TEXT_FIELD,
     BlockReplicas,
     DatasetInfo,
     PutResult,
     download,
+    import_documents,
     import_path,
     upload_requests,
 )
@@ -58,6 +61,13 @@ from tokenweave.v1 import (
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 DEFAULT_MODEL = "all-minilm-l6-v2"
+DEFAULT_PROFILE = "unixfs-v1-2025"
+#: Documents larger than this in all are streamed to the network's storage as a dataset, a
+#: block at a time, instead of sent in one SubmitJob message (the coordinator takes 64 MiB).
+INLINE_LIMIT_BYTES = 32 * 1024 * 1024
+#: How `Client.embed` sends documents: in the SubmitJob message, streamed as a dataset, or
+#: whichever their size calls for.
+Upload = Literal["auto", "inline", "dataset"]
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: Jobs asked for per ListJobs page (the coordinator's largest page).
 JOB_PAGE = 500
@@ -147,10 +157,35 @@ class Client:
         model: str = DEFAULT_MODEL,
         window: int | None = None,
         overlap: int | None = None,
+        upload: Upload = "auto",
+        progress: Callable[[int], None] = lambda n: None,
     ) -> EmbedJob:
-        """Submit documents (texts, or (name, text) pairs) for long-context embedding."""
+        """Submit documents (texts, or (name, text) pairs) for long-context embedding.
+
+        `upload="inline"` sends the texts in the SubmitJob message; "dataset" streams them to
+        the network's storage first, as a JSON Lines dataset the nodes read from (`progress` is
+        called with the bytes of each block sent), and submits that: the result is the same,
+        names included. "auto" streams them when they pass `INLINE_LIMIT_BYTES` (32 MiB)."""
         docs = _documents(documents)
-        return self._submit(jobs_pb2.SubmitJobRequest(model=model, documents=docs), window, overlap)
+        if upload not in ("auto", "inline", "dataset"):
+            raise InvalidArgumentError(f"upload={upload!r}: use 'auto', 'inline' or 'dataset'")
+        size = sum(d.ByteSize() for d in docs)
+        if upload == "dataset" or (upload == "auto" and size > INLINE_LIMIT_BYTES):
+            put = self._put_documents(docs, progress)
+            source = jobs_pb2.DatasetSource(
+                root=put.root, text_field=TEXT_FIELD, name_field=NAME_FIELD
+            )
+            request = jobs_pb2.SubmitJobRequest(model=model, dataset=source)
+        else:
+            request = jobs_pb2.SubmitJobRequest(model=model, documents=docs)
+        return self._submit(request, window, overlap)
+
+    def _put_documents(
+        self, docs: Sequence[jobs_pb2.Document], progress: Callable[[int], None]
+    ) -> PutResult:
+        root, blocks = import_documents(((d.name, d.text) for d in docs), DEFAULT_PROFILE)
+        name = f"{len(docs)} documents.jsonl"
+        return self._put_blocks(upload_requests(root, blocks, name, progress))
 
     def submit(
         self,
@@ -325,13 +360,15 @@ class Client:
         self,
         path: Path,
         *,
-        profile: str = "unixfs-v1-2025",
+        profile: str = DEFAULT_PROFILE,
         name: str | None = None,
         progress: Callable[[int], None] = lambda n: None,
     ) -> PutResult:
         """Store a file or folder on the network; returns its root CID and replica count."""
         root, blocks = import_path(path, profile)
-        requests = upload_requests(root, blocks, name or path.name, progress)
+        return self._put_blocks(upload_requests(root, blocks, name or path.name, progress))
+
+    def _put_blocks(self, requests: Iterator[data_pb2.PutBlocksRequest]) -> PutResult:
         response = self._call(lambda: self._data.PutBlocks(requests, timeout=self.timeout * 10))
         return PutResult(response.root, response.blocks, response.bytes, response.min_replicas)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,25 @@ def import_path(path: Path, profile: str) -> tuple[DagNode, list[Block]]:
             root = import_file(f, blocks.append, chosen)
     else:
         raise InvalidArgumentError(f"{path} is not a file or directory")
+    return root, blocks
+
+
+#: The JSON Lines fields `import_documents` writes each document's name and text to.
+NAME_FIELD = "name"
+TEXT_FIELD = "text"
+
+
+def import_documents(
+    documents: Iterable[tuple[str, str]], profile: str
+) -> tuple[DagNode, list[Block]]:
+    """The DAG of a JSON Lines file holding `documents`, one {"name", "text"} object a line,
+    built locally: how the SDK streams inputs too large for one message."""
+    data = b"".join(
+        json.dumps({NAME_FIELD: name, TEXT_FIELD: text}, ensure_ascii=False).encode() + b"\n"
+        for name, text in documents
+    )
+    blocks: list[Block] = []
+    root = import_file(io.BytesIO(data), blocks.append, profile_named(profile))
     return root, blocks
 
 

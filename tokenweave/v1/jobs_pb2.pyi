@@ -153,19 +153,25 @@ class DatasetSource(google.protobuf.message.Message):
 
     ROOT_FIELD_NUMBER: builtins.int
     TEXT_FIELD_FIELD_NUMBER: builtins.int
+    NAME_FIELD_FIELD_NUMBER: builtins.int
     root: builtins.str
     """Root CID: a JSON Lines file (one document per non-blank line) or a UnixFS directory (one
     document per .txt file, in path order).
     """
     text_field: builtins.str
     """JSON Lines: the field holding each document's text. Default "text"."""
+    name_field: builtins.str
+    """JSON Lines: the field holding each document's name, a string; a line without it is named
+    "line N". Unset: every line is "line N". (The SDK streams large inputs this way.)
+    """
     def __init__(
         self,
         *,
         root: builtins.str = ...,
         text_field: builtins.str = ...,
+        name_field: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["root", b"root", "text_field", b"text_field"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name_field", b"name_field", "root", b"root", "text_field", b"text_field"]) -> None: ...
 
 Global___DatasetSource: typing_extensions.TypeAlias = DatasetSource
 
