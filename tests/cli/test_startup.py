@@ -85,3 +85,13 @@ def test_the_model_help_names_the_sdk_default(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         main(["submit", "embed", "--help"])
     assert f"default{DEFAULT_MODEL}" in "".join(capsys.readouterr().out.split())
+
+
+def test_a_node_daemon_loads_none_of_the_coordinator() -> None:
+    """What `tokenweave node` imports before it runs: the node's side only (importing the
+    coordinator, and with it web3 and the EVM, once took a node 1.5 s more CPU to start)."""
+    code = "import sys, tokenweave.cli._servers, tokenweave.node\n"
+    loaded = heavy_modules_after(code + "assert 'tokenweave.coordinator' not in sys.modules\n")
+    assert "web3" not in loaded
+    assert "eth_account" not in loaded
+    assert "onnxruntime" in loaded, "the check sees what the node does load"
