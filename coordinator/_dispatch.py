@@ -1,12 +1,11 @@
-"""Dispatcher: the queue of pending shards, and the events that move them through nodes.
+"""Dispatcher: the events that move shards through nodes, each applied under one lock.
 
-The database (JobStore) is the truth; the dispatcher keeps what is in flight and applies each
-event under one lock: a job arrives, a node attaches or leaves, a result or a failure comes back,
-a deadline passes. The decisions come from the pure state machine in _flights.py; placement from
-_placement.py; every judgement of an output's content from the shard's workload. Every change
-ends with `_pump`, which leases queued shards, oldest job first, to the nodes expected to finish
-them first (`Placer`, _placer.py), and places the extra copies that verification, tie-breaks and
-backups asked for.
+The database (JobStore) is the truth; the dispatcher keeps what is in flight. Events: a job
+arrives, a node attaches or leaves, a result or a failure comes back, a deadline passes. The
+decisions come from the state machine in _flights.py, placement from _placer.py, judgements of
+an output from the shard's workload, the queue and each run's bookkeeping from _runs.py. Every
+change ends with `_pump`: it leases queued shards, oldest job first, to the nodes expected to
+finish them first, and places the copies verification, tie-breaks and backups asked for.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec
 
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import (
@@ -33,31 +32,31 @@ from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import Placer, WorkPolicy
 from tokenweave.coordinator._referee import LocalRunner
+from tokenweave.coordinator._runs import PendingQueue, Runs
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verdicts import Verdicts
 from tokenweave.coordinator._verify import check_output, similarity
-from tokenweave.coordinator._views import (
-    Assignment,
-    JobRequest,
-    QueuedShard,
-    ShardAck,
-    ShardOutput,
-)
-from tokenweave.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    PermissionDeniedError,
-    clip,
-)
+from tokenweave.coordinator._views import JobRequest, QueuedShard, ShardAck, ShardOutput
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
 from tokenweave.types import JobInfo
 
 logger = logging.getLogger(__name__)
 
 
-async def _uncancellable(change: Coroutine[Any, Any, None]) -> None:
-    """Run a state change to its end even when the caller is cancelled."""
-    await asyncio.shield(asyncio.ensure_future(change))
+P = ParamSpec("P")
+Change = Callable[Concatenate["Dispatcher", P], Coroutine[Any, Any, None]]
+
+
+def _to_the_end(change: Change[P]) -> Change[P]:
+    """The state change runs to its end even when its caller is cancelled (a node hung up): a
+    shard is never left between the database and the dispatcher's memory."""
+
+    async def shielded(self: Dispatcher, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        await asyncio.shield(asyncio.ensure_future(change(self, *args, **kwargs)))
+
+    shielded.__name__, shielded.__doc__ = change.__name__, change.__doc__
+    return shielded
 
 
 class Dispatcher:
@@ -79,51 +78,39 @@ class Dispatcher:
         self.lanes = lanes
         self._events = events
         self.policy = policy or WorkPolicy()
-        self._pending: dict[str, QueuedShard] = {}
+        self._pending = PendingQueue()
         self._flights = Flights(max_attempts)
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._placer = Placer(lanes, standing, self.policy, stakes)
+        self._runs = Runs(self._flights, lanes, self._placer.speeds)
         self._referee = referee
         self._verdicts = Verdicts(
             store, standing, lanes, self._placer.stakes, self._background_task
         )
-        self._stakes_read = 0.0
         self._last_tick = time.monotonic()
         standing.on_cutoff(self._cut_off)
 
     async def recover(self) -> int:
         """Queue the shards of unfinished jobs found in the database."""
-        for shard in await self._store.pending_shards():
-            self._pending[shard.shard_id] = shard
+        self._pending.extend(await self._store.pending_shards())
         return len(self._pending)
 
     # -- jobs ---------------------------------------------------------------------------------
 
     async def submit(self, request: JobRequest) -> JobInfo:
         job, shards = await self._store.submit(request)
-        for shard in shards:
-            self._pending[shard.shard_id] = shard
+        self._pending.extend(shards)
         logger.info(
             "job %s (%s): %d documents, %d tokens, %d items in %d shards",
-            job.job_id,
-            job.workload,
-            job.documents,
-            job.tokens,
-            job.items,
-            job.shards_total,
+            *(job.job_id, job.workload, job.documents, job.tokens, job.items, job.shards_total),
         )
         await self._pump()
         return await self.job(job.job_id)
 
     async def job(self, job_id: str) -> JobInfo:
         view = await self._store.get(job_id)
-        busy = {
-            lane.node_id
-            for lane in self.lanes
-            if any(s.job_id == job_id for s in lane.inflight.values())
-        }
-        return dataclasses.replace(view, nodes_busy=len(busy))
+        return dataclasses.replace(view, nodes_busy=self.lanes.busy_with(job_id))
 
     async def cancel(self, job_id: str) -> JobInfo:
         async with self._lock:
@@ -138,37 +125,15 @@ class Dispatcher:
         self._drop_job(job_id)
 
     def _drop_job(self, job_id: str) -> None:
-        self._pending = {s: q for s, q in self._pending.items() if q.job_id != job_id}
-        for flight in self._flights.drop_job(job_id):
-            self._cancel_runs(flight)
-        for lane in self.lanes:  # runs a replaced lane still lists
-            for shard_id in [s for s, q in lane.inflight.items() if q.job_id == job_id]:
-                lane.revoke(shard_id)
-                self._placer.speeds.dropped(lane.node_id, shard_id)
-
-    def _cancel_runs(self, flight: Flight) -> None:
-        """Take the shard back from every node still running it (a late result is dropped)."""
-        for node_id in flight.runs:
-            lane = self.lanes.get(node_id)
-            if lane is not None and flight.shard_id in lane.inflight:
-                lane.revoke(flight.shard_id)
-            self._placer.speeds.dropped(node_id, flight.shard_id)
-        flight.runs.clear()
-
-    def running_by_node(self) -> dict[str, int]:
-        return {lane.node_id: len(lane.inflight) for lane in self.lanes}
+        self._pending.drop_job(job_id)
+        self._runs.drop_job(job_id)
 
     # -- nodes --------------------------------------------------------------------------------
 
     async def attach(self, node_id: str, token: str) -> NodeLane:
         async with self._lock:
             self._registry.authenticate(node_id, token)
-            if not self._standing.allowed(node_id):
-                raise PermissionDeniedError(
-                    f"node {node_id} is cut off: its reputation "
-                    f"{self._standing.reputation(node_id):.2f} is below "
-                    f"{self._standing.min_reputation}"
-                )
+            self._standing.check_allowed(node_id)
             info = self._registry.session_info(node_id)
             old = self.lanes.get(node_id)
             if old is not None:  # first, so that what was asked of it is answered "left"
@@ -183,11 +148,9 @@ class Dispatcher:
         await self._pump()
         return lane
 
+    @_to_the_end
     async def detach(self, lane: NodeLane, reason: DetachReason) -> None:
         """Close a lane; whatever it held goes back to the queue."""
-        await _uncancellable(self._detach(lane, reason))
-
-    async def _detach(self, lane: NodeLane, reason: DetachReason) -> None:
         async with self._lock:
             await self._detach_locked(lane, reason)
         await self._pump()
@@ -220,10 +183,8 @@ class Dispatcher:
             if lane is not None:
                 await self.detach(lane, DetachReason.NO_HEARTBEAT)
 
+    @_to_the_end
     async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
-        await _uncancellable(self._hand_back(lane, shard_ids))
-
-    async def _hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
         async with self._lock:
             lane.draining = True
             held = [s for s in shard_ids if s in lane.inflight]
@@ -253,17 +214,12 @@ class Dispatcher:
             )
         return shard
 
+    @_to_the_end
     async def complete(self, lane: NodeLane, output: ShardOutput) -> None:
         """Record a result. A result that fails the checks counts as a failed attempt (the
         shard runs again) and is acknowledged as not accepted; only a result for a shard the
         node never held is an error. A verified shard is done once two results agree; the
-        first valid result of an unverified one wins, and every other run is cancelled.
-
-        The change runs to its end even if the caller is cancelled (the node hung up): a shard
-        is never left between the database and the dispatcher's memory."""
-        await _uncancellable(self._complete(lane, output))
-
-    async def _complete(self, lane: NodeLane, output: ShardOutput) -> None:
+        first valid result of an unverified one wins, and every other run is cancelled."""
         async with self._lock:
             shard = await self._held(lane, output.shard_id)
             if shard is None:
@@ -279,11 +235,7 @@ class Dispatcher:
         await self._pump()
 
     async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
-        lane.inflight.pop(shard.shard_id, None)
-        lane.late = False
-        self._placer.speeds.finished(
-            lane.node_id, shard.shard_id, shard.model, shard.cost, time.monotonic()
-        )
+        self._runs.finished(lane, shard, time.monotonic())
         flight = self._flights.get(shard.shard_id)
         if flight is None:  # cannot happen while the lane holds it; keep the database the judge
             lane.send(ShardAck(shard.shard_id, accepted=False, reason="not in flight"))
@@ -315,13 +267,13 @@ class Dispatcher:
         in the queue before this shard can finish the job."""
         shard_id = flight.shard_id
         self._flights.close(shard_id)
-        self._cancel_runs(flight)
+        self._runs.cancel(flight)
         digests = {node: r.digest for node, r in flight.results.items()}
         for node_id, shards in (await self._verdicts.record(shard_id, decision, digests)).items():
             for shard in shards:
                 self._flights.avoid(shard, node_id)
                 self._events.notify(shard.job_id)
-            self._pending = {**{s.shard_id: s for s in shards}, **self._pending}
+            self._pending.to_front(shards)
         try:
             job, finished = await self._store.complete_shard(
                 flight.shard, decision.winner, flight.results[decision.winner]
@@ -344,10 +296,8 @@ class Dispatcher:
         if finished:
             logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
 
+    @_to_the_end
     async def fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
-        await _uncancellable(self._fail(lane, shard_id, error))
-
-    async def _fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
         async with self._lock:
             shard = await self._held(lane, shard_id)
             if shard is None:
@@ -359,8 +309,7 @@ class Dispatcher:
     async def _end_run(self, lane: NodeLane, shard_id: str, error: str | None = None) -> int:
         """The node stops running the shard without a result that counts. Returns 1 if the
         shard went back to the queue."""
-        lane.inflight.pop(shard_id, None)
-        self._placer.speeds.dropped(lane.node_id, shard_id)
+        self._runs.ended(lane, shard_id)
         flight = self._flights.get(shard_id)
         if flight is None:
             return 0
@@ -377,7 +326,7 @@ class Dispatcher:
             return 0
         if shard_id not in await self._store.release([shard_id]):
             return 0  # done or cancelled meanwhile
-        self._pending = {shard_id: flight.shard, **self._pending}
+        self._pending.to_front([flight.shard])
         return 1
 
     async def check_stragglers(self) -> int:
@@ -388,10 +337,8 @@ class Dispatcher:
             now = time.monotonic()
             rested = self._standing.rests_ending(self._last_tick, now)
             self._last_tick = now
-            stakes = self._placer.stakes
-            if stakes.policy.enabled and now - self._stakes_read >= stakes.policy.refresh_s:
-                self._stakes_read = now
-                self._background_task(stakes.refresh([lane.node_id for lane in self.lanes]))
+            if self._placer.stakes.due(now):
+                self._background_task(self._placer.stakes.refresh(self.lanes.connected()))
             late, backed = self._flights.overdue(now)
             for node_id in late:
                 if (lane := self.lanes.get(node_id)) is not None:
@@ -409,28 +356,17 @@ class Dispatcher:
     # -- placement ----------------------------------------------------------------------------
 
     async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
-        shard = flight.shard
-        payload = await self._store.payload(shard.shard_id)
+        payload = await self._store.payload(flight.shard_id)
         now = time.monotonic()
-        self._flights.started(flight, lane.node_id, now + self._placer.deadline(lane, shard), copy)
-        self._placer.speeds.sent(lane.node_id, shard.shard_id, now)
-        lane.inflight[shard.shard_id] = shard
-        lane.send(
-            Assignment(
-                shard.shard_id,
-                shard.job_id,
-                shard.workload,
-                shard.model,
-                shard.model_sha256,
-                payload,
-            )
-        )
+        deadline = now + self._placer.deadline(lane, flight.shard)
+        self._runs.start(lane, flight, payload, deadline, copy, now)
 
     async def _pump(self) -> None:
         async with self._lock:
             await self._place_copies()
-            backlog = sum(s.cost for s in self._pending.values())
-            for shard_id, shard in list(self._pending.items()):
+            backlog = self._pending.backlog()
+            for shard in self._pending:
+                shard_id = shard.shard_id
                 if not any(lane.free_slots() > 0 for lane in self.lanes):
                     return
                 lanes = self._placer.candidates(shard, self._flights.avoided(shard_id))
@@ -439,7 +375,7 @@ class Dispatcher:
                 backlog -= shard.cost
                 if lane is None:
                     continue
-                del self._pending[shard_id]
+                self._pending.remove(shard_id)
                 if not await self._store.mark_leased(shard_id, lane.node_id):
                     logger.warning(
                         "shard %s is no longer pending; dropped from the queue", shard_id

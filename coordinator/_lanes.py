@@ -171,6 +171,14 @@ class Lanes:
     def connected(self) -> list[str]:
         return sorted(self._lanes)
 
+    def busy_with(self, job_id: str) -> int:
+        """How many nodes hold a shard of the job now."""
+        return sum(any(s.job_id == job_id for s in lane.inflight.values()) for lane in self)
+
+    def running(self) -> dict[str, int]:
+        """Shards each connected node holds."""
+        return {lane.node_id: len(lane.inflight) for lane in self}
+
     def add(self, lane: NodeLane) -> NodeLane | None:
         """Open `lane`; returns the lane it replaces, if the node had one."""
         old = self._lanes.get(lane.node_id)

@@ -194,7 +194,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.ListNodesResponse:
         size = NODE_PAGES.resolve(request.page_size)
         nodes, more = await self._registry.page(
-            self._dispatcher.running_by_node(),
+            self._dispatcher.lanes.running(),
             await self._ledger.withheld(),
             size,
             after_node(request.page_token),

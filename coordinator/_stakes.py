@@ -56,6 +56,7 @@ class Stakes:
         self._chain = chain
         self.policy = policy
         self._stakes: dict[str, int] = {}
+        self._read_at = float("-inf")
 
     def stake(self, address: str) -> int:
         return self._stakes.get(address.lower(), 0)
@@ -81,6 +82,13 @@ class Stakes:
                 logger.warning("could not read the stake of %s: %s", address, exc)
                 continue
             self._stakes[address.lower()] = stake
+
+    def due(self, now: float) -> bool:
+        """Whether the cached stakes are `refresh_s` old (then they count as read at `now`)."""
+        if not self.policy.enabled or now - self._read_at < self.policy.refresh_s:
+            return False
+        self._read_at = now
+        return True
 
     async def slash(self, address: str, evidence: dict[str, object]) -> str | None:
         """Slash a caught node's operator; returns the transaction, or None when there was

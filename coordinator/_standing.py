@@ -153,6 +153,14 @@ class Standing:
     def allowed(self, node_id: str) -> bool:
         return self.reputation(node_id) >= self.min_reputation
 
+    def check_allowed(self, node_id: str) -> None:
+        """PERMISSION_DENIED for a node cut off (below the threshold) since it registered."""
+        if not self.allowed(node_id):
+            raise PermissionDeniedError(
+                f"node {node_id} is cut off: its reputation {self.reputation(node_id):.2f} is "
+                f"below {self.min_reputation}"
+            )
+
     def _apply(self, node_id: str, reputation: float) -> None:
         was_allowed = self.allowed(node_id)
         self._known[node_id] = reputation
