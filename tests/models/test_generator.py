@@ -1,0 +1,140 @@
+"""SmolLM2 from its GGUF to ONNX: weights, tokenizer and decoder against transformers.
+
+tests/fixtures/smollm2_reference.json holds what transformers computes on the same GGUF with
+torch in fp32 (scripts/make_llm_reference.py): token ids, the greedy continuation and the top
+logits at every position. The exact decoder must agree on every top-1 and every greedy token.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.models import (
+    DecoderSession,
+    Message,
+    ModelHashMismatchError,
+    Precision,
+    PreparedGenerator,
+    Sampling,
+    load_generator,
+    render_chat,
+)
+from tokenweave.models._generator_cache import gguf_path
+from tokenweave.models._gguf import GgufModel
+
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "smollm2_reference.json"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return document
+
+
+@pytest.fixture(scope="module")
+def tokenizer(generator: PreparedGenerator) -> Tokenizer:
+    return Tokenizer.from_file(str(generator.tokenizer_path))
+
+
+@pytest.fixture(scope="module")
+def decoder(generator: PreparedGenerator) -> DecoderSession:
+    path, _ = generator.decoder(Precision.EXACT)
+    return DecoderSession(path, generator.config, threads=2)
+
+
+def test_unpacked_blocks_equal_the_gguf_packages_dequantization(
+    generator: PreparedGenerator,
+) -> None:
+    from gguf import quants
+
+    model = GgufModel(gguf_path(generator.spec)[0])
+    for name in ("blk.0.attn_q.weight", "blk.29.ffn_down.weight", "token_embd.weight"):
+        tensor = model._tensor(name)
+        rows = slice(0, 256)  # gguf's own dequantization is slow: a slice of each
+        expected = quants.dequantize(tensor.data[rows], tensor.tensor_type)
+        matrix = model.matrix(name)
+        np.testing.assert_allclose(matrix.dequantized()[rows], expected, rtol=0, atol=1e-6)
+        assert matrix.zero_points.max() < 2**matrix.bits
+
+
+def test_the_tokenizer_gives_transformers_ids(
+    tokenizer: Tokenizer, reference: dict[str, Any]
+) -> None:
+    for case in reference["cases"]:
+        ids = tokenizer.encode(case["prompt"], add_special_tokens=False).ids
+        assert ids == case["input_ids"], case["prompt"]
+        assert tokenizer.decode(ids, skip_special_tokens=False) == case["prompt"]
+
+
+def test_the_chat_template_from_the_gguf_renders_chatml(generator: PreparedGenerator) -> None:
+    prompt = render_chat(generator.chat_template, [Message("user", "Hi {{ 7*7 }}")])
+    assert prompt == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+        "Face<|im_end|>\n<|im_start|>user\nHi {{ 7*7 }}<|im_end|>\n<|im_start|>assistant\n"
+    ), "message content is data, never template"
+    with pytest.raises(InvalidArgumentError, match="role 'robot'"):
+        Message("robot", "x")
+
+
+def test_exact_mode_agrees_with_transformers_at_every_position(
+    decoder: DecoderSession, reference: dict[str, Any]
+) -> None:
+    for case in reference["cases"]:
+        ids = case["input_ids"] + case["greedy"]
+        logits = decoder.score(ids[:1], ids[1:])  # row i: the logits after token i
+        top = np.asarray(case["top_ids"])
+        assert (logits.argmax(-1) == top[:, 0]).all(), case["prompt"]
+        ours = np.take_along_axis(logits, top, axis=1)
+        np.testing.assert_allclose(ours, np.asarray(case["top_logits"]), rtol=0, atol=2e-3)
+
+
+def test_exact_mode_continues_greedily_as_transformers_does(
+    decoder: DecoderSession, reference: dict[str, Any]
+) -> None:
+    for case in reference["cases"][::2]:  # half the prompts: 32 steps each
+        generated = list(decoder.generate(case["input_ids"], len(case["greedy"])))
+        assert generated == case["greedy"], case["prompt"]
+
+
+def test_seeded_sampling_is_reproducible(decoder: DecoderSession) -> None:
+    prompt = [1, 4093, 198]  # <|im_start|>user\n
+    hot = Sampling(temperature=1.0, top_p=0.9, seed=7)
+    first = list(decoder.generate(prompt, 8, hot))
+    assert list(decoder.generate(prompt, 8, hot)) == first
+    others = {tuple(decoder.generate(prompt, 8, Sampling(1.0, 0.9, seed))) for seed in range(4)}
+    assert len(others) > 1, "different seeds, different texts"
+
+
+def test_bad_generation_requests_name_the_limit(decoder: DecoderSession) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_tokens=0"):
+        list(decoder.generate([1], 0))
+    with pytest.raises(InvalidArgumentError, match="context of 8192"):
+        list(decoder.generate([1] * 8000, 500))
+    with pytest.raises(InvalidArgumentError, match="temperature=-1"):
+        Sampling(temperature=-1)
+    for top_p in (0.0, 1.5):
+        with pytest.raises(InvalidArgumentError, match="top_p"):
+            Sampling(top_p=top_p)
+    with pytest.raises(InvalidArgumentError, match="no tokens"):
+        decoder.score([], [1])
+
+
+def test_a_tampered_decoder_is_refused(generator: PreparedGenerator, tmp_path: Path) -> None:
+    copy = tmp_path / generator.name
+    copy.mkdir()
+    for file in generator.folder.iterdir():
+        (copy / file.name).symlink_to(file)
+    [(_, sha)] = load_generator(generator.name, tmp_path).decoders.values()
+    assert sha == generator.decoder(Precision.EXACT)[1]
+    path, _ = generator.decoder(Precision.EXACT)
+    (copy / path.name).unlink()
+    (copy / path.name).write_bytes(b"not the decoder")
+    with pytest.raises(ModelHashMismatchError, match=sha):
+        load_generator(generator.name, tmp_path)

@@ -1,0 +1,193 @@
+"""DecoderSession: a llama decoder on ONNX Runtime, token by token with a key-value cache.
+
+`prefill` runs a prompt (or any text) in one call and keeps its keys and values; `step` runs the
+one token just chosen against them, so a generated token costs one position, not the whole
+context. `score` re-reads a prompt and a continuation in one pass and returns the logits at every
+continuation position (teacher forcing): how a verifier checks generated text without generating.
+`generate` is the loop: greedy at temperature 0, else seeded sampling with top-p.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.models._gguf import LlamaConfig
+from tokenweave.models._session import default_providers
+
+Logits = npt.NDArray[np.float32]
+
+
+@dataclass
+class KvCache:
+    """Keys and values of the tokens run so far, one pair of arrays per layer."""
+
+    tensors: dict[str, npt.NDArray[np.float32]]
+    length: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How the next token is chosen: temperature 0 is greedy (argmax, ties to the lowest id)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.temperature >= 0 and np.isfinite(self.temperature)):
+            raise InvalidArgumentError(f"temperature={self.temperature} must be 0 or more")
+        if not 0 < self.top_p <= 1:
+            raise InvalidArgumentError(f"top_p={self.top_p} must be in (0, 1]")
+
+
+@dataclass
+class Sampler:
+    """Chooses tokens from logits by `Sampling`; seeded, so a run is reproducible."""
+
+    sampling: Sampling
+    _rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.sampling.seed)
+
+    def choose(self, logits: Logits) -> int:
+        if self.sampling.temperature == 0:
+            return int(np.argmax(logits))
+        scaled = logits.astype(np.float64) / self.sampling.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if self.sampling.top_p < 1:
+            order = np.argsort(-probs, kind="stable")
+            cumulative = np.cumsum(probs[order])
+            keep = order[: int(np.searchsorted(cumulative, self.sampling.top_p)) + 1]
+            kept = np.zeros_like(probs)
+            kept[keep] = probs[keep]
+            probs = kept / kept.sum()
+        return int(self._rng.choice(len(probs), p=probs))
+
+
+@dataclass(frozen=True, slots=True)
+class StepTiming:
+    prefill_tokens: int
+    prefill_s: float
+    decode_tokens: int
+    decode_s: float
+
+
+class DecoderSession:
+    def __init__(
+        self,
+        onnx_path: Path,
+        config: LlamaConfig,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.config = config
+        self._session = ort.InferenceSession(
+            str(onnx_path), options, providers=list(providers or default_providers())
+        )
+        self.provider = self._session.get_providers()[0]
+        self._layers = [
+            (f"past_key.{n}", f"past_value.{n}", f"present_key.{n}", f"present_value.{n}")
+            for n in range(config.layers)
+        ]
+        self._outputs = ["logits"] + [name for layer in self._layers for name in layer[2:]]
+
+    def new_cache(self) -> KvCache:
+        c = self.config
+        empty = np.zeros((1, c.kv_heads, 0, c.head_dim), np.float32)
+        return KvCache({name: empty for layer in self._layers for name in layer[:2]})
+
+    def _run(self, ids: Sequence[int], cache: KvCache, logits_from: int) -> Logits:
+        """Run `ids` after the cache's tokens; the cache grows by them. Returns the logits of
+        positions `logits_from`.. of `ids`, [positions, vocab]."""
+        total = cache.length + len(ids)
+        if total > self.config.context:
+            raise InvalidArgumentError(
+                f"{total} tokens pass the model's context of {self.config.context}"
+            )
+        feed: dict[str, object] = {
+            "input_ids": np.asarray([ids], dtype=np.int64),
+            "seqlens_k": np.asarray([total - 1], dtype=np.int32),
+            "total_sequence_length": np.asarray(total, dtype=np.int32),
+            "logits_from": np.asarray([logits_from], dtype=np.int64),
+            **cache.tensors,
+        }
+        outputs = self._session.run(self._outputs, feed)
+        for (past_key, past_value, _, _), key, value in zip(
+            self._layers, outputs[1::2], outputs[2::2], strict=True
+        ):
+            cache.tensors[past_key] = key
+            cache.tensors[past_value] = value
+        cache.length = total
+        logits: Logits = outputs[0][0]
+        return logits
+
+    def prefill(self, ids: Sequence[int], cache: KvCache) -> Logits:
+        """Run a prompt; the logits after its last token."""
+        if not ids:
+            raise InvalidArgumentError("the prompt has no tokens")
+        last: Logits = self._run(ids, cache, len(ids) - 1)[0]
+        return last
+
+    def step(self, token: int, cache: KvCache) -> Logits:
+        """Run one token; the logits after it."""
+        logits: Logits = self._run([token], cache, 0)[0]
+        return logits
+
+    def score(self, prompt: Sequence[int], continuation: Sequence[int]) -> Logits:
+        """Logits at every position from the prompt's last token on, teacher-forced, in one
+        pass: row i predicts continuation[i] (and the last row what would follow)."""
+        if not prompt:
+            raise InvalidArgumentError("the prompt has no tokens")
+        ids = [*prompt, *continuation]
+        return self._run(ids, self.new_cache(), len(prompt) - 1)
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        max_tokens: int,
+        sampling: Sampling = Sampling(),
+        stop_ids: frozenset[int] = frozenset(),
+    ) -> Iterator[int]:
+        """Tokens as they are chosen, until `max_tokens` or a stop token (not yielded)."""
+        if max_tokens < 1:
+            raise InvalidArgumentError(f"max_tokens={max_tokens} must be at least 1")
+        if len(prompt) + max_tokens > self.config.context:
+            raise InvalidArgumentError(
+                f"the prompt's {len(prompt)} tokens and max_tokens={max_tokens} pass the "
+                f"model's context of {self.config.context} tokens"
+            )
+        sampler = Sampler(sampling)
+        cache = self.new_cache()
+        logits = self.prefill(prompt, cache)
+        for produced in range(max_tokens):
+            token = sampler.choose(logits)
+            if token in stop_ids:
+                return
+            yield token
+            if produced + 1 < max_tokens:
+                logits = self.step(token, cache)
+
+    def timed(self, prompt: Sequence[int], tokens: int) -> StepTiming:
+        """Prefill `prompt`, then decode `tokens` greedily: the time of each phase."""
+        cache = self.new_cache()
+        started = time.perf_counter()
+        logits = self.prefill(prompt, cache)
+        prefilled = time.perf_counter()
+        for _ in range(tokens):
+            logits = self.step(int(np.argmax(logits)), cache)
+        done = time.perf_counter()
+        return StepTiming(len(prompt), prefilled - started, tokens, done - prefilled)
