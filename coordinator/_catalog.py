@@ -1,4 +1,8 @@
-"""The models this coordinator serves: name → spec, file hash and tokenizer."""
+"""The models this coordinator serves: name → spec, file hash and tokenizer.
+
+An embedding model is served by its ONNX file's hash; a generator by its exact decoder's (every
+node of a generation job runs that same file, so seeded generation gives the same tokens).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,24 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from tokenweave.errors import NotFoundError, clip
-from tokenweave.models import ModelSpec, load_tokenizer, prepare_model
+from tokenweave.models import (
+    GeneratorSpec,
+    ModelSpec,
+    Precision,
+    is_generator,
+    load_tokenizer,
+    prepare_generator,
+    prepare_model,
+)
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    spec: ModelSpec
+    spec: ModelSpec | GeneratorSpec
     sha256: str
     tokenizer: Tokenizer
+    #: Generators: the chat template chat prompts are rendered with.
+    chat_template: str = ""
 
 
 class ModelCatalog:
@@ -28,6 +42,14 @@ class ModelCatalog:
         """Prepare (or verify) each model in the cache; slow the first time."""
         entries = []
         for name in names:
+            if is_generator(name):
+                generator = prepare_generator(name, cache_dir)
+                _, sha256 = generator.decoder(Precision.EXACT)
+                tokenizer = Tokenizer.from_file(str(generator.tokenizer_path))
+                entries.append(
+                    CatalogEntry(generator.spec, sha256, tokenizer, generator.chat_template)
+                )
+                continue
             prepared = prepare_model(name, cache_dir)
             entries.append(CatalogEntry(prepared.spec, prepared.sha256, load_tokenizer(prepared)))
         return cls(entries)

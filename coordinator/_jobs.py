@@ -124,6 +124,7 @@ class JobStore:
             tokenizer=entry.tokenizer,
             items_per_task=self._limits.items_per_task,
             defaults=self._limits.option_defaults,
+            chat_template=entry.chat_template,
         )
         plan = await asyncio.to_thread(
             workload.plan, request.model, request.documents, request.options, context

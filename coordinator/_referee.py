@@ -25,7 +25,14 @@ from tokenizers import Tokenizer
 from tokenweave import workloads
 from tokenweave.coordinator._views import QueuedShard
 from tokenweave.errors import FailedPreconditionError
-from tokenweave.models import EmbeddingSession, PreparedModel, load_prepared, load_tokenizer
+from tokenweave.models import (
+    EmbeddingSession,
+    Generator,
+    PreparedModel,
+    load_generator,
+    load_prepared,
+    load_tokenizer,
+)
 from tokenweave.workloads import DocumentSource
 
 logger = logging.getLogger(__name__)
@@ -53,6 +60,7 @@ class LocalRunner:
         self._cache_dir = cache_dir
         self._threads = threads
         self._models: dict[tuple[str, str], _Model] = {}
+        self._generators: dict[tuple[str, str], Generator] = {}
         self._lock = threading.Lock()
         self._one_at_a_time = asyncio.Lock()
 
@@ -62,6 +70,15 @@ class LocalRunner:
             if loaded is None:
                 prepared = load_prepared(name, self._cache_dir, expected_sha256=sha256)
                 loaded = self._models[(name, sha256)] = _Model(prepared, self._threads)
+            return loaded
+
+    def generator(self, name: str, sha256: str) -> Generator:
+        with self._lock:
+            loaded = self._generators.get((name, sha256))
+            if loaded is None:
+                prepared = load_generator(name, self._cache_dir, expected_sha256=sha256)
+                loaded = Generator(prepared, threads=self._threads)
+                self._generators[(name, sha256)] = loaded
             return loaded
 
     def read_document(self, source: DocumentSource, label: str) -> str:

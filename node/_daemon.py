@@ -21,8 +21,12 @@ from tokenweave import __version__, workloads
 from tokenweave._datadir import DataDirLock
 from tokenweave.models import (
     EmbeddingSession,
+    Generator,
+    Message,
     default_cache_dir,
+    is_generator,
     load_prepared,
+    prepare_generator,
     prepare_model,
 )
 from tokenweave.node._blocks import BlockService
@@ -52,16 +56,21 @@ class NodeDaemon:
         blocks: BlockService,
         exchange: BlockExchange,
         lock: DataDirLock | None = None,
+        generators: dict[str, Generator] | None = None,
     ) -> None:
         self.config = config
         self._lock = lock
         self.identity = identity
         self._runners = runners
+        self._generators = generators or {}
         self._speeds = speeds
         self.blocks = blocks
         self.exchange = exchange
-        provider = next(iter(runners.values())).provider if runners else ""
-        self.worker = ShardWorker(NodeResources(runners, blocks), provider)
+        providers = [r.provider for r in runners.values()]
+        providers += [g.provider for g in self._generators.values()]
+        self.worker = ShardWorker(
+            NodeResources(runners, blocks, self._generators), providers[0] if providers else ""
+        )
         self._registration = self._registration_template()
 
     @classmethod
@@ -81,8 +90,21 @@ class NodeDaemon:
         identity = NodeIdentity.load_or_create(config.data_dir)
         cache = config.model_cache or default_cache_dir()
         runners: dict[str, ShardRunner] = {}
+        generators: dict[str, Generator] = {}
         speeds: dict[str, float] = {}
         for name in config.models:
+            if is_generator(name):
+                generator = await asyncio.to_thread(_load_generator, name, config)
+                speeds[name] = await asyncio.to_thread(_decode_speed, generator)
+                generators[name] = generator
+                logger.info(
+                    "model %s (sha256 %s…) on %s: %.0f tokens/s generated",
+                    name,
+                    generator.sha256[:12],
+                    generator.provider,
+                    speeds[name],
+                )
+                continue
             await asyncio.to_thread(prepare_model, name, cache)
             prepared = await asyncio.to_thread(load_prepared, name, cache)
             session = EmbeddingSession(
@@ -106,7 +128,7 @@ class NodeDaemon:
         blocks.exchange = exchange
         await asyncio.to_thread(exchange.start)
         logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
-        return cls(config, identity, runners, speeds, blocks, exchange, lock)
+        return cls(config, identity, runners, speeds, blocks, exchange, lock, generators)
 
     @property
     def speeds(self) -> dict[str, float]:
@@ -162,6 +184,10 @@ class NodeDaemon:
                     name=name, sha256=r.model.sha256, tokens_per_second=self._speeds[name]
                 )
                 for name, r in self._runners.items()
+            ]
+            + [
+                jobs_pb2.NodeModel(name=name, sha256=g.sha256, tokens_per_second=self._speeds[name])
+                for name, g in self._generators.items()
             ],
             max_inflight_shards=self.config.max_inflight_shards,
             version=__version__,
@@ -169,3 +195,16 @@ class NodeDaemon:
             multiaddrs=self.exchange.addrs,
             workloads=workloads.names(),
         )
+
+
+def _load_generator(name: str, config: NodeConfig) -> Generator:
+    prepared = prepare_generator(name, config.model_cache or default_cache_dir())
+    return Generator(prepared, threads=config.threads, providers=list(config.providers) or None)
+
+
+def _decode_speed(generator: Generator, tokens: int = 8) -> float:
+    """Tokens per second generated after a short chat prompt (the cost of a generation is its
+    prompt plus its tokens, and decoding is most of the time)."""
+    prompt = generator.encode(generator.chat_prompt([Message("user", "Count to ten.")]))
+    timing = generator.decoder.timed(prompt, tokens)
+    return (timing.prefill_tokens + timing.decode_tokens) / (timing.prefill_s + timing.decode_s)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tokenweave.errors import FailedPreconditionError, NotFoundError, clip
+from tokenweave.models import Generator
 from tokenweave.node._blocks import DatasetBlocks
 from tokenweave.node._runner import ShardRunner
 from tokenweave.storage import CID, DocumentRef, read_document
@@ -25,9 +26,24 @@ class _Reads:
 class NodeResources:
     """Synchronous (it reads blocks): workloads call it from a worker thread."""
 
-    def __init__(self, runners: Mapping[str, ShardRunner], blocks: DatasetBlocks) -> None:
+    def __init__(
+        self,
+        runners: Mapping[str, ShardRunner],
+        blocks: DatasetBlocks,
+        generators: Mapping[str, Generator] | None = None,
+    ) -> None:
         self._runners = dict(runners)
+        self._generators = dict(generators or {})
         self._blocks = blocks
+
+    def generator(self, name: str, sha256: str) -> Generator:
+        generator = self._generators.get(name)
+        if generator is None or generator.sha256 != sha256:
+            have = generator.sha256 if generator else "no such model"
+            raise FailedPreconditionError(
+                f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
+            )
+        return generator
 
     def model(self, name: str, sha256: str) -> ShardRunner:
         runner = self._runners.get(name)

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tokenweave.models import PreparedGenerator, PreparedModel, prepare_generator, prepare_model
+from tokenweave.models import (
+    Precision,
+    PreparedGenerator,
+    PreparedModel,
+    prepare_generator,
+    prepare_model,
+)
 
 MODEL_NAME = "all-minilm-l6-v2"
 GENERATOR_NAME = "smollm2-135m-instruct"
@@ -64,3 +70,10 @@ def generator(model_cache: Path) -> PreparedGenerator:
     to get the lock, verified by the others."""
     with _exclusive(model_cache.with_name(model_cache.name + ".lock")):
         return prepare_generator(GENERATOR_NAME, model_cache)
+
+
+@pytest.fixture(scope="session")
+def fast_generator(generator: PreparedGenerator, model_cache: Path) -> PreparedGenerator:
+    """The same generator with its FAST decoder built too (under the cache's lock)."""
+    with _exclusive(model_cache.with_name(model_cache.name + ".lock")):
+        return prepare_generator(GENERATOR_NAME, model_cache, (Precision.FAST,))

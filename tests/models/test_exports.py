@@ -7,6 +7,8 @@ def test_public_names_are_pinned() -> None:
         "DecoderSession",
         "EmbeddingSession",
         "Embeddings",
+        "Generation",
+        "Generator",
         "GeneratorSpec",
         "KvCache",
         "LlamaConfig",

@@ -36,6 +36,7 @@ from tokenweave.models._cache import (
 from tokenweave.models._chat import Message, render_chat
 from tokenweave.models._decoder import DecoderSession, KvCache, Sampling
 from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError, UnknownModelError
+from tokenweave.models._generator import Generation, Generator
 from tokenweave.models._generator_cache import (
     PreparedGenerator,
     load_generator,
@@ -72,6 +73,8 @@ __all__ = [
     "DecoderSession",
     "EmbeddingSession",
     "Embeddings",
+    "Generation",
+    "Generator",
     "GeneratorSpec",
     "KvCache",
     "LlamaConfig",

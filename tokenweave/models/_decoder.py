@@ -48,6 +48,10 @@ class Sampling:
             raise InvalidArgumentError(f"top_p={self.top_p} must be in (0, 1]")
 
 
+#: Greedy decoding: the default.
+GREEDY = Sampling()
+
+
 @dataclass
 class Sampler:
     """Chooses tokens from logits by `Sampling`; seeded, so a run is reproducible."""
@@ -98,7 +102,7 @@ class DecoderSession:
         self._session = ort.InferenceSession(
             str(onnx_path), options, providers=list(providers or default_providers())
         )
-        self.provider = self._session.get_providers()[0]
+        self.provider: str = self._session.get_providers()[0]
         self._layers = [
             (f"past_key.{n}", f"past_value.{n}", f"present_key.{n}", f"present_value.{n}")
             for n in range(config.layers)
@@ -159,7 +163,7 @@ class DecoderSession:
         self,
         prompt: Sequence[int],
         max_tokens: int,
-        sampling: Sampling = Sampling(),
+        sampling: Sampling = GREEDY,
         stop_ids: frozenset[int] = frozenset(),
     ) -> Iterator[int]:
         """Tokens as they are chosen, until `max_tokens` or a stop token (not yielded)."""

@@ -5,6 +5,7 @@ next). The engine in `tokenweave.coordinator` and `tokenweave.node` never reads 
   values that cross it (`JobPlan`, `TaskPlan`, `DocumentPlan`, `TaskRun`, `Usage`, `PlanContext`,
   `NodeRuntime`).
 * `EmbedWorkload` (_embed.py), the first workload, with its windows and merge (_windows.py).
+* `GenerateWorkload` (_generate.py): a prompt per document, a generation per task.
 * The registry (here): `get(name)`, `names()`, `register(workload)`, and `load_plugins()`.
 
 Adding a workload is a module with a `Workload` subclass and one registration: a line in
@@ -34,6 +35,7 @@ from tokenweave.workloads._api import (
     Workload,
 )
 from tokenweave.workloads._embed import EmbedWorkload
+from tokenweave.workloads._generate import GenerateWorkload
 from tokenweave.workloads._windows import (
     ShardPlan,
     WindowPlan,
@@ -49,7 +51,7 @@ DEFAULT = "embed"
 #: Environment variable naming plugin modules to import (comma-separated).
 PLUGINS_ENV = "TOKENWEAVE_PLUGINS"
 
-_BUILTIN: tuple[Workload, ...] = (EmbedWorkload(),)
+_BUILTIN: tuple[Workload, ...] = (EmbedWorkload(), GenerateWorkload())
 _registry: dict[str, Workload] = {w.name: w for w in _BUILTIN}
 
 

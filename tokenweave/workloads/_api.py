@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from tokenweave.models import ModelSpec, PreparedModel
+from tokenweave.models import Generator, GeneratorSpec, ModelSpec, PreparedModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +54,15 @@ class DocumentInput:
 class PlanContext:
     """What the coordinator lends a plan: the model and its own settings."""
 
-    model: ModelSpec
+    model: ModelSpec | GeneratorSpec
     model_sha256: str
     tokenizer: Tokenizer
     #: Work items (e.g. windows) grouped into one task (coordinator --windows-per-shard).
     items_per_task: int
     #: Coordinator defaults for options the job leaves out (e.g. {"overlap": "32"}).
     defaults: Mapping[str, str]
+    #: A generator's chat template (Jinja), for chat prompts.
+    chat_template: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,10 @@ class NodeRuntime(Protocol):
 
     def model(self, name: str, sha256: str) -> LoadedModel:
         """The loaded model; FailedPreconditionError when the node lacks it or its hash."""
+        ...
+
+    def generator(self, name: str, sha256: str) -> Generator:
+        """The loaded text generator; FailedPreconditionError when the node lacks it."""
         ...
 
     def read_document(self, source: DocumentSource, label: str) -> str:

@@ -21,6 +21,7 @@ from tokenweave import tensors
 from tokenweave.errors import InvalidArgumentError, clip
 from tokenweave.models import (
     SPECIAL_TOKENS_PER_WINDOW,
+    ModelSpec,
     encode_document,
     tokenize,
     windows_digest,
@@ -59,6 +60,14 @@ MAX_DOCUMENT_FLOATS = 8 * 1024 * 1024
 MAX_JOB_WINDOWS = 131_072
 
 
+def _embedder(context: PlanContext) -> ModelSpec:
+    if not isinstance(context.model, ModelSpec):
+        raise InvalidArgumentError(
+            f"model {context.model.name!r} generates text; embed needs an embedding model"
+        )
+    return context.model
+
+
 def _label(index: int, name: str) -> str:
     return f"document {index}" + (f" ({clip(name)})" if name else "")
 
@@ -89,6 +98,7 @@ class EmbedWorkload(Workload):
     # -- coordinator --------------------------------------------------------------------------
 
     def _window_plan(self, options: Mapping[str, str], context: PlanContext) -> WindowPlan:
+        spec = _embedder(context)
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise InvalidArgumentError(
@@ -97,13 +107,13 @@ class EmbedWorkload(Workload):
             )
         window = _int_option(options, "window")
         if window is None:
-            window = context.model.default_window
+            window = spec.default_window
         overlap = _int_option(options, "overlap")
         if overlap is None:
             overlap = _int_option(context.defaults, "overlap")
             overlap = DEFAULT_OVERLAP if overlap is None else overlap
             overlap = min(overlap, max(window - SPECIAL_TOKENS_PER_WINDOW, 0) // 2)
-        plan = WindowPlan.validated(window, overlap, context.model.max_tokens)
+        plan = WindowPlan.validated(window, overlap, spec.max_tokens)
         if window < MIN_WINDOW:
             raise InvalidArgumentError(
                 f"window={window} is below the minimum of {MIN_WINDOW} tokens"
@@ -123,7 +133,8 @@ class EmbedWorkload(Workload):
         context: PlanContext,
     ) -> JobPlan:
         plan = self._window_plan(options, context)
-        counted = _WindowCount(plan, context.model.dim)
+        dim = _embedder(context).dim
+        counted = _WindowCount(plan, dim)
         ids: list[npt.NDArray[np.uint32]] = []
         planned: list[DocumentPlan] = []
         spans: list[WindowSpan] = []
@@ -164,7 +175,7 @@ class EmbedWorkload(Workload):
                 )
             detail = {
                 "spans": [[w.document, w.start, w.end] for w in shard.windows],
-                "dim": context.model.dim,
+                "dim": dim,
                 "tokens_sha256": windows_digest(windows),
             }
             tasks.append(

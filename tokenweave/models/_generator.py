@@ -1,0 +1,90 @@
+"""Generator: a prepared text generator loaded to run — its decoder, tokenizer and chat template.
+
+What a node (and the coordinator's referee) runs for the generation workload: a prompt's token
+ids in, tokens out until max_tokens, an end-of-turn token or a stop text. The end-of-text and
+end-of-turn tokens of the model's own vocabulary always stop it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from tokenweave.models._chat import Message, render_chat
+from tokenweave.models._decoder import GREEDY, DecoderSession, Sampling
+from tokenweave.models._generator_cache import PreparedGenerator
+from tokenweave.models._onnx_llama import Precision
+
+#: Tokens that end a turn in ChatML-style vocabularies, where the model has them.
+_END_TOKENS = ("<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>")
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    token_ids: tuple[int, ...]
+    #: The text of the tokens, cut before the first stop text.
+    text: str
+    #: "stop" (a stop token or text) or "length" (max_tokens reached).
+    finish_reason: str
+
+
+class Generator:
+    def __init__(
+        self,
+        prepared: PreparedGenerator,
+        precision: Precision = Precision.EXACT,
+        *,
+        threads: int = 0,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self.precision = precision
+        path, self.sha256 = prepared.decoder(precision)
+        self.tokenizer = Tokenizer.from_file(str(prepared.tokenizer_path))
+        self.decoder = DecoderSession(path, prepared.config, providers=providers, threads=threads)
+        ends = {self.tokenizer.token_to_id(t) for t in _END_TOKENS} | {prepared.eos_id}
+        self.end_ids = frozenset(i for i in ends if i is not None)
+
+    @property
+    def provider(self) -> str:
+        return self.decoder.provider
+
+    @property
+    def context(self) -> int:
+        return self.prepared.config.context
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        prompt: str = render_chat(self.prepared.chat_template, messages)
+        return prompt
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; control tokens written in it (e.g. <|im_start|>) are matched."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        max_tokens: int,
+        sampling: Sampling = GREEDY,
+        stop: Sequence[str] = (),
+        stop_ids: Sequence[int] = (),
+        on_token: Callable[[int], None] = lambda token: None,
+    ) -> Generation:
+        """Generate; `on_token` sees each token as it comes (for streaming)."""
+        tokens: list[int] = []
+        stops = frozenset(stop_ids) | self.end_ids
+        for token in self.decoder.generate(prompt_ids, max_tokens, sampling, stops):
+            tokens.append(token)
+            on_token(token)
+            if stop:
+                text = self.decode(tokens)
+                cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+                if cut >= 0:
+                    return Generation(tuple(tokens), text[:cut], "stop")
+        finish = "length" if len(tokens) == max_tokens else "stop"
+        return Generation(tuple(tokens), self.decode(tokens), finish)

@@ -1,0 +1,278 @@
+"""The generation workload: each document is a prompt, each task one generation on a node.
+
+Options (all text, as every workload's): `max_tokens` (256), `temperature` (0: greedy),
+`top_p` (1), `seed` (0), `stop` (a JSON list of texts), and `format`: "text" (the document is the
+prompt as is) or "chat" (the document is a JSON list of {"role", "content"} messages, rendered
+with the model's own chat template). Sampling is seeded, so every honest node produces the same
+tokens for a task; verification compares the token ids two nodes returned.
+
+A task's cost is its prompt plus max_tokens (what it may take); it is billed as prompt tokens in
+and generated tokens out. Each document's result: `token_ids` (int32), `text` and
+`finish_reason` (UTF-8 bytes, uint8), `prompt_tokens` (int64, one value).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenweave import tensors
+from tokenweave.errors import InvalidArgumentError, clip
+from tokenweave.models import GeneratorSpec, Message, Sampling, render_chat
+from tokenweave.v1 import generate_pb2
+from tokenweave.workloads._api import (
+    DocumentInput,
+    DocumentPlan,
+    JobPlan,
+    NodeRuntime,
+    PlanContext,
+    TaskPlan,
+    TaskRun,
+    Usage,
+    Workload,
+)
+
+DEFAULT_MAX_TOKENS = 256
+#: Stop texts per task, and characters in each.
+MAX_STOPS = 4
+MAX_STOP_CHARS = 64
+FINISH_REASONS = ("stop", "length")
+
+
+def _utf8(text: str) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
+
+
+def _number(options: Mapping[str, str], name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}={clip(raw)} is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{name}={clip(raw)} is not a finite number")
+    return value
+
+
+def _integer(options: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}={clip(raw)} is not an integer") from None
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"{name}={value} must be between {low} and {high}")
+    return value
+
+
+def _stops(options: Mapping[str, str]) -> list[str]:
+    raw = options.get("stop")
+    if raw is None:
+        return []
+    try:
+        stops = json.loads(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"stop={clip(raw)} is not a JSON list of texts") from None
+    if isinstance(stops, str):
+        stops = [stops]
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise InvalidArgumentError("stop must be a JSON list of non-empty texts")
+    if len(stops) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise InvalidArgumentError(
+            f"stop takes at most {MAX_STOPS} texts of at most {MAX_STOP_CHARS} characters"
+        )
+    return stops
+
+
+def _messages(text: str, label: str) -> list[Message]:
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise InvalidArgumentError(f"{label} is not a JSON list of chat messages") from None
+    if not isinstance(raw, list) or not raw:
+        raise InvalidArgumentError(f"{label}: a chat is a non-empty JSON list of messages")
+    messages = []
+    for i, item in enumerate(raw):
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("role"), str)
+            and isinstance(item.get("content"), str)
+        ):
+            raise InvalidArgumentError(
+                f"{label}: message {i} needs a string 'role' and a string 'content'"
+            )
+        messages.append(Message(item["role"], item["content"]))
+    return messages
+
+
+def _output(output: bytes) -> generate_pb2.GenerateOutput:
+    try:
+        return generate_pb2.GenerateOutput.FromString(output)
+    except Exception as exc:  # protobuf's DecodeError
+        raise InvalidArgumentError(f"output is not a GenerateOutput: {exc}") from None
+
+
+class GenerateWorkload(Workload):
+    name = "generate"
+    options = ("max_tokens", "temperature", "top_p", "seed", "stop", "format")
+
+    # -- coordinator --------------------------------------------------------------------------
+
+    def plan(
+        self,
+        model: str,
+        documents: Sequence[DocumentInput],
+        options: Mapping[str, str],
+        context: PlanContext,
+    ) -> JobPlan:
+        spec = context.model
+        if not isinstance(spec, GeneratorSpec):
+            raise InvalidArgumentError(f"model {clip(model)} does not generate text")
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {', '.join(clip(u) for u in unknown[:5])} for generate; "
+                f"it takes {', '.join(self.options)}"
+            )
+        if any(d.source is not None for d in documents):
+            raise InvalidArgumentError("generate takes prompts, not a dataset")
+        max_tokens = _integer(options, "max_tokens", DEFAULT_MAX_TOKENS, 1, spec.context - 1)
+        sampling = Sampling(
+            temperature=_number(options, "temperature", 0.0),
+            top_p=_number(options, "top_p", 1.0),
+            seed=_integer(options, "seed", 0, 0, 2**63 - 1),
+        )
+        stops = _stops(options)
+        chat = options.get("format", "text")
+        if chat not in ("text", "chat"):
+            raise InvalidArgumentError(f"format={clip(chat)}: use 'text' or 'chat'")
+        planned, tasks = [], []
+        for i, doc in enumerate(documents):
+            label = f"prompt {i}" + (f" ({clip(doc.name)})" if doc.name else "")
+            prompt = doc.text
+            if chat == "chat":
+                prompt = render_chat(context.chat_template, _messages(doc.text, label))
+            ids = context.tokenizer.encode(prompt, add_special_tokens=False).ids
+            if not ids:
+                raise InvalidArgumentError(f"{label} has no tokens")
+            if len(ids) + max_tokens > spec.context:
+                raise InvalidArgumentError(
+                    f"{label} is {len(ids)} tokens; with max_tokens={max_tokens} that passes "
+                    f"the model's context of {spec.context} tokens (for long documents, use "
+                    "`tokenweave submit ask`)"
+                )
+            payload = generate_pb2.GenerateTask(
+                prompt_ids=tensors.to_bytes(np.asarray(ids, dtype=np.uint32), "uint32"),
+                max_tokens=max_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                seed=sampling.seed,
+                stop=stops,
+            )
+            detail = {
+                "prompt_tokens": len(ids),
+                "max_tokens": max_tokens,
+                "vocab": context.tokenizer.get_vocab_size(),
+            }
+            planned.append(DocumentPlan(doc.name, len(ids)))
+            tasks.append(
+                TaskPlan(
+                    cost=len(ids) + max_tokens,
+                    payload=payload.SerializeToString(),
+                    detail=json.dumps(detail).encode(),
+                )
+            )
+        filled = {
+            "max_tokens": str(max_tokens),
+            "temperature": repr(sampling.temperature),
+            "top_p": repr(sampling.top_p),
+            "seed": str(sampling.seed),
+            "format": chat,
+            **({"stop": json.dumps(stops)} if stops else {}),
+        }
+        return JobPlan(
+            options=filled, documents=tuple(planned), tasks=tuple(tasks), items=len(tasks)
+        )
+
+    def check(self, detail: bytes, output: bytes) -> None:
+        expected: dict[str, Any] = json.loads(detail)
+        result = _output(output)
+        ids = tensors.from_bytes(result.token_ids, "uint32")
+        if len(ids) > expected["max_tokens"]:
+            raise InvalidArgumentError(
+                f"{len(ids)} tokens generated, max_tokens is {expected['max_tokens']}"
+            )
+        if len(ids) and int(ids.max()) >= expected["vocab"]:
+            raise InvalidArgumentError(f"token id {int(ids.max())} is not in the vocabulary")
+        if result.finish_reason not in FINISH_REASONS:
+            raise InvalidArgumentError(f"finish_reason {clip(result.finish_reason)} is unknown")
+        if result.finish_reason == "length" and len(ids) != expected["max_tokens"]:
+            raise InvalidArgumentError("finish_reason is length before max_tokens")
+
+    def compare(self, detail: bytes, a: bytes, b: bytes) -> float:
+        """The share of the longer output that both start with (token ids), and -1 when the
+        texts differ over equal tokens: seeded generation makes the same tokens on every node."""
+        left, right = _output(a), _output(b)
+        x = tensors.from_bytes(left.token_ids, "uint32")
+        y = tensors.from_bytes(right.token_ids, "uint32")
+        longest = max(len(x), len(y))
+        if longest == 0:
+            return 1.0
+        if len(x) == len(y) and (x == y).all() and left.text != right.text:
+            return -1.0
+        common = min(len(x), len(y))
+        differs = np.flatnonzero(x[:common] != y[:common])
+        prefix = int(differs[0]) if len(differs) else common
+        return prefix / longest
+
+    def merge(
+        self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
+    ) -> list[dict[str, npt.NDArray[np.generic]]]:
+        results: list[dict[str, npt.NDArray[np.generic]]] = []
+        for doc, (_, output) in zip(documents, tasks, strict=True):
+            result = _output(output)
+            results.append(
+                {
+                    "token_ids": tensors.from_bytes(result.token_ids, "uint32").astype(np.int32),
+                    "text": _utf8(result.text),
+                    "finish_reason": _utf8(result.finish_reason),
+                    "prompt_tokens": np.asarray([doc.tokens], dtype=np.int64),
+                }
+            )
+        return results
+
+    def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
+        generated = len(tensors.from_bytes(_output(output).token_ids, "uint32"))
+        return Usage(input_tokens=int(json.loads(detail)["prompt_tokens"]), output_tokens=generated)
+
+    # -- node ---------------------------------------------------------------------------------
+
+    def run(self, model: str, model_sha256: str, payload: bytes, runtime: NodeRuntime) -> TaskRun:
+        generator = runtime.generator(model, model_sha256)
+        try:
+            task = generate_pb2.GenerateTask.FromString(payload)
+        except Exception as exc:
+            raise InvalidArgumentError(f"not a GenerateTask: {exc}") from None
+        prompt = tensors.from_bytes(task.prompt_ids, "uint32").astype(np.int64).tolist()
+        generation = generator.generate(
+            prompt,
+            task.max_tokens,
+            Sampling(task.temperature, task.top_p or 1.0, task.seed),
+            stop=list(task.stop),
+            stop_ids=list(task.stop_ids),
+        )
+        output = generate_pb2.GenerateOutput(
+            token_ids=tensors.to_bytes(np.asarray(generation.token_ids, np.uint32), "uint32"),
+            finish_reason=generation.finish_reason,
+            text=generation.text,
+        )
+        return TaskRun(output.SerializeToString(), len(prompt) + len(generation.token_ids))
