@@ -75,7 +75,7 @@ class CoordinatorConfig:
     #: refused.
     min_reputation: float = 0.2
     #: Reward tokens per 1,000 model tokens, per model: "MODEL=PRICE".
-    prices: tuple[str, ...] = ("all-minilm-l6-v2=1",)
+    prices: tuple[str, ...] = ("all-minilm-l6-v2=1", "smollm2-135m-instruct=0.5/2")
     #: "embedded" (an in-process EVM with fresh contracts) or an EVM JSON-RPC URL.
     chain: str = "embedded"
     #: Hex private key that deploys the contracts and holds their admin role (required with a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from tokenweave.errors import InvalidArgumentError, NotFoundError
@@ -34,33 +34,48 @@ def format_wei(wei: int) -> str:
 
 @dataclass(frozen=True)
 class PriceList:
-    """Reward per 1,000 model tokens, per model, in micro-tokens."""
+    """Reward per 1,000 model tokens, per model, in micro-tokens: input tokens (an embedded
+    text, a prompt) at one price, output (generated) tokens at another, the input price when
+    none is given."""
 
     per_1k_micro: Mapping[str, int]
+    output_per_1k_micro: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, entries: Sequence[str]) -> PriceList:
-        """Entries like "all-minilm-l6-v2=1.5" (reward tokens per 1,000 model tokens)."""
-        prices: dict[str, int] = {}
+        """Entries like "all-minilm-l6-v2=1.5" or "smollm2-135m-instruct=0.2/0.8" (reward
+        tokens per 1,000 input tokens, and per 1,000 output tokens)."""
+        inputs: dict[str, int] = {}
+        outputs: dict[str, int] = {}
         for entry in entries:
             model, sep, raw = entry.partition("=")
-            try:
-                price = Decimal(raw.strip())
-            except InvalidOperation:
-                price = Decimal(-1)
-            micro = price * MICRO_PER_TOKEN
-            if not sep or not model.strip() or price < 0 or micro != micro.to_integral_value():
+            parts = raw.split("/")
+            micros = [_micro(part) for part in parts]
+            if not sep or not model.strip() or len(parts) > 2 or None in micros:
                 raise InvalidArgumentError(
-                    f"price {entry!r} must read MODEL=TOKENS_PER_1000 with at most 6 decimals, "
-                    "e.g. all-minilm-l6-v2=1.5"
+                    f"price {entry!r} must read MODEL=TOKENS_PER_1000[/OUTPUT_TOKENS_PER_1000] "
+                    "with at most 6 decimals, e.g. all-minilm-l6-v2=1.5"
                 )
-            prices[model.strip()] = int(micro)
-        return cls(prices)
+            inputs[model.strip()] = micros[0] or 0
+            outputs[model.strip()] = micros[-1] or 0
+        return cls(inputs, outputs)
 
     def reward_micro(self, model: str, usage: Usage) -> int:
-        """Rounded down to the micro-token. Input and output tokens share one price today."""
+        """Rounded down to the micro-token."""
         try:
             per_1k = self.per_1k_micro[model]
         except KeyError:
             raise NotFoundError(f"no price for model {model!r}") from None
-        return usage.total * per_1k // 1000
+        per_1k_out = self.output_per_1k_micro.get(model, per_1k)
+        return (usage.input_tokens * per_1k + usage.output_tokens * per_1k_out) // 1000
+
+
+def _micro(raw: str) -> int | None:
+    """Micro-tokens of a decimal price; None unless it is one with at most 6 decimals."""
+    try:
+        micro = Decimal(raw.strip()) * MICRO_PER_TOKEN
+    except InvalidOperation:
+        return None
+    if micro < 0 or micro != micro.to_integral_value():
+        return None
+    return int(micro)

@@ -36,6 +36,14 @@ class NodeResources:
         self._generators = dict(generators or {})
         self._blocks = blocks
 
+    def check(self, name: str, sha256: str) -> None:
+        """FailedPreconditionError unless this node loaded model `name` with this exact hash
+        (an embedding model or a generator)."""
+        if name in self._generators:
+            self.generator(name, sha256)
+        else:
+            self.model(name, sha256)
+
     def generator(self, name: str, sha256: str) -> Generator:
         generator = self._generators.get(name)
         if generator is None or generator.sha256 != sha256:

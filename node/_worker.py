@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 
 from tokenweave import workloads
 from tokenweave.errors import TokenweaveError
+from tokenweave.node._runtime import NodeResources
 from tokenweave.v1 import nodes_pb2
-from tokenweave.workloads import NodeRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _failure(shard_id: str, error: str) -> nodes_pb2.LeaseRequest:
 class ShardWorker:
     """Runs shards through their workloads; lives as long as the daemon."""
 
-    def __init__(self, runtime: NodeRuntime, provider: str) -> None:
+    def __init__(self, runtime: NodeResources, provider: str) -> None:
         self._runtime = runtime
         self._provider = provider
         self.shards_done = 0
@@ -48,7 +48,7 @@ class ShardWorker:
         shard_id = assignment.shard_id
         try:
             workload = workloads.get(assignment.workload)
-            self._runtime.model(assignment.model, assignment.model_sha256)
+            self._runtime.check(assignment.model, assignment.model_sha256)
         except TokenweaveError as exc:
             return _failure(shard_id, exc.message)
         started = time.perf_counter()

@@ -53,9 +53,11 @@ def test_prices() -> None:
     assert micro_to_wei(1) == 10**12
     with pytest.raises(NotFoundError, match="no price for model 'x'"):
         prices.reward_micro("x", Usage(1))
-    for bad in ("nomodel", "m=abc", "m=-1", "m=0.0000001"):
+    for bad in ("nomodel", "m=abc", "m=-1", "m=0.0000001", "m=1/2/3", "m=1/x"):
         with pytest.raises(InvalidArgumentError, match="MODEL=TOKENS_PER_1000"):
             PriceList.parse([bad])
+    split = PriceList.parse(["llm=0.2/0.8"])  # prompt tokens, generated tokens
+    assert split.reward_micro("llm", Usage(input_tokens=1000, output_tokens=500)) == 600_000
 
 
 async def test_cumulative_leaves_across_epochs(db: async_sessionmaker[AsyncSession]) -> None:

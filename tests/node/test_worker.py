@@ -147,6 +147,9 @@ class FakeResources:
             raise FailedPreconditionError(f"refusing model {name} sha256 {sha256}")
         return self.runner
 
+    def check(self, name: str, sha256: str) -> None:
+        self.model(name, sha256)
+
     def read_document(self, source: Any, label: str) -> str:
         raise AssertionError("inline windows need no reads")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenweave import __version__
+from tokenweave.cli._chat_cmd import add_chat_command
 from tokenweave.cli._coordinator_args import add_coordinator_command
 from tokenweave.cli._keys_cmd import add_keys_commands
 from tokenweave.cli._stake_cmd import add_stake_commands
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data"
     )
+    p.add_argument(
+        "--models",
+        metavar="LIST",
+        help="models to load, comma-separated (default all-minilm-l6-v2; smollm2-135m-instruct "
+        "generates text)",
+    )
     p.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers, comma-separated")
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
@@ -141,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--query", metavar="TEXT", help="rank the windows by cosine to this text")
     se.add_argument("--top", type=int, default=3, help="passages to show with --query")
     _add_client_options(se)
+
+    add_chat_command(sub, _add_client_options)
 
     p = sub.add_parser("jobs", help="list your jobs")
     p.add_argument(
@@ -281,6 +290,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         or default_address()
     )
     with Client(address, api_key=getattr(args, "api_key", None), tls_ca=args.tls_ca) as client:
+        if command == "chat":
+            from tokenweave.cli import _chat_cmd
+
+            return _chat_cmd.run(client, args)
         if command in ("whoami", "keys"):
             from tokenweave.cli import _keys_cmd
 

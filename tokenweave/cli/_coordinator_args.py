@@ -18,6 +18,12 @@ def add_coordinator_command(
     )
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./coordinator-data")
     p.add_argument(
+        "--models",
+        metavar="LIST",
+        help="models served, comma-separated (default all-minilm-l6-v2; smollm2-135m-instruct "
+        "generates text)",
+    )
+    p.add_argument(
         "--db", metavar="URL", help="SQLAlchemy async URL (default: SQLite in the data dir)"
     )
     p.add_argument("--max-document-bytes", type=int, metavar="N")
@@ -56,7 +62,10 @@ def add_coordinator_command(
         "--confirmations", type=int, metavar="N", help="blocks before an epoch counts as settled"
     )
     p.add_argument(
-        "--prices", metavar="LIST", help="MODEL=TOKENS_PER_1000[,...] (default all-minilm-l6-v2=1)"
+        "--prices",
+        metavar="LIST",
+        help="MODEL=TOKENS_PER_1000[/OUTPUT_TOKENS_PER_1000][,...]: reward per 1,000 input "
+        "(and generated) tokens (default all-minilm-l6-v2=1,smollm2-135m-instruct=0.5/2)",
     )
     p.add_argument(
         "--faucet-wei", type=int, metavar="WEI", help="development chains: gas money per claimer"

@@ -3,7 +3,9 @@
 * `Client` (_client.py) — a connection to a coordinator's JobService; `embed()` (inputs past
   32 MiB streamed to the network's storage as a dataset, not sent in one message), `job()`,
   `jobs()`, `nodes()`, `cancel()`.
-* `EmbedJob` (_job.py) — a submitted job: `watch()`, `wait()`, `result()`, `cancel()`.
+* `EmbedJob`, `GenerateJob` (_job.py) — a submitted job: `watch()`, `wait()`, `cancel()`, and
+  `result()` (embeddings) or `completions()` (`Completion`: text, token ids, finish reason).
+  `Client.generate(prompts)` and `Client.chat(messages)` run SmolLM2 on the nodes.
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.
 * Datasets (_data.py) — `put()`, `get()`, `datasets()` and `dataset_status()` give
   `PutResult`, `DatasetInfo` and `BlockReplicas`.
@@ -22,7 +24,8 @@ from typing import TYPE_CHECKING
 from tokenweave import _lazy_exports
 
 if TYPE_CHECKING:
-    from tokenweave.client._client import DEFAULT_MODEL, Client, default_address
+    from tokenweave.client._client import DEFAULT_GENERATOR, DEFAULT_MODEL, Client
+    from tokenweave.client._connection import default_address
     from tokenweave.client._convert import (
         DocumentEmbedding,
         JobInfo,
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
         NodeShare,
     )
     from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
-    from tokenweave.client._job import EmbedJob, EmbedResult
+    from tokenweave.client._job import Completion, EmbedJob, EmbedResult, GenerateJob
     from tokenweave.client._keys import ApiKeyInfo, Identity
     from tokenweave.client._rewards import (
         ChainInfo,
@@ -44,8 +47,9 @@ else:
     __getattr__, __dir__ = _lazy_exports(
         __name__,
         {
-            "._client": ("DEFAULT_MODEL", "Client", "default_address"),
-            "._job": ("EmbedJob", "EmbedResult"),
+            "._client": ("DEFAULT_GENERATOR", "DEFAULT_MODEL", "Client"),
+            "._connection": ("default_address",),
+            "._job": ("Completion", "EmbedJob", "EmbedResult", "GenerateJob"),
             "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
             "._data": ("BlockReplicas", "DatasetInfo", "PutResult"),
             "._keys": ("ApiKeyInfo", "Identity"),
@@ -60,18 +64,21 @@ else:
     )
 
 __all__ = [
+    "DEFAULT_GENERATOR",
     "DEFAULT_MODEL",
     "ApiKeyInfo",
     "BlockReplicas",
     "ChainInfo",
     "ClaimResult",
     "Client",
+    "Completion",
     "DatasetInfo",
     "DocumentEmbedding",
     "EmbedJob",
     "EmbedResult",
     "EpochEarning",
     "EpochInfo",
+    "GenerateJob",
     "Identity",
     "JobInfo",
     "JobStatus",

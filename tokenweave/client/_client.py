@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
-from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Unpack
 
 import grpc
 
-from tokenweave.client._channel import default_api_key, default_tls_ca, open_channel
 from tokenweave.client._channel import translate as _translate
 from tokenweave.client._convert import (
     DocumentOutput,
@@ -21,17 +19,21 @@ from tokenweave.client._convert import (
     node_info,
 )
 from tokenweave.client._data import (
+    DEFAULT_PROFILE,
     NAME_FIELD,
     TEXT_FIELD,
-    BlockReplicas,
-    DatasetInfo,
+    DatasetCalls,
     PutResult,
-    download,
     import_documents,
-    import_path,
     upload_requests,
 )
-from tokenweave.client._job import EmbedJob, Job
+from tokenweave.client._job import (
+    EmbedJob,
+    GenerateJob,
+    GenerationParams,
+    Job,
+    generation_options,
+)
 from tokenweave.client._keys import ApiKeyInfo, Identity, key_info
 from tokenweave.client._rewards import (
     ChainInfo,
@@ -50,33 +52,20 @@ from tokenweave.errors import (
 )
 from tokenweave.v1 import (
     auth_pb2,
-    auth_pb2_grpc,
-    data_pb2,
-    data_pb2_grpc,
     jobs_pb2,
-    jobs_pb2_grpc,
     rewards_pb2,
-    rewards_pb2_grpc,
 )
 
-DEFAULT_COORDINATOR = "127.0.0.1:50051"
 DEFAULT_MODEL = "all-minilm-l6-v2"
-DEFAULT_PROFILE = "unixfs-v1-2025"
+DEFAULT_GENERATOR = "smollm2-135m-instruct"
 #: Documents larger than this in all are streamed to the network's storage as a dataset, a
 #: block at a time, instead of sent in one SubmitJob message (the coordinator takes 64 MiB).
 INLINE_LIMIT_BYTES = 32 * 1024 * 1024
 #: How `Client.embed` sends documents: in the SubmitJob message, streamed as a dataset, or
 #: whichever their size calls for.
 Upload = Literal["auto", "inline", "dataset"]
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: Jobs asked for per ListJobs page (the coordinator's largest page).
 JOB_PAGE = 500
-
-T = TypeVar("T")
-
-
-def default_address() -> str:
-    return os.environ.get("TOKENWEAVE_COORDINATOR") or DEFAULT_COORDINATOR
 
 
 def _next_page(token: str, next_token: str) -> str:
@@ -99,56 +88,13 @@ def _documents(documents: Sequence[str | tuple[str, str]]) -> list[jobs_pb2.Docu
     ]
 
 
-class Client:
+class Client(DatasetCalls):
     """A connection to a coordinator's JobService.
 
     >>> with Client("127.0.0.1:50051") as client:
     ...     job = client.embed(["a very long text ..."])
     ...     result = job.result()
     """
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        timeout: float = 60.0,
-        api_key: str | None = None,
-        tls_ca: Path | str | None = None,
-    ) -> None:
-        """`api_key` (default TOKENWEAVE_API_KEY) identifies you to the coordinator; `tls_ca`
-        (default TOKENWEAVE_TLS_CA) is the CA that signed its certificate (without one the
-        connection is plaintext, which coordinators serve on loopback only)."""
-        self.address = address or default_address()
-        self.timeout = timeout
-        ca = Path(tls_ca) if tls_ca is not None else default_tls_ca()
-        self._channel = calls = open_channel(
-            self.address,
-            api_key=api_key or default_api_key(),
-            tls_ca=ca,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
-        self._stub = jobs_pb2_grpc.JobServiceStub(calls)
-        self._rewards = rewards_pb2_grpc.RewardsServiceStub(calls)
-        self._data = data_pb2_grpc.DataServiceStub(calls)
-        self._auth = auth_pb2_grpc.AuthServiceStub(calls)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except grpc.RpcError as exc:
-            raise _translate(exc) from exc
 
     def embed(
         self,
@@ -206,6 +152,42 @@ class Client:
         )
         response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
         return Job(self, job_info(response.job))
+
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        model: str = DEFAULT_GENERATOR,
+        **params: Unpack[GenerationParams],
+    ) -> GenerateJob:
+        """Continue each prompt (text as is) on the network's nodes: `max_tokens`, `temperature`
+        (0, greedy, unless given), `top_p`, `seed` (sampling is seeded: the same seed gives the
+        same text) and `stop` texts."""
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        options = generation_options(params)
+        return self._generate(model, [(f"prompt-{i}", t) for i, t in enumerate(texts)], options)
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        model: str = DEFAULT_GENERATOR,
+        **params: Unpack[GenerationParams],
+    ) -> GenerateJob:
+        """The assistant's reply to `messages` ({"role", "content"} each; roles system, user,
+        assistant), rendered with the model's own chat template by the coordinator."""
+        options = {**generation_options(params), "format": "chat"}
+        conversation = json.dumps([{"role": m["role"], "content": m["content"]} for m in messages])
+        return self._generate(model, [("chat", conversation)], options)
+
+    def _generate(
+        self, model: str, documents: list[tuple[str, str]], options: dict[str, str]
+    ) -> GenerateJob:
+        request = jobs_pb2.SubmitJobRequest(
+            workload="generate", model=model, documents=_documents(documents), options=options
+        )
+        response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
+        return GenerateJob(self, job_info(response.job))
 
     def embed_dataset(
         self,
@@ -353,58 +335,6 @@ class Client:
                 f"the claim of {address} reverted: {sent.revert_reason or 'no reason given'}"
             )
         return ClaimResult(sent.tx_hash, ticket.epoch, amount, sent.gas_used)
-
-    # -- datasets -----------------------------------------------------------------------------
-
-    def put(
-        self,
-        path: Path,
-        *,
-        profile: str = DEFAULT_PROFILE,
-        name: str | None = None,
-        progress: Callable[[int], None] = lambda n: None,
-    ) -> PutResult:
-        """Store a file or folder on the network; returns its root CID and replica count."""
-        root, blocks = import_path(path, profile)
-        return self._put_blocks(upload_requests(root, blocks, name or path.name, progress))
-
-    def _put_blocks(self, requests: Iterator[data_pb2.PutBlocksRequest]) -> PutResult:
-        response = self._call(lambda: self._data.PutBlocks(requests, timeout=self.timeout * 10))
-        return PutResult(response.root, response.blocks, response.bytes, response.min_replicas)
-
-    def providers(self, cid: str) -> list[str]:
-        """Multiaddrs of the nodes holding a block."""
-        response = self._call(
-            lambda: self._data.GetProviders(
-                data_pb2.GetProvidersRequest(cid=cid), timeout=self.timeout
-            )
-        )
-        return [a for p in response.providers for a in p.multiaddrs]
-
-    def get(
-        self, cid: str, destination: Path, *, progress: Callable[[int], None] = lambda n: None
-    ) -> None:
-        """Fetch a dataset from the nodes over libp2p, checking every block, into `destination`;
-        `progress` is called with the bytes of file data in each block fetched."""
-        download(cid, destination, self.providers, progress)
-
-    def datasets(self) -> list[DatasetInfo]:
-        response = self._call(
-            lambda: self._data.ListDatasets(data_pb2.ListDatasetsRequest(), timeout=self.timeout)
-        )
-        return [DatasetInfo(d.root, d.name, d.size, d.blocks) for d in response.datasets]
-
-    def dataset_status(self, root: str) -> tuple[DatasetInfo, list[BlockReplicas]]:
-        response = self._call(
-            lambda: self._data.DatasetStatus(
-                data_pb2.DatasetStatusRequest(root=root), timeout=self.timeout
-            )
-        )
-        d = response.dataset
-        return DatasetInfo(d.root, d.name, d.size, d.blocks), [
-            BlockReplicas(b.cid, b.replicas, tuple(b.node_ids), tuple(b.offline_node_ids))
-            for b in response.blocks
-        ]
 
     def _watch(self, job_id: str, after: int) -> Iterator[JobInfo]:
         stream = self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after))

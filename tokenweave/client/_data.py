@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenweave.client._connection import Connection
 from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.storage import (
     CID,
@@ -65,6 +66,7 @@ def import_path(path: Path, profile: str) -> tuple[DagNode, list[Block]]:
     return root, blocks
 
 
+DEFAULT_PROFILE = "unixfs-v1-2025"
 #: The JSON Lines fields `import_documents` writes each document's name and text to.
 NAME_FIELD = "name"
 TEXT_FIELD = "text"
@@ -131,3 +133,57 @@ def download(
             return data
 
         return export(cid, source, destination, limits, max_file_bytes)
+
+
+class DatasetCalls(Connection):
+    """The DataService calls of `Client`: store, locate, fetch and list datasets."""
+
+    def put(
+        self,
+        path: Path,
+        *,
+        profile: str = DEFAULT_PROFILE,
+        name: str | None = None,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> PutResult:
+        """Store a file or folder on the network; returns its root CID and replica count."""
+        root, blocks = import_path(path, profile)
+        return self._put_blocks(upload_requests(root, blocks, name or path.name, progress))
+
+    def _put_blocks(self, requests: Iterator[data_pb2.PutBlocksRequest]) -> PutResult:
+        response = self._call(lambda: self._data.PutBlocks(requests, timeout=self.timeout * 10))
+        return PutResult(response.root, response.blocks, response.bytes, response.min_replicas)
+
+    def providers(self, cid: str) -> list[str]:
+        """Multiaddrs of the nodes holding a block."""
+        response = self._call(
+            lambda: self._data.GetProviders(
+                data_pb2.GetProvidersRequest(cid=cid), timeout=self.timeout
+            )
+        )
+        return [a for p in response.providers for a in p.multiaddrs]
+
+    def get(
+        self, cid: str, destination: Path, *, progress: Callable[[int], None] = lambda n: None
+    ) -> None:
+        """Fetch a dataset from the nodes over libp2p, checking every block, into `destination`;
+        `progress` is called with the bytes of file data in each block fetched."""
+        download(cid, destination, self.providers, progress)
+
+    def datasets(self) -> list[DatasetInfo]:
+        response = self._call(
+            lambda: self._data.ListDatasets(data_pb2.ListDatasetsRequest(), timeout=self.timeout)
+        )
+        return [DatasetInfo(d.root, d.name, d.size, d.blocks) for d in response.datasets]
+
+    def dataset_status(self, root: str) -> tuple[DatasetInfo, list[BlockReplicas]]:
+        response = self._call(
+            lambda: self._data.DatasetStatus(
+                data_pb2.DatasetStatusRequest(root=root), timeout=self.timeout
+            )
+        )
+        d = response.dataset
+        return DatasetInfo(d.root, d.name, d.size, d.blocks), [
+            BlockReplicas(b.cid, b.replicas, tuple(b.node_ids), tuple(b.offline_node_ids))
+            for b in response.blocks
+        ]

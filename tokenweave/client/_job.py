@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import grpc
 
@@ -31,6 +32,50 @@ POLL_INTERVAL_S = 1.0
 class EmbedResult:
     job: JobInfo
     documents: tuple[DocumentEmbedding, ...]
+
+
+class GenerationParams(TypedDict, total=False):
+    """How a generation runs (each left out takes the coordinator's default)."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    stop: Sequence[str]
+
+
+def generation_options(params: GenerationParams) -> dict[str, str]:
+    """The generate workload's options, as text (the coordinator checks every value)."""
+    options = {name: str(value) for name, value in params.items() if name != "stop"}
+    stop = params.get("stop", ())
+    if stop:
+        options["stop"] = json.dumps([stop] if isinstance(stop, str) else list(stop))
+    return options
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One prompt's generated text."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    #: "stop" (an end-of-turn token or a stop text) or "length" (max_tokens reached).
+    finish_reason: str
+    prompt_tokens: int
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def completion(output: DocumentOutput) -> Completion:
+    values = output.outputs
+    return Completion(
+        text=bytes(values["text"]).decode("utf-8"),
+        token_ids=tuple(int(t) for t in values["token_ids"]),
+        finish_reason=bytes(values["finish_reason"]).decode("utf-8"),
+        prompt_tokens=int(values["prompt_tokens"][0]),
+    )
 
 
 class Job:
@@ -123,3 +168,18 @@ class EmbedJob(Job):
             )
         documents = tuple(document_embedding(d) for d in self.outputs())
         return EmbedResult(job=self.info, documents=documents)
+
+
+class GenerateJob(Job):
+    """A generation job: `completions()` gives each prompt's text, `completion()` the first."""
+
+    def completions(self) -> list[Completion]:
+        """Wait for the job to finish; raises if it did not succeed."""
+        if self.info.workload != "generate":
+            raise FailedPreconditionError(
+                f"job {self.id} is a {self.info.workload!r} job, not a generation: use outputs()"
+            )
+        return [completion(d) for d in self.outputs()]
+
+    def completion(self) -> Completion:
+        return self.completions()[0]
