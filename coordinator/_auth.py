@@ -121,6 +121,12 @@ def current_principal() -> Principal:
     return _principal.get()
 
 
+def act_as(principal: Principal) -> None:
+    """Make `principal` the caller for the rest of this task (the HTTP API, once it has
+    admitted a request, calls the servicers as that client)."""
+    _principal.set(principal)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     key_id: str
@@ -288,26 +294,32 @@ class AuthInterceptor(aio.ServerInterceptor):
         self._limiter = limiter
 
     async def _admit(self, method: str, key: str | None, context: Context) -> Principal:
-        access = method_access(method)
-        principal = ANONYMOUS
         try:
-            if key is not None:
-                principal = await self._keys.verify(key)
-            elif access in (Access.CLIENT, Access.ADMIN):
-                raise UnauthenticatedError(
-                    f"{method} needs an API key: pass --api-key or set TOKENWEAVE_API_KEY (the "
-                    f"coordinator's admin key is in its data dir, {ADMIN_KEY_FILE})"
-                )
-            if access is Access.ADMIN and not principal.admin:
-                raise PermissionDeniedError(f"{method} needs an admin API key")
-            caller = principal.client_id or f"peer {_peer_host(context)}"
-            if not self._limiter.allow(caller):  # nodes too: a flood of Registers costs CPU
-                raise ResourceExhaustedError(
-                    f"rate limit: {caller} may make {self._limiter.rate:g} calls a second "
-                    f"(bursts of {self._limiter.burst:g}); slow down"
-                )
+            return await self.admit(method, key, _peer_host(context))
         except (UnauthenticatedError, PermissionDeniedError, ResourceExhaustedError) as exc:
             await context.abort(grpc.StatusCode[exc.status], exc.message)
+            raise  # abort raises; this line is for type checkers
+
+    async def admit(self, method: str, key: str | None, host: str) -> Principal:
+        """The caller of `method` with API key `key` (None: none) from `host`, once its key,
+        access level and rate limit allow the call (the HTTP API asks for its routes too)."""
+        access = method_access(method)
+        principal = ANONYMOUS
+        if key is not None:
+            principal = await self._keys.verify(key)
+        elif access in (Access.CLIENT, Access.ADMIN):
+            raise UnauthenticatedError(
+                f"{method} needs an API key: pass --api-key or set TOKENWEAVE_API_KEY (the "
+                f"coordinator's admin key is in its data dir, {ADMIN_KEY_FILE})"
+            )
+        if access is Access.ADMIN and not principal.admin:
+            raise PermissionDeniedError(f"{method} needs an admin API key")
+        caller = principal.client_id or f"peer {host}"
+        if not self._limiter.allow(caller):  # nodes too: a flood of Registers costs CPU
+            raise ResourceExhaustedError(
+                f"rate limit: {caller} may make {self._limiter.rate:g} calls a second "
+                f"(bursts of {self._limiter.burst:g}); slow down"
+            )
         return principal
 
     async def intercept_service(

@@ -10,6 +10,9 @@ from pathlib import Path
 class CoordinatorConfig:
     #: host:port to listen on; port 0 picks a free one (written to `<data_dir>/address`).
     listen: str = "127.0.0.1:50051"
+    #: host:port of the OpenAI-compatible HTTP API (None: not served); port 0 picks one
+    #: (written to `<data_dir>/http_address`).
+    http_listen: str | None = None
     #: Holds the SQLite database (unless `db` is given) and the address file.
     data_dir: Path = Path("coordinator-data")
     #: SQLAlchemy async URL; default: sqlite+aiosqlite:///<data_dir>/coordinator.db

@@ -32,12 +32,14 @@ from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._events import JobEvents
+from tokenweave.coordinator._http import HttpServer
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._openai import OpenAiApi
 from tokenweave.coordinator._paging import JobListing
 from tokenweave.coordinator._placer import WorkPolicy
 from tokenweave.coordinator._quota import ClientQuota
@@ -143,6 +145,8 @@ class CoordinatorServer:
         self._datasets = datasets
         self._lock = lock
         self._tasks: list[asyncio.Task[None]] = []
+        #: The OpenAI API's server, when `config.http_listen` asks for one.
+        self.http: HttpServer | None = None
         self._stopped = asyncio.Event()
         self._shutdown_started = False
 
@@ -267,30 +271,32 @@ class CoordinatorServer:
         if recovered:
             logger.info("recovered %d pending shards from the database", recovered)
 
+        auth = AuthInterceptor(keys, RateLimiter(config.rate_limit, config.rate_burst))
         server = aio.server(
-            interceptors=[
-                AuthInterceptor(keys, RateLimiter(config.rate_limit, config.rate_burst)),
-                StatusInterceptor(),
-            ],
+            interceptors=[auth, StatusInterceptor()],
             options=_server_options(config, limits),
         )
         index = DatasetIndex(sessions)
         datasets = DatasetReader(
             index, dataclasses.replace(DATASET_LIMITS, max_bytes=config.max_dataset_bytes)
         )
-        jobs_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(
-                dispatcher,
-                store,
-                events,
-                registry,
-                ledger,
-                datasets,
-                WatchStreams(limits.max_watch_streams, limits.max_watch_streams_per_peer),
-                JobListing(sessions),
-            ),
-            server,
+        job_servicer = JobServicer(
+            dispatcher,
+            store,
+            events,
+            registry,
+            ledger,
+            datasets,
+            WatchStreams(limits.max_watch_streams, limits.max_watch_streams_per_peer),
+            JobListing(sessions),
         )
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(job_servicer, server)
+        http = None
+        if config.http_listen is not None:
+            api = OpenAiApi(job_servicer, catalog, auth.admit, limits.max_receive_message_bytes)
+            http = HttpServer(
+                api.app(), config.http_listen, limits, config.tls_cert, config.tls_key
+            )
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
         )
@@ -347,6 +353,12 @@ class CoordinatorServer:
             )
         self = cls(config, server, port, engine, dispatcher, health_servicer, datasets, lock)
         await server.start()
+        if http is not None:
+            self.http = http
+            http.start()
+            http_file = config.data_dir / "http_address"
+            http_file.with_suffix(".tmp").write_text(http.url + "\n")
+            http_file.with_suffix(".tmp").replace(http_file)
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reap(registry)))
@@ -394,6 +406,8 @@ class CoordinatorServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.http is not None:
+            await self.http.stop()
         await self._dispatcher.shutdown()
         self._datasets.cancel_reads()  # a dataset read ends now, not after the grace
         await self._server.stop(self.config.shutdown_grace_s)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 
+import httpx
+import openai
 import pytest
 
 from tokenweave.cli import LocalCluster
@@ -22,15 +26,16 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def cluster(module_cluster_factory: ClusterFactory, generator: PreparedGenerator) -> LocalCluster:
-    """Two nodes that generate; every generation runs on both and their tokens are compared."""
+    """Two nodes that embed and generate; every generation runs on both and their tokens are
+    compared; the OpenAI API is served over HTTP."""
     return module_cluster_factory(
         nodes=2,
         coordinator_args=(
             "--models", f"all-minilm-l6-v2,{GENERATOR}",
-            "--verify-fraction", "1",
-            "--verify-tolerance", "1",
+            "--http-listen", "127.0.0.1:0",
+            "--verify-fraction", "1",  # 0.9999 of agreement: the same tokens, for < 10k
         ),
-        node_args=(*NODE_ARGS, "--models", GENERATOR),
+        node_args=(*NODE_ARGS, "--models", f"all-minilm-l6-v2,{GENERATOR}"),
     )  # fmt: skip
 
 
@@ -92,3 +97,74 @@ def test_the_chat_command(cluster: LocalCluster) -> None:
     reply = json.loads(out.stdout)
     assert reply["text"].startswith("The capital of France is Paris")
     assert reply["completion_tokens"] <= 10
+
+
+@pytest.fixture(scope="module")
+def openai_client(cluster: LocalCluster) -> Iterator[openai.OpenAI]:
+    """The real OpenAI SDK, pointed at the coordinator (trusting the cluster's CA)."""
+    assert cluster.http_url is not None and cluster.ca is not None
+    http = httpx.Client(verify=ssl.create_default_context(cafile=str(cluster.ca)))
+    with openai.OpenAI(
+        base_url=f"{cluster.http_url}/v1", api_key=cluster.api_key, http_client=http, max_retries=0
+    ) as client:
+        yield client
+
+
+def test_the_openai_sdk_chats_completes_embeds_and_lists(openai_client: openai.OpenAI) -> None:
+    reply = openai_client.chat.completions.create(
+        model=GENERATOR,
+        messages=QUESTION,
+        max_tokens=12,  # type: ignore[arg-type]
+    )
+    assert reply.choices[0].message.content.startswith("The capital of France is Paris")  # type: ignore[union-attr]
+    assert reply.usage is not None and reply.usage.prompt_tokens == 37
+    streamed = openai_client.chat.completions.create(
+        model=GENERATOR,
+        messages=QUESTION,
+        max_tokens=12,
+        stream=True,  # type: ignore[arg-type]
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == reply.choices[0].message.content
+    completion = openai_client.completions.create(
+        model=GENERATOR, prompt=["1, 2, 3,", "a, b, c,"], max_tokens=4
+    )
+    assert [c.index for c in completion.choices] == [0, 1]
+    assert completion.choices[0].text.strip().startswith("4")
+    vectors = openai_client.embeddings.create(model="all-minilm-l6-v2", input=["hi", "there"])
+    assert [len(v.embedding) for v in vectors.data] == [384, 384]
+    assert {m.id for m in openai_client.models.list()} == {"all-minilm-l6-v2", GENERATOR}
+
+
+def test_openai_errors_have_openais_shape(
+    cluster: LocalCluster, openai_client: openai.OpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="context of 8192"):
+        openai_client.completions.create(model=GENERATOR, prompt="word " * 8000, max_tokens=500)
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        openai_client.chat.completions.create(
+            model=GENERATOR,
+            messages=QUESTION,
+            temperature=-1,  # type: ignore[arg-type]
+        )
+    with pytest.raises(openai.NotFoundError, match="unknown model 'gpt-17'"):
+        openai_client.chat.completions.create(model="gpt-17", messages=QUESTION)  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="embeds text"):
+        openai_client.completions.create(model="all-minilm-l6-v2", prompt="hi")
+    stranger = openai_client.with_options(api_key="tw_000000000000_nope")
+    with pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    assert cluster.http_url is not None and cluster.ca is not None
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(cluster.ca))) as http:
+        headers = {"Authorization": f"Bearer {cluster.api_key}"}
+        url = f"{cluster.http_url}/v1/chat/completions"
+        for body, status in (
+            (b"{not json", 400),
+            (json.dumps({"model": GENERATOR, "messages": "hi"}).encode(), 400),
+            (json.dumps({"model": GENERATOR, "messages": QUESTION, "n": 2}).encode(), 400),
+            (b"x" * (65 * 1024 * 1024), 413),
+        ):
+            response = http.post(url, content=body, headers=headers)
+            assert response.status_code == status, response.text
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        assert http.get(f"{cluster.http_url}/openapi.json").json()["info"]["title"] == "tokenweave"

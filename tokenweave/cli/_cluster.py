@@ -78,6 +78,8 @@ class LocalCluster:
     tls: bool = True
     #: The admin API key of the coordinator, once it has started.
     api_key: str = ""
+    #: The OpenAI API's base URL (with "--http-listen" in `coordinator_args`), once started.
+    http_url: str | None = None
 
     @property
     def ca(self) -> Path | None:
@@ -119,6 +121,7 @@ class LocalCluster:
         data_dir = self.root / "coordinator"
         address_file = data_dir / "address"
         address_file.unlink(missing_ok=True)
+        (data_dir / "http_address").unlink(missing_ok=True)
         tls: list[str] = []
         if self.tls:
             from tokenweave._tls import LocalCA
@@ -148,6 +151,8 @@ class LocalCluster:
             time.sleep(0.05)
         self.address = address_file.read_text().strip()
         self.api_key = (data_dir / "admin.key").read_text().strip()
+        http_file = data_dir / "http_address"  # written after `address`, with --http-listen
+        self.http_url = http_file.read_text().strip() if http_file.exists() else None
         return self.address
 
     def add_node(

@@ -18,6 +18,11 @@ def add_coordinator_command(
     )
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./coordinator-data")
     p.add_argument(
+        "--http-listen",
+        metavar="HOST:PORT",
+        help="serve the OpenAI API over HTTP there (off by default; TLS with --tls-cert)",
+    )
+    p.add_argument(
         "--models",
         metavar="LIST",
         help="models served, comma-separated (default all-minilm-l6-v2; smollm2-135m-instruct "
