@@ -102,7 +102,8 @@ def test_the_chat_command(cluster: LocalCluster) -> None:
 @pytest.fixture(scope="module")
 def openai_client(cluster: LocalCluster) -> Iterator[openai.OpenAI]:
     """The real OpenAI SDK, pointed at the coordinator (trusting the cluster's CA)."""
-    assert cluster.http_url is not None and cluster.ca is not None
+    assert cluster.http_url is not None
+    assert cluster.ca is not None
     http = httpx.Client(verify=ssl.create_default_context(cafile=str(cluster.ca)))
     with openai.OpenAI(
         base_url=f"{cluster.http_url}/v1", api_key=cluster.api_key, http_client=http, max_retries=0
@@ -117,7 +118,8 @@ def test_the_openai_sdk_chats_completes_embeds_and_lists(openai_client: openai.O
         max_tokens=12,  # type: ignore[arg-type]
     )
     assert reply.choices[0].message.content.startswith("The capital of France is Paris")  # type: ignore[union-attr]
-    assert reply.usage is not None and reply.usage.prompt_tokens == 37
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == 37
     streamed = openai_client.chat.completions.create(
         model=GENERATOR,
         messages=QUESTION,
@@ -154,7 +156,8 @@ def test_openai_errors_have_openais_shape(
     stranger = openai_client.with_options(api_key="tw_000000000000_nope")
     with pytest.raises(openai.AuthenticationError):
         stranger.models.list()
-    assert cluster.http_url is not None and cluster.ca is not None
+    assert cluster.http_url is not None
+    assert cluster.ca is not None
     with httpx.Client(verify=ssl.create_default_context(cafile=str(cluster.ca))) as http:
         headers = {"Authorization": f"Bearer {cluster.api_key}"}
         url = f"{cluster.http_url}/v1/chat/completions"
