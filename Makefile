@@ -78,10 +78,16 @@ protos: setup
 contracts: setup
 	npm run --prefix contracts build
 
+# llama.cpp is the baseline of the generation benchmark: llama-cpp-python from PyPI, built from
+# source here (several minutes, once), never by `make test`.
+LLAMA_CPP := llama-cpp-python==0.3.36
+
 bench: models
 	$(BIN)/python benchmarks/bench_embed.py
 	$(BIN)/python benchmarks/bench_gas.py
 	$(BIN)/python benchmarks/bench_storage.py
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(PIP) install --no-deps $(LLAMA_CPP) diskcache==5.6.3
+	$(BIN)/python benchmarks/bench_generate.py
 
 # 100 jobs with a node killed during each (about 10 minutes on 2 cores).
 chaos: models

@@ -17,6 +17,7 @@ from tokenweave.client import Client
 from tokenweave.contracts import (
     anvil_binary,
 )
+from tokenweave.models import PreparedGenerator
 
 from .conftest import ClusterFactory, sample_documents
 
@@ -125,7 +126,9 @@ def test_bad_addresses_are_refused(cluster_factory: ClusterFactory) -> None:
         client.claim(bytes(range(1, 33)))
 
 
-def test_testnet_up_and_down(tmp_path: Path, model_cache: Path) -> None:
+def test_testnet_up_and_down(
+    tmp_path: Path, model_cache: Path, generator: PreparedGenerator
+) -> None:
     try:
         anvil_binary()
     except FileNotFoundError as exc:
@@ -163,6 +166,7 @@ def test_testnet_up_and_down(tmp_path: Path, model_cache: Path) -> None:
         )  # fmt: skip
         assert claimed.returncode == 0, claimed.stderr
         assert Decimal(json.loads(claimed.stdout)["balance"]) > 0
+        assert state["openai_base_url"].startswith("https://127.0.0.1:")
     finally:
         down = cli("testnet", "down", "--dir", str(root))
     assert down.returncode == 0, down.stderr

@@ -21,6 +21,9 @@ from tokenweave.cli._cluster import LocalCluster
 from tokenweave.contracts import ANVIL_DEV_KEYS, Anvil
 from tokenweave.errors import FailedPreconditionError
 
+#: What the testnet's coordinator serves and its nodes run: embeddings and text generation.
+SERVED = "all-minilm-l6-v2,smollm2-135m-instruct"
+
 console = Console(stderr=True)
 STATE_FILE = "testnet.json"
 
@@ -49,7 +52,12 @@ def up(root: Path, nodes: int, model_cache: Path | None, block_time: float) -> i
             "2",
             "--faucet-wei",
             str(10**16),
+            "--http-listen",
+            "127.0.0.1:0",
+            "--models",
+            SERVED,
         ),
+        node_args=("--models", SERVED),
     )
     try:
         with console.status(f"deploying the contracts, starting a coordinator and {nodes} nodes"):
@@ -64,6 +72,7 @@ def up(root: Path, nodes: int, model_cache: Path | None, block_time: float) -> i
         "coordinator": cluster.address,
         "api_key_file": str(root / "coordinator" / "admin.key"),
         "tls_ca": str(cluster.ca),
+        "openai_base_url": f"{cluster.http_url}/v1",
         "chain": anvil.url,
         "deployment": deployment,
         "logs": str(root / "logs"),
@@ -80,7 +89,7 @@ def up(root: Path, nodes: int, model_cache: Path | None, block_time: float) -> i
     exports = "".join(f"  export {k}={v}\n" for k, v in cluster.client_env().items())
     console.print(
         f"testnet up: chain {anvil.url}, coordinator {cluster.address} (TLS), {nodes} nodes; "
-        f"distributor {deployment['distributor']}\n{exports}"
+        f"distributor {deployment['distributor']}; OpenAI API at {cluster.http_url}/v1\n{exports}"
         f"  state in {state_path}, logs in {root / 'logs'}; stop with "
         f"`tokenweave testnet down --dir {root}`",
         highlight=False,
