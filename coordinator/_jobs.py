@@ -73,6 +73,7 @@ def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
         detail=shard.detail,
         read_bytes=shard.read_bytes,
         local_nodes=frozenset(shard.local_nodes),
+        index=shard.index,
     )
 
 

@@ -11,8 +11,8 @@ Bearer …`) under the same access levels, rate limits and quotas as the gRPC ca
 then submitted, followed and read through the JobService servicer as that client. Errors come in
 OpenAI's shape ({"error": {"message", "type", "param", "code"}}) with its status codes; a body
 that is not valid JSON or has wrong types is a 400 and nothing is recorded. `stream: true` sends
-server-sent events; the reply comes as one content chunk once generated (the engine does not
-stream tokens from the nodes yet). FastAPI serves the OpenAPI document at /openapi.json.
+server-sent events: a chat reply's text as the node generates it (completions: each choice once
+generated). FastAPI serves the OpenAPI document at /openapi.json.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._servicers import JobServicer
 from tokenweave.errors import InvalidArgumentError, TokenweaveError
 from tokenweave.models import GeneratorSpec
-from tokenweave.v1 import jobs_pb2
+from tokenweave.v1 import generate_pb2, jobs_pb2
 
 #: The gRPC method each route stands for: its access level and rate limit apply.
 _SUBMIT = "/tokenweave.v1.JobService/SubmitJob"
@@ -144,12 +144,17 @@ class OpenAiApi:
     async def _run(
         self, caller: _Caller, request: jobs_pb2.SubmitJobRequest
     ) -> tuple[jobs_pb2.Job, list[jobs_pb2.DocumentResult]]:
-        """Submit the job, wait for it, and read its results; a caller that goes away before
-        the job is done cancels it."""
+        """Submit the job, wait for it, and read its results."""
         submitted = await self._jobs.SubmitJob(request, caller)  # type: ignore[arg-type]
-        job_id = submitted.job.job_id
+        return await self._result(caller, submitted.job)
+
+    async def _result(
+        self, caller: _Caller, job: jobs_pb2.Job
+    ) -> tuple[jobs_pb2.Job, list[jobs_pb2.DocumentResult]]:
+        """Wait for the job and read its results; a caller that goes away before the job is
+        done cancels it."""
+        job_id = job.job_id
         try:
-            job = submitted.job
             watch = jobs_pb2.WatchJobRequest(job_id=job_id)
             async for event in self._jobs.WatchJob(watch, caller):  # type: ignore[arg-type]
                 job = event.job
@@ -166,13 +171,13 @@ class OpenAiApi:
             await asyncio.shield(self._jobs.CancelJob(cancel, caller))  # type: ignore[arg-type]
             raise
 
-    async def _generate(
+    async def _submit_generation(
         self,
         caller: _Caller,
         body: _Sampling,
         documents: Sequence[tuple[str, str]],
         options: dict[str, str],
-    ) -> tuple[jobs_pb2.Job, list[dict[str, Any]]]:
+    ) -> jobs_pb2.Job:
         self._kind(body.model, generator=True)
         request = jobs_pb2.SubmitJobRequest(
             workload="generate",
@@ -180,7 +185,13 @@ class OpenAiApi:
             documents=[jobs_pb2.Document(name=n, text=t) for n, t in documents],
             options=options,
         )
-        job, results = await self._run(caller, request)
+        submitted = await self._jobs.SubmitJob(request, caller)  # type: ignore[arg-type]
+        return submitted.job
+
+    async def _generations(
+        self, caller: _Caller, job: jobs_pb2.Job
+    ) -> tuple[jobs_pb2.Job, list[dict[str, Any]]]:
+        job, results = await self._result(caller, job)
         outputs = []
         for doc in results:
             values = {k: tensors.from_proto(v, k) for k, v in doc.outputs.items()}
@@ -193,6 +204,32 @@ class OpenAiApi:
                 }
             )
         return job, outputs
+
+    async def _chat_stream(
+        self, caller: _Caller, job: jobs_pb2.Job, model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Chunks of a chat reply as the node generates it, then what the accepted result
+        adds (nothing, for an honest node), its finish reason and usage."""
+        made = int(time.time())
+        base: dict[str, Any] = {"id": f"chatcmpl-{job.job_id}", "object": "chat.completion.chunk"}
+        base |= {"created": made, "model": model}
+
+        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        yield chunk({"role": "assistant", "content": ""})
+        streamed = ""
+        parts = jobs_pb2.StreamJobOutputRequest(job_id=job.job_id)
+        async for part in self._jobs.StreamJobOutput(parts, caller):  # type: ignore[arg-type]
+            text = generate_pb2.GenerateOutput.FromString(part.output).text
+            if text:
+                streamed += text
+                yield chunk({"content": text})
+        _, [out] = await self._generations(caller, job)
+        if out["text"].startswith(streamed) and len(out["text"]) > len(streamed):
+            yield chunk({"content": out["text"][len(streamed) :]})
+        yield chunk({}, out["finish_reason"])
+        yield {**base, "choices": [], "usage": _usage(out)}
 
     def app(self) -> FastAPI:
         app = FastAPI(
@@ -235,12 +272,13 @@ class OpenAiApi:
             messages = json.dumps([m.model_dump() for m in body.messages])
             options = {**body.options(body.max_completion_tokens or body.max_tokens)}
             options["format"] = "chat"
-            job, [out] = await self._generate(caller, body, [("chat", messages)], options)
+            job = await self._submit_generation(caller, body, [("chat", messages)], options)
+            if body.stream:
+                return _sse(self._chat_stream(caller, job, body.model))
+            job, [out] = await self._generations(caller, job)
             made = int(time.time())
             ident = f"chatcmpl-{job.job_id}"
             usage = _usage(out)
-            if body.stream:
-                return _sse(_chat_chunks(ident, made, body.model, out, usage))
             return {
                 "id": ident,
                 "object": "chat.completion",
@@ -264,7 +302,8 @@ class OpenAiApi:
                 raise InvalidArgumentError("prompt is empty")
             options = body.options(body.max_tokens or 16)  # OpenAI's default for completions
             docs = [(f"prompt-{i}", p) for i, p in enumerate(prompts)]
-            job, outs = await self._generate(caller, body, docs, options)
+            job = await self._submit_generation(caller, body, docs, options)
+            job, outs = await self._generations(caller, job)
             made = int(time.time())
             ident = f"cmpl-{job.job_id}"
             choices = [
@@ -388,19 +427,6 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream")
-
-
-async def _chat_chunks(
-    ident: str, made: int, model: str, out: dict[str, Any], usage: dict[str, int]
-) -> AsyncIterator[dict[str, Any]]:
-    base = {"id": ident, "object": "chat.completion.chunk", "created": made, "model": model}
-    for delta, finish in (
-        ({"role": "assistant", "content": ""}, None),
-        ({"content": out["text"]}, None),
-        ({}, out["finish_reason"]),
-    ):
-        yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    yield {**base, "choices": [], "usage": usage}
 
 
 async def _completion_chunks(

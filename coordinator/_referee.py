@@ -81,6 +81,9 @@ class LocalRunner:
                 self._generators[(name, sha256)] = loaded
             return loaded
 
+    def report(self, output: bytes) -> None:
+        """The referee's run streams nothing (its client has the nodes' parts)."""
+
     def read_document(self, source: DocumentSource, label: str) -> str:
         raise FailedPreconditionError(
             f"{label}: the referee does not read dataset blocks (they live on the nodes)"

@@ -40,6 +40,7 @@ from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._openai import OpenAiApi
+from tokenweave.coordinator._outputs import JobOutputs
 from tokenweave.coordinator._paging import JobListing
 from tokenweave.coordinator._placer import WorkPolicy
 from tokenweave.coordinator._quota import ClientQuota
@@ -277,6 +278,7 @@ class CoordinatorServer:
             options=_server_options(config, limits),
         )
         index = DatasetIndex(sessions)
+        outputs = JobOutputs()
         datasets = DatasetReader(
             index, dataclasses.replace(DATASET_LIMITS, max_bytes=config.max_dataset_bytes)
         )
@@ -289,6 +291,7 @@ class CoordinatorServer:
             datasets,
             WatchStreams(limits.max_watch_streams, limits.max_watch_streams_per_peer),
             JobListing(sessions),
+            outputs,
         )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(job_servicer, server)
         http = None
@@ -298,7 +301,8 @@ class CoordinatorServer:
                 api.app(), config.http_listen, limits, config.tls_cert, config.tls_key
             )
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
-            NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)), server
+            NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000), outputs),
+            server,
         )
         custodian = Custodian(
             lanes,

@@ -27,6 +27,7 @@ from tokenweave.coordinator._lanes import DetachReason, NodeLane
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import WatchStreams
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._outputs import JobOutputs
 from tokenweave.coordinator._paging import (
     JOB_PAGES,
     NODE_PAGES,
@@ -90,6 +91,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         datasets: DatasetReader,
         watchers: WatchStreams,
         listing: JobListing,
+        outputs: JobOutputs,
     ) -> None:
         self._dispatcher = dispatcher
         self._store = store
@@ -99,6 +101,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._datasets = datasets
         self._watchers = watchers
         self._listing = listing
+        self._outputs = outputs
 
     async def SubmitJob(
         self, request: jobs_pb2.SubmitJobRequest, context: Context
@@ -170,6 +173,20 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 document=document_result_to_proto(doc, as_tensors=request.tensors)
             )
 
+    async def StreamJobOutput(
+        self, request: jobs_pb2.StreamJobOutputRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.StreamJobOutputResponse]:
+        job_id = (await self._visible(request.job_id)).job_id
+
+        async def running(job_id: str) -> bool:
+            return not (await self._dispatcher.job(job_id)).state.finished
+
+        with self._watchers.open(current_principal().client_id or context.peer()):
+            async for part in self._outputs.read(job_id, running):
+                yield jobs_pb2.StreamJobOutputResponse(
+                    task=part.task, sequence=part.sequence, output=part.output
+                )
+
     async def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
@@ -210,10 +227,17 @@ HELLO_TIMEOUT_S = 10.0
 
 
 class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, registry: NodeRegistry, heartbeat_ms: int) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        registry: NodeRegistry,
+        heartbeat_ms: int,
+        outputs: JobOutputs,
+    ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
         self._heartbeat_ms = heartbeat_ms
+        self._outputs = outputs
 
     async def GetChallenge(
         self, request: nodes_pb2.GetChallengeRequest, context: Context
@@ -290,6 +314,13 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
                 self._dispatcher.lanes.audit_answered(
                     lane.node_id, a.cid, a.nonce, AuditAnswer(a.proof, a.error)
                 )
+            elif kind == "progress":
+                part = request.progress
+                shard = lane.inflight.get(part.shard_id)  # only a shard the node holds
+                if shard is not None:
+                    self._outputs.add(
+                        shard.job_id, shard.index, lane.node_id, part.sequence, part.output
+                    )
             elif kind == "release":
                 await asyncio.shield(
                     self._dispatcher.hand_back(lane, list(request.release.shard_ids))

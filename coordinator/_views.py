@@ -52,6 +52,8 @@ class QueuedShard:
     #: Dataset jobs: bytes of the documents the node reads, and the nodes holding them all.
     read_bytes: int = 0
     local_nodes: frozenset[str] = frozenset()
+    #: Its place among the job's tasks (for a generation, the prompt's).
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

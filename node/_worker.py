@@ -16,18 +16,21 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tokenweave import workloads
 from tokenweave.errors import TokenweaveError
+from tokenweave.models import Generator
 from tokenweave.node._runtime import NodeResources
 from tokenweave.v1 import nodes_pb2
+from tokenweave.workloads import DocumentSource
 
 logger = logging.getLogger(__name__)
 
 #: Writes one message on the lease stream.
 Send = Callable[[nodes_pb2.LeaseRequest], Awaitable[None]]
-#: Runs one shard and returns the message that reports it.
-RunShard = Callable[[nodes_pb2.ShardAssignment], Awaitable[nodes_pb2.LeaseRequest]]
+#: Runs one shard (sending its progress) and returns the message that reports it.
+RunShard = Callable[[nodes_pb2.ShardAssignment, Send], Awaitable[nodes_pb2.LeaseRequest]]
 
 
 def _failure(shard_id: str, error: str) -> nodes_pb2.LeaseRequest:
@@ -42,9 +45,12 @@ class ShardWorker:
         self._provider = provider
         self.shards_done = 0
 
-    async def run(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
+    async def run(
+        self, assignment: nodes_pb2.ShardAssignment, send: Send | None = None
+    ) -> nodes_pb2.LeaseRequest:
         """Run `assignment`; the result to report, or the failure (never raises for a bad
-        shard: an exception becomes a ShardFailure naming it)."""
+        shard: an exception becomes a ShardFailure naming it). Parts of the output the workload
+        reports while it runs go out through `send` at once."""
         shard_id = assignment.shard_id
         try:
             workload = workloads.get(assignment.workload)
@@ -58,7 +64,7 @@ class ShardWorker:
                 assignment.model,
                 assignment.model_sha256,
                 assignment.payload,
-                self._runtime,
+                _TaskRuntime(self._runtime, shard_id, send, asyncio.get_running_loop()),
             )
         except Exception as exc:
             logger.exception("shard %s failed", shard_id)
@@ -147,7 +153,7 @@ class ShardQueue:
             self._running = assignment.shard_id
             self._idle.clear()
             try:
-                await self._send(await self._run(assignment))
+                await self._send(await self._run(assignment, self._send))
             finally:
                 self._running = None
                 self._idle.set()
@@ -162,3 +168,47 @@ class ShardQueue:
                 nodes_pb2.LeaseRequest(release=nodes_pb2.ShardRelease(shard_ids=queued))
             )
             logger.info("handed back %d shards", len(queued))
+
+
+class _TaskRuntime:
+    """The node's resources as one task sees them, with `report` sending its parts in order
+    on the lease stream (from the worker thread, without waiting)."""
+
+    def __init__(
+        self,
+        resources: NodeResources,
+        shard_id: str,
+        send: Send | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._resources = resources
+        self._shard_id = shard_id
+        self._send = send
+        self._loop = loop
+        self._sequence = 0
+
+    def model(self, name: str, sha256: str) -> Any:
+        return self._resources.model(name, sha256)
+
+    def generator(self, name: str, sha256: str) -> Generator:
+        return self._resources.generator(name, sha256)
+
+    def read_document(self, source: DocumentSource, label: str) -> str:
+        return self._resources.read_document(source, label)
+
+    def report(self, output: bytes) -> None:
+        if self._send is None:
+            return
+        message = nodes_pb2.LeaseRequest(
+            progress=nodes_pb2.ShardProgress(
+                shard_id=self._shard_id, sequence=self._sequence, output=output
+            )
+        )
+        self._sequence += 1
+        send = self._send
+
+        async def write() -> None:
+            await send(message)
+
+        # In order: the lease stream's write lock queues the writes in the order they come.
+        asyncio.run_coroutine_threadsafe(write(), self._loop)

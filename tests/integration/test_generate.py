@@ -56,6 +56,15 @@ def test_a_chat_reply_is_generated_verified_and_metered(cluster: LocalCluster) -
     assert len(ran) == 2, "both nodes ran it: the verification compared their tokens"
 
 
+def test_a_reply_streams_as_the_node_generates_it(cluster: LocalCluster) -> None:
+    with cluster.client() as client:
+        job = client.chat(QUESTION, max_tokens=16)
+        pieces = list(job.stream())
+        reply = job.completion()
+    assert len(pieces) > 3, "token by token, not at the end"
+    assert "".join(pieces) == reply.text
+
+
 def test_prompts_sampling_and_stops(cluster: LocalCluster) -> None:
     with cluster.client() as client:
         sampled = [
@@ -82,6 +91,17 @@ def test_bad_generation_requests_are_refused(cluster: LocalCluster) -> None:
 
 
 def test_the_chat_command(cluster: LocalCluster) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "tokenweave.cli", "chat", "What is the capital of France?",
+         "--max-tokens", "10", "--coordinator", cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **cluster.client_env()},
+        check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("The capital of France is Paris")
     out = subprocess.run(
         [
             sys.executable, "-m", "tokenweave.cli", "chat", "What is the capital of France?",
@@ -126,8 +146,9 @@ def test_the_openai_sdk_chats_completes_embeds_and_lists(openai_client: openai.O
         max_tokens=12,
         stream=True,  # type: ignore[arg-type]
     )
-    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
-    assert text == reply.choices[0].message.content
+    pieces = [c.choices[0].delta.content for c in streamed if c.choices]
+    assert "".join(p or "" for p in pieces) == reply.choices[0].message.content
+    assert len([p for p in pieces if p]) > 3, "the reply streams as it is generated"
     completion = openai_client.completions.create(
         model=GENERATOR, prompt=["1, 2, 3,", "a, b, c,"], max_tokens=4
     )

@@ -168,7 +168,9 @@ class HeldRuns:
         self.finish = asyncio.Event()
         self.started = asyncio.Event()
 
-    async def __call__(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
+    async def __call__(
+        self, assignment: nodes_pb2.ShardAssignment, send: object = None
+    ) -> nodes_pb2.LeaseRequest:
         self.started.set()
         await self.finish.wait()
         return nodes_pb2.LeaseRequest(result=nodes_pb2.ShardResult(shard_id=assignment.shard_id))

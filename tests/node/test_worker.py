@@ -59,7 +59,9 @@ class Runs:
         self.release = {shard: asyncio.Event() for shard in hold}
         self.any_started = asyncio.Event()
 
-    async def __call__(self, assignment: nodes_pb2.ShardAssignment) -> nodes_pb2.LeaseRequest:
+    async def __call__(
+        self, assignment: nodes_pb2.ShardAssignment, send: object = None
+    ) -> nodes_pb2.LeaseRequest:
         self.started.append(assignment.shard_id)
         self.any_started.set()
         gate = self.release.get(assignment.shard_id)

@@ -38,6 +38,10 @@ def loaded(generator: PreparedGenerator) -> Generator:
 class _Runtime:
     def __init__(self, generator: Generator) -> None:
         self._generator = generator
+        self.parts: list[generate_pb2.GenerateOutput] = []
+
+    def report(self, output: bytes) -> None:
+        self.parts.append(generate_pb2.GenerateOutput.FromString(output))
 
     def generator(self, name: str, sha256: str) -> Generator:
         if sha256 != self._generator.sha256:
@@ -72,8 +76,14 @@ def test_a_chat_job_plans_one_task_per_prompt_and_runs_it(
         "<|im_start|>assistant\n"
     )
     assert plan.tasks[0].cost == len(prompt) + 8
-    run = WORKLOAD.run("m", context.model_sha256, plan.tasks[0].payload, _Runtime(loaded))
+    runtime = _Runtime(loaded)
+    run = WORKLOAD.run("m", context.model_sha256, plan.tasks[0].payload, runtime)
     WORKLOAD.check(plan.tasks[0].detail, run.output)
+    final = generate_pb2.GenerateOutput.FromString(run.output)
+    assert len(runtime.parts) > 1, "the tokens were reported as they came"
+    assert "".join(p.text for p in runtime.parts) == final.text
+    streamed = b"".join(p.token_ids for p in runtime.parts)
+    assert final.token_ids.startswith(streamed)
     assert WORKLOAD.compare(plan.tasks[0].detail, run.output, run.output) == 1.0
     [result] = WORKLOAD.merge(plan.documents[:1], [(plan.tasks[0].detail, run.output)])
     assert bytes(result["text"]).decode().startswith("The capital of France is Paris")
@@ -87,10 +97,13 @@ def test_stop_texts_end_the_generation_and_are_cut(context: PlanContext, loaded:
     docs = [DocumentInput("q", _chat("What is the capital of France?"))]
     options = {"format": "chat", "max_tokens": "16", "stop": json.dumps(["Paris"])}
     plan = WORKLOAD.plan("m", docs, options, context)
-    run = WORKLOAD.run("m", context.model_sha256, plan.tasks[0].payload, _Runtime(loaded))
+    runtime = _Runtime(loaded)
+    run = WORKLOAD.run("m", context.model_sha256, plan.tasks[0].payload, runtime)
     output = generate_pb2.GenerateOutput.FromString(run.output)
     assert output.finish_reason == "stop"
     assert output.text == "The capital of France is "
+    streamed = "".join(p.text for p in runtime.parts)
+    assert output.text.startswith(streamed), "no part of the stop text was streamed"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@
     tokenweave chat                                      a conversation (Ctrl-D or /quit ends it)
 
 Each reply is a generation job on the nodes (`Client.chat`); the conversation so far is sent
-with each turn. Replies print once generated (token streaming to the client is not built yet).
+with each turn. Replies print as the node generates them (`--json`: once, with token counts).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def add_chat_command(
     add_client_options(p)
 
 
-def _reply(client: Client, history: list[dict[str, str]], args: argparse.Namespace) -> Completion:
+def _reply(
+    client: Client, history: list[dict[str, str]], args: argparse.Namespace, show: bool = False
+) -> Completion:
     from tokenweave.client import DEFAULT_GENERATOR
 
     params: dict[str, Any] = {
@@ -49,6 +51,10 @@ def _reply(client: Client, history: list[dict[str, str]], args: argparse.Namespa
         if value is not None
     }
     job = client.chat(history, model=args.model or DEFAULT_GENERATOR, stop=args.stop, **params)
+    if show:
+        for piece in job.stream():
+            print(piece, end="", flush=True)
+        print()
     return job.completion()
 
 
@@ -59,21 +65,21 @@ def run(client: Client, args: argparse.Namespace) -> int:
     history = [{"role": "system", "content": args.system}] if args.system else []
     if args.message is not None:
         history.append({"role": "user", "content": args.message})
+        if not args.json:
+            _reply(client, history, args, show=True)
+            return 0
         with console.status("generating on the network"):
             reply = _reply(client, history, args)
-        if args.json:
-            json.dump(
-                {
-                    "text": reply.text,
-                    "finish_reason": reply.finish_reason,
-                    "prompt_tokens": reply.prompt_tokens,
-                    "completion_tokens": reply.completion_tokens,
-                },
-                sys.stdout,
-            )
-            sys.stdout.write("\n")
-        else:
-            print(reply.text)
+        json.dump(
+            {
+                "text": reply.text,
+                "finish_reason": reply.finish_reason,
+                "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens,
+            },
+            sys.stdout,
+        )
+        sys.stdout.write("\n")
         return 0
     console.print("[dim]a conversation with the network; Ctrl-D or /quit ends it[/dim]")
     while True:
@@ -87,7 +93,5 @@ def run(client: Client, args: argparse.Namespace) -> int:
         if not message.strip():
             continue
         history.append({"role": "user", "content": message})
-        with console.status("generating on the network"):
-            reply = _reply(client, history, args)
-        print(reply.text)
+        reply = _reply(client, history, args, show=True)
         history.append({"role": "assistant", "content": reply.text})

@@ -341,6 +341,15 @@ class Client(DatasetCalls):
         for event in stream:
             yield job_info(event.job, event.sequence, event.tokens_per_second)
 
+    def _stream_output(self, job_id: str) -> Iterator[tuple[int, bytes]]:
+        """(task, part) as the job's nodes send them, until the job is finished."""
+        request = jobs_pb2.StreamJobOutputRequest(job_id=job_id)
+        try:
+            for response in self._stub.StreamJobOutput(request):
+                yield response.task, response.output
+        except grpc.RpcError as exc:
+            raise _translate(exc) from exc
+
     def _results(self, job_id: str) -> Iterator[DocumentOutput]:
         stream = self._stub.GetJobResult(
             jobs_pb2.GetJobResultRequest(job_id=job_id, tensors=True), timeout=self.timeout

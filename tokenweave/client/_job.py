@@ -183,3 +183,26 @@ class GenerateJob(Job):
 
     def completion(self) -> Completion:
         return self.completions()[0]
+
+    def stream(self, prompt: int = 0) -> Iterator[str]:
+        """The text of prompt `prompt`'s completion, piece by piece as the node generates it,
+        then whatever the accepted result adds (nothing, for an honest node). Parts are the
+        node's, unverified: when the accepted result does not continue what was streamed,
+        FailedPreconditionError says so (`completion()` has the verified text)."""
+        from tokenweave.v1 import generate_pb2
+
+        streamed = ""
+        for task, part in self._client._stream_output(self.id):
+            if task == prompt:
+                piece = generate_pb2.GenerateOutput.FromString(part).text
+                streamed += piece
+                if piece:
+                    yield piece
+        final = self.completions()[prompt].text
+        if not final.startswith(streamed):
+            raise FailedPreconditionError(
+                f"job {self.id}: the accepted text differs from the text streamed by the "
+                "node that ran it first; completion() has the accepted one"
+            )
+        if len(final) > len(streamed):
+            yield final[len(streamed) :]

@@ -522,6 +522,45 @@ class GetJobResultResponse(google.protobuf.message.Message):
 Global___GetJobResultResponse: typing_extensions.TypeAlias = GetJobResultResponse
 
 @typing.final
+class StreamJobOutputRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: builtins.int
+    job_id: builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id"]) -> None: ...
+
+Global___StreamJobOutputRequest: typing_extensions.TypeAlias = StreamJobOutputRequest
+
+@typing.final
+class StreamJobOutputResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: builtins.int
+    SEQUENCE_FIELD_NUMBER: builtins.int
+    OUTPUT_FIELD_NUMBER: builtins.int
+    task: builtins.int
+    """The task (for "generate": the prompt) the part belongs to, its place in that task's parts,
+    and the part itself, encoded by the job's workload.
+    """
+    sequence: builtins.int
+    output: builtins.bytes
+    def __init__(
+        self,
+        *,
+        task: builtins.int = ...,
+        sequence: builtins.int = ...,
+        output: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["output", b"output", "sequence", b"sequence", "task", b"task"]) -> None: ...
+
+Global___StreamJobOutputResponse: typing_extensions.TypeAlias = StreamJobOutputResponse
+
+@typing.final
 class CancelJobRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 

@@ -54,6 +54,11 @@ class JobServiceStub:
                 request_serializer=tokenweave_dot_v1_dot_jobs__pb2.GetJobResultRequest.SerializeToString,
                 response_deserializer=tokenweave_dot_v1_dot_jobs__pb2.GetJobResultResponse.FromString,
                 _registered_method=True)
+        self.StreamJobOutput = channel.unary_stream(
+                '/tokenweave.v1.JobService/StreamJobOutput',
+                request_serializer=tokenweave_dot_v1_dot_jobs__pb2.StreamJobOutputRequest.SerializeToString,
+                response_deserializer=tokenweave_dot_v1_dot_jobs__pb2.StreamJobOutputResponse.FromString,
+                _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/tokenweave.v1.JobService/CancelJob',
                 request_serializer=tokenweave_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
@@ -103,6 +108,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamJobOutput(self, request, context):
+        """Streams the parts of the job's outputs that nodes send while they run (a generation's
+        tokens as they come), from the first, until the job is finished. Parts are unverified: the
+        job's result is what was accepted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -143,6 +157,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobResult,
                     request_deserializer=tokenweave_dot_v1_dot_jobs__pb2.GetJobResultRequest.FromString,
                     response_serializer=tokenweave_dot_v1_dot_jobs__pb2.GetJobResultResponse.SerializeToString,
+            ),
+            'StreamJobOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamJobOutput,
+                    request_deserializer=tokenweave_dot_v1_dot_jobs__pb2.StreamJobOutputRequest.FromString,
+                    response_serializer=tokenweave_dot_v1_dot_jobs__pb2.StreamJobOutputResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
@@ -268,6 +287,33 @@ class JobService:
             '/tokenweave.v1.JobService/GetJobResult',
             tokenweave_dot_v1_dot_jobs__pb2.GetJobResultRequest.SerializeToString,
             tokenweave_dot_v1_dot_jobs__pb2.GetJobResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamJobOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tokenweave.v1.JobService/StreamJobOutput',
+            tokenweave_dot_v1_dot_jobs__pb2.StreamJobOutputRequest.SerializeToString,
+            tokenweave_dot_v1_dot_jobs__pb2.StreamJobOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,6 +89,22 @@ _JobServiceGetJobResultType = typing_extensions.TypeVar(
     ],
 )
 
+_JobServiceStreamJobOutputType = typing_extensions.TypeVar(
+    '_JobServiceStreamJobOutputType',
+    grpc.UnaryStreamMultiCallable[
+        tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+        tokenweave.v1.jobs_pb2.StreamJobOutputResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+        tokenweave.v1.jobs_pb2.StreamJobOutputResponse,
+    ],
+    default=grpc.UnaryStreamMultiCallable[
+        tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+        tokenweave.v1.jobs_pb2.StreamJobOutputResponse,
+    ],
+)
+
 _JobServiceCancelJobType = typing_extensions.TypeVar(
     '_JobServiceCancelJobType',
     grpc.UnaryUnaryMultiCallable[
@@ -137,7 +153,7 @@ _JobServiceListNodesType = typing_extensions.TypeVar(
     ],
 )
 
-class JobServiceStub(typing.Generic[_JobServiceSubmitJobType, _JobServiceGetJobType, _JobServiceWatchJobType, _JobServiceGetJobResultType, _JobServiceCancelJobType, _JobServiceListJobsType, _JobServiceListNodesType]):
+class JobServiceStub(typing.Generic[_JobServiceSubmitJobType, _JobServiceGetJobType, _JobServiceWatchJobType, _JobServiceGetJobResultType, _JobServiceStreamJobOutputType, _JobServiceCancelJobType, _JobServiceListJobsType, _JobServiceListNodesType]):
     @typing.overload
     def __init__(self: JobServiceStub[
         grpc.UnaryUnaryMultiCallable[
@@ -155,6 +171,10 @@ class JobServiceStub(typing.Generic[_JobServiceSubmitJobType, _JobServiceGetJobT
         grpc.UnaryStreamMultiCallable[
             tokenweave.v1.jobs_pb2.GetJobResultRequest,
             tokenweave.v1.jobs_pb2.GetJobResultResponse,
+        ],
+        grpc.UnaryStreamMultiCallable[
+            tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+            tokenweave.v1.jobs_pb2.StreamJobOutputResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             tokenweave.v1.jobs_pb2.CancelJobRequest,
@@ -188,6 +208,10 @@ class JobServiceStub(typing.Generic[_JobServiceSubmitJobType, _JobServiceGetJobT
             tokenweave.v1.jobs_pb2.GetJobResultRequest,
             tokenweave.v1.jobs_pb2.GetJobResultResponse,
         ],
+        grpc.aio.UnaryStreamMultiCallable[
+            tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+            tokenweave.v1.jobs_pb2.StreamJobOutputResponse,
+        ],
         grpc.aio.UnaryUnaryMultiCallable[
             tokenweave.v1.jobs_pb2.CancelJobRequest,
             tokenweave.v1.jobs_pb2.CancelJobResponse,
@@ -217,6 +241,12 @@ class JobServiceStub(typing.Generic[_JobServiceSubmitJobType, _JobServiceGetJobT
     GetJobResult: _JobServiceGetJobResultType
     """Streams one message per document once the job has succeeded."""
 
+    StreamJobOutput: _JobServiceStreamJobOutputType
+    """Streams the parts of the job's outputs that nodes send while they run (a generation's
+    tokens as they come), from the first, until the job is finished. Parts are unverified: the
+    job's result is what was accepted.
+    """
+
     CancelJob: _JobServiceCancelJobType
 
     ListJobs: _JobServiceListJobsType
@@ -239,6 +269,10 @@ JobServiceAsyncStub: typing_extensions.TypeAlias = JobServiceStub[
     grpc.aio.UnaryStreamMultiCallable[
         tokenweave.v1.jobs_pb2.GetJobResultRequest,
         tokenweave.v1.jobs_pb2.GetJobResultResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+        tokenweave.v1.jobs_pb2.StreamJobOutputResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         tokenweave.v1.jobs_pb2.CancelJobRequest,
@@ -289,6 +323,17 @@ class JobServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[tokenweave.v1.jobs_pb2.GetJobResultResponse], collections.abc.AsyncIterator[tokenweave.v1.jobs_pb2.GetJobResultResponse]]:
         """Streams one message per document once the job has succeeded."""
+
+    @abc.abstractmethod
+    def StreamJobOutput(
+        self,
+        request: tokenweave.v1.jobs_pb2.StreamJobOutputRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[tokenweave.v1.jobs_pb2.StreamJobOutputResponse], collections.abc.AsyncIterator[tokenweave.v1.jobs_pb2.StreamJobOutputResponse]]:
+        """Streams the parts of the job's outputs that nodes send while they run (a generation's
+        tokens as they come), from the first, until the job is finished. Parts are unverified: the
+        job's result is what was accepted.
+        """
 
     @abc.abstractmethod
     def CancelJob(

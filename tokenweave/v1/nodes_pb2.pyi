@@ -272,6 +272,7 @@ class LeaseRequest(google.protobuf.message.Message):
     RELEASE_FIELD_NUMBER: builtins.int
     STORED_FIELD_NUMBER: builtins.int
     PROOF_FIELD_NUMBER: builtins.int
+    PROGRESS_FIELD_NUMBER: builtins.int
     @property
     def hello(self) -> Global___LeaseHello: ...
     @property
@@ -284,6 +285,8 @@ class LeaseRequest(google.protobuf.message.Message):
     def stored(self) -> Global___BlockStored: ...
     @property
     def proof(self) -> Global___AuditProof: ...
+    @property
+    def progress(self) -> Global___ShardProgress: ...
     def __init__(
         self,
         *,
@@ -293,12 +296,42 @@ class LeaseRequest(google.protobuf.message.Message):
         release: Global___ShardRelease | None = ...,
         stored: Global___BlockStored | None = ...,
         proof: Global___AuditProof | None = ...,
+        progress: Global___ShardProgress | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "proof", b"proof", "release", b"release", "result", b"result", "stored", b"stored"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "proof", b"proof", "release", b"release", "result", b"result", "stored", b"stored"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["hello", "result", "failure", "release", "stored", "proof"] | None: ...
+    def HasField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "progress", b"progress", "proof", b"proof", "release", b"release", "result", b"result", "stored", b"stored"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["failure", b"failure", "hello", b"hello", "message", b"message", "progress", b"progress", "proof", b"proof", "release", b"release", "result", b"result", "stored", b"stored"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["hello", "result", "failure", "release", "stored", "proof", "progress"] | None: ...
 
 Global___LeaseRequest: typing_extensions.TypeAlias = LeaseRequest
+
+@typing.final
+class ShardProgress(google.protobuf.message.Message):
+    """Part of a shard's output, sent while it runs (a generation's tokens as they come), for the
+    job's client to see early. Unverified until the shard's result is accepted.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SHARD_ID_FIELD_NUMBER: builtins.int
+    SEQUENCE_FIELD_NUMBER: builtins.int
+    OUTPUT_FIELD_NUMBER: builtins.int
+    shard_id: builtins.str
+    sequence: builtins.int
+    """0, 1, 2, … for each part of one run."""
+    output: builtins.bytes
+    """What the run added since the previous part, encoded by the workload (generate: a
+    GenerateOutput with the new tokens and text).
+    """
+    def __init__(
+        self,
+        *,
+        shard_id: builtins.str = ...,
+        sequence: builtins.int = ...,
+        output: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["output", b"output", "sequence", b"sequence", "shard_id", b"shard_id"]) -> None: ...
+
+Global___ShardProgress: typing_extensions.TypeAlias = ShardProgress
 
 @typing.final
 class BlockStored(google.protobuf.message.Message):

@@ -150,6 +150,12 @@ class NodeRuntime(Protocol):
         """A dataset document's text, from this node's blocks or its peers'. Worker thread."""
         ...
 
+    def report(self, output: bytes) -> None:
+        """Send part of the task's output now (what it added since the last part), for the
+        job's client to see while the task runs; the returned output stays the whole.
+        Worker thread; never blocks."""
+        ...
+
 
 class Workload(ABC):
     """One kind of work. Instances are stateless and shared; every method may run in a worker

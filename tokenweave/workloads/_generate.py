@@ -263,12 +263,14 @@ class GenerateWorkload(Workload):
         except Exception as exc:
             raise InvalidArgumentError(f"not a GenerateTask: {exc}") from None
         prompt = tensors.from_bytes(task.prompt_ids, "uint32").astype(np.int64).tolist()
+        streamer = _Streamer(generator, runtime, list(task.stop))
         generation = generator.generate(
             prompt,
             task.max_tokens,
             Sampling(task.temperature, task.top_p or 1.0, task.seed),
             stop=list(task.stop),
             stop_ids=list(task.stop_ids),
+            on_token=streamer.token,
         )
         output = generate_pb2.GenerateOutput(
             token_ids=tensors.to_bytes(np.asarray(generation.token_ids, np.uint32), "uint32"),
@@ -276,3 +278,38 @@ class GenerateWorkload(Workload):
             text=generation.text,
         )
         return TaskRun(output.SerializeToString(), len(prompt) + len(generation.token_ids))
+
+
+class _Streamer:
+    """Reports each new token with the text it completes, as a GenerateOutput part. Text is
+    held back while it could still be the start of a stop text (the result is cut there) or ends
+    in an unfinished UTF-8 character, so the parts always add up to a prefix of the result."""
+
+    def __init__(self, generator: Any, runtime: NodeRuntime, stops: Sequence[str]) -> None:
+        self._generator = generator
+        self._runtime = runtime
+        self._stops = list(stops)
+        self._hold = max((len(s) for s in stops), default=1) - 1
+        self._tokens: list[int] = []
+        self._pending: list[int] = []
+        self._sent = ""
+
+    def token(self, token: int) -> None:
+        self._tokens.append(token)
+        self._pending.append(token)
+        text = self._generator.decode(self._tokens)
+        found = [i for stop in self._stops if (i := text.find(stop)) >= 0]
+        if found:  # the generation ends here, cut before the stop text
+            text = text[: min(found)]
+        elif self._hold:
+            text = text[: len(text) - self._hold]
+        safe = text
+        if safe.endswith("\ufffd") or not safe.startswith(self._sent):
+            return
+        part = generate_pb2.GenerateOutput(
+            token_ids=tensors.to_bytes(np.asarray(self._pending, np.uint32), "uint32"),
+            text=safe[len(self._sent) :],
+        )
+        self._runtime.report(part.SerializeToString())
+        self._sent = safe
+        self._pending = []
