@@ -18,7 +18,7 @@ import numpy.typing as npt
 from tests.integration.cheater import _perturbed
 from tokenweave.cli import main
 from tokenweave.node import ShardRunner
-from tokenweave.node._worker import ShardWorker
+from tokenweave.node._worker import Send, ShardWorker
 from tokenweave.v1 import nodes_pb2
 
 #: The fraction a public-hash rule would verify (the coordinator's default --verify-fraction).
@@ -35,10 +35,10 @@ def predicted_checked(shard_id: str) -> bool:
 
 
 async def _remembering(
-    self: ShardWorker, assignment: nodes_pb2.ShardAssignment
+    self: ShardWorker, assignment: nodes_pb2.ShardAssignment, send: Send | None = None
 ) -> nodes_pb2.LeaseRequest:
     _shard.set(assignment.shard_id)  # the run's worker thread inherits the context
-    return await _honest_run(self, assignment)
+    return await _honest_run(self, assignment, send)
 
 
 def _predicting(
