@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokenweave import tensors
 from tokenweave.coordinator._auth import Principal, act_as
@@ -247,6 +248,11 @@ class OpenAiApi:
         @app.exception_handler(_JobFailedError)
         async def _job_failed(request: Request, exc: _JobFailedError) -> JSONResponse:
             return _error(500, "api_error", f"the job failed: {exc}")
+
+        @app.exception_handler(StarletteHTTPException)
+        async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+            kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
+            return _error(exc.status_code, kind, str(exc.detail))
 
         @app.exception_handler(RequestValidationError)
         async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,13 +14,16 @@ README quotes them). `FUZZ_EXAMPLES` sets the examples per RPC (default 40, boun
 from __future__ import annotations
 
 import collections
+import json
 import os
 import sqlite3
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import descriptor, message_factory
 from hypothesis import HealthCheck, given, settings
@@ -41,7 +44,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 DEADLINE_S = 10.0
 FORBIDDEN = {"INTERNAL", "UNKNOWN"}
 #: Streams that rightly stay open with nothing to say.
-WAITS_FOR_NEWS = {"WatchJob"}
+WAITS_FOR_NEWS = {"WatchJob", "StreamJobOutput"}
 REPORT = Path(__file__).resolve().parents[2] / "build" / "fuzz-report.txt"
 
 METHODS = [
@@ -168,8 +171,10 @@ def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
     # No rate limit here (its own tests are in tests/coordinator/test_auth.py): every input
     # should reach its handler.
     cluster = module_cluster_factory(
-        coordinator_args=("--rate-limit", "1e9", "--rate-burst", "1e9")
-    )
+        coordinator_args=(
+            "--rate-limit", "1e9", "--rate-burst", "1e9", "--http-listen", "127.0.0.1:0",
+        )
+    )  # fmt: skip
     cluster.start_coordinator()
     return cluster
 
@@ -232,6 +237,92 @@ def test_every_rpc_answers_garbage_with_a_deliberate_status(
         assert status != "DEADLINE_EXCEEDED", f"{method.full_name} hung"
 
     run()
+
+
+#: The OpenAI API's routes. Bodies name no model this coordinator serves (it serves MiniLM, and
+#: has no nodes): a well-formed request would wait for a node, so fuzzing stays on refusals.
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = st.fixed_dictionaries(
+    {"model": st.sampled_from(["gpt-17", "", "../x", "smollm2-135m-instruct"])},
+    optional={
+        "messages": _JSON
+        | st.lists(
+            st.fixed_dictionaries(
+                {
+                    "role": st.sampled_from(["user", "system", "assistant", "robot"]),
+                    "content": st.text(max_size=20),
+                }
+            ),
+            max_size=3,
+        ),
+        "prompt": _JSON | st.text(max_size=40) | st.lists(st.text(max_size=10), max_size=3),
+        "input": _JSON | st.text(max_size=40) | st.lists(st.text(max_size=10), max_size=3),
+        "max_tokens": _JSON | st.integers(-5, 10**12),
+        "temperature": _JSON | st.floats(allow_nan=True),
+        "top_p": _JSON,
+        "stop": _JSON,
+        "stream": _JSON,
+        "n": _JSON,
+    },
+)
+_MODELS = st.sampled_from(["gpt-17", "", "../x", "smollm2-135m-instruct"])
+_MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "assistant"]), "content": st.text(max_size=20)}
+)
+#: Well-typed bodies, to reach past validation (to the key, the model, the options).
+_PLAUSIBLE = st.one_of(
+    st.fixed_dictionaries(
+        {"model": _MODELS, "messages": st.lists(_MESSAGE, max_size=3)},
+        optional={"max_tokens": st.integers(-5, 10**6), "temperature": st.floats(-1, 3)},
+    ),
+    st.fixed_dictionaries({"model": _MODELS, "prompt": st.text(max_size=40)}),
+    st.fixed_dictionaries({"model": _MODELS, "input": st.text(max_size=40)}),
+)
+_BODIES = st.one_of(
+    _PLAUSIBLE.map(lambda b: json.dumps(b).encode()),
+    _PLAUSIBLE.map(lambda b: json.dumps(b).encode()),
+    _FIELDS.map(lambda b: json.dumps(b).encode()),
+    _JSON.map(lambda b: json.dumps(b).encode()),
+    st.binary(max_size=256),
+)
+#: Statuses a refusal may have; never 500, never a hang.
+HTTP_REFUSALS = {400, 401, 403, 404, 405, 413, 422, 429}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_http_route_answers_garbage_with_a_deliberate_status(
+    cluster: LocalCluster, route: str
+) -> None:
+    assert cluster.http_url is not None
+    assert cluster.ca is not None
+    seen = SEEN[f"HTTP POST {route}"]
+    verify = ssl.create_default_context(cafile=str(cluster.ca))
+    with httpx.Client(verify=verify, timeout=DEADLINE_S) as http:
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(body=_BODIES, keyed=st.booleans())
+        def run(body: bytes, keyed: bool) -> None:
+            headers = {"Authorization": f"Bearer {cluster.api_key}"} if keyed else {}
+            headers["Content-Type"] = "application/json"
+            response = http.post(cluster.http_url + route, content=body, headers=headers)
+            seen[str(response.status_code)] += 1
+            assert response.status_code in HTTP_REFUSALS, response.text[:300]
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+        run()
 
 
 def test_nothing_is_stored_for_a_refused_request(cluster: LocalCluster) -> None:
