@@ -17,7 +17,7 @@ import onnx
 from safetensors.numpy import load_file
 
 from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError
-from tokenweave.models._file_integrity import sha256_file, write_atomically
+from tokenweave.models._file_integrity import sha256_file, verify_sha256, write_atomically
 from tokenweave.models._manifest import ModelManifest
 from tokenweave.models._onnx_bert import build_bert_embedder
 from tokenweave.models._onnx_graph import OPSET, serialize_model
@@ -114,8 +114,8 @@ def load_prepared(name: str, cache_dir: Path, expected_sha256: str | None = None
             f"{manifest.max_tokens}), not the registered {spec.name!r} (dim {spec.dim}, "
             f"max_tokens {spec.max_tokens})"
         )
-    _verify(folder / TOKENIZER_FILE, manifest.tokenizer_sha256)
-    actual = _verify(folder / MODEL_FILE, manifest.sha256)
+    verify_sha256(folder / TOKENIZER_FILE, manifest.tokenizer_sha256)
+    actual = verify_sha256(folder / MODEL_FILE, manifest.sha256)
     if expected_sha256 is not None and expected_sha256.lower() != actual:
         raise ModelHashMismatchError(folder / MODEL_FILE, expected_sha256.lower(), actual)
     return _prepared(spec, folder, actual)
@@ -129,15 +129,6 @@ def _build_onnx(spec: ModelSpec, source: SourceFiles) -> bytes:
             f"{config.max_positions} disagree with the registry ({spec.dim}, {spec.max_tokens})"
         )
     return serialize_model(build_bert_embedder(config, load_file(str(source.weights))))
-
-
-def _verify(path: Path, expected: str) -> str:
-    if not path.is_file():
-        raise ModelCacheError(f"{path} is missing; delete {path.parent} and prepare it again")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ModelHashMismatchError(path, expected, actual)
-    return actual
 
 
 def _prepared(spec: ModelSpec, folder: Path, sha256: str) -> PreparedModel:

@@ -15,6 +15,19 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
+def verify_sha256(path: Path, expected: str) -> str:
+    """The file's sha256, which must be `expected` (ModelHashMismatchError otherwise;
+    ModelCacheError when the file is missing)."""
+    from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError
+
+    if not path.is_file():
+        raise ModelCacheError(f"{path} is missing; delete {path.parent} and prepare it again")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelHashMismatchError(path, expected, actual)
+    return actual
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import onnx
 
 from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError
-from tokenweave.models._file_integrity import sha256_file, write_atomically
+from tokenweave.models._file_integrity import sha256_file, verify_sha256, write_atomically
 from tokenweave.models._gguf import GgufModel, LlamaConfig
 from tokenweave.models._onnx_graph import serialize_model
 from tokenweave.models._onnx_llama import Precision, build_llama_decoder
@@ -172,12 +172,12 @@ def load_generator(
     manifest = GeneratorManifest.read(manifest_path)
     if manifest.name != spec.name:
         raise ModelCacheError(f"{manifest_path} describes {manifest.name!r}, not {spec.name!r}")
-    _verify(folder / TOKENIZER_FILE, manifest.tokenizer_sha256)
+    verify_sha256(folder / TOKENIZER_FILE, manifest.tokenizer_sha256)
     decoders: dict[Precision, tuple[Path, str]] = {}
     for value, sha in manifest.decoders.items():
         precision = Precision(value)
         path = folder / decoder_file(precision)
-        decoders[precision] = (path, _verify(path, sha))
+        decoders[precision] = (path, verify_sha256(path, sha))
     if expected_sha256 is not None and expected_sha256.lower() not in {
         sha for _, sha in decoders.values()
     }:
@@ -195,12 +195,3 @@ def load_generator(
         chat_template=manifest.chat_template,
         decoders=decoders,
     )
-
-
-def _verify(path: Path, expected: str) -> str:
-    if not path.is_file():
-        raise ModelCacheError(f"{path} is missing; delete {path.parent} and prepare it again")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ModelHashMismatchError(path, expected, actual)
-    return actual

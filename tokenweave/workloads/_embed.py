@@ -39,6 +39,7 @@ from tokenweave.workloads._api import (
     TaskRun,
     Workload,
 )
+from tokenweave.workloads._options import check_known, int_option
 from tokenweave.workloads._windows import (
     WindowPlan,
     WindowSpan,
@@ -72,19 +73,6 @@ def _label(index: int, name: str) -> str:
     return f"document {index}" + (f" ({clip(name)})" if name else "")
 
 
-def _int_option(options: Mapping[str, str], name: str) -> int | None:
-    raw = options.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidArgumentError(f"{name}={clip(raw)} is not an integer") from None
-    if value < 0:
-        raise InvalidArgumentError(f"{name}={value} must not be negative")
-    return value
-
-
 class EmbedWorkload(Workload):
     name = "embed"
     options = ("window", "overlap")
@@ -99,18 +87,13 @@ class EmbedWorkload(Workload):
 
     def _window_plan(self, options: Mapping[str, str], context: PlanContext) -> WindowPlan:
         spec = _embedder(context)
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise InvalidArgumentError(
-                f"unknown option(s) {', '.join(clip(u) for u in unknown[:5])} for embed; "
-                f"it takes {', '.join(self.options)}"
-            )
-        window = _int_option(options, "window")
+        check_known(options, self.options, self.name)
+        window = int_option(options, "window")
         if window is None:
             window = spec.default_window
-        overlap = _int_option(options, "overlap")
+        overlap = int_option(options, "overlap")
         if overlap is None:
-            overlap = _int_option(context.defaults, "overlap")
+            overlap = int_option(context.defaults, "overlap")
             overlap = DEFAULT_OVERLAP if overlap is None else overlap
             overlap = min(overlap, max(window - SPECIAL_TOKENS_PER_WINDOW, 0) // 2)
         plan = WindowPlan.validated(window, overlap, spec.max_tokens)

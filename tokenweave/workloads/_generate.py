@@ -14,7 +14,6 @@ and generated tokens out. Each document's result: `token_ids` (int32), `text` an
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from tokenweave.workloads._api import (
     Usage,
     Workload,
 )
+from tokenweave.workloads._options import check_known, float_option, int_option
 
 DEFAULT_MAX_TOKENS = 256
 #: Stop texts per task, and characters in each.
@@ -46,32 +46,6 @@ FINISH_REASONS = ("stop", "length")
 
 def _utf8(text: str) -> npt.NDArray[np.uint8]:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
-
-
-def _number(options: Mapping[str, str], name: str, default: float) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidArgumentError(f"{name}={clip(raw)} is not a number") from None
-    if not math.isfinite(value):
-        raise InvalidArgumentError(f"{name}={clip(raw)} is not a finite number")
-    return value
-
-
-def _integer(options: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidArgumentError(f"{name}={clip(raw)} is not an integer") from None
-    if not low <= value <= high:
-        raise InvalidArgumentError(f"{name}={value} must be between {low} and {high}")
-    return value
 
 
 def _stops(options: Mapping[str, str]) -> list[str]:
@@ -137,20 +111,18 @@ class GenerateWorkload(Workload):
         spec = context.model
         if not isinstance(spec, GeneratorSpec):
             raise InvalidArgumentError(f"model {clip(model)} does not generate text")
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise InvalidArgumentError(
-                f"unknown option(s) {', '.join(clip(u) for u in unknown[:5])} for generate; "
-                f"it takes {', '.join(self.options)}"
-            )
+        check_known(options, self.options, self.name)
         if any(d.source is not None for d in documents):
             raise InvalidArgumentError("generate takes prompts, not a dataset")
-        max_tokens = _integer(options, "max_tokens", DEFAULT_MAX_TOKENS, 1, spec.context - 1)
+        max_tokens = int_option(options, "max_tokens", 1, spec.context - 1)
+        temperature = float_option(options, "temperature")
+        top_p = float_option(options, "top_p")
         sampling = Sampling(
-            temperature=_number(options, "temperature", 0.0),
-            top_p=_number(options, "top_p", 1.0),
-            seed=_integer(options, "seed", 0, 0, 2**63 - 1),
+            temperature=0.0 if temperature is None else temperature,
+            top_p=1.0 if top_p is None else top_p,
+            seed=int_option(options, "seed", 0, 2**63 - 1) or 0,
         )
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS
         stops = _stops(options)
         chat = options.get("format", "text")
         if chat not in ("text", "chat"):
