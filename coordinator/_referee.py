@@ -84,6 +84,9 @@ class LocalRunner:
     def report(self, output: bytes) -> None:
         """The referee's run streams nothing (its client has the nodes' parts)."""
 
+    def cancelled(self) -> bool:
+        return False
+
     def read_document(self, source: DocumentSource, label: str) -> str:
         raise FailedPreconditionError(
             f"{label}: the referee does not read dataset blocks (they live on the nodes)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -29,8 +30,11 @@ logger = logging.getLogger(__name__)
 
 #: Writes one message on the lease stream.
 Send = Callable[[nodes_pb2.LeaseRequest], Awaitable[None]]
-#: Runs one shard (sending its progress) and returns the message that reports it.
-RunShard = Callable[[nodes_pb2.ShardAssignment, Send], Awaitable[nodes_pb2.LeaseRequest]]
+#: Runs one shard (sending its progress, told whether it was taken back) and returns the message
+#: that reports it.
+RunShard = Callable[
+    [nodes_pb2.ShardAssignment, Send, Callable[[], bool]], Awaitable[nodes_pb2.LeaseRequest]
+]
 
 
 def _failure(shard_id: str, error: str) -> nodes_pb2.LeaseRequest:
@@ -46,7 +50,10 @@ class ShardWorker:
         self.shards_done = 0
 
     async def run(
-        self, assignment: nodes_pb2.ShardAssignment, send: Send | None = None
+        self,
+        assignment: nodes_pb2.ShardAssignment,
+        send: Send | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> nodes_pb2.LeaseRequest:
         """Run `assignment`; the result to report, or the failure (never raises for a bad
         shard: an exception becomes a ShardFailure naming it). Parts of the output the workload
@@ -64,7 +71,7 @@ class ShardWorker:
                 assignment.model,
                 assignment.model_sha256,
                 assignment.payload,
-                _TaskRuntime(self._runtime, shard_id, send, asyncio.get_running_loop()),
+                _TaskRuntime(self._runtime, shard_id, send, asyncio.get_running_loop(), cancelled),
             )
         except Exception as exc:
             logger.exception("shard %s failed", shard_id)
@@ -115,7 +122,8 @@ class ShardQueue:
         self._queue.put_nowait(assignment)
 
     def cancel(self, shard_id: str) -> None:
-        """The coordinator took `shard_id` back: skip it if it has not started."""
+        """The coordinator took `shard_id` back: skip it if it has not started; a running one
+        sees it through its runtime's `cancelled()`."""
         self._cancelled.add(shard_id)
 
     def start(self) -> asyncio.Task[None]:
@@ -153,7 +161,8 @@ class ShardQueue:
             self._running = assignment.shard_id
             self._idle.clear()
             try:
-                await self._send(await self._run(assignment, self._send))
+                taken_back = functools.partial(self._cancelled.__contains__, assignment.shard_id)
+                await self._send(await self._run(assignment, self._send, taken_back))
             finally:
                 self._running = None
                 self._idle.set()
@@ -180,7 +189,9 @@ class _TaskRuntime:
         shard_id: str,
         send: Send | None,
         loop: asyncio.AbstractEventLoop,
+        cancelled: Callable[[], bool],
     ) -> None:
+        self.cancelled = cancelled
         self._resources = resources
         self._shard_id = shard_id
         self._send = send

@@ -11,6 +11,7 @@ import contextvars
 import hashlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from tests.integration.cheater import _perturbed
 from tokenweave.cli import main
 from tokenweave.node import ShardRunner
-from tokenweave.node._worker import Send, ShardWorker
+from tokenweave.node._worker import ShardWorker
 from tokenweave.v1 import nodes_pb2
 
 #: The fraction a public-hash rule would verify (the coordinator's default --verify-fraction).
@@ -35,10 +36,10 @@ def predicted_checked(shard_id: str) -> bool:
 
 
 async def _remembering(
-    self: ShardWorker, assignment: nodes_pb2.ShardAssignment, send: Send | None = None
+    self: ShardWorker, assignment: nodes_pb2.ShardAssignment, *rest: Any
 ) -> nodes_pb2.LeaseRequest:
     _shard.set(assignment.shard_id)  # the run's worker thread inherits the context
-    return await _honest_run(self, assignment, send)
+    return await _honest_run(self, assignment, *rest)
 
 
 def _predicting(

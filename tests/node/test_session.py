@@ -169,7 +169,7 @@ class HeldRuns:
         self.started = asyncio.Event()
 
     async def __call__(
-        self, assignment: nodes_pb2.ShardAssignment, send: object = None
+        self, assignment: nodes_pb2.ShardAssignment, *rest: object
     ) -> nodes_pb2.LeaseRequest:
         self.started.set()
         await self.finish.wait()

@@ -60,9 +60,10 @@ class Runs:
         self.any_started = asyncio.Event()
 
     async def __call__(
-        self, assignment: nodes_pb2.ShardAssignment, send: object = None
+        self, assignment: nodes_pb2.ShardAssignment, *rest: Any
     ) -> nodes_pb2.LeaseRequest:
         self.started.append(assignment.shard_id)
+        self.taken_back = rest[1] if len(rest) > 1 else None
         self.any_started.set()
         gate = self.release.get(assignment.shard_id)
         if gate is not None:
@@ -82,6 +83,20 @@ async def test_cancelled_assignments_are_skipped_and_the_rest_run_in_order() -> 
     assert lease.sent == ["result a", "result c"]
     await queue.drain(grace_s=1)
     assert lease.sent == ["result a", "result c"]  # nothing left to hand back
+
+
+async def test_a_running_shard_sees_that_it_was_taken_back() -> None:
+    lease, runs = Lease(), Runs(hold=["a"])
+    queue = ShardQueue(runs, lease.send)
+    queue.assign(_assignment("a"))
+    queue.start()
+    await runs.any_started.wait()
+    assert runs.taken_back is not None
+    assert not runs.taken_back()
+    queue.cancel("a")
+    assert runs.taken_back(), "a long run can stop within a step"
+    runs.release["a"].set()
+    await lease.wait_for(1)
 
 
 async def test_drain_hands_back_the_queued_and_lets_the_running_one_finish() -> None:

@@ -40,8 +40,13 @@ class _Runtime:
         self._generator = generator
         self.parts: list[generate_pb2.GenerateOutput] = []
 
+        self.cancel_after: int | None = None
+
     def report(self, output: bytes) -> None:
         self.parts.append(generate_pb2.GenerateOutput.FromString(output))
+
+    def cancelled(self) -> bool:
+        return self.cancel_after is not None and len(self.parts) >= self.cancel_after
 
     def generator(self, name: str, sha256: str) -> Generator:
         if sha256 != self._generator.sha256:
@@ -91,6 +96,19 @@ def test_a_chat_job_plans_one_task_per_prompt_and_runs_it(
     assert (usage.input_tokens, usage.output_tokens) == (len(prompt), len(result["token_ids"]))
     with pytest.raises(FailedPreconditionError, match="refusing"):
         WORKLOAD.run("m", "0" * 64, plan.tasks[0].payload, _Runtime(loaded))
+
+
+def test_a_generation_taken_back_stops_within_a_token(
+    context: PlanContext, loaded: Generator
+) -> None:
+    plan = WORKLOAD.plan(
+        "m", [DocumentInput("", "Once upon a time")], {"max_tokens": "200"}, context
+    )
+    runtime = _Runtime(loaded)
+    runtime.cancel_after = 3
+    with pytest.raises(FailedPreconditionError, match="taken back"):
+        WORKLOAD.run("m", context.model_sha256, plan.tasks[0].payload, runtime)
+    assert len(runtime.parts) == 3
 
 
 def test_stop_texts_end_the_generation_and_are_cut(context: PlanContext, loaded: Generator) -> None:

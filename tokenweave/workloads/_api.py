@@ -156,6 +156,11 @@ class NodeRuntime(Protocol):
         Worker thread; never blocks."""
         ...
 
+    def cancelled(self) -> bool:
+        """Whether the coordinator took the task back (its job was cancelled, or another node's
+        result was accepted): a long run checks it and stops early. Worker thread."""
+        ...
+
 
 class Workload(ABC):
     """One kind of work. Instances are stateless and shared; every method may run in a worker

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tokenweave import tensors
-from tokenweave.errors import InvalidArgumentError, clip
+from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
 from tokenweave.models import GeneratorSpec, Message, Sampling, render_chat
 from tokenweave.v1 import generate_pb2
 from tokenweave.workloads._api import (
@@ -267,6 +267,8 @@ class _Streamer:
         self._sent = ""
 
     def token(self, token: int) -> None:
+        if self._runtime.cancelled():  # within a step of the coordinator taking it back
+            raise FailedPreconditionError("the task was taken back; generation stopped")
         self._tokens.append(token)
         self._pending.append(token)
         text = self._generator.decode(self._tokens)
