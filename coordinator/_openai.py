@@ -11,8 +11,8 @@ Bearer …`) under the same access levels, rate limits and quotas as the gRPC ca
 then submitted, followed and read through the JobService servicer as that client. Errors come in
 OpenAI's shape ({"error": {"message", "type", "param", "code"}}) with its status codes; a body
 that is not valid JSON or has wrong types is a 400 and nothing is recorded. `stream: true` sends
-server-sent events: a chat reply's text as the node generates it (completions: each choice once
-generated). FastAPI serves the OpenAPI document at /openapi.json.
+server-sent events: the text as the nodes generate it. FastAPI serves the OpenAPI document at
+/openapi.json.
 """
 
 from __future__ import annotations
@@ -206,31 +206,44 @@ class OpenAiApi:
             )
         return job, outputs
 
-    async def _chat_stream(
-        self, caller: _Caller, job: jobs_pb2.Job, model: str
+    async def _stream(
+        self, caller: _Caller, job: jobs_pb2.Job, model: str, chat: bool
     ) -> AsyncIterator[dict[str, Any]]:
-        """Chunks of a chat reply as the node generates it, then what the accepted result
-        adds (nothing, for an honest node), its finish reason and usage."""
+        """Chunks of each choice's text as the nodes generate it, then what the accepted
+        results add (nothing, for honest nodes), the finish reasons and the usage. A chat has
+        one choice; completions one per prompt (the parts' task is the choice's index)."""
         made = int(time.time())
-        base: dict[str, Any] = {"id": f"chatcmpl-{job.job_id}", "object": "chat.completion.chunk"}
-        base |= {"created": made, "model": model}
+        base: dict[str, Any] = {
+            "id": f"{'chatcmpl' if chat else 'cmpl'}-{job.job_id}",
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": made,
+            "model": model,
+        }
 
-        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
-            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        def chunk(index: int, text: str | None, finish: str | None = None) -> dict[str, Any]:
+            if not chat:
+                choice = {"index": index, "text": text or "", "finish_reason": finish}
+                return {**base, "choices": [{**choice, "logprobs": None}]}
+            delta = {} if text is None else {"content": text}
+            return {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
 
-        yield chunk({"role": "assistant", "content": ""})
-        streamed = ""
+        if chat:
+            yield {**chunk(0, ""), "choices": [{"index": 0, "delta": {"role": "assistant",
+                   "content": ""}, "finish_reason": None}]}  # fmt: skip
+        streamed: dict[int, str] = {}
         parts = jobs_pb2.StreamJobOutputRequest(job_id=job.job_id)
         async for part in self._jobs.StreamJobOutput(parts, caller):  # type: ignore[arg-type]
             text = generate_pb2.GenerateOutput.FromString(part.output).text
             if text:
-                streamed += text
-                yield chunk({"content": text})
-        _, [out] = await self._generations(caller, job)
-        if out["text"].startswith(streamed) and len(out["text"]) > len(streamed):
-            yield chunk({"content": out["text"][len(streamed) :]})
-        yield chunk({}, out["finish_reason"])
-        yield {**base, "choices": [], "usage": _usage(out)}
+                streamed[part.task] = streamed.get(part.task, "") + text
+                yield chunk(part.task, text)
+        _, outs = await self._generations(caller, job)
+        for index, out in enumerate(outs):
+            sent = streamed.get(index, "")
+            if out["text"].startswith(sent) and len(out["text"]) > len(sent):
+                yield chunk(index, out["text"][len(sent) :])
+            yield chunk(index, None, out["finish_reason"])
+        yield {**base, "choices": [], "usage": _total_usage(outs)}
 
     def app(self) -> FastAPI:
         app = FastAPI(
@@ -280,7 +293,7 @@ class OpenAiApi:
             options["format"] = "chat"
             job = await self._submit_generation(caller, body, [("chat", messages)], options)
             if body.stream:
-                return _sse(self._chat_stream(caller, job, body.model))
+                return _sse(self._stream(caller, job, body.model, chat=True))
             job, [out] = await self._generations(caller, job)
             made = int(time.time())
             ident = f"chatcmpl-{job.job_id}"
@@ -309,6 +322,8 @@ class OpenAiApi:
             options = body.options(body.max_tokens or 16)  # OpenAI's default for completions
             docs = [(f"prompt-{i}", p) for i, p in enumerate(prompts)]
             job = await self._submit_generation(caller, body, docs, options)
+            if body.stream:
+                return _sse(self._stream(caller, job, body.model, chat=False))
             job, outs = await self._generations(caller, job)
             made = int(time.time())
             ident = f"cmpl-{job.job_id}"
@@ -322,8 +337,6 @@ class OpenAiApi:
                 for i, o in enumerate(outs)
             ]
             usage = _total_usage(outs)
-            if body.stream:
-                return _sse(_completion_chunks(ident, made, body.model, choices, usage))
             return {
                 "id": ident,
                 "object": "text_completion",
@@ -433,12 +446,3 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream")
-
-
-async def _completion_chunks(
-    ident: str, made: int, model: str, choices: list[dict[str, Any]], usage: dict[str, int]
-) -> AsyncIterator[dict[str, Any]]:
-    base = {"id": ident, "object": "text_completion", "created": made, "model": model}
-    for choice in choices:
-        yield {**base, "choices": [choice]}
-    yield {**base, "choices": [], "usage": usage}

@@ -154,6 +154,17 @@ def test_the_openai_sdk_chats_completes_embeds_and_lists(openai_client: openai.O
     )
     assert [c.index for c in completion.choices] == [0, 1]
     assert completion.choices[0].text.strip().startswith("4")
+    chunks = list(
+        openai_client.completions.create(
+            model=GENERATOR, prompt=["1, 2, 3,", "a, b, c,"], max_tokens=4, stream=True
+        )
+    )
+    texts = ["", ""]
+    for c in chunks:
+        for choice in c.choices:
+            texts[choice.index] += choice.text
+    assert texts == [c.text for c in completion.choices]
+    assert chunks[-1].usage is not None
     vectors = openai_client.embeddings.create(model="all-minilm-l6-v2", input=["hi", "there"])
     assert [len(v.embedding) for v in vectors.data] == [384, 384]
     assert {m.id for m in openai_client.models.list()} == {"all-minilm-l6-v2", GENERATOR}
