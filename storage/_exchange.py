@@ -45,6 +45,8 @@ PROTOCOL = TProtocol("/tokenweave/blocks/1.0.0")
 FOUND, MISSING = 0, 1
 #: Seconds `stop()` gives open connections to close.
 CLOSE_TIMEOUT_S = 2.0
+#: Tries of one provider for one block when its stream fails to open or breaks.
+FETCH_TRIES = 3
 
 #: Where the exchange reads blocks from to serve them (a BlockStore's `get`).
 BlockReader = Callable[[CID], bytes]
@@ -225,13 +227,24 @@ class BlockExchange:
         failures: list[BaseException] = []
 
         async def attempt(address: str, cancel: trio.CancelScope) -> None:
-            try:
-                data = await self._fetch_one(cid, address)
-            except Exception as exc:
-                failures.append(exc)
+            # A stream that fails to open (a busy peer, a race on a fresh connection) is tried
+            # again, twice, after a pause; a peer that says it lacks the block, or sends wrong
+            # bytes, is not.
+            for retry in range(FETCH_TRIES):
+                try:
+                    data = await self._fetch_one(cid, address)
+                except (NotFoundError, PeerMisbehavedError) as exc:
+                    failures.append(exc)
+                    return
+                except Exception as exc:
+                    if retry == FETCH_TRIES - 1:
+                        failures.append(exc)
+                        return
+                    await trio.sleep(0.25 * 2**retry)
+                    continue
+                found.append(data)
+                cancel.cancel()
                 return
-            found.append(data)
-            cancel.cancel()
 
         with trio.move_on_after(self._timeout) as scope:
             forget = cancel.on_cancel(lambda: self._cancel_soon(scope)) if cancel else None
