@@ -143,6 +143,7 @@ def test_stop_texts_end_the_generation_and_are_cut(context: PlanContext, loaded:
             "role 'robot'",
         ),
         ({"max_tokens": "8000"}, [DocumentInput("", "word " * 400)], "context of 8192 tokens"),
+        ({}, [DocumentInput("", "x" * 2_000_000)], "more than the model's context"),
         (
             {},
             [DocumentInput("d", "x", Source("bafy", 0, 1))],

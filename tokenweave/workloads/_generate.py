@@ -99,6 +99,17 @@ class GenerateWorkload(Workload):
     name = "generate"
     options = ("max_tokens", "temperature", "top_p", "seed", "stop", "format")
 
+    def __init__(self) -> None:
+        self._longest: dict[int, int] = {}
+
+    def _longest_token(self, context: PlanContext) -> int:
+        """The longest token of the model's vocabulary, in bytes (or characters, at least)."""
+        key = id(context.tokenizer)
+        if key not in self._longest:
+            vocab = context.tokenizer.get_vocab(with_added_tokens=True)
+            self._longest[key] = max((len(t.encode()) for t in vocab), default=1)
+        return self._longest[key]
+
     # -- coordinator --------------------------------------------------------------------------
 
     def plan(
@@ -133,6 +144,15 @@ class GenerateWorkload(Workload):
             prompt = doc.text
             if chat == "chat":
                 prompt = render_chat(context.chat_template, _messages(doc.text, label))
+            # A byte-level token holds at most `longest` bytes: a longer prompt cannot fit, and
+            # is refused before tokenizing it whole (about 1 KB of memory a token).
+            limit = spec.context * self._longest_token(context)
+            if len(prompt.encode()) > limit:
+                raise InvalidArgumentError(
+                    f"{label} is {len(prompt.encode())} bytes, more than the model's context "
+                    f"of {spec.context} tokens can hold ({limit} bytes; for long documents, use "
+                    "`tokenweave submit ask`)"
+                )
             ids = context.tokenizer.encode(prompt, add_special_tokens=False).ids
             if not ids:
                 raise InvalidArgumentError(f"{label} has no tokens")
