@@ -134,6 +134,9 @@ class ShardRow(Base):
     shard_id: Mapped[strpk]
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
     index: Mapped[int]
+    #: The job's stage the shard belongs to: 0 for the planned tasks, n for the tasks the
+    #: workload planned once every task before them was accepted (map → reduce levels).
+    stage: Mapped[int] = mapped_column(default=0)
     #: Sent to the node as is.
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     #: The workload's own record of the task, never sent (what results are checked against).
@@ -327,7 +330,7 @@ class SchemaRow(Base):
 
 #: Bumped whenever a table changes shape; a database of another version is refused (it has to be
 #: created afresh until migrations exist).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -124,6 +124,15 @@ class Dispatcher:
         await self._store.fail(job_id, error)
         self._drop_job(job_id)
 
+    def _withdraw(self, shard_ids: list[str]) -> None:
+        """Forget shards the store cancelled (a later stage built on a caught node's output)."""
+        for shard_id in shard_ids:
+            if shard_id in self._pending:
+                self._pending.remove(shard_id)
+            if (flight := self._flights.get(shard_id)) is not None:
+                self._flights.close(shard_id)
+                self._runs.cancel(flight)
+
     def _drop_job(self, job_id: str) -> None:
         self._pending.drop_job(job_id)
         self._runs.drop_job(job_id)
@@ -269,13 +278,14 @@ class Dispatcher:
         self._flights.close(shard_id)
         self._runs.cancel(flight)
         digests = {node: r.digest for node, r in flight.results.items()}
-        for node_id, shards in (await self._verdicts.record(shard_id, decision, digests)).items():
-            for shard in shards:
+        for node_id, reopened in (await self._verdicts.record(shard_id, decision, digests)).items():
+            self._withdraw(reopened.withdrawn)
+            for shard in reopened.shards:
                 self._flights.avoid(shard, node_id)
                 self._events.notify(shard.job_id)
-            self._pending.to_front(shards)
+            self._pending.to_front(reopened.shards)
         try:
-            job, finished = await self._store.complete_shard(
+            completed = await self._store.complete_shard(
                 flight.shard, decision.winner, flight.results[decision.winner]
             )
         except FailedPreconditionError as exc:  # cancelled or failed meanwhile
@@ -293,7 +303,11 @@ class Dispatcher:
             lane = self.lanes.get(node_id)
             if lane is not None and node_id not in wrong:
                 lane.send(ShardAck(shard_id, accepted=True))
-        if finished:
+        job = completed.job
+        if completed.added:
+            self._pending.extend(completed.added)
+            logger.info("job %s: next stage of %d shards", job.job_id, len(completed.added))
+        if completed.finished:
             logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
 
     @_to_the_end

@@ -26,7 +26,7 @@ from tokenweave.coordinator._db import (
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
-from tokenweave.coordinator._planned import document_label, planned_rows
+from tokenweave.coordinator._planned import check_stage, document_label, planned_rows, shard_row
 from tokenweave.coordinator._quota import ClientQuota, check_quota
 from tokenweave.coordinator._views import (
     DocumentResult,
@@ -60,6 +60,25 @@ class JobLimits:
     #: Coordinator defaults for workload options a job leaves out (embed: --default-overlap).
     option_defaults: Mapping[str, str] = field(default_factory=dict)
     quota: ClientQuota = field(default_factory=ClientQuota)
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A shard's result recorded: its job, whether that finished it, and the shards of the
+    job's next stage that it started."""
+
+    job: JobInfo
+    finished: bool = False
+    added: list[QueuedShard] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    """Shards that run again after their node was caught, and the later-stage shards built on
+    their outputs, withdrawn."""
+
+    shards: list[QueuedShard]
+    withdrawn: list[str]
 
 
 def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
@@ -111,6 +130,17 @@ class JobStore:
                     f"{self._limits.max_document_bytes} bytes (coordinator --max-document-bytes)"
                 )
 
+    def _context(self, model: str) -> PlanContext:
+        entry = self._catalog.get(model)
+        return PlanContext(
+            model=entry.spec,
+            model_sha256=entry.sha256,
+            tokenizer=entry.tokenizer,
+            items_per_task=self._limits.items_per_task,
+            defaults=self._limits.option_defaults,
+            chat_template=entry.chat_template,
+        )
+
     async def submit(self, request: JobRequest) -> tuple[JobInfo, list[QueuedShard]]:
         """Validate and plan a job (its workload cuts it into tasks) and store it, queued,
         within its owner's quota."""
@@ -119,14 +149,7 @@ class JobStore:
         self._validate(request)
         async with self._sessions() as session:  # before the work of planning
             await check_quota(session, self._limits.quota, request.owner, None)
-        context = PlanContext(
-            model=entry.spec,
-            model_sha256=entry.sha256,
-            tokenizer=entry.tokenizer,
-            items_per_task=self._limits.items_per_task,
-            defaults=self._limits.option_defaults,
-            chat_template=entry.chat_template,
-        )
+        context = self._context(request.model)
         plan = await asyncio.to_thread(
             workload.plan, request.model, request.documents, request.options, context
         )
@@ -256,11 +279,13 @@ class JobStore:
             )
             return set(released)
 
-    async def reopen_unverified(self, node_id: str) -> list[QueuedShard]:
+    async def reopen_unverified(self, node_id: str) -> Reopened:
         """Put back in the queue every shard of an unfinished job that `node_id` completed
         without another node agreeing with it (it was just caught returning a wrong output:
         its unchecked results are not trusted either). Their ledger rows stay, withheld with
-        the rest of the node's epoch; the new result earns its own operator."""
+        the rest of the node's epoch; the new result earns its own operator. A later stage
+        built on a reopened shard's output is withdrawn with it (its shards cancelled), to be
+        planned again from the new result."""
         async with self._sessions.begin() as session:
             agreed = select(VerificationRow.shard_id).where(
                 VerificationRow.node_id == node_id, VerificationRow.agreed.is_(True)
@@ -278,25 +303,48 @@ class JobStore:
                     .order_by(JobRow.created_at, ShardRow.index)
                 )
             ).all()
+            first_stage: dict[str, tuple[JobRow, int]] = {}
             for shard, job in rows:
-                shard.state = ShardState.PENDING
-                shard.node_id = None
-                shard.output = None
-                shard.digest = ""
-                shard.leased_at = None
-                shard.completed_at = None
-                job.shards_done -= 1
-                job.tokens_processed -= shard.cost
-                job.version += 1
-            return [_queued(shard, job) for shard, job in rows]
+                self._undo(job, shard, ShardState.PENDING)
+                if job.job_id not in first_stage or shard.stage < first_stage[job.job_id][1]:
+                    first_stage[job.job_id] = (job, shard.stage)
+            withdrawn: list[str] = []
+            for job, stage in first_stage.values():
+                later = await session.scalars(
+                    select(ShardRow).where(
+                        ShardRow.job_id == job.job_id,
+                        ShardRow.stage > stage,
+                        ShardRow.state != ShardState.CANCELLED,
+                    )
+                )
+                for shard in later:
+                    self._undo(job, shard, ShardState.CANCELLED)
+                    job.shards_total -= 1
+                    withdrawn.append(shard.shard_id)
+            again = [_queued(s, j) for s, j in rows if s.state == ShardState.PENDING]
+            return Reopened(again, withdrawn)
+
+    @staticmethod
+    def _undo(job: JobRow, shard: ShardRow, state: ShardState) -> None:
+        """Take a shard's result (if any) out of its job's progress and give it `state`."""
+        if shard.state == ShardState.DONE:
+            job.shards_done -= 1
+            job.tokens_processed -= shard.cost
+        shard.state = state
+        shard.node_id = None
+        shard.output = None
+        shard.digest = ""
+        shard.leased_at = None
+        shard.completed_at = None
+        job.version += 1
 
     async def complete_shard(
         self, shard: QueuedShard, node_id: str, output: ShardOutput
-    ) -> tuple[JobInfo, bool]:
+    ) -> Completed:
         """Record a shard's accepted result, paid to `node_id` (the node that produced it; not
         necessarily the first lessee: a backup or a verifier may win), with its ledger row in
-        the same transaction. Merges the job when this was its last shard. Returns the job and
-        whether this finished it."""
+        the same transaction. When this was the last shard of its job, the job's workload plans
+        its next stage (stored in the same transaction) or, with none, the job is merged."""
         usage = workloads.get(shard.workload).meter(shard.cost, shard.detail, output.output)
         async with self._sessions.begin() as session:
             row = await session.get(ShardRow, output.shard_id)
@@ -321,20 +369,23 @@ class JobStore:
             await self._ledger.append(
                 session, row.shard_id, job.job_id, node.address, job.model, usage
             )
-            finished = job.shards_done == job.shards_total
-            if finished:
-                await session.flush()
-                await self._merge(session, job)
-            return job_from_row(job), finished
+            if job.shards_done < job.shards_total:
+                return Completed(job_from_row(job))
+            await session.flush()
+            added = await self._next_stage_or_merge(session, job)
+            return Completed(job_from_row(job), finished=not added, added=added)
 
-    async def _merge(self, session: AsyncSession, job: JobRow) -> None:
-        """Every document's result from the shards' outputs, by the job's workload."""
-        shards = await session.execute(
-            select(ShardRow.detail, ShardRow.output)
-            .where(ShardRow.job_id == job.job_id)
-            .order_by(ShardRow.index)
-        )
-        tasks = [(detail, output) for detail, output in shards.all() if output is not None]
+    async def _next_stage_or_merge(self, session: AsyncSession, job: JobRow) -> list[QueuedShard]:
+        """Every task of the job is accepted: store the workload's next stage and return its
+        shards; with no next stage, merge every document's result and finish the job."""
+        shards = (
+            await session.execute(
+                select(ShardRow.detail, ShardRow.output, ShardRow.stage)
+                .where(ShardRow.job_id == job.job_id, ShardRow.state == ShardState.DONE)
+                .order_by(ShardRow.index)
+            )
+        ).all()
+        tasks = [(detail, output) for detail, output, _ in shards if output is not None]
         docs = list(
             await session.scalars(
                 select(DocumentRow)
@@ -343,11 +394,27 @@ class JobStore:
             )
         )
         planned = [DocumentPlan(d.name, d.tokens, d.detail) for d in docs]
-        merged = workloads.get(job.workload).merge(planned, tasks)
+        workload = workloads.get(job.workload)
+        more = workload.next_stage(planned, tasks, self._context(job.model))
+        if more:
+            check_stage(workload.name, more)
+            stage = max(s for _, _, s in shards) + 1
+            first = await session.scalar(
+                select(func.max(ShardRow.index)).where(ShardRow.job_id == job.job_id)
+            )
+            rows = [
+                shard_row(job.job_id, (first or 0) + 1 + i, stage, task)
+                for i, task in enumerate(more)
+            ]
+            session.add_all(rows)
+            job.shards_total += len(rows)
+            return [_queued(r, job) for r in rows]
+        merged = workload.merge(planned, tasks)
         for doc, result in zip(docs, merged, strict=True):
             doc.result = tensors.pack(result)
         job.state = JobState.SUCCEEDED
         job.finished_at = utcnow()
+        return []
 
     async def fail(self, job_id: str, error: str) -> JobInfo:
         return await self._finish(job_id, JobState.FAILED, error)

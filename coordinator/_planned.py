@@ -64,6 +64,43 @@ def check_plan(workload: str, plan: JobPlan, documents: int) -> None:
             raise TokenweaveError(f"workload {workload} planned a task with a bad cost or read")
 
 
+def shard_row(
+    job_id: str,
+    index: int,
+    stage: int,
+    task: TaskPlan,
+    read_bytes: int = 0,
+    local_nodes: Sequence[str] = (),
+) -> ShardRow:
+    """A new, pending shard of a job."""
+    return ShardRow(
+        shard_id=f"{job_id}-{index}",
+        job_id=job_id,
+        index=index,
+        stage=stage,
+        payload=task.payload,
+        detail=task.detail,
+        cost=task.cost,
+        state=ShardState.PENDING,
+        node_id=None,
+        attempts=0,
+        leased_at=None,
+        output=None,
+        completed_at=None,
+        read_bytes=read_bytes,
+        local_nodes=list(local_nodes),
+    )
+
+
+def check_stage(workload: str, tasks: Sequence[TaskPlan]) -> None:
+    """A later stage's tasks cost work and carry their input (they read no dataset)."""
+    for task in tasks:
+        if task.cost <= 0 or task.reads:
+            raise TokenweaveError(
+                f"workload {workload} planned a next-stage task with a bad cost or a dataset read"
+            )
+
+
 def planned_rows(
     request: JobRequest, plan: JobPlan, workload: str, model_sha256: str
 ) -> PlannedRows:
@@ -94,24 +131,7 @@ def planned_rows(
     shard_rows = []
     for index, task in enumerate(plan.tasks):
         read_bytes, local_nodes = _locality(request.documents, request.holders, task)
-        shard_rows.append(
-            ShardRow(
-                shard_id=f"{job_id}-{index}",
-                job_id=job_id,
-                index=index,
-                payload=task.payload,
-                detail=task.detail,
-                cost=task.cost,
-                state=ShardState.PENDING,
-                node_id=None,
-                attempts=0,
-                leased_at=None,
-                output=None,
-                completed_at=None,
-                read_bytes=read_bytes,
-                local_nodes=local_nodes,
-            )
-        )
+        shard_rows.append(shard_row(job_id, index, 0, task, read_bytes, local_nodes))
     documents = [
         DocumentRow(
             job_id=job_id,

@@ -15,11 +15,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from tokenweave.coordinator._flights import Accept
-from tokenweave.coordinator._jobs import JobStore
+from tokenweave.coordinator._jobs import JobStore, Reopened
 from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
-from tokenweave.coordinator._views import QueuedShard, ShardAck
+from tokenweave.coordinator._views import ShardAck
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +41,16 @@ class Verdicts:
 
     async def record(
         self, shard_id: str, decision: Accept, digests: Mapping[str, str]
-    ) -> dict[str, list[QueuedShard]]:
+    ) -> dict[str, Reopened]:
         """Record a verified shard's outcome (`digests`: each node's output digest, the
-        evidence); returns, for each caught node, its shards that must run again."""
+        evidence); returns, for each caught node, its shards that must run again (and the
+        later-stage shards withdrawn with them)."""
         if not decision.agreed:
             return {}
         reputations = await self._standing.record_verification(
             shard_id, decision.agreed, decision.caught
         )
-        reopened: dict[str, list[QueuedShard]] = {}
+        reopened: dict[str, Reopened] = {}
         for node_id, score in decision.caught:
             reopened[node_id] = await self._store.reopen_unverified(node_id)
             logger.warning(
@@ -60,7 +61,7 @@ class Verdicts:
                 shard_id,
                 score,
                 reputations.get(node_id, 0.0),
-                len(reopened[node_id]),
+                len(reopened[node_id].shards),
             )
             if (lane := self._lanes.get(node_id)) is not None:
                 lane.send(ShardAck(shard_id, accepted=False, reason="output disagreed with peers"))

@@ -139,6 +139,7 @@ async def _node(
     catalog: ModelCatalog,
     account: LocalAccount | None = None,
     tokens_per_second: float = 1000.0,
+    workloads: tuple[str, ...] = ("embed",),
 ) -> NodeLane:
     account = account or Account.create()
     message, nonce = registry.challenge(account.address)
@@ -152,7 +153,7 @@ async def _node(
             models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, tokens_per_second),),
             max_inflight_shards=2,
             version="test",
-            workloads=("embed",),
+            workloads=workloads,
         )
     )
     return await dispatcher.attach(node_id, token)

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tokenweave.cli import LocalCluster
-from tokenweave.client import JobStatus
+from tokenweave.client import Answer, JobStatus, Source
 from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.models import PreparedGenerator
 
@@ -203,3 +203,97 @@ def test_openai_errors_have_openais_shape(
             assert response.status_code == status, response.text
             assert set(response.json()["error"]) == {"message", "type", "param", "code"}
         assert http.get(f"{cluster.http_url}/openapi.json").json()["info"]["title"] == "tokenweave"
+
+
+FILLER = [
+    "The harbour town sold smoked fish, rope and tar to the ships that came in each spring.",
+    "Farmers in the valley grew barley and kept goats on the terraces above the river.",
+    "The old mill by the bridge ground flour for three villages until the flood of 1821.",
+    "Children walked two hours to the school house, which had one stove and forty desks.",
+]
+FACT = "The keeper of the lighthouse on the northern cape was a woman named Ingrid Solberg."
+
+
+def local_ask(generator: PreparedGenerator, text: str, options: dict[str, str]) -> Answer:
+    """The same map-reduce run in this process, stage by stage, with no network."""
+    from tokenweave import tensors, workloads
+    from tokenweave.models import Generator
+    from tokenweave.workloads import DocumentInput, PlanContext
+
+    loaded = Generator(generator, threads=2)
+
+    class Runtime:
+        def generator(self, name: str, sha256: str) -> Generator:
+            return loaded
+
+        def report(self, output: bytes) -> None:
+            pass
+
+        def cancelled(self) -> bool:
+            return False
+
+    ask = workloads.get("ask")
+    context = PlanContext(
+        generator.spec, loaded.sha256, loaded.tokenizer, 1, {}, generator.chat_template
+    )
+    plan = ask.plan(GENERATOR, [DocumentInput("doc", text)], options, context)
+    done: list[tuple[bytes, bytes]] = []
+    stage = plan.tasks
+    while stage:
+        for task in stage:
+            run = ask.run(GENERATOR, loaded.sha256, task.payload, Runtime())  # type: ignore[arg-type]
+            done.append((task.detail, run.output))
+        stage = ask.next_stage(plan.documents, done, context)
+    [result] = ask.merge(plan.documents, done)
+    spans = tensors.from_bytes(tensors.to_bytes(result["spans"], "int64"), "int64")
+    return Answer(bytes(result["answer"]).decode(), bytes(result["finish_reason"]).decode(),
+                  tuple(Source(0, "doc", int(a), int(b)) for a, b in spans.reshape(-1, 2)),
+                  None)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_ask_maps_windows_over_nodes_and_reduces_to_the_local_answer(
+    cluster: LocalCluster, generator: PreparedGenerator
+) -> None:
+    """A question over a text five windows long: every window is a map task, the notes are
+    reduced to one answer, and the answer and its spans are those of the same map-reduce run
+    in one process (greedy, so exactly)."""
+    paragraphs = [FILLER[i % 4] for i in range(24)]
+    paragraphs.insert(15, FACT)
+    text = "\n\n".join(paragraphs)
+    options = {"window": "128", "overlap": "8", "note_tokens": "24", "max_tokens": "24"}
+    question = "Who kept the lighthouse on the northern cape?"
+    with cluster.client() as client:
+        job = client.ask([("doc", text)], question, **{k: int(v) for k, v in options.items()})
+        answer = job.answer()
+        info = job.refresh()
+    expected = local_ask(generator, text, {"question": question, **options})
+    assert info.workload == "ask"
+    assert info.windows >= 5
+    assert info.shards_total > info.windows, "a reduce stage ran after the map"
+    assert answer.finish_reason == expected.finish_reason
+    assert answer.text == expected.text
+    assert [(s.start, s.end) for s in answer.sources] == [
+        (s.start, s.end) for s in expected.sources
+    ]
+    for source in answer.sources:
+        assert 0 <= source.start < source.end <= len(text)
+        assert source.name == "doc"
+    out = subprocess.run(
+        [sys.executable, "-m", "tokenweave.cli", "submit", "ask", "-", "--question", question,
+         "--window", "128", "--overlap", "8", "--note-tokens", "24", "--max-tokens", "24",
+         "--json", "--coordinator", cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **cluster.client_env()},
+        check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "-: no such file" in out.stderr
+    with pytest.raises(InvalidArgumentError, match="needs a question"):
+        cluster_client_ask(cluster, text, "  ")
+
+
+def cluster_client_ask(cluster: LocalCluster, text: str, question: str) -> None:
+    with cluster.client() as client:
+        client.ask([text], question)

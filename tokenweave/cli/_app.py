@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenweave import __version__
+from tokenweave.cli._ask_cmd import add_ask_command
 from tokenweave.cli._chat_cmd import add_chat_command
 from tokenweave.cli._coordinator_args import add_coordinator_command
 from tokenweave.cli._keys_cmd import add_keys_commands
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--query", metavar="TEXT", help="rank the windows by cosine to this text")
     se.add_argument("--top", type=int, default=3, help="passages to show with --query")
     _add_client_options(se)
+    add_ask_command(ssub, _add_client_options)
 
     add_chat_command(sub, _add_client_options)
 
@@ -298,6 +300,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tokenweave.cli import _keys_cmd
 
             return _keys_cmd.run(client, args)
+        if command == "submit" and args.submit_command == "ask":
+            from tokenweave.cli import _ask_cmd
+
+            return _ask_cmd.submit_ask(client, args)
         if command == "submit":
             return _jobs_cmd.submit_embed(
                 client,

@@ -1,4 +1,4 @@
-"""Client commands: `submit embed`, `jobs`, `nodes`, `cancel`."""
+"""Client commands: `submit embed`, `jobs`, `nodes`, `cancel` (`submit ask` is _ask_cmd.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tokenweave.cli._data_cmd import transfer_bar
-from tokenweave.client import Client, DocumentEmbedding, EmbedJob, EmbedResult, JobInfo, NodeInfo
+from tokenweave.client import Client, DocumentEmbedding, EmbedResult, JobInfo, NodeInfo
 from tokenweave.client._client import INLINE_LIMIT_BYTES
+from tokenweave.client._job import Job
 from tokenweave.errors import InvalidArgumentError
 
 console = Console(stderr=True)
@@ -34,8 +35,9 @@ def read_documents(paths: Sequence[Path]) -> list[tuple[str, str]]:
     return docs
 
 
-def follow(job: EmbedJob, quiet: bool) -> JobInfo:
-    """Watch the job with a live progress bar (on stderr) until it finishes."""
+def follow(job: Job, quiet: bool) -> JobInfo:
+    """Watch the job with a live progress bar (on stderr) until it finishes (a staged job's
+    total grows as its next stages are planned)."""
     if quiet:
         return job.wait()
     columns = (
@@ -52,6 +54,7 @@ def follow(job: EmbedJob, quiet: bool) -> JobInfo:
         for info in job.watch():
             progress.update(
                 task,
+                total=info.shards_total,
                 completed=info.shards_done,
                 rate=f"{info.tokens_per_second:,.0f}",
                 busy=info.nodes_busy,

@@ -3,9 +3,11 @@
 * `Client` (_client.py) — a connection to a coordinator's JobService; `embed()` (inputs past
   32 MiB streamed to the network's storage as a dataset, not sent in one message), `job()`,
   `jobs()`, `nodes()`, `cancel()`.
-* `EmbedJob`, `GenerateJob` (_job.py) — a submitted job: `watch()`, `wait()`, `cancel()`, and
-  `result()` (embeddings) or `completions()` (`Completion`: text, token ids, finish reason).
-  `Client.generate(prompts)` and `Client.chat(messages)` run SmolLM2 on the nodes.
+* `EmbedJob`, `GenerateJob`, `AskJob` (_job.py) — a submitted job: `watch()`, `wait()`,
+  `cancel()`, and `result()` (embeddings), `completions()` (`Completion`: text, token ids,
+  finish reason) or `answer()` (`Answer` with its `Source` spans). `Client.generate(prompts)`
+  and `Client.chat(messages)` run SmolLM2 on the nodes; `Client.ask(documents, question)`
+  answers over documents of any length, map-reduce.
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.
 * Datasets (_data.py) — `put()`, `get()`, `datasets()` and `dataset_status()` give
   `PutResult`, `DatasetInfo` and `BlockReplicas`.
@@ -34,7 +36,15 @@ if TYPE_CHECKING:
         NodeShare,
     )
     from tokenweave.client._data import BlockReplicas, DatasetInfo, PutResult
-    from tokenweave.client._job import Completion, EmbedJob, EmbedResult, GenerateJob
+    from tokenweave.client._job import (
+        Answer,
+        AskJob,
+        Completion,
+        EmbedJob,
+        EmbedResult,
+        GenerateJob,
+        Source,
+    )
     from tokenweave.client._keys import ApiKeyInfo, Identity
     from tokenweave.client._rewards import (
         ChainInfo,
@@ -49,7 +59,17 @@ else:
         {
             "._client": ("DEFAULT_GENERATOR", "DEFAULT_MODEL", "Client"),
             "._connection": ("default_address",),
-            "._job": ("Completion", "EmbedJob", "EmbedResult", "GenerateJob"),
+            "._job": (
+                "Answer",
+                "AskJob",
+                "Answer",
+                "AskJob",
+                "Completion",
+                "EmbedJob",
+                "EmbedResult",
+                "GenerateJob",
+                "Source",
+            ),
             "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
             "._data": ("BlockReplicas", "DatasetInfo", "PutResult"),
             "._keys": ("ApiKeyInfo", "Identity"),
@@ -66,7 +86,9 @@ else:
 __all__ = [
     "DEFAULT_GENERATOR",
     "DEFAULT_MODEL",
+    "Answer",
     "ApiKeyInfo",
+    "AskJob",
     "BlockReplicas",
     "ChainInfo",
     "ClaimResult",
@@ -86,5 +108,6 @@ __all__ = [
     "NodeShare",
     "OperatorRewards",
     "PutResult",
+    "Source",
     "default_address",
 ]

@@ -28,6 +28,7 @@ from tokenweave.client._data import (
     upload_requests,
 )
 from tokenweave.client._job import (
+    AskJob,
     EmbedJob,
     GenerateJob,
     GenerationParams,
@@ -112,6 +113,17 @@ class Client(DatasetCalls):
         the network's storage first, as a JSON Lines dataset the nodes read from (`progress` is
         called with the bytes of each block sent), and submits that: the result is the same,
         names included. "auto" streams them when they pass `INLINE_LIMIT_BYTES` (32 MiB)."""
+        request = self._documents_request(documents, upload, progress)
+        request.model = model
+        return self._submit(request, window, overlap)
+
+    def _documents_request(
+        self,
+        documents: Sequence[str | tuple[str, str]],
+        upload: Upload,
+        progress: Callable[[int], None],
+    ) -> jobs_pb2.SubmitJobRequest:
+        """A request carrying the documents inline, or a dataset they were streamed to."""
         docs = _documents(documents)
         if upload not in ("auto", "inline", "dataset"):
             raise InvalidArgumentError(f"upload={upload!r}: use 'auto', 'inline' or 'dataset'")
@@ -121,10 +133,8 @@ class Client(DatasetCalls):
             source = jobs_pb2.DatasetSource(
                 root=put.root, text_field=TEXT_FIELD, name_field=NAME_FIELD
             )
-            request = jobs_pb2.SubmitJobRequest(model=model, dataset=source)
-        else:
-            request = jobs_pb2.SubmitJobRequest(model=model, documents=docs)
-        return self._submit(request, window, overlap)
+            return jobs_pb2.SubmitJobRequest(dataset=source)
+        return jobs_pb2.SubmitJobRequest(documents=docs)
 
     def _put_documents(
         self, docs: Sequence[jobs_pb2.Document], progress: Callable[[int], None]
@@ -188,6 +198,37 @@ class Client(DatasetCalls):
         )
         response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
         return GenerateJob(self, job_info(response.job))
+
+    def ask(
+        self,
+        documents: Sequence[str | tuple[str, str]],
+        question: str,
+        *,
+        model: str = DEFAULT_GENERATOR,
+        dataset: str = "",
+        text_field: str = "text",
+        upload: Upload = "auto",
+        progress: Callable[[int], None] = lambda n: None,
+        **options: int,
+    ) -> AskJob:
+        """Ask a question over documents of any length (texts, or (name, text) pairs; or the
+        stored dataset `dataset`, with no documents): each window of `window` tokens is read by
+        a node, and the notes are combined until one answer remains (map-reduce). `options`:
+        `window`, `overlap`, `note_tokens` (a window's note) and `max_tokens` (the answer).
+        Documents are sent as `embed()` sends them (`upload`)."""
+        if dataset and documents:
+            raise InvalidArgumentError("ask takes documents or a dataset, not both")
+        if dataset:
+            request = jobs_pb2.SubmitJobRequest(
+                dataset=jobs_pb2.DatasetSource(root=dataset, text_field=text_field)
+            )
+        else:
+            request = self._documents_request(documents, upload, progress)
+        request.workload = "ask"
+        request.model = model
+        request.options.update({"question": question, **{k: str(v) for k, v in options.items()}})
+        response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
+        return AskJob(self, job_info(response.job))
 
     def embed_dataset(
         self,

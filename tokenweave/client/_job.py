@@ -78,6 +78,27 @@ def completion(output: DocumentOutput) -> Completion:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Characters [start, end) of document `document` (`name`) that an answer drew on."""
+
+    document: int
+    name: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An ask job's answer and the windows of the documents it drew on."""
+
+    text: str
+    #: "stop", "length" (max_tokens reached) or "unanswered" (no window bore on the question).
+    finish_reason: str
+    sources: tuple[Source, ...]
+    job: JobInfo
+
+
 class Job:
     """A submitted job: follow it with `watch()`, collect it with `outputs()`."""
 
@@ -206,3 +227,27 @@ class GenerateJob(Job):
             )
         if len(final) > len(streamed):
             yield final[len(streamed) :]
+
+
+class AskJob(Job):
+    """A question over long documents (map-reduce): `answer()` gives the answer and its sources."""
+
+    def answer(self) -> Answer:
+        """Wait for the job to finish and return its answer; raises if it did not succeed."""
+        if self.info.workload != "ask":
+            raise FailedPreconditionError(
+                f"job {self.id} is a {self.info.workload!r} job, not a question: use outputs()"
+            )
+        outputs = self.outputs()
+        first = outputs[0].outputs
+        sources = tuple(
+            Source(doc.index, doc.name, int(start), int(end))
+            for doc in outputs
+            for start, end in doc.outputs["spans"]
+        )
+        return Answer(
+            text=bytes(first["answer"]).decode("utf-8"),
+            finish_reason=bytes(first["finish_reason"]).decode("utf-8"),
+            sources=sources,
+            job=self.info,
+        )

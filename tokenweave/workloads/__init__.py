@@ -6,6 +6,7 @@ next). The engine in `tokenweave.coordinator` and `tokenweave.node` never reads 
   `NodeRuntime`).
 * `EmbedWorkload` (_embed.py), the first workload, with its windows and merge (_windows.py).
 * `GenerateWorkload` (_generate.py): a prompt per document, a generation per task.
+* `AskWorkload` (_ask.py): a question over long documents, map-reduce in stages.
 * The registry (here): `get(name)`, `names()`, `register(workload)`, and `load_plugins()`.
 
 Adding a workload is a module with a `Workload` subclass and one registration: a line in
@@ -34,6 +35,7 @@ from tokenweave.workloads._api import (
     Usage,
     Workload,
 )
+from tokenweave.workloads._ask import AskWorkload
 from tokenweave.workloads._embed import EmbedWorkload
 from tokenweave.workloads._generate import GenerateWorkload
 from tokenweave.workloads._windows import (
@@ -51,7 +53,7 @@ DEFAULT = "embed"
 #: Environment variable naming plugin modules to import (comma-separated).
 PLUGINS_ENV = "TOKENWEAVE_PLUGINS"
 
-_BUILTIN: tuple[Workload, ...] = (EmbedWorkload(), GenerateWorkload())
+_BUILTIN: tuple[Workload, ...] = (EmbedWorkload(), GenerateWorkload(), AskWorkload())
 _registry: dict[str, Workload] = {w.name: w for w in _BUILTIN}
 
 
@@ -94,6 +96,7 @@ def load_plugins(modules: str | None = None) -> list[str]:
 __all__ = [
     "DEFAULT",
     "PLUGINS_ENV",
+    "AskWorkload",
     "DocumentInput",
     "DocumentPlan",
     "DocumentSource",

@@ -4,12 +4,17 @@ The engine (leases, placement, backups, verification, ledger, settlement, storag
 whose payloads and outputs are opaque bytes. A workload gives those bytes their meaning, in six
 steps, each a plain function of its inputs:
 
-    plan     (coordinator)  a job → documents and tasks, each task with its cost in model tokens
-    run      (node)         a task's payload → output bytes and the model tokens it took
-    check    (coordinator)  an output is well-formed for its task (shape, finiteness, proofs)
-    compare  (coordinator)  two outputs of one task: similarity in [-1, 1] (1 = the same)
-    merge    (coordinator)  every task's output → each document's result, as named tensors
-    meter    (coordinator)  an accepted output → the tokens billed (input and output)
+    plan       (coordinator)  a job → documents and tasks, each with its cost in model tokens
+    run        (node)         a task's payload → output bytes and the model tokens it took
+    check      (coordinator)  an output is well-formed for its task (shape, finiteness, proofs)
+    compare    (coordinator)  two outputs of one task: similarity in [-1, 1] (1 = the same)
+    next_stage (coordinator)  every task accepted → more tasks built on their outputs, or none
+    merge      (coordinator)  every task's output → each document's result, as named tensors
+    meter      (coordinator)  an accepted output → the tokens billed (input and output)
+
+Most workloads have one stage (`next_stage` returns nothing). A staged one (map, then reduce
+levels) plans its next stage from the accepted outputs of the stages before; the engine stores
+those tasks with the job and runs them like any other, and merges once a stage plans nothing.
 
 A task's `detail` is the workload's own record of it, kept by the coordinator and never sent to
 nodes (what a result is checked against). Implementations live in their own modules and are
@@ -197,6 +202,17 @@ class Workload(ABC):
         self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
     ) -> list[dict[str, npt.NDArray[np.generic]]]:
         """Each document's result from every task's (detail, accepted output), in task order."""
+
+    def next_stage(
+        self,
+        documents: Sequence[DocumentPlan],
+        tasks: Sequence[tuple[bytes, bytes]],
+        context: PlanContext,
+    ) -> tuple[TaskPlan, ...]:
+        """Once every task so far is accepted: the next stage's tasks, built from their
+        (detail, accepted output) in task order; () when the job is complete (the default).
+        The tasks carry their input in the payload (they read no dataset)."""
+        return ()
 
     def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
         """Tokens billed for an accepted output; by default the task's planned cost."""

@@ -44,7 +44,7 @@ MAX_STOP_CHARS = 64
 FINISH_REASONS = ("stop", "length")
 
 
-def _utf8(text: str) -> npt.NDArray[np.uint8]:
+def utf8(text: str) -> npt.NDArray[np.uint8]:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
 
 
@@ -88,7 +88,7 @@ def _messages(text: str, label: str) -> list[Message]:
     return messages
 
 
-def _output(output: bytes) -> generate_pb2.GenerateOutput:
+def output_of(output: bytes) -> generate_pb2.GenerateOutput:
     try:
         return generate_pb2.GenerateOutput.FromString(output)
     except Exception as exc:  # protobuf's DecodeError
@@ -97,7 +97,7 @@ def _output(output: bytes) -> generate_pb2.GenerateOutput:
 
 class GenerateWorkload(Workload):
     name = "generate"
-    options = ("max_tokens", "temperature", "top_p", "seed", "stop", "format")
+    options: tuple[str, ...] = ("max_tokens", "temperature", "top_p", "seed", "stop", "format")
 
     def __init__(self) -> None:
         self._longest: dict[int, int] = {}
@@ -197,7 +197,7 @@ class GenerateWorkload(Workload):
 
     def check(self, detail: bytes, output: bytes) -> None:
         expected: dict[str, Any] = json.loads(detail)
-        result = _output(output)
+        result = output_of(output)
         ids = tensors.from_bytes(result.token_ids, "uint32")
         if len(ids) > expected["max_tokens"]:
             raise InvalidArgumentError(
@@ -213,7 +213,7 @@ class GenerateWorkload(Workload):
     def compare(self, detail: bytes, a: bytes, b: bytes) -> float:
         """The share of the longer output that both start with (token ids), and -1 when the
         texts differ over equal tokens: seeded generation makes the same tokens on every node."""
-        left, right = _output(a), _output(b)
+        left, right = output_of(a), output_of(b)
         x = tensors.from_bytes(left.token_ids, "uint32")
         y = tensors.from_bytes(right.token_ids, "uint32")
         longest = max(len(x), len(y))
@@ -231,19 +231,19 @@ class GenerateWorkload(Workload):
     ) -> list[dict[str, npt.NDArray[np.generic]]]:
         results: list[dict[str, npt.NDArray[np.generic]]] = []
         for doc, (_, output) in zip(documents, tasks, strict=True):
-            result = _output(output)
+            result = output_of(output)
             results.append(
                 {
                     "token_ids": tensors.from_bytes(result.token_ids, "uint32").astype(np.int32),
-                    "text": _utf8(result.text),
-                    "finish_reason": _utf8(result.finish_reason),
+                    "text": utf8(result.text),
+                    "finish_reason": utf8(result.finish_reason),
                     "prompt_tokens": np.asarray([doc.tokens], dtype=np.int64),
                 }
             )
         return results
 
     def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
-        generated = len(tensors.from_bytes(_output(output).token_ids, "uint32"))
+        generated = len(tensors.from_bytes(output_of(output).token_ids, "uint32"))
         return Usage(input_tokens=int(json.loads(detail)["prompt_tokens"]), output_tokens=generated)
 
     # -- node ---------------------------------------------------------------------------------
