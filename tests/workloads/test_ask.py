@@ -17,6 +17,7 @@ from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import ALL_MINILM_L6_V2, PreparedGenerator
 from tokenweave.v1 import generate_pb2
 from tokenweave.workloads import DocumentInput, DocumentPlan, PlanContext, TaskPlan, get
+from tokenweave.workloads._ask import grounded
 
 WORKLOAD = get("ask")
 BOOK = " ".join(f"Verse {i}: the keeper of gate {i} was named Keeper{i}." for i in range(400))
@@ -96,17 +97,23 @@ def test_bad_options_are_refused(context: PlanContext) -> None:
         WORKLOAD.plan("m", docs, {"question": "q"}, embedder)
 
 
+RAN: list[TaskPlan] = []
+
+
 def run_to_the_end(
     plan_tasks: tuple[TaskPlan, ...],
     documents: tuple[DocumentPlan, ...],
     context: PlanContext,
     answer: callable,  # type: ignore[valid-type]
 ) -> tuple[list[tuple[bytes, bytes]], list[int]]:
-    """Accept every stage's tasks with `answer(stage, kind, index)` until the job completes."""
+    """Accept every stage's tasks with `answer(stage, kind, index)` until the job completes
+    (the tasks run are left in RAN)."""
+    RAN.clear()
     tasks: list[tuple[bytes, bytes]] = []
     stages, current = [], plan_tasks
     while current:
         stages.append(len(current))
+        RAN.extend(current)
         for i, task in enumerate(current):
             detail = json.loads(task.detail)
             tasks.append((task.detail, output(answer(detail["stage"], detail["kind"], i))))
@@ -124,7 +131,9 @@ def test_notes_reduce_level_by_level_until_one_prompt_answers(context: PlanConte
 
     def answer(stage: int, kind: str, i: int) -> str:
         if kind == "map":
-            return "NONE" if i % 3 == 0 else f"Excerpt {i} names the keepers of gates " * 3
+            return (
+                "NONE" if i % 3 == 0 else f"Keeper{i} kept gate {i}; the keeper of the gate. " * 4
+            )
         return "The keeper of gate 300 was Keeper300." if kind == "answer" else f"Combined {i}"
 
     tasks, stages = run_to_the_end(plan.tasks, plan.documents, tight, answer)
@@ -180,3 +189,28 @@ def test_outputs_are_checked_as_generations(context: PlanContext) -> None:
     usage = WORKLOAD.meter(plan.tasks[0].cost, detail, output("x", tokens=5))
     assert usage.input_tokens == json.loads(detail)["prompt_tokens"]
     assert usage.output_tokens == 5
+
+
+def test_notes_the_excerpt_does_not_bear_out_are_dropped_and_repeats_merged(
+    context: PlanContext,
+) -> None:
+    question = "What was the name of Abram's wife?"
+    excerpt = "11:29 And Abram and Nahor took them wives: the name of Abram's wife was Sarai.\n"
+    excerpt += "11:30 But Sarai was barren; she had no child. 9:18 Ham is the father of Canaan."
+    assert grounded("The name of Abram's wife was Sarai.", excerpt, question)
+    assert not grounded("The name of Abram's wife is Sarah.", excerpt, question), "not in it"
+    assert not grounded("Abram's wife is Canaan.", excerpt, question), "not said of Abram"
+    assert not grounded("The name of Abram's wife.", excerpt, question), "says nothing new"
+    assert not grounded("The text does not say.", excerpt, question)
+    docs = [DocumentInput("a", excerpt * 3)]
+    plan = WORKLOAD.plan("m", docs, {"question": question, "window": "64"}, context)
+    assert len(plan.tasks) >= 2
+
+    def answer(stage: int, kind: str, i: int) -> str:
+        return "Abram's wife was Sarai." if kind == "map" else "Sarai."
+
+    tasks, stages = run_to_the_end(plan.tasks, plan.documents, context, answer)
+    final = json.loads(tasks[-1][0])
+    assert stages == [len(plan.tasks), 1]
+    assert len(final["sources"]) == len(plan.tasks), "every window it came from"
+    assert "[2]" not in prompt_text(RAN[-1], context), "one note, listed once"

@@ -214,10 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     td = tsub.add_parser("down", help="stop the testnet started in --dir")
     td.add_argument("--dir", type=Path, default=Path("testnet"))
 
-    p = sub.add_parser("demo", help="a coordinator and nodes on loopback embed and search a book")
+    p = sub.add_parser(
+        "demo", help="a coordinator and nodes on loopback embed, search and question a book"
+    )
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--text", type=Path, help="default: the shipped Book of Genesis (KJV)")
     p.add_argument("--query", help="question to answer by retrieval")
+    p.add_argument("--question", help="question to answer by map-reduce with the LLM")
     p.add_argument("--workdir", type=Path, help="keep data and logs here (default: a temp dir)")
     _add_cache_option(p)
     return parser
@@ -276,10 +279,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _testnet.up(args.dir, args.nodes, args.model_cache, args.block_time)
         return _testnet.down(args.dir)
     if command == "demo":
-        from tokenweave.cli._demo import DEFAULT_QUERY, run_demo
+        from tokenweave.cli._demo import DEFAULT_QUERY, DEFAULT_QUESTION, run_demo
 
         return run_demo(
-            args.nodes, args.text, args.query or DEFAULT_QUERY, args.workdir, args.model_cache
+            args.nodes,
+            args.text,
+            args.query or DEFAULT_QUERY,
+            args.question or DEFAULT_QUESTION,
+            args.workdir,
+            args.model_cache,
         )
 
     from tokenweave.cli import _jobs_cmd

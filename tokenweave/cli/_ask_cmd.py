@@ -62,6 +62,13 @@ def answer_json(answer: Answer) -> dict[str, Any]:
     }
 
 
+def best_line(window: str, answer: str) -> str:
+    """The line of a window sharing the most words with the answer (where it is said)."""
+    words = set(answer.lower().split())
+    lines = [" ".join(line.split()) for line in window.splitlines() if line.strip()]
+    return max(lines, key=lambda line: len(words & set(line.lower().split())), default="")
+
+
 def print_answer(answer: Answer, texts: Sequence[str]) -> None:
     if answer.finish_reason == "unanswered":
         out.print("[yellow]No window of the documents bore on the question.[/]")
@@ -73,10 +80,8 @@ def print_answer(answer: Answer, texts: Sequence[str]) -> None:
     for source in answer.sources:
         out.print(f"[cyan]{source.name or source.document}[/] chars [{source.start}, {source.end})")
         if source.document < len(texts):
-            excerpt = " ".join(texts[source.document][source.start : source.end].split())
-            out.print(
-                f"  [dim]{excerpt[:EXCERPT_CHARS]}{'…' if len(excerpt) > EXCERPT_CHARS else ''}[/]"
-            )
+            line = best_line(texts[source.document][source.start : source.end], answer.text)
+            out.print(f"  [dim]{line[:EXCERPT_CHARS]}{'…' if len(line) > EXCERPT_CHARS else ''}[/]")
 
 
 def submit_ask(client: Client, args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ by map-reduce over the network.
   `overlap`), each sized so that the instruction, the question and a note of `note_tokens` fit
   the context beside it. Each window is one generation task: the model notes what the excerpt
   says about the question, or NONE.
-* **Reduce** (stages 1…): once every map task is accepted, the notes (NONE dropped) are packed
+* **Reduce** (stages 1…): once every map task is accepted, the notes are kept when they say
+  something and their excerpt bears them out (`grounded`), the same note once; they are packed
   into prompts that fit the context. When they all fit one, that prompt asks for the answer
   (`max_tokens`) and is the last stage; otherwise each prompt combines its notes into one note,
   level by level, until they fit.
@@ -21,6 +22,7 @@ travels in its task's payload, also for dataset jobs (the coordinator read it to
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,10 +87,8 @@ def _map_prompt(question: str, excerpt: str) -> list[Message]:
         Message("system", MAP_SYSTEM),
         Message(
             "user",
-            f'Excerpt:\n"""\n{excerpt}\n"""\n\nQuestion: {question}\n\n'
-            "Write what this excerpt says that answers the question, in at most two sentences, "
-            f"quoting it where you can. If it says nothing about the question, write only "
-            f"{NOTHING}.",
+            f"{excerpt}\n\nQuestion: {question}\nAnswer from the text above in one sentence, "
+            f"or write {NOTHING} if it does not say.",
         ),
     ]
 
@@ -111,6 +111,36 @@ def _is_note(text: str) -> bool:
     """A note that says something (not empty, not NONE)."""
     stripped = text.strip().strip(".").strip()
     return bool(stripped) and not stripped.upper().startswith(NOTHING)
+
+
+_WORD = re.compile(r"[^\W\d_]{3,}")
+_SENTENCE = re.compile(r"[.;:!?\n]+")
+#: Words that carry no content of their own, left out of grounding.
+_FUNCTION_TEXT = (
+    "the and was were are is his her their its this that these those what which who whom whose "
+    "when where why how did does had has have not but for with from into unto upon than then "
+    "there they them him she you your our out all any can could would should will shall name "
+    "named text excerpt answer question says said"
+)
+_FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _FUNCTION_WORDS}
+
+
+def grounded(note: str, excerpt: str, question: str) -> bool:
+    """Whether a map note is borne out by its excerpt: it adds at least one word to the
+    question's, and every word it adds appears in a sentence of the excerpt that also holds a
+    word of the question. A small model answers questions its excerpt says nothing about;
+    this drops those answers (and notes that only restate the question) before any reduce."""
+    asked = _words(question)
+    added = _words(note) - asked
+    if not added:
+        return False
+    sentences = [_words(s) for s in _SENTENCE.split(excerpt)]
+    relevant = set().union(*(s for s in sentences if s & asked)) if asked else set()
+    return added <= relevant
 
 
 class AskWorkload(GenerateWorkload):
@@ -212,7 +242,12 @@ class AskWorkload(GenerateWorkload):
                 end = min(start + settings.window, len(offsets))
                 first, last = offsets[start][0], offsets[end - 1][1]
                 messages = _map_prompt(settings.question, doc.text[first:last])
-                detail = {"stage": 0, "kind": "map", "sources": [[d, first, last]]}
+                detail = {
+                    "stage": 0,
+                    "kind": "map",
+                    "sources": [[d, first, last]],
+                    "excerpt": doc.text[first:last],
+                }
                 tasks.append(self._task(context, messages, settings.note_tokens, detail))
                 if end == len(offsets):
                     break
@@ -240,14 +275,17 @@ class AskWorkload(GenerateWorkload):
         last = [(d, out) for d, out in done if d["stage"] == stage]
         if any(d["kind"] == "answer" for d, _ in last):
             return ()
-        notes = [
-            _Note(out.text.strip(), tuple(tuple(s) for s in d["sources"]))
-            for d, out in last
-            if _is_note(out.text)
-        ]
-        if not notes:
-            return ()  # no window bore on the question: the job ends unanswered
         settings = json.loads(documents[0].detail)
+        sources: dict[str, set[tuple[int, int, int]]] = {}  # the same note, once
+        for detail, out in last:
+            text = out.text.strip()
+            if _is_note(text) and (
+                detail["kind"] != "map" or grounded(text, detail["excerpt"], settings["question"])
+            ):
+                sources.setdefault(text, set()).update(tuple(s) for s in detail["sources"])
+        if not sources:
+            return ()  # no window bore on the question: the job ends unanswered
+        notes = [_Note(text, tuple(sorted(where))) for text, where in sources.items()]
         return self._combine(notes, settings, context, stage + 1)
 
     def _combine(
