@@ -21,7 +21,9 @@ EXPORTS = {
     "tokenweave.client": [
         "DEFAULT_GENERATOR",
         "DEFAULT_MODEL",
+        "Answer",
         "ApiKeyInfo",
+        "AskJob",
         "BlockReplicas",
         "ChainInfo",
         "ClaimResult",
@@ -41,6 +43,7 @@ EXPORTS = {
         "NodeShare",
         "OperatorRewards",
         "PutResult",
+        "Source",
         "default_address",
     ],
     "tokenweave.cli": ["LocalCluster", "main"],

@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -252,48 +253,43 @@ def local_ask(generator: PreparedGenerator, text: str, options: dict[str, str]) 
 
 
 def test_ask_maps_windows_over_nodes_and_reduces_to_the_local_answer(
-    cluster: LocalCluster, generator: PreparedGenerator
+    cluster: LocalCluster, generator: PreparedGenerator, tmp_path: Path
 ) -> None:
-    """A question over a text five windows long: every window is a map task, the notes are
-    reduced to one answer, and the answer and its spans are those of the same map-reduce run
-    in one process (greedy, so exactly)."""
-    paragraphs = [FILLER[i % 4] for i in range(24)]
-    paragraphs.insert(15, FACT)
+    """`tokenweave submit ask` over a text three windows long: every window is a map task,
+    the notes are reduced to one answer, and the answer and its spans are those of the same
+    map-reduce run in one process (greedy, so exactly)."""
+    paragraphs = [FILLER[i % 4] for i in range(12)]
+    paragraphs.insert(8, FACT)
     text = "\n\n".join(paragraphs)
+    (tmp_path / "doc").write_text(text)
     options = {"window": "128", "overlap": "8", "note_tokens": "24", "max_tokens": "24"}
     question = "Who kept the lighthouse on the northern cape?"
-    with cluster.client() as client:
-        job = client.ask([("doc", text)], question, **{k: int(v) for k, v in options.items()})
-        answer = job.answer()
-        info = job.refresh()
-    expected = local_ask(generator, text, {"question": question, **options})
-    assert info.workload == "ask"
-    assert info.windows >= 5
-    assert info.shards_total > info.windows, "a reduce stage ran after the map"
-    assert answer.finish_reason == expected.finish_reason
-    assert answer.text == expected.text
-    assert [(s.start, s.end) for s in answer.sources] == [
-        (s.start, s.end) for s in expected.sources
-    ]
-    for source in answer.sources:
-        assert 0 <= source.start < source.end <= len(text)
-        assert source.name == "doc"
     out = subprocess.run(
-        [sys.executable, "-m", "tokenweave.cli", "submit", "ask", "-", "--question", question,
-         "--window", "128", "--overlap", "8", "--note-tokens", "24", "--max-tokens", "24",
-         "--json", "--coordinator", cluster.address],
+        [sys.executable, "-m", "tokenweave.cli", "submit", "ask", str(tmp_path / "doc"),
+         "--question", question, "--window", "128", "--overlap", "8", "--note-tokens", "24",
+         "--max-tokens", "24", "--json", "--coordinator", cluster.address],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, **cluster.client_env()},
         check=False,
     )  # fmt: skip
-    assert out.returncode != 0
-    assert "-: no such file" in out.stderr
-    with pytest.raises(InvalidArgumentError, match="needs a question"):
-        cluster_client_ask(cluster, text, "  ")
-
-
-def cluster_client_ask(cluster: LocalCluster, text: str, question: str) -> None:
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    expected = local_ask(generator, text, {"question": question, **options})
     with cluster.client() as client:
-        client.ask([text], question)
+        info = client.job(answer["job"]).refresh()
+        with pytest.raises(InvalidArgumentError, match="needs a question"):
+            client.ask([text], "  ")
+    assert info.workload == "ask"
+    assert info.windows >= 3
+    if answer["finish_reason"] != "unanswered":  # a 135M model's notes may all be dropped
+        assert info.shards_total > info.windows, "a reduce stage ran after the map"
+    assert answer["finish_reason"] == expected.finish_reason
+    assert answer["answer"] == expected.text
+    assert [(s["start"], s["end"]) for s in answer["sources"]] == [
+        (s.start, s.end) for s in expected.sources
+    ]
+    for source in answer["sources"]:
+        assert 0 <= source["start"] < source["end"] <= len(text)
+        assert source["name"] == "doc"

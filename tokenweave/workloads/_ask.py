@@ -211,11 +211,7 @@ class AskWorkload(GenerateWorkload):
             temperature=0.0,
             top_p=1.0,
         )
-        detail |= {
-            "prompt_tokens": len(ids),
-            "max_tokens": max_tokens,
-            "vocab": context.tokenizer.get_vocab_size(),
-        }
+        detail |= self.detail(context, len(ids), max_tokens)
         return TaskPlan(
             cost=len(ids) + max_tokens,
             payload=payload.SerializeToString(),
@@ -278,7 +274,10 @@ class AskWorkload(GenerateWorkload):
         settings = json.loads(documents[0].detail)
         sources: dict[str, set[tuple[int, int, int]]] = {}  # the same note, once
         for detail, out in last:
-            text = out.text.strip()
+            # The note is the text of its tokens as the coordinator decodes them, not the text
+            # the node sent beside them (which goes unchecked).
+            ids = tensors.from_bytes(out.token_ids, "uint32").tolist()
+            text = str(context.tokenizer.decode(ids, skip_special_tokens=True)).strip()
             if _is_note(text) and (
                 detail["kind"] != "map" or grounded(text, detail["excerpt"], settings["question"])
             ):

@@ -170,11 +170,7 @@ class GenerateWorkload(Workload):
                 seed=sampling.seed,
                 stop=stops,
             )
-            detail = {
-                "prompt_tokens": len(ids),
-                "max_tokens": max_tokens,
-                "vocab": context.tokenizer.get_vocab_size(),
-            }
+            detail = self.detail(context, len(ids), max_tokens)
             planned.append(DocumentPlan(doc.name, len(ids)))
             tasks.append(
                 TaskPlan(
@@ -195,9 +191,23 @@ class GenerateWorkload(Workload):
             options=filled, documents=tuple(planned), tasks=tuple(tasks), items=len(tasks)
         )
 
+    def detail(self, context: PlanContext, prompt_tokens: int, max_tokens: int) -> dict[str, Any]:
+        """What a generation task's result is checked against (its `detail`, as JSON)."""
+        return {
+            "prompt_tokens": prompt_tokens,
+            "max_tokens": max_tokens,
+            "vocab": context.tokenizer.get_vocab_size(),
+            # The text of max_tokens tokens can be no longer than this.
+            "max_text_bytes": max_tokens * self._longest_token(context),
+        }
+
     def check(self, detail: bytes, output: bytes) -> None:
         expected: dict[str, Any] = json.loads(detail)
         result = output_of(output)
+        if len(result.text.encode()) > expected.get("max_text_bytes", len(result.text.encode())):
+            raise InvalidArgumentError(
+                f"the text is longer than {expected['max_tokens']} tokens can spell"
+            )
         ids = tensors.from_bytes(result.token_ids, "uint32")
         if len(ids) > expected["max_tokens"]:
             raise InvalidArgumentError(
