@@ -3,12 +3,13 @@
     python benchmarks/bench_ask.py [--nodes 1,2,3] [--whole] [--threads N]
 
 For each node count, a coordinator and that many nodes start on loopback (every task runs once:
---verify-fraction 0, so the figure is the map-reduce's own), and one `ask` job runs the demo's
-question over the demo's text (the book's chapters 1-12, 10,824 tokens; `--whole`: all of it,
-57,307 tokens), timed from SubmitJob until the answer arrives. Printed: seconds, model tokens/s
-through the whole job (prompts and notes), windows, the answer, and the speed-up against the
-first node count. Nodes share this machine's cores: on a 2-core machine more nodes contend for
-the same two cores (each node gets --threads, default the cores divided by the nodes, at least 1).
+--verify-fraction 0 and --vetting-results 0, so the figure is the map-reduce's own), and one
+`ask` job runs the demo's question over the demo's text (the book's chapters 1-12, 10,824
+tokens; `--whole`: all of it, 57,307 tokens), timed from SubmitJob until the answer arrives.
+Printed: seconds, task tokens/s (prompts and notes as planned), windows, the answer, and the
+speed-up against the first node count. Nodes share this machine's cores: on a 2-core machine
+more nodes contend for the same two cores (each node gets --threads, by default the cores
+divided by the nodes, at least 1).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def run(nodes: int, text: str, question: str, threads: int, cache: Path) -> dict
         cluster = LocalCluster(
             root=Path(tmp),
             model_cache=cache,
-            coordinator_args=("--verify-fraction", "0", *models),
+            coordinator_args=("--verify-fraction", "0", "--vetting-results", "0", *models),
             node_args=(*models, "--threads", str(threads)),
         )
         try:
