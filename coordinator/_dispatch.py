@@ -14,8 +14,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec
+from collections.abc import Coroutine
+from typing import Any
 
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import (
@@ -33,6 +33,7 @@ from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._placer import Placer, WorkPolicy
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._runs import PendingQueue, Runs
+from tokenweave.coordinator._shield import to_the_end
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verdicts import Verdicts
@@ -42,21 +43,6 @@ from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, cli
 from tokenweave.types import JobInfo
 
 logger = logging.getLogger(__name__)
-
-
-P = ParamSpec("P")
-Change = Callable[Concatenate["Dispatcher", P], Coroutine[Any, Any, None]]
-
-
-def _to_the_end(change: Change[P]) -> Change[P]:
-    """The state change runs to its end even when its caller is cancelled (a node hung up): a
-    shard is never left between the database and the dispatcher's memory."""
-
-    async def shielded(self: Dispatcher, /, *args: P.args, **kwargs: P.kwargs) -> None:
-        await asyncio.shield(asyncio.ensure_future(change(self, *args, **kwargs)))
-
-    shielded.__name__, shielded.__doc__ = change.__name__, change.__doc__
-    return shielded
 
 
 class Dispatcher:
@@ -124,15 +110,6 @@ class Dispatcher:
         await self._store.fail(job_id, error)
         self._drop_job(job_id)
 
-    def _withdraw(self, shard_ids: list[str]) -> None:
-        """Forget shards the store cancelled (a later stage built on a caught node's output)."""
-        for shard_id in shard_ids:
-            if shard_id in self._pending:
-                self._pending.remove(shard_id)
-            if (flight := self._flights.get(shard_id)) is not None:
-                self._flights.close(shard_id)
-                self._runs.cancel(flight)
-
     def _drop_job(self, job_id: str) -> None:
         self._pending.drop_job(job_id)
         self._runs.drop_job(job_id)
@@ -157,7 +134,7 @@ class Dispatcher:
         await self._pump()
         return lane
 
-    @_to_the_end
+    @to_the_end
     async def detach(self, lane: NodeLane, reason: DetachReason) -> None:
         """Close a lane; whatever it held goes back to the queue."""
         async with self._lock:
@@ -192,7 +169,7 @@ class Dispatcher:
             if lane is not None:
                 await self.detach(lane, DetachReason.NO_HEARTBEAT)
 
-    @_to_the_end
+    @to_the_end
     async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
         async with self._lock:
             lane.draining = True
@@ -223,7 +200,7 @@ class Dispatcher:
             )
         return shard
 
-    @_to_the_end
+    @to_the_end
     async def complete(self, lane: NodeLane, output: ShardOutput) -> None:
         """Record a result. A result that fails the checks counts as a failed attempt (the
         shard runs again) and is acknowledged as not accepted; only a result for a shard the
@@ -279,7 +256,9 @@ class Dispatcher:
         self._runs.cancel(flight)
         digests = {node: r.digest for node, r in flight.results.items()}
         for node_id, reopened in (await self._verdicts.record(shard_id, decision, digests)).items():
-            self._withdraw(reopened.withdrawn)
+            for withdrawn in reopened.withdrawn:  # a later stage built on its outputs
+                self._pending.discard(withdrawn)
+                self._runs.withdraw(withdrawn)
             for shard in reopened.shards:
                 self._flights.avoid(shard, node_id)
                 self._events.notify(shard.job_id)
@@ -310,7 +289,7 @@ class Dispatcher:
         if completed.finished:
             logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
 
-    @_to_the_end
+    @to_the_end
     async def fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
         async with self._lock:
             shard = await self._held(lane, shard_id)

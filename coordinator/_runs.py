@@ -44,6 +44,11 @@ class PendingQueue:
     def remove(self, shard_id: str) -> None:
         del self._shards[shard_id]
 
+    def discard(self, shard_id: str) -> None:
+        """Remove the shard if it is queued."""
+        if shard_id in self:
+            self.remove(shard_id)
+
     def drop_job(self, job_id: str) -> None:
         self._shards = {s: q for s, q in self._shards.items() if q.job_id != job_id}
 
@@ -102,6 +107,11 @@ class Runs:
                 lane.revoke(flight.shard_id)
             self._speeds.dropped(node_id, flight.shard_id)
         flight.runs.clear()
+
+    def withdraw(self, shard_id: str) -> None:
+        """Forget a shard the store cancelled, and take it back from the nodes running it."""
+        if (flight := self._flights.close(shard_id)) is not None:
+            self.cancel(flight)
 
     def drop_job(self, job_id: str) -> None:
         """Cancel every run of the job, on current lanes and on replaced ones that still list
