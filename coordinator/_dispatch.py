@@ -17,6 +17,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from tokenweave import workloads
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import (
     Accept,
@@ -37,7 +38,7 @@ from tokenweave.coordinator._shield import to_the_end
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verdicts import Verdicts
-from tokenweave.coordinator._verify import check_output, similarity
+from tokenweave.coordinator._verify import check_output, similarity, verification_payload
 from tokenweave.coordinator._views import JobRequest, QueuedShard, ShardAck, ShardOutput
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
 from tokenweave.types import JobInfo
@@ -350,6 +351,9 @@ class Dispatcher:
 
     async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
         payload = await self._store.payload(flight.shard_id)
+        if copy and flight.results:  # a verifier: it checks the first result (the claim)
+            claim = next(iter(flight.results.values())).output
+            payload = verification_payload(flight.shard, payload, claim)
         now = time.monotonic()
         deadline = now + self._placer.deadline(lane, flight.shard)
         self._runs.start(lane, flight, payload, deadline, copy, now)
@@ -375,7 +379,8 @@ class Dispatcher:
                     )
                     continue
                 verified = self._placer.verify(shard, lane)
-                await self._run_on(lane, self._flights.lease(shard, verified), copy=False)
+                after = workloads.get(shard.workload).verifies_results
+                await self._run_on(lane, self._flights.lease(shard, verified, after), copy=False)
                 self._events.notify(shard.job_id)
             await self._place_copies()
 

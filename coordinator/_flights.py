@@ -4,7 +4,8 @@ A shard in flight has runs (node → deadline), results waiting for agreement, a
 copies still to place. Every event — a run starts, a result arrives, a run ends without one, a
 deadline passes — changes that state and says what the engine must do next:
 
-    lease     → Flight (1 result wanted; 2 with one extra copy for a verified shard)
+    lease     → Flight (1 result wanted; 2 with one extra copy for a verified shard, placed
+                at once, or once the first result is in when the verifier checks a result)
     result    → Accept(winner, agreed, caught) | Dispute(reason) | None (wait for more); a
                 result from a node that is not (or no longer) vetted is verified even when its
                 flight was not
@@ -136,10 +137,12 @@ class Flights:
         """The shard's next lease goes elsewhere than `node_id` when it can."""
         self._history.setdefault(shard.shard_id, _History(shard.job_id)).avoid.add(node_id)
 
-    def lease(self, shard: QueuedShard, verified: bool) -> Flight:
+    def lease(self, shard: QueuedShard, verified: bool, after_result: bool = False) -> Flight:
+        """A new flight; a verified one wants a second copy now, or (`after_result`: its
+        workload's verifier checks a result) once the first result is in."""
         flight = Flight(shard, wanted=2 if verified else 1)
         self._flights[shard.shard_id] = flight
-        if verified:
+        if verified and not after_result:
             self._want(flight, 1)
         return flight
 
@@ -169,7 +172,6 @@ class Flights:
         flight.results[node_id] = output
         if flight.wanted == 1 and verify:
             flight.wanted = 2
-            self._want(flight, 1)
         if flight.wanted == 1:
             return Accept(node_id)
         outputs = {node: r.output for node, r in flight.results.items()}
@@ -177,6 +179,9 @@ class Flights:
         if verdict is not None:
             return Accept(verdict.winner, verdict.agreed, verdict.caught)
         if len(flight.results) < flight.wanted:
+            # The opinions still wanted that no run or copy will give (a deferred verifier).
+            short = flight.wanted - len(flight.results) - len(flight.runs) - flight.extra
+            self._want(flight, max(0, short))
             return None
         if flight.wanted >= MAX_OPINIONS:
             return Dispute(

@@ -59,6 +59,16 @@ def similarity(shard: QueuedShard) -> Similarity:
     return compare
 
 
+def verification_payload(shard: QueuedShard, payload: bytes, claim: bytes) -> bytes:
+    """What a verifier of `claim` (a checked output of the shard) runs: the workload's
+    verification task, or the task itself if the workload cannot build one."""
+    try:
+        return workloads.get(shard.workload).verification(payload, claim)
+    except Exception:
+        logger.exception("the %s verification of shard %s raised", shard.workload, shard.shard_id)
+        return payload
+
+
 def chosen_for_verification(shard_id: str, fraction: float, secret: bytes) -> bool:
     """Whether `shard_id` runs twice: a keyed hash of the id (HMAC-SHA256 with the coordinator's
     secret) below `fraction`. Nodes do not have the secret, so they cannot tell which of their

@@ -91,7 +91,9 @@ async def make_parts(
             f"sqlite+aiosqlite:///{tmp_path / f'c{len(engines)}.db'}"
         )
         engines.append(engine)
-        ledger = RewardLedger(sessions, _tree, PriceList.parse([f"{MODEL}=1"]))
+        ledger = RewardLedger(
+            sessions, _tree, PriceList.parse([f"{MODEL}=1", "smollm2-135m-instruct=0.5/2"])
+        )
         standing = Standing(
             sessions, ledger, min_reputation=0.2, vetting_results=vetting, rest_base_s=rest_s
         )
@@ -140,6 +142,7 @@ async def _node(
     account: LocalAccount | None = None,
     tokens_per_second: float = 1000.0,
     workloads: tuple[str, ...] = ("embed",),
+    model: str = MODEL,
 ) -> NodeLane:
     account = account or Account.create()
     message, nonce = registry.challenge(account.address)
@@ -150,7 +153,7 @@ async def _node(
             nonce=nonce,
             signature=signature,
             hardware=Hardware(),
-            models=(ModelOffer(MODEL, catalog.get(MODEL).sha256, tokens_per_second),),
+            models=(ModelOffer(model, catalog.get(model).sha256, tokens_per_second),),
             max_inflight_shards=2,
             version="test",
             workloads=workloads,

@@ -54,7 +54,10 @@ def test_a_chat_reply_is_generated_verified_and_metered(cluster: LocalCluster) -
     assert info.options["max_tokens"] == "12"
     assert len(info.nodes) == 1, "one node is credited with the shard"
     ran = [node for node in cluster.nodes if "(generate)" in node.log_path.read_text()]
-    assert len(ran) == 2, "both nodes ran it: the verification compared their tokens"
+    assert len(ran) == 2, "both nodes ran it: one generated, the other re-scored its tokens"
+    logs = "".join(node.log_path.read_text() for node in cluster.nodes)
+    assert "re-scored a claim of" in logs
+    assert "tokens: replaced" not in logs, "no honest claim is refused"
 
 
 def test_a_reply_streams_as_the_node_generates_it(cluster: LocalCluster) -> None:

@@ -65,6 +65,7 @@ from tokenweave.models._tokenizer import (
     tokenize,
     windows_digest,
 )
+from tokenweave.models._verify import verify_generation
 
 __all__ = [
     "ALL_MINILM_L6_V2",
@@ -104,5 +105,6 @@ __all__ = [
     "prepare_model",
     "render_chat",
     "tokenize",
+    "verify_generation",
     "windows_digest",
 ]

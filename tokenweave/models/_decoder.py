@@ -63,8 +63,13 @@ class Sampler:
         self._rng = np.random.default_rng(self.sampling.seed)
 
     def choose(self, logits: Logits) -> int:
+        return self.draw(logits)[0]
+
+    def draw(self, logits: Logits) -> tuple[int, float, npt.NDArray[np.float64]]:
+        """The token, with the uniform draw u and the cumulative distribution it was chosen
+        by (the token is the first whose cumulative probability passes u); greedy: u = -1."""
         if self.sampling.temperature == 0:
-            return int(np.argmax(logits))
+            return int(np.argmax(logits)), -1.0, np.zeros(0)
         scaled = logits.astype(np.float64) / self.sampling.temperature
         probs = np.exp(scaled - scaled.max())
         probs /= probs.sum()
@@ -75,7 +80,10 @@ class Sampler:
             kept = np.zeros_like(probs)
             kept[keep] = probs[keep]
             probs = kept / kept.sum()
-        return int(self._rng.choice(len(probs), p=probs))
+        cdf = np.cumsum(probs)
+        cdf /= cdf[-1]
+        u = float(self._rng.random())
+        return int(cdf.searchsorted(u, side="right")), u, cdf
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +173,10 @@ class DecoderSession:
         max_tokens: int,
         sampling: Sampling = GREEDY,
         stop_ids: frozenset[int] = frozenset(),
+        sampler: Sampler | None = None,
     ) -> Iterator[int]:
-        """Tokens as they are chosen, until `max_tokens` or a stop token (not yielded)."""
+        """Tokens as they are chosen, until `max_tokens` or a stop token (not yielded).
+        `sampler`: one that has already chosen earlier tokens (a generation carried on)."""
         if max_tokens < 1:
             raise InvalidArgumentError(f"max_tokens={max_tokens} must be at least 1")
         if len(prompt) + max_tokens > self.config.context:
@@ -174,7 +184,7 @@ class DecoderSession:
                 f"the prompt's {len(prompt)} tokens and max_tokens={max_tokens} pass the "
                 f"model's context of {self.config.context} tokens"
             )
-        sampler = Sampler(sampling)
+        sampler = sampler or Sampler(sampling)
         cache = self.new_cache()
         logits = self.prefill(prompt, cache)
         for produced in range(max_tokens):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer
 
 from tokenweave.models._chat import Message, render_chat
-from tokenweave.models._decoder import GREEDY, DecoderSession, Sampling
+from tokenweave.models._decoder import GREEDY, DecoderSession, Sampler, Sampling
 from tokenweave.models._generator_cache import PreparedGenerator
 from tokenweave.models._onnx_llama import Precision
 
@@ -74,17 +74,33 @@ class Generator:
         stop: Sequence[str] = (),
         stop_ids: Sequence[int] = (),
         on_token: Callable[[int], None] = lambda token: None,
+        *,
+        prefix: Sequence[int] = (),
+        sampler: Sampler | None = None,
     ) -> Generation:
-        """Generate; `on_token` sees each token as it comes (for streaming)."""
-        tokens: list[int] = []
+        """Generate; `on_token` sees each token as it comes (for streaming). `prefix`: tokens
+        already generated (and `sampler`, the sampler that chose them): carry the generation on
+        from there; they count towards max_tokens and stop texts."""
+        tokens: list[int] = list(prefix)
+        if tokens and (ended := self.stopped(tokens, stop)) is not None:
+            return ended
+        left = max_tokens - len(tokens)
+        if left <= 0:
+            return Generation(tuple(tokens), self.decode(tokens), "length")
         stops = frozenset(stop_ids) | self.end_ids
-        for token in self.decoder.generate(prompt_ids, max_tokens, sampling, stops):
+        ids = [*prompt_ids, *tokens]
+        for token in self.decoder.generate(ids, left, sampling, stops, sampler):
             tokens.append(token)
             on_token(token)
-            if stop:
-                text = self.decode(tokens)
-                cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
-                if cut >= 0:
-                    return Generation(tuple(tokens), text[:cut], "stop")
+            if (ended := self.stopped(tokens, stop)) is not None:
+                return ended
         finish = "length" if len(tokens) == max_tokens else "stop"
         return Generation(tuple(tokens), self.decode(tokens), finish)
+
+    def stopped(self, tokens: Sequence[int], stop: Sequence[str]) -> Generation | None:
+        """The generation cut before its first stop text, if its tokens spell one."""
+        if not stop:
+            return None
+        text = self.decode(tokens)
+        cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+        return Generation(tuple(tokens), text[:cut], "stop") if cut >= 0 else None

@@ -31,6 +31,7 @@ class GenerateTask(google.protobuf.message.Message):
     SEED_FIELD_NUMBER: builtins.int
     STOP_FIELD_NUMBER: builtins.int
     STOP_IDS_FIELD_NUMBER: builtins.int
+    CLAIM_FIELD_NUMBER: builtins.int
     prompt_ids: builtins.bytes
     """The prompt's token ids (the chat template already applied), uint32 little-endian."""
     max_tokens: builtins.int
@@ -44,6 +45,14 @@ class GenerateTask(google.protobuf.message.Message):
 
     @property
     def stop_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
+    @property
+    def claim(self) -> Global___GenerateOutput:
+        """Set for a verifier: another node's result to check by re-scoring prompt + its tokens in one
+        pass (teacher forcing) instead of generating again. The verifier returns that result when
+        every token (and its end) is one an honest run could make, and otherwise the honest
+        generation from the first token that is not.
+        """
+
     def __init__(
         self,
         *,
@@ -54,8 +63,10 @@ class GenerateTask(google.protobuf.message.Message):
         seed: builtins.int = ...,
         stop: collections.abc.Iterable[builtins.str] | None = ...,
         stop_ids: collections.abc.Iterable[builtins.int] | None = ...,
+        claim: Global___GenerateOutput | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["max_tokens", b"max_tokens", "prompt_ids", b"prompt_ids", "seed", b"seed", "stop", b"stop", "stop_ids", b"stop_ids", "temperature", b"temperature", "top_p", b"top_p"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["claim", b"claim"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["claim", b"claim", "max_tokens", b"max_tokens", "prompt_ids", b"prompt_ids", "seed", b"seed", "stop", b"stop", "stop_ids", b"stop_ids", "temperature", b"temperature", "top_p", b"top_p"]) -> None: ...
 
 Global___GenerateTask: typing_extensions.TypeAlias = GenerateTask
 

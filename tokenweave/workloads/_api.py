@@ -173,6 +173,9 @@ class Workload(ABC):
 
     #: The name jobs and nodes use for it ("embed").
     name: str
+    #: Whether a verifier checks a result (`verification`) rather than running the task again:
+    #: then its copy is placed once the first result is in, not beside the first run.
+    verifies_results: bool = False
 
     @abstractmethod
     def plan(
@@ -202,6 +205,12 @@ class Workload(ABC):
         self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
     ) -> list[dict[str, npt.NDArray[np.generic]]]:
         """Each document's result from every task's (detail, accepted output), in task order."""
+
+    def verification(self, payload: bytes, output: bytes) -> bytes:
+        """The payload a verifier runs to check `output` (a checked result of the task with
+        `payload`); its own output must compare equal to `output` when `output` is right, and
+        be the task's right output otherwise. By default: the task itself, run again."""
+        return payload
 
     def next_stage(
         self,

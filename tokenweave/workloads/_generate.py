@@ -14,6 +14,7 @@ and generated tokens out. Each document's result: `token_ids` (int32), `text` an
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy.typing as npt
 
 from tokenweave import tensors
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
-from tokenweave.models import GeneratorSpec, Message, Sampling, render_chat
+from tokenweave.models import GeneratorSpec, Message, Sampling, render_chat, verify_generation
 from tokenweave.v1 import generate_pb2
 from tokenweave.workloads._api import (
     DocumentInput,
@@ -36,6 +37,8 @@ from tokenweave.workloads._api import (
     Workload,
 )
 from tokenweave.workloads._options import check_known, float_option, int_option
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 256
 #: Stop texts per task, and characters in each.
@@ -97,6 +100,7 @@ def output_of(output: bytes) -> generate_pb2.GenerateOutput:
 
 class GenerateWorkload(Workload):
     name = "generate"
+    verifies_results = True
     options: tuple[str, ...] = ("max_tokens", "temperature", "top_p", "seed", "stop", "format")
 
     def __init__(self) -> None:
@@ -252,6 +256,12 @@ class GenerateWorkload(Workload):
             )
         return results
 
+    def verification(self, payload: bytes, output: bytes) -> bytes:
+        """The task with the result as its claim: the verifier re-scores it in one pass."""
+        task = generate_pb2.GenerateTask.FromString(payload)
+        task.claim.CopyFrom(output_of(output))
+        return task.SerializeToString()
+
     def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
         generated = len(tensors.from_bytes(output_of(output).token_ids, "uint32"))
         return Usage(input_tokens=int(json.loads(detail)["prompt_tokens"]), output_tokens=generated)
@@ -265,15 +275,37 @@ class GenerateWorkload(Workload):
         except Exception as exc:
             raise InvalidArgumentError(f"not a GenerateTask: {exc}") from None
         prompt = tensors.from_bytes(task.prompt_ids, "uint32").astype(np.int64).tolist()
-        streamer = _Streamer(generator, runtime, list(task.stop))
-        generation = generator.generate(
-            prompt,
-            task.max_tokens,
-            Sampling(task.temperature, task.top_p or 1.0, task.seed),
-            stop=list(task.stop),
-            stop_ids=list(task.stop_ids),
-            on_token=streamer.token,
-        )
+        sampling = Sampling(task.temperature, task.top_p or 1.0, task.seed)
+        if task.HasField("claim"):  # a verifier: re-score another node's result
+            claimed = tensors.from_bytes(task.claim.token_ids, "uint32").astype(np.int64)
+            vocab = generator.prepared.config.vocab
+            if len(claimed) > task.max_tokens or (len(claimed) and claimed.max() >= vocab):
+                raise InvalidArgumentError("the claim is longer than max_tokens or not tokens")
+            generation = verify_generation(
+                generator,
+                prompt,
+                claimed.tolist(),
+                task.claim.finish_reason,
+                task.max_tokens,
+                sampling,
+                stop=list(task.stop),
+                stop_ids=list(task.stop_ids),
+            )
+            logger.info(
+                "re-scored a claim of %d tokens: %s",
+                len(claimed),
+                "it passes" if list(generation.token_ids) == claimed.tolist() else "replaced",
+            )
+        else:
+            streamer = _Streamer(generator, runtime, list(task.stop))
+            generation = generator.generate(
+                prompt,
+                task.max_tokens,
+                sampling,
+                stop=list(task.stop),
+                stop_ids=list(task.stop_ids),
+                on_token=streamer.token,
+            )
         output = generate_pb2.GenerateOutput(
             token_ids=tensors.to_bytes(np.asarray(generation.token_ids, np.uint32), "uint32"),
             finish_reason=generation.finish_reason,
