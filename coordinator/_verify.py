@@ -1,7 +1,11 @@
 """Redundant execution: which shards run twice, and which of several results is right.
 
 A fraction of shards, chosen with a secret, runs on two nodes (and every shard of a node not yet
-vetted). Two outputs agree when their workload's similarity
+vetted). The second run is the task again, or — for a workload that checks results
+(`verifies_results`, e.g. generation: one teacher-forced pass over the claimed tokens instead of
+generating them) — the workload's `verification` of the first result, placed once that result
+is in; either way its output is the task's right output. Two outputs agree when their workload's
+similarity
 reaches `tolerance` (for embeddings, the lowest per-window cosine: 0.9999 accepts the differences
 between honest CPU and GPU runs, a perturbed output falls far below). When two results disagree a
 third node runs the shard and decides: the result that another one agrees with wins, and every

@@ -66,7 +66,12 @@ async def test_other_text_is_caught_by_re_scoring(
         for _ in range(2)
     ]
     job = await dispatcher.submit(
-        JobRequest("generate", GENERATOR, (DocumentInput("q", QUESTION),), {"format": "chat"})
+        JobRequest(
+            "generate",
+            GENERATOR,
+            (DocumentInput("q", QUESTION),),
+            {"format": "chat", "max_tokens": "12"},
+        )
     )
     held = {lane.node_id: _assignments(lane) for lane in nodes}
     liar, honest = sorted(nodes, key=lambda lane: not held[lane.node_id])  # the one that got it

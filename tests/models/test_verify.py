@@ -27,7 +27,7 @@ def check(loaded: Generator, ids: list[int], claim: Generation, sampling: Sampli
 
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 def test_honest_generations_pass_as_they_are(loaded: Generator, sampling: Sampling) -> None:
-    for text in ("What is the capital of France?", "Name three colours.", "Count to five."):
+    for text in ("What is the capital of France?", "Count to five."):
         ids = prompt(loaded, text)
         honest = loaded.generate(ids, 24, sampling)
         assert check(loaded, ids, honest, sampling) == honest, text
