@@ -1,4 +1,5 @@
-"""Embedding models: from published weights to ONNX Runtime sessions, without torch.
+"""Models: embedding encoders and text generators, from published weights to ONNX Runtime
+sessions, without torch.
 
 The code is organized as follows:
 
@@ -17,6 +18,11 @@ The code is organized as follows:
   token ids a node ran.
 * EmbeddingSession (_session.py) — token-id windows in, unit-length float32 vectors out, batched
   on the CUDA or CPU execution provider.
+* Generators: _gguf.py reads a llama GGUF, _onnx_llama.py writes its decoder (exact or fast),
+  prepare_generator / load_generator (_generator_cache.py) cache it by sha256, DecoderSession
+  (_decoder.py) runs it with a key-value cache, Generator (_generator.py) adds the tokenizer,
+  chat template (_chat.py) and stops, and verify_generation (_verify.py) checks a claimed
+  generation by re-scoring it in one pass.
 * UnknownModelError, ModelCacheError, ModelHashMismatchError (_errors.py).
 
 Typical use::
