@@ -40,6 +40,7 @@ def test_public_names_are_pinned() -> None:
         "prepare_model",
         "render_chat",
         "tokenize",
+        "verify_generation",
         "windows_digest",
     ]
     for name in tokenweave.models.__all__:
