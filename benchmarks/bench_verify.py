@@ -1,7 +1,7 @@
 """Verification by re-scoring: false accusations over honest generations, cheats caught, and
 what a check costs against generating again.
 
-    python benchmarks/bench_verify.py [--prompts 50] [--tokens 64] [--threads 2]
+    python benchmarks/bench_verify.py [--prompts 20] [--tokens 64] [--threads 2]
 
 For each prompt (questions and excerpts of the shipped book, as chats), in greedy and in seeded
 sampling mode (temperature 0.8, top_p 0.95): an honest generation is re-scored by a second,
@@ -57,7 +57,7 @@ def prompts(count: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prompts", type=int, default=50)
+    parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
