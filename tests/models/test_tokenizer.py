@@ -1,13 +1,14 @@
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from tokenweave.cli._demo import shipped_text
-from tokenweave.models import SpecialTokens, encode_document, tokenize
-from tokenweave.models._tokenizer import splits_at_whitespace
+from tokenweave.models import PreparedGenerator, SpecialTokens, encode_document, tokenize
+from tokenweave.models._tokenizer import cut_rule, splits_at_whitespace
 
 
 def test_special_tokens_come_from_the_tokenizer(
@@ -84,3 +85,37 @@ def test_a_tokenizer_that_may_join_across_spaces_is_not_chunked() -> None:
     assert splits_at_whitespace(bert)
     bert.normalizer = normalizers.Replace(" ", "")
     assert not splits_at_whitespace(bert)
+
+
+@pytest.fixture(scope="module")
+def byte_level(generator: PreparedGenerator) -> Tokenizer:
+    """SmolLM2's byte-level BPE (GPT-2's regex after per-digit splitting)."""
+    return Tokenizer.from_file(str(generator.tokenizer_path))
+
+
+# Letters on both sides of spaces (the only cuts), and what GPT-2's regex treats apart:
+# contractions, digits, runs of spaces and newlines, punctuation, accents, CJK, control tokens.
+_BYTE_LEVEL_ALPHABET = st.sampled_from(
+    [*"ab Z  \n\t.,!'", "'s", "'ll", "7", "42", "é", "e\u0301", "你", "Σ", "\u00a0", "<|im_start|>"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(_BYTE_LEVEL_ALPHABET, max_size=60), chunk=st.integers(1, 12))
+def test_byte_level_chunks_equal_one_call(
+    byte_level: Tokenizer, parts: list[str], chunk: int
+) -> None:
+    assert cut_rule(byte_level) is not None
+    text = "".join(parts)
+    tokens = tokenize(byte_level, text, chunk_chars=chunk)
+    ids, offsets = _whole(byte_level, text)
+    assert tokens.ids.tolist() == ids
+    assert [tuple(o) for o in tokens.offsets.tolist()] == offsets
+
+
+def test_the_book_tokenizes_the_same_in_byte_level_chunks(byte_level: Tokenizer) -> None:
+    text = shipped_text().read_text(encoding="utf-8")
+    tokens = tokenize(byte_level, text, chunk_chars=997)
+    ids, offsets = _whole(byte_level, text)
+    assert tokens.ids.tolist() == ids
+    assert [tuple(o) for o in tokens.offsets.tolist()] == offsets

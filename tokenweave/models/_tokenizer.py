@@ -5,14 +5,17 @@ The tokenizer's Python objects take about 0.9 KB a token, so encoding an 8 MiB d
 call held about 2 GB. `tokenize` encodes a long document in chunks of `CHUNK_CHARS` cut at a
 space or a newline, where a whitespace-splitting pre-tokenizer (BERT's) cuts anyway: the ids and
 offsets are those of one call (tests/models/test_tokenizer.py compares them), and memory holds
-one chunk's objects plus 12 bytes a token. A tokenizer whose normalizer or pre-tokenizer could
-join text across whitespace is never chunked.
+one chunk's objects plus 12 bytes a token. A byte-level BPE tokenizer (GPT-2's regex, as
+SmolLM2's) is cut only at a space between two letters: there the regex ends one word and starts
+" word" in the whole text and in both pieces alike. A tokenizer whose normalizer or
+pre-tokenizer could join text across the cut is never chunked.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,27 +82,86 @@ class Tokens:
     offsets: npt.NDArray[np.uint32]  # [tokens, 2]
 
 
-def splits_at_whitespace(tokenizer: Tokenizer) -> bool:
-    """Whether text cut at a space or a newline encodes to the same tokens as the whole text."""
+#: Whether text may be cut just before index i (a space or a newline) and encode the same.
+CutRule = Callable[[str, int], bool]
+
+
+def _at_whitespace(text: str, i: int) -> bool:
+    return True
+
+
+def _between_letters(text: str, i: int) -> bool:
+    """A space with a letter on each side: GPT-2's regex ends the word before it either way."""
+    return text[i] == " " and text[i - 1].isalpha() and text[i + 1 : i + 2].isalpha()
+
+
+def _byte_level_regex(pre_tokenizer: dict[str, object]) -> bool:
+    """ByteLevel with GPT-2's regex and no prefix space, alone or after per-digit splitting."""
+    if pre_tokenizer.get("type") == "Sequence":
+        steps = pre_tokenizer.get("pretokenizers")
+        return (
+            isinstance(steps, list)
+            and any(step.get("type") == "ByteLevel" for step in steps)
+            and all(step.get("type") == "Digits" or _byte_level_regex(step) for step in steps)
+        )
+    return (
+        pre_tokenizer.get("type") == "ByteLevel"
+        and pre_tokenizer.get("use_regex") is True
+        and pre_tokenizer.get("add_prefix_space") is False
+    )
+
+
+def cut_rule(tokenizer: Tokenizer) -> CutRule | None:
+    """Where a document may be cut and encode to the same tokens as whole; None: nowhere."""
     normalizer = tokenizer.normalizer
     if normalizer is not None and type(normalizer).__name__ not in _PER_CHARACTER_NORMALIZERS:
-        return False
-    if type(tokenizer.pre_tokenizer).__name__ not in _WHITESPACE_PRE_TOKENIZERS:
-        return False
+        return None
     added = tokenizer.get_added_tokens_decoder().values()
-    return not any(" " in token.content or "\n" in token.content for token in added)
+    if any(" " in token.content or "\n" in token.content for token in added):
+        return None
+    if type(tokenizer.pre_tokenizer).__name__ in _WHITESPACE_PRE_TOKENIZERS:
+        return _at_whitespace
+    if tokenizer.pre_tokenizer is None:
+        return None
+    pre_tokenizer = json.loads(tokenizer.pre_tokenizer.__getstate__())
+    return _between_letters if _byte_level_regex(pre_tokenizer) else None
 
 
-def _chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
+def splits_at_whitespace(tokenizer: Tokenizer) -> bool:
+    """Whether text cut at any space or newline encodes to the same tokens as the whole text."""
+    return cut_rule(tokenizer) is _at_whitespace
+
+
+def _last_cut(text: str, start: int, limit: int, rule: CutRule) -> int:
+    """The last index in (start, limit) before which `rule` allows a cut; -1 if none."""
+    i = limit
+    while True:
+        i = max(text.rfind(" ", start + 1, i), text.rfind("\n", start + 1, i))
+        if i < 0 or rule(text, i):
+            return i
+
+
+def _next_cut(text: str, after: int, rule: CutRule) -> int:
+    """The first index from `after` on before which `rule` allows a cut; len(text) if none."""
+    i = after
+    while True:
+        found = [j for j in (text.find(" ", i), text.find("\n", i)) if j >= 0]
+        if not found:
+            return len(text)
+        i = min(found)
+        if rule(text, i):
+            return i
+        i += 1
+
+
+def _chunks(text: str, size: int, rule: CutRule = _at_whitespace) -> Iterator[tuple[int, str]]:
     """(start, text[start:end]) covering `text`, each about `size` characters and cut just
-    before a space or newline; a stretch with neither stays whole."""
+    before a space or newline that `rule` allows; a stretch with none stays whole."""
     start, length = 0, len(text)
     while length - start > size:
-        limit = start + size
-        cut = max(text.rfind(" ", start + 1, limit), text.rfind("\n", start + 1, limit))
+        cut = _last_cut(text, start, start + size, rule)
         if cut < 0:
-            later = [i for i in (text.find(" ", limit), text.find("\n", limit)) if i >= 0]
-            cut = min(later, default=length)
+            cut = _next_cut(text, start + size, rule)
         yield start, text[start:cut]
         start = cut
     if start < length or length == 0:
@@ -108,11 +170,12 @@ def _chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
 
 def tokenize(tokenizer: Tokenizer, text: str, *, chunk_chars: int = CHUNK_CHARS) -> Tokens:
     """The tokens of a whole document, encoded a chunk at a time where the tokenizer allows."""
-    if not splits_at_whitespace(tokenizer):
-        chunk_chars = max(len(text), 1)
+    rule = cut_rule(tokenizer)
+    if rule is None:
+        rule, chunk_chars = _at_whitespace, max(len(text), 1)
     ids: list[npt.NDArray[np.uint32]] = []
     offsets: list[npt.NDArray[np.uint32]] = []
-    for start, chunk in _chunks(text, chunk_chars):
+    for start, chunk in _chunks(text, chunk_chars, rule):
         encoding = tokenizer.encode(chunk, add_special_tokens=False)
         ids.append(np.asarray(encoding.ids, dtype=np.uint32))
         offsets.append(np.asarray(encoding.offsets, dtype=np.uint32).reshape(-1, 2) + start)
