@@ -397,8 +397,8 @@ class JobStore:
         workload = workloads.get(job.workload)
         more = workload.next_stage(planned, tasks, self._context(job.model))
         if more:
-            check_stage(workload.name, more)
             stage = max(s for _, _, s in shards) + 1
+            check_stage(workload.name, more, stage)
             first = await session.scalar(
                 select(func.max(ShardRow.index)).where(ShardRow.job_id == job.job_id)
             )

@@ -17,6 +17,9 @@ from tokenweave.errors import TokenweaveError, clip
 from tokenweave.types import JobState
 from tokenweave.workloads import DocumentInput, DocumentSource, JobPlan, TaskPlan
 
+#: Stages a job may have (ask: a map and reduce levels, each level dividing the notes).
+MAX_STAGES = 32
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedRows:
@@ -92,8 +95,11 @@ def shard_row(
     )
 
 
-def check_stage(workload: str, tasks: Sequence[TaskPlan]) -> None:
-    """A later stage's tasks cost work and carry their input (they read no dataset)."""
+def check_stage(workload: str, tasks: Sequence[TaskPlan], stage: int) -> None:
+    """A later stage's tasks cost work and carry their input (they read no dataset), and a job
+    has at most MAX_STAGES stages (a workload whose stages never end fails its job)."""
+    if stage >= MAX_STAGES:
+        raise TokenweaveError(f"workload {workload} planned more than {MAX_STAGES} stages")
     for task in tasks:
         if task.cost <= 0 or task.reads:
             raise TokenweaveError(

@@ -5,6 +5,7 @@ and is withdrawn and planned again when a node that fed it is caught."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -83,7 +84,22 @@ class Tally(Workload):
         return [{"joined": joined} for _ in documents]
 
 
+class Endless(Tally):
+    """A workload whose every stage plans another."""
+
+    name = "endless-test"
+
+    def next_stage(
+        self,
+        documents: Sequence[DocumentPlan],
+        tasks: Sequence[tuple[bytes, bytes]],
+        context: PlanContext,
+    ) -> tuple[TaskPlan, ...]:
+        return (TaskPlan(5, b"again", b"1"),)
+
+
 workloads.register(Tally())
+workloads.register(Endless())
 
 
 def honest(assignment: Assignment) -> ShardOutput:
@@ -98,7 +114,7 @@ def forged(assignment: Assignment) -> ShardOutput:
 
 async def node(parts: Parts, catalog: ModelCatalog) -> NodeLane:
     dispatcher, registry, _ = parts
-    return await _node(registry, dispatcher, catalog, workloads=("tally-test",))
+    return await _node(registry, dispatcher, catalog, workloads=("tally-test", "endless-test"))
 
 
 def request() -> JobRequest:
@@ -177,6 +193,19 @@ async def test_a_stage_fed_by_a_caught_node_is_withdrawn_and_planned_again(
     rows = await _rows(store, ShardRow)
     assert view.shards_total == len([r for r in rows if r.state == "DONE"])
     assert [r.stage for r in rows if r.state == "CANCELLED"] == [1], "the first reduce withdrawn"
+
+
+async def test_a_job_whose_stages_never_end_fails(
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    parts = await make_parts(WorkPolicy(verify_fraction=0.0))
+    dispatcher = parts[0]
+    job = await dispatcher.submit(dataclasses.replace(request(), workload="endless-test"))
+    await drain(parts, [await node(parts, catalog)])
+    view = await dispatcher.job(job.job_id)
+    assert view.state is JobState.FAILED
+    assert "planned more than 32 stages" in view.error
+    assert view.shards_total == 3 + 31
 
 
 @pytest.fixture(autouse=True)

@@ -94,29 +94,25 @@ def test_bad_generation_requests_are_refused(cluster: LocalCluster) -> None:
             client.chat(QUESTION, model="gpt-17")
 
 
-def test_the_chat_command(cluster: LocalCluster) -> None:
-    shown = subprocess.run(
-        [sys.executable, "-m", "tokenweave.cli", "chat", "What is the capital of France?",
-         "--max-tokens", "10", "--coordinator", cluster.address],
+def cli(
+    cluster: LocalCluster, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`tokenweave ARGS…` as a user runs it against the cluster."""
+    return subprocess.run(
+        [sys.executable, "-m", "tokenweave.cli", *args, "--coordinator", cluster.address],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         env={**os.environ, **cluster.client_env()},
         check=False,
-    )  # fmt: skip
+    )
+
+
+def test_the_chat_command(cluster: LocalCluster) -> None:
+    shown = cli(cluster, "chat", "What is the capital of France?", "--max-tokens", "10")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("The capital of France is Paris")
-    out = subprocess.run(
-        [
-            sys.executable, "-m", "tokenweave.cli", "chat", "What is the capital of France?",
-            "--max-tokens", "10", "--json", "--coordinator", cluster.address,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **cluster.client_env()},
-        check=False,
-    )  # fmt: skip
+    out = cli(cluster, "chat", "What is the capital of France?", "--max-tokens", "10", "--json")
     assert out.returncode == 0, out.stderr
     reply = json.loads(out.stdout)
     assert reply["text"].startswith("The capital of France is Paris")
@@ -267,15 +263,9 @@ def test_ask_maps_windows_over_nodes_and_reduces_to_the_local_answer(
     (tmp_path / "doc").write_text(text)
     options = {"window": "128", "overlap": "8", "note_tokens": "24", "max_tokens": "24"}
     question = "Who kept the lighthouse on the northern cape?"
-    out = subprocess.run(
-        [sys.executable, "-m", "tokenweave.cli", "submit", "ask", str(tmp_path / "doc"),
-         "--question", question, "--window", "128", "--overlap", "8", "--note-tokens", "24",
-         "--max-tokens", "24", "--json", "--coordinator", cluster.address],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **cluster.client_env()},
-        check=False,
+    out = cli(
+        cluster, "submit", "ask", str(tmp_path / "doc"), "--question", question,
+        "--window", "128", "--overlap", "8", "--note-tokens", "24", "--max-tokens", "24", "--json",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
