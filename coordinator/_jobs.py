@@ -395,7 +395,11 @@ class JobStore:
         )
         planned = [DocumentPlan(d.name, d.tokens, d.detail) for d in docs]
         workload = workloads.get(job.workload)
-        more = workload.next_stage(planned, tasks, self._context(job.model))
+        # Worker threads: a large job's stage or merge is seconds of CPU the event loop (every
+        # node's lease stream) must not wait on.
+        more = await asyncio.to_thread(
+            workload.next_stage, planned, tasks, self._context(job.model)
+        )
         if more:
             stage = max(s for _, _, s in shards) + 1
             check_stage(workload.name, more, stage)
@@ -409,7 +413,7 @@ class JobStore:
             session.add_all(rows)
             job.shards_total += len(rows)
             return [_queued(r, job) for r in rows]
-        merged = workload.merge(planned, tasks)
+        merged = await asyncio.to_thread(workload.merge, planned, tasks)
         for doc, result in zip(docs, merged, strict=True):
             doc.result = tensors.pack(result)
         job.state = JobState.SUCCEEDED
