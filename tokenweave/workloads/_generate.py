@@ -4,7 +4,9 @@ Options (all text, as every workload's): `max_tokens` (256), `temperature` (0: g
 `top_p` (1), `seed` (0), `stop` (a JSON list of texts), and `format`: "text" (the document is the
 prompt as is) or "chat" (the document is a JSON list of {"role", "content"} messages, rendered
 with the model's own chat template). Sampling is seeded, so every honest node produces the same
-tokens for a task; verification compares the token ids two nodes returned.
+tokens for a task. A verifier re-scores a result's tokens in one pass (`verification`: the task
+with the result as its claim; see tokenweave.models._verify) and returns the result when it
+passes, the honest generation otherwise; `compare` then judges the two token sequences.
 
 A task's cost is its prompt plus max_tokens (what it may take); it is billed as prompt tokens in
 and generated tokens out. Each document's result: `token_ids` (int32), `text` and
