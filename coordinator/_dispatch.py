@@ -31,6 +31,7 @@ from tokenweave.coordinator._flights import (
 from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._outputs import JobOutputs
 from tokenweave.coordinator._placer import Placer, WorkPolicy
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._runs import PendingQueue, Runs
@@ -64,6 +65,7 @@ class Dispatcher:
         self._standing = standing
         self.lanes = lanes
         self._events = events
+        self.outputs = JobOutputs()  # what running tasks stream, for their jobs' clients
         self.policy = policy or WorkPolicy()
         self._pending = PendingQueue()
         self._flights = Flights(max_attempts)
@@ -350,12 +352,14 @@ class Dispatcher:
     # -- placement ----------------------------------------------------------------------------
 
     async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
-        payload = await self._store.payload(flight.shard_id)
+        shard, payload = flight.shard, await self._store.payload(flight.shard_id)
         if copy and flight.results:  # a verifier: it checks the first result (the claim)
             claim = next(iter(flight.results.values())).output
-            payload = verification_payload(flight.shard, payload, claim)
+            payload = verification_payload(shard, payload, claim)
+        elif not copy:  # the run of record: it carries on what a lost run streamed, if any
+            payload = self.outputs.carry_on(shard, payload, lane.node_id)
         now = time.monotonic()
-        deadline = now + self._placer.deadline(lane, flight.shard)
+        deadline = now + self._placer.deadline(lane, shard)
         self._runs.start(lane, flight, payload, deadline, copy, now)
 
     async def _pump(self) -> None:

@@ -40,7 +40,6 @@ from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._openai import OpenAiApi
-from tokenweave.coordinator._outputs import JobOutputs
 from tokenweave.coordinator._paging import JobListing
 from tokenweave.coordinator._placer import WorkPolicy
 from tokenweave.coordinator._quota import ClientQuota
@@ -278,7 +277,6 @@ class CoordinatorServer:
             options=_server_options(config, limits),
         )
         index = DatasetIndex(sessions)
-        outputs = JobOutputs()
         datasets = DatasetReader(
             index, dataclasses.replace(DATASET_LIMITS, max_bytes=config.max_dataset_bytes)
         )
@@ -291,7 +289,6 @@ class CoordinatorServer:
             datasets,
             WatchStreams(limits.max_watch_streams, limits.max_watch_streams_per_peer),
             JobListing(sessions),
-            outputs,
         )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(job_servicer, server)
         http = None
@@ -301,7 +298,7 @@ class CoordinatorServer:
                 api.app(), config.http_listen, limits, config.tls_cert, config.tls_key
             )
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
-            NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000), outputs),
+            NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)),
             server,
         )
         custodian = Custodian(

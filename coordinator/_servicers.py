@@ -27,7 +27,6 @@ from tokenweave.coordinator._lanes import DetachReason, NodeLane
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import WatchStreams
 from tokenweave.coordinator._nodes import NodeRegistry
-from tokenweave.coordinator._outputs import JobOutputs
 from tokenweave.coordinator._paging import (
     JOB_PAGES,
     NODE_PAGES,
@@ -91,7 +90,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         datasets: DatasetReader,
         watchers: WatchStreams,
         listing: JobListing,
-        outputs: JobOutputs,
     ) -> None:
         self._dispatcher = dispatcher
         self._store = store
@@ -101,7 +99,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._datasets = datasets
         self._watchers = watchers
         self._listing = listing
-        self._outputs = outputs
 
     async def SubmitJob(
         self, request: jobs_pb2.SubmitJobRequest, context: Context
@@ -182,7 +179,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             return not (await self._dispatcher.job(job_id)).state.finished
 
         with self._watchers.open(current_principal().client_id or context.peer()):
-            async for part in self._outputs.read(job_id, running):
+            async for part in self._dispatcher.outputs.read(job_id, running):
                 yield jobs_pb2.StreamJobOutputResponse(
                     task=part.task, sequence=part.sequence, output=part.output
                 )
@@ -232,12 +229,10 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
         dispatcher: Dispatcher,
         registry: NodeRegistry,
         heartbeat_ms: int,
-        outputs: JobOutputs,
     ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
         self._heartbeat_ms = heartbeat_ms
-        self._outputs = outputs
 
     async def GetChallenge(
         self, request: nodes_pb2.GetChallengeRequest, context: Context
@@ -318,7 +313,7 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
                 part = request.progress
                 shard = lane.inflight.get(part.shard_id)  # only a shard the node holds
                 if shard is not None:
-                    self._outputs.add(
+                    self._dispatcher.outputs.add(
                         shard.job_id, shard.index, lane.node_id, part.sequence, part.output
                     )
             elif kind == "release":

@@ -49,3 +49,28 @@ async def test_parts_are_bounded_per_part_per_job_and_in_all() -> None:
 
     assert [p.output async for p in outputs.read("a", finished)] == []
     assert [p.output async for p in outputs.read("c", finished)] == [b"1234"]
+
+
+async def test_a_lost_runs_stream_is_handed_over_to_the_next_run() -> None:
+    outputs = JobOutputs()
+    assert outputs.hand_over("j", 0, "node-a") == [], "nothing streamed: the run starts over"
+    assert outputs.add("j", 0, "node-a", 0, b"The")
+    assert outputs.add("j", 0, "node-a", 1, b" capital")
+    assert outputs.add("j", 1, "node-a", 0, b"other task")
+    assert outputs.hand_over("j", 0, "node-b") == [b"The", b" capital"]
+    assert not outputs.add("j", 0, "node-a", 2, b" lost"), "the lost run is silent from now on"
+    assert outputs.add("j", 0, "node-b", 0, b" of")
+    assert outputs.add("j", 1, "node-a", 1, b" goes on"), "its other tasks are not handed over"
+    running = False
+
+    async def still(job_id: str) -> bool:
+        return running
+
+    parts = [(p.task, p.sequence, p.output) async for p in outputs.read("j", still)]
+    assert parts == [
+        (0, 0, b"The"),
+        (0, 1, b" capital"),
+        (1, 0, b"other task"),
+        (0, 2, b" of"),
+        (1, 1, b" goes on"),
+    ], "the new run's parts follow the lost run's, numbered on"

@@ -286,3 +286,26 @@ def test_ask_maps_windows_over_nodes_and_reduces_to_the_local_answer(
     for source in answer["sources"]:
         assert 0 <= source["start"] < source["end"] <= len(text)
         assert source["name"] == "doc"
+
+
+def test_a_node_lost_mid_generation_is_carried_on_by_the_other(cluster: LocalCluster) -> None:
+    """Last in this module (it kills one of its nodes): the node streaming a reply is killed
+    after a few tokens; the other node carries the task on from the tokens already streamed, and
+    the client's stream reads as one generation, with no token missing or repeated."""
+    seen = {node.name: len(node.log_path.read_text()) for node in cluster.nodes}
+    ids = {n.log_path.read_text().rsplit(" as ", 1)[1].split()[0]: n for n in cluster.nodes}
+    prompt = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
+    with cluster.client() as client:
+        job = client.chat(prompt, max_tokens=200)
+        stream = job.stream()
+        pieces = [next(stream) for _ in range(3)]
+        [lost] = [ids[n.node_id] for n in client.nodes() if n.shards_running and n.online]
+        lost.kill()
+        pieces += list(stream)
+        reply = job.completion()
+    [survivor] = [node for node in cluster.nodes if node is not lost]
+    log = survivor.log_path.read_text()[seen[survivor.name] :]
+    assert "carried on a lost run from the" in log
+    assert "they pass" in log
+    assert "".join(pieces) == reply.text, "nothing missing or repeated"
+    assert len(reply.text) > len("".join(pieces[:3])) + 100, "the survivor streamed on"

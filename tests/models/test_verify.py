@@ -59,3 +59,29 @@ def test_an_early_or_late_end_is_caught(loaded: Generator) -> None:
     assert stopped.finish_reason == "stop"
     late = verify(loaded, ids, list(honest.token_ids), "length", 24, GREEDY, stop=stop)
     assert late == stopped, "an honest run ends at the stop text"
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_a_lost_runs_tokens_are_carried_on_to_the_same_generation(
+    loaded: Generator, sampling: Sampling
+) -> None:
+    ids = prompt(loaded, "Write a short poem about the sea.")
+    honest = loaded.generate(ids, 24, sampling)
+    assert len(honest.token_ids) == 24
+    streamed: list[int] = []
+    carried = verify(
+        loaded, ids, list(honest.token_ids[:9]), "", 24, sampling, on_token=streamed.append
+    )
+    assert carried == honest, "the seeded draws go on where the lost run stopped"
+    assert streamed == list(honest.token_ids[9:]), "only the tokens past the prefix are new"
+
+
+def test_a_forged_prefix_is_not_carried_on(loaded: Generator) -> None:
+    ids = prompt(loaded, "What is the capital of France?")
+    honest = loaded.generate(ids, 24)
+    forged = list(honest.token_ids[:6])
+    forged[3] = loaded.encode(" London")[0]
+    streamed: list[int] = []
+    carried = verify(loaded, ids, forged, "", 24, GREEDY, on_token=streamed.append)
+    assert carried == honest, "generated again from the first token that is not the model's"
+    assert streamed == [], "nothing streams on from text the model did not write"

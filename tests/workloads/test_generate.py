@@ -111,6 +111,43 @@ def test_a_generation_taken_back_stops_within_a_token(
     assert len(runtime.parts) == 3
 
 
+@pytest.mark.parametrize("options", [{}, {"temperature": "0.8", "seed": "3"}, {"stop": '["sea"]'}])
+def test_a_lost_run_is_carried_on_from_what_it_streamed(
+    context: PlanContext, loaded: Generator, options: dict[str, str]
+) -> None:
+    docs = [DocumentInput("", _chat("Write a short poem about the sea."))]
+    plan = WORKLOAD.plan("m", docs, {"format": "chat", "max_tokens": "24", **options}, context)
+    payload = plan.tasks[0].payload
+    whole = generate_pb2.GenerateOutput.FromString(
+        WORKLOAD.run("m", context.model_sha256, payload, _Runtime(loaded)).output
+    )
+    lost = _Runtime(loaded)
+    lost.cancel_after = 3  # the node is lost after streaming three parts
+    with pytest.raises(FailedPreconditionError):
+        WORKLOAD.run("m", context.model_sha256, payload, lost)
+    parts = [p.SerializeToString() for p in lost.parts]
+    resumed = WORKLOAD.resume(payload, parts)
+    assert generate_pb2.GenerateTask.FromString(resumed).prefix_ids
+    carried = _Runtime(loaded)
+    run = WORKLOAD.run("m", context.model_sha256, resumed, carried)
+    result = generate_pb2.GenerateOutput.FromString(run.output)
+    if "temperature" not in options:
+        assert result == whole, "greedy: the same generation as a run that was not lost"
+    else:  # the same draws, though a draw within 1e-6 of a token's edge may fall either side
+        claim = generate_pb2.GenerateTask.FromString(payload)
+        claim.claim.CopyFrom(result)
+        check = WORKLOAD.run("m", context.model_sha256, claim.SerializeToString(), _Runtime(loaded))
+        assert check.output == run.output, "a verifier accepts the carried-on generation"
+    streamed = [*lost.parts, *carried.parts]
+    assert len(carried.parts) > 0, "the new run streams on"
+    assert result.text.startswith("".join(p.text for p in streamed))
+    tokens = b"".join(p.token_ids for p in streamed)
+    assert result.token_ids.startswith(tokens), "no token missing or repeated"
+    assert WORKLOAD.resume(payload, [*parts, b"\xff not a part"]) == payload, "a liar's parts"
+    too_many = generate_pb2.GenerateOutput(token_ids=bytes(4 * 25)).SerializeToString()
+    assert WORKLOAD.resume(payload, [too_many]) == payload, "more tokens than max_tokens"
+
+
 def test_stop_texts_end_the_generation_and_are_cut(context: PlanContext, loaded: Generator) -> None:
     docs = [DocumentInput("q", _chat("What is the capital of France?"))]
     options = {"format": "chat", "max_tokens": "16", "stop": json.dumps(["Paris"])}

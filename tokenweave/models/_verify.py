@@ -20,7 +20,7 @@ way, and the engine's comparison of the two outputs decides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +57,12 @@ def verify_generation(
     sampling: Sampling,
     stop: Sequence[str] = (),
     stop_ids: Sequence[int] = (),
+    on_token: Callable[[int], None] = lambda token: None,
 ) -> Generation:
-    """The claim when it passes (see the module's doc), else the honest generation."""
+    """The claim when it passes (see the module's doc), else the honest generation.
+
+    With `finish_reason` "" the claim is unfinished (a lost run's streamed tokens): once it
+    passes in full, generation carries on from it and `on_token` sees each token past it."""
     stops = frozenset(stop_ids) | generator.end_ids
     rows = generator.decoder.score(prompt, claimed)
     sampler = Sampler(sampling)
@@ -81,7 +85,17 @@ def verify_generation(
             return Generation(tuple(tokens), generator.decode(tokens), "stop")
         if own in stops:
             return Generation(tuple(tokens), generator.decode(tokens), "stop")
+        carried = len(tokens) == len(claimed)  # on from the whole claim: stream what comes
+        if carried:
+            on_token(own)
         return generator.generate(
-            prompt, max_tokens, sampling, stop, stop_ids, prefix=[*tokens, own], sampler=sampler
+            prompt,
+            max_tokens,
+            sampling,
+            stop,
+            stop_ids,
+            on_token if carried else lambda token: None,
+            prefix=[*tokens, own],
+            sampler=sampler,
         )
     raise AssertionError("score() returns a row past the last claimed token")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctokenweave/v1/generate.proto\x12\rtokenweave.v1\"\xb6\x01\n\x0cGenerateTask\x12\x12\n\nprompt_ids\x18\x01 \x01(\x0c\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\x12\r\n\x05top_p\x18\x04 \x01(\x02\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x10\n\x08stop_ids\x18\x07 \x03(\r\x12,\n\x05\x63laim\x18\x08 \x01(\x0b\x32\x1d.tokenweave.v1.GenerateOutput\"H\n\x0eGenerateOutput\x12\x11\n\ttoken_ids\x18\x01 \x01(\x0c\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctokenweave/v1/generate.proto\x12\rtokenweave.v1\"\xca\x01\n\x0cGenerateTask\x12\x12\n\nprompt_ids\x18\x01 \x01(\x0c\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\x12\r\n\x05top_p\x18\x04 \x01(\x02\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x10\n\x08stop_ids\x18\x07 \x03(\r\x12,\n\x05\x63laim\x18\x08 \x01(\x0b\x32\x1d.tokenweave.v1.GenerateOutput\x12\x12\n\nprefix_ids\x18\t \x01(\x0c\"H\n\x0eGenerateOutput\x12\x11\n\ttoken_ids\x18\x01 \x01(\x0c\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenweave.v1.generate_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATETASK']._serialized_start=48
-  _globals['_GENERATETASK']._serialized_end=230
-  _globals['_GENERATEOUTPUT']._serialized_start=232
-  _globals['_GENERATEOUTPUT']._serialized_end=304
+  _globals['_GENERATETASK']._serialized_end=250
+  _globals['_GENERATEOUTPUT']._serialized_start=252
+  _globals['_GENERATEOUTPUT']._serialized_end=324
 # @@protoc_insertion_point(module_scope)

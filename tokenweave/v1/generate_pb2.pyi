@@ -32,6 +32,7 @@ class GenerateTask(google.protobuf.message.Message):
     STOP_FIELD_NUMBER: builtins.int
     STOP_IDS_FIELD_NUMBER: builtins.int
     CLAIM_FIELD_NUMBER: builtins.int
+    PREFIX_IDS_FIELD_NUMBER: builtins.int
     prompt_ids: builtins.bytes
     """The prompt's token ids (the chat template already applied), uint32 little-endian."""
     max_tokens: builtins.int
@@ -39,6 +40,11 @@ class GenerateTask(google.protobuf.message.Message):
     """0: greedy. Sampling is seeded, so a task runs the same on every node."""
     top_p: builtins.float
     seed: builtins.int
+    prefix_ids: builtins.bytes
+    """Set when the task carries on a run that was lost: the tokens it had streamed (uint32
+    little-endian). The node re-scores them as a claim in its prefill and generates on from
+    them, so the client's stream goes on with no token missing or repeated.
+    """
     @property
     def stop(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Generation ends at any of these texts (not included in the result) or token ids."""
@@ -64,9 +70,10 @@ class GenerateTask(google.protobuf.message.Message):
         stop: collections.abc.Iterable[builtins.str] | None = ...,
         stop_ids: collections.abc.Iterable[builtins.int] | None = ...,
         claim: Global___GenerateOutput | None = ...,
+        prefix_ids: builtins.bytes = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["claim", b"claim"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["claim", b"claim", "max_tokens", b"max_tokens", "prompt_ids", b"prompt_ids", "seed", b"seed", "stop", b"stop", "stop_ids", b"stop_ids", "temperature", b"temperature", "top_p", b"top_p"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["claim", b"claim", "max_tokens", b"max_tokens", "prefix_ids", b"prefix_ids", "prompt_ids", b"prompt_ids", "seed", b"seed", "stop", b"stop", "stop_ids", b"stop_ids", "temperature", b"temperature", "top_p", b"top_p"]) -> None: ...
 
 Global___GenerateTask: typing_extensions.TypeAlias = GenerateTask
 

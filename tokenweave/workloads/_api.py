@@ -212,6 +212,12 @@ class Workload(ABC):
         be the task's right output otherwise. By default: the task itself, run again."""
         return payload
 
+    def resume(self, payload: bytes, parts: Sequence[bytes]) -> bytes:
+        """The payload for a run that carries on where a lost run stopped: `parts` are what
+        that run reported (`NodeRuntime.report`) and its job's client already holds, unchecked
+        (they may come from a liar). By default: the task starts over."""
+        return payload
+
     def next_stage(
         self,
         documents: Sequence[DocumentPlan],

@@ -264,6 +264,22 @@ class GenerateWorkload(Workload):
         task.claim.CopyFrom(output_of(output))
         return task.SerializeToString()
 
+    def resume(self, payload: bytes, parts: Sequence[bytes]) -> bytes:
+        """The task with the tokens the lost run streamed as its prefix; the node re-scores
+        them before it carries on. Parts that are not GenerateOutputs, or hold more than
+        max_tokens tokens, are a liar's: the task starts over (the client is told that the
+        accepted text differs from what it was streamed)."""
+        task = generate_pb2.GenerateTask.FromString(payload)
+        try:
+            ids = [tensors.from_bytes(output_of(part).token_ids, "uint32") for part in parts]
+        except InvalidArgumentError:
+            return payload
+        prefix = np.concatenate([np.zeros(0, np.uint32), *ids])
+        if len(prefix) > task.max_tokens:
+            return payload
+        task.prefix_ids = tensors.to_bytes(prefix, "uint32")
+        return task.SerializeToString()
+
     def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
         generated = len(tensors.from_bytes(output_of(output).token_ids, "uint32"))
         return Usage(input_tokens=int(json.loads(detail)["prompt_tokens"]), output_tokens=generated)
@@ -278,34 +294,53 @@ class GenerateWorkload(Workload):
             raise InvalidArgumentError(f"not a GenerateTask: {exc}") from None
         prompt = tensors.from_bytes(task.prompt_ids, "uint32").astype(np.int64).tolist()
         sampling = Sampling(task.temperature, task.top_p or 1.0, task.seed)
+        stop, stop_ids = list(task.stop), list(task.stop_ids)
         if task.HasField("claim"):  # a verifier: re-score another node's result
-            claimed = tensors.from_bytes(task.claim.token_ids, "uint32").astype(np.int64)
-            vocab = generator.prepared.config.vocab
-            if len(claimed) > task.max_tokens or (len(claimed) and claimed.max() >= vocab):
-                raise InvalidArgumentError("the claim is longer than max_tokens or not tokens")
+            claimed = self._tokens(task.claim.token_ids, task.max_tokens, generator)
             generation = verify_generation(
                 generator,
                 prompt,
-                claimed.tolist(),
+                claimed,
                 task.claim.finish_reason,
                 task.max_tokens,
                 sampling,
-                stop=list(task.stop),
-                stop_ids=list(task.stop_ids),
+                stop=stop,
+                stop_ids=stop_ids,
             )
             logger.info(
                 "re-scored a claim of %d tokens: %s",
                 len(claimed),
-                "it passes" if list(generation.token_ids) == claimed.tolist() else "replaced",
+                "it passes" if list(generation.token_ids) == claimed else "replaced",
+            )
+        elif task.prefix_ids:  # carry on a lost run from the tokens it streamed, re-scored
+            prefix = self._tokens(task.prefix_ids, task.max_tokens, generator)
+            streamer = _Streamer(generator, runtime, stop, prefix)
+            generation = verify_generation(
+                generator,
+                prompt,
+                prefix,
+                "",
+                task.max_tokens,
+                sampling,
+                stop=stop,
+                stop_ids=stop_ids,
+                on_token=streamer.token,
+            )
+            logger.info(
+                "carried on a lost run from the %d tokens it streamed: %s",
+                len(prefix),
+                "they pass"
+                if list(generation.token_ids[: len(prefix)]) == prefix
+                else "they are not the model's; generated again from the first that is not",
             )
         else:
-            streamer = _Streamer(generator, runtime, list(task.stop))
+            streamer = _Streamer(generator, runtime, stop)
             generation = generator.generate(
                 prompt,
                 task.max_tokens,
                 sampling,
-                stop=list(task.stop),
-                stop_ids=list(task.stop_ids),
+                stop=stop,
+                stop_ids=stop_ids,
                 on_token=streamer.token,
             )
         output = generate_pb2.GenerateOutput(
@@ -315,33 +350,50 @@ class GenerateWorkload(Workload):
         )
         return TaskRun(output.SerializeToString(), len(prompt) + len(generation.token_ids))
 
+    @staticmethod
+    def _tokens(data: bytes, max_tokens: int, generator: Any) -> list[int]:
+        """Token ids another node sent (a claim, a lost run's prefix), checked."""
+        ids = tensors.from_bytes(data, "uint32").astype(np.int64)
+        if len(ids) > max_tokens or (len(ids) and ids.max() >= generator.prepared.config.vocab):
+            raise InvalidArgumentError(
+                "the task's claimed or streamed tokens are more than max_tokens or not the "
+                "model's tokens"
+            )
+        return list(ids.tolist())
+
 
 class _Streamer:
     """Reports each new token with the text it completes, as a GenerateOutput part. Text is
     held back while it could still be the start of a stop text (the result is cut there) or ends
-    in an unfinished UTF-8 character, so the parts always add up to a prefix of the result."""
+    in an unfinished UTF-8 character, so the parts always add up to a prefix of the result.
+    `prefix`: the tokens a lost run streamed, which this run carries on from (their parts were
+    sent when their text was safe, so it is what was sent)."""
 
-    def __init__(self, generator: Any, runtime: NodeRuntime, stops: Sequence[str]) -> None:
+    def __init__(
+        self, generator: Any, runtime: NodeRuntime, stops: Sequence[str], prefix: Sequence[int] = ()
+    ) -> None:
         self._generator = generator
         self._runtime = runtime
         self._stops = list(stops)
         self._hold = max((len(s) for s in stops), default=1) - 1
-        self._tokens: list[int] = []
+        self._tokens: list[int] = list(prefix)
         self._pending: list[int] = []
-        self._sent = ""
+        self._sent = self._safe_text() if prefix else ""
+
+    def _safe_text(self) -> str:
+        """The text of the tokens so far that no later token can change."""
+        text = str(self._generator.decode(self._tokens))
+        found = [i for stop in self._stops if (i := text.find(stop)) >= 0]
+        if found:  # the generation ends here, cut before the stop text
+            return text[: min(found)]
+        return text[: max(0, len(text) - self._hold)]
 
     def token(self, token: int) -> None:
         if self._runtime.cancelled():  # within a step of the coordinator taking it back
             raise FailedPreconditionError("the task was taken back; generation stopped")
         self._tokens.append(token)
         self._pending.append(token)
-        text = self._generator.decode(self._tokens)
-        found = [i for stop in self._stops if (i := text.find(stop)) >= 0]
-        if found:  # the generation ends here, cut before the stop text
-            text = text[: min(found)]
-        elif self._hold:
-            text = text[: len(text) - self._hold]
-        safe = text
+        safe = self._safe_text()
         if safe.endswith("\ufffd") or not safe.startswith(self._sent):
             return
         part = generate_pb2.GenerateOutput(
