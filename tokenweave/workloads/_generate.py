@@ -6,7 +6,9 @@ prompt as is) or "chat" (the document is a JSON list of {"role", "content"} mess
 with the model's own chat template). Sampling is seeded, so every honest node produces the same
 tokens for a task. A verifier re-scores a result's tokens in one pass (`verification`: the task
 with the result as its claim; see tokenweave.models._verify) and returns the result when it
-passes, the honest generation otherwise; `compare` then judges the two token sequences.
+passes, the honest generation otherwise; `compare` then judges the two token sequences. A task
+whose node was lost runs again from the tokens it streamed (`resume`: they become the prefix the
+next node re-scores and carries on from), so the client's stream goes on where it stopped.
 
 A task's cost is its prompt plus max_tokens (what it may take); it is billed as prompt tokens in
 and generated tokens out. Each document's result: `token_ids` (int32), `text` and
