@@ -1,15 +1,16 @@
 """Verification by re-scoring: false accusations over honest generations, cheats caught, and
 what a check costs against generating again.
 
-    python benchmarks/bench_verify.py [--prompts 20] [--tokens 64] [--threads 2]
+    python benchmarks/bench_verify.py [--prompts 20] [--tokens 64] [--threads 2] [--precision exact]
 
 For each prompt (questions and excerpts of the shipped book, as chats), in greedy and in seeded
 sampling mode (temperature 0.8, top_p 0.95): an honest generation is re-scored by a second,
 separately loaded decoder (as a verifier node would) — a false accusation is any honest claim
 not passed as it is. Then three dishonest claims for the same task are re-scored: another
-prompt's text, a generation from only the prompt's last 16 tokens (a shortcut), and the FAST
-decoder's output (int8 activations: a cheaper model of the same weights). Printed: counts, and
-the time of a re-scoring pass against the generation it checks.
+prompt's text, a generation from only the prompt's last 16 tokens (a shortcut), and the other
+precision's output (for EXACT, the FAST decoder's: int8 activations, a cheaper model of the same
+weights). `--precision` is the decoder the node and the verifier run. Printed: counts, and the
+time of a re-scoring pass against the generation it checks.
 """
 
 from __future__ import annotations
@@ -60,22 +61,26 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("exact", "fast"), default="exact")
     args = parser.parse_args()
+    precision = Precision(args.precision)
+    other = Precision.FAST if precision is Precision.EXACT else Precision.EXACT
     prepared = prepare_generator(
         "smollm2-135m-instruct", default_cache_dir(), (Precision.EXACT, Precision.FAST)
     )
-    node = Generator(prepared, threads=args.threads)
-    verifier = Generator(prepared, threads=args.threads)
-    cheap = Generator(prepared, Precision.FAST, threads=args.threads)
+    node = Generator(prepared, precision, threads=args.threads)
+    verifier = Generator(prepared, precision, threads=args.threads)
+    cheap = Generator(prepared, other, threads=args.threads)
     modes = {"greedy": lambda i: Sampling(), "sampled": lambda i: Sampling(0.8, 0.95, i)}
     honest = accused = 0
-    caught = {"other text": 0, "last 16 tokens": 0, "fast decoder": 0}
+    accused_in = dict.fromkeys(modes, 0)
+    caught = {"other text": 0, "last 16 tokens": 0, f"{other.value} decoder": 0}
     differs = dict.fromkeys(caught, 0)
     gen_s = check_s = 0.0
     texts = prompts(args.prompts)
     ids = [node.encode(node.chat_prompt([Message("user", t)])) for t in texts]
     for i, prompt in enumerate(ids):
-        for make in modes.values():
+        for mode, make in modes.items():
             sampling = make(i)
 
             def passes(
@@ -94,17 +99,22 @@ def main() -> None:
             check_s += time.perf_counter() - generated
             honest += 1
             accused += not ok
+            accused_in[mode] += not ok
             dishonest = {
                 "other text": node.generate(ids[(i + 1) % len(ids)], args.tokens, sampling),
                 "last 16 tokens": node.generate(prompt[-16:], args.tokens, sampling),
-                "fast decoder": cheap.generate(prompt, args.tokens, sampling),
+                f"{other.value} decoder": cheap.generate(prompt, args.tokens, sampling),
             }
             for kind, forged in dishonest.items():
                 if forged.token_ids != claim.token_ids:
                     differs[kind] += 1
                     caught[kind] += not passes(forged)
         print(f"{i + 1}/{len(ids)} prompts: {accused} false accusations so far", flush=True)
-    print(f"honest claims: {honest}, false accusations: {accused}")
+    print(
+        f"honest claims: {honest}, false accusations: {accused} ("
+        + ", ".join(f"{mode} {n}" for mode, n in accused_in.items())
+        + ")"
+    )
     for kind in caught:
         print(f"{kind}: {caught[kind]} caught of {differs[kind]} that differ from the honest text")
     print(

@@ -103,6 +103,22 @@ def test_exact_mode_continues_greedily_as_transformers_does(
         assert generated == case["greedy"], case["prompt"]
 
 
+def test_greedy_steps_score_the_tokens_that_can_win_exactly(
+    decoder: DecoderSession, reference: dict[str, Any]
+) -> None:
+    """Greedy decoding asks the LM head for the best 64 of each row in fp32, the rest from
+    int8: the exact logits' best are among them (at the edge of the 64, int8 may rank another
+    first), with their exact values."""
+    for case in reference["cases"]:
+        ids = case["input_ids"] + case["greedy"]
+        exact = decoder.prefill(ids, decoder.new_cache())
+        best = decoder.prefill(ids, decoder.new_cache(), all_logits=False)
+        top = np.argsort(-exact)[:16]
+        assert best.argmax() == exact.argmax()
+        np.testing.assert_allclose(best[top], exact[top], rtol=0, atol=1e-4)
+        assert np.delete(best, top).max() < exact[top].min() + 0.5, "the tail stays below"
+
+
 def test_seeded_sampling_is_reproducible(decoder: DecoderSession) -> None:
     prompt = [1, 4093, 198]  # <|im_start|>user\n
     hot = Sampling(temperature=1.0, top_p=0.9, seed=7)

@@ -122,9 +122,12 @@ class DecoderSession:
         empty = np.zeros((1, c.kv_heads, 0, c.head_dim), np.float32)
         return KvCache({name: empty for layer in self._layers for name in layer[:2]})
 
-    def _run(self, ids: Sequence[int], cache: KvCache, logits_from: int) -> Logits:
+    def _run(
+        self, ids: Sequence[int], cache: KvCache, logits_from: int, all_logits: bool = True
+    ) -> Logits:
         """Run `ids` after the cache's tokens; the cache grows by them. Returns the logits of
-        positions `logits_from`.. of `ids`, [positions, vocab]."""
+        positions `logits_from`.. of `ids`, [positions, vocab]: every one exact, or (not
+        `all_logits`) the best 64 of each row exact and the rest approximate (greedy)."""
         total = cache.length + len(ids)
         if total > self.config.context:
             raise InvalidArgumentError(
@@ -135,6 +138,7 @@ class DecoderSession:
             "seqlens_k": np.asarray([total - 1], dtype=np.int32),
             "total_sequence_length": np.asarray(total, dtype=np.int32),
             "logits_from": np.asarray([logits_from], dtype=np.int64),
+            "all_logits": np.asarray(all_logits),
             **cache.tensors,
         }
         outputs = self._session.run(self._outputs, feed)
@@ -147,16 +151,16 @@ class DecoderSession:
         logits: Logits = outputs[0][0]
         return logits
 
-    def prefill(self, ids: Sequence[int], cache: KvCache) -> Logits:
+    def prefill(self, ids: Sequence[int], cache: KvCache, all_logits: bool = True) -> Logits:
         """Run a prompt; the logits after its last token."""
         if not ids:
             raise InvalidArgumentError("the prompt has no tokens")
-        last: Logits = self._run(ids, cache, len(ids) - 1)[0]
+        last: Logits = self._run(ids, cache, len(ids) - 1, all_logits)[0]
         return last
 
-    def step(self, token: int, cache: KvCache) -> Logits:
+    def step(self, token: int, cache: KvCache, all_logits: bool = True) -> Logits:
         """Run one token; the logits after it."""
-        logits: Logits = self._run([token], cache, 0)[0]
+        logits: Logits = self._run([token], cache, 0, all_logits)[0]
         return logits
 
     def score(self, prompt: Sequence[int], continuation: Sequence[int]) -> Logits:
@@ -185,23 +189,24 @@ class DecoderSession:
                 f"model's context of {self.config.context} tokens"
             )
         sampler = sampler or Sampler(sampling)
+        drawn = sampler.sampling.temperature > 0  # from every logit; greedy: the best's
         cache = self.new_cache()
-        logits = self.prefill(prompt, cache)
+        logits = self.prefill(prompt, cache, drawn)
         for produced in range(max_tokens):
             token = sampler.choose(logits)
             if token in stop_ids:
                 return
             yield token
             if produced + 1 < max_tokens:
-                logits = self.step(token, cache)
+                logits = self.step(token, cache, drawn)
 
     def timed(self, prompt: Sequence[int], tokens: int) -> StepTiming:
         """Prefill `prompt`, then decode `tokens` greedily: the time of each phase."""
         cache = self.new_cache()
         started = time.perf_counter()
-        logits = self.prefill(prompt, cache)
+        logits = self.prefill(prompt, cache, all_logits=False)
         prefilled = time.perf_counter()
         for _ in range(tokens):
-            logits = self.step(int(np.argmax(logits)), cache)
+            logits = self.step(int(np.argmax(logits)), cache, all_logits=False)
         done = time.perf_counter()
         return StepTiming(len(prompt), prefilled - started, tokens, done - prefilled)

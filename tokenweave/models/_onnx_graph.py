@@ -80,6 +80,19 @@ class GraphBuilder:
         )
         return claimed
 
+    def branch(self) -> GraphBuilder:
+        """A builder for a subgraph (an If's branch): its own nodes; names, constants and
+        weights shared with this graph (a branch reads them from the outer scope)."""
+        child = GraphBuilder()
+        child._initializers = self._initializers
+        child._names = self._names
+        child._consts = self._consts
+        return child
+
+    def subgraph(self, graph_name: str, outputs: Sequence[onnx.ValueInfoProto]) -> onnx.GraphProto:
+        """This branch's nodes as a graph with no inputs of its own."""
+        return helper.make_graph(self._nodes, graph_name, [], list(outputs))
+
     def build(
         self,
         graph_name: str,
@@ -111,6 +124,7 @@ def tensor_info(name: str, elem_type: int, shape: Sequence[str | int]) -> onnx.V
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
 INT32 = TensorProto.INT32
+BOOL = TensorProto.BOOL
 
 
 def serialize_model(model: onnx.ModelProto) -> bytes:

@@ -7,12 +7,16 @@ of the tokens before them:
     seqlens_k              int32   [1]        tokens in the cache after this call, minus one
     total_sequence_length  int32   []         tokens in the cache after this call
     logits_from            int64   [1]        the first new position whose logits are wanted
+    all_logits             bool    []         every logit exact (sampling, re-scoring), or only
+                                              those that can win (greedy decoding: faster)
     past_key.N/past_value.N  float32 [1, kv_heads, past, head_dim]   for each layer N
   → logits                 float32 [1, new − logits_from, vocab]
     present_key.N/present_value.N  float32 [1, kv_heads, past + new, head_dim]
 
 Generation asks for the last position's logits only; re-scoring a text (verification) asks for
-every position after the prompt's start, in one pass.
+every position after the prompt's start, in one pass. The LM head (the tied embedding, the
+largest matrix) costs a third of a decode step in fp32; greedy decoding asks for the best 64 of
+each position exact, the rest from an int8 pass (`_Builder.head`).
 
 The weights stay as the file quantized them. A Q4_1 matrix (weight = d·q + m per block of 32,
 held as d·(q − z) + m' by _gguf.py) runs as ONNX Runtime's MatMulNBits on (q, d, z), plus the
@@ -41,6 +45,7 @@ import onnx
 
 from tokenweave.models._gguf import BLOCK, GgufModel, LlamaConfig, QuantizedMatrix
 from tokenweave.models._onnx_graph import (
+    BOOL,
     CONTRIB_DOMAIN,
     FLOAT,
     INT32,
@@ -48,6 +53,9 @@ from tokenweave.models._onnx_graph import (
     GraphBuilder,
     tensor_info,
 )
+
+#: How many of each position's best tokens by the int8 LM head are scored again in fp32.
+RESCORED = 64
 
 
 class Precision(enum.Enum):
@@ -159,6 +167,53 @@ class _Builder:
         )
         return normed, total
 
+    def head(self, wanted: str, table: str, embedding: QuantizedMatrix) -> str:
+        """The logits of the wanted positions, from the tied embedding, two ways (the input
+        `all_logits` chooses). True: an fp32 Gemm over the whole vocabulary, about a third of
+        a decode step (sampling needs every logit exact). False: the file's 8-bit values at
+        int8 compute (a quarter of the time), then each position's `RESCORED` best computed
+        again in fp32 and put back: the tokens that can win are scored exactly, the long tail
+        is approximate (enough for greedy decoding, whose choice is then the same)."""
+        c, g = self.config, self.g
+        shape = [1, "wanted", c.vocab]
+        full = g.branch()
+        flat = full.op("Reshape", [wanted, full.ints([-1, c.hidden])], "lm_head.rows")
+        scores = full.op("Gemm", [flat, table], "lm_head.gemm", transB=1)
+        full.op("Reshape", [scores, full.ints([1, -1, c.vocab])], "lm_head.all")
+        best = g.branch()
+        rough = best.op(
+            "MatMulNBits",
+            [
+                wanted,
+                best.weight("lm_head.q", _packed(embedding)),
+                best.weight("lm_head.scales", embedding.scales.reshape(-1)),
+                best.weight("lm_head.zero_points", _zero_points(embedding)),
+            ],
+            "lm_head.rough",
+            domain=CONTRIB_DOMAIN,
+            K=c.hidden,
+            N=c.vocab,
+            bits=embedding.bits,
+            block_size=BLOCK,
+            accuracy_level=4,
+        )
+        top = best.ints([RESCORED])
+        _, ids = best.ops("TopK", [rough, top], "lm_head.top", ["lm_head.top", "lm_head.ids"])
+        rows = best.op("Gather", [table, ids], "lm_head.best_rows", axis=0)  # [1, n, k, hidden]
+        column = best.op("Unsqueeze", [wanted, best.ints([-1])], "lm_head.column")
+        exact = best.op("MatMul", [rows, column], "lm_head.exact")  # [1, n, k, 1]
+        exact = best.op("Squeeze", [exact, best.ints([-1])], "lm_head.best_scores")
+        best.op("ScatterElements", [rough, ids, exact], "lm_head.rescored", axis=-1)
+        return g.op(
+            "If",
+            ["all_logits"],
+            "logits",
+            then_branch=full.subgraph("all_logits", [tensor_info("lm_head.all", FLOAT, shape)]),
+            else_branch=best.subgraph(
+                "best_logits", [tensor_info("lm_head.rescored", FLOAT, shape)]
+            ),
+        )
+
     def rope_caches(self) -> tuple[str, str]:
         c = self.config
         inverse = c.rope_base ** (-np.arange(0, c.head_dim, 2, dtype=np.float64) / c.head_dim)
@@ -228,11 +283,7 @@ class _Builder:
         wanted = g.op(
             "Slice", [normed, "logits_from", g.ints([2**62]), g.ints([1])], "wanted_positions"
         )
-        # fp32 in both modes: the 8-bit head at int8 compute took agreement from 99.0% to 98.0%,
-        # and at fp32 compute MatMulNBits' 8-bit path is 30 times slower than this Gemm.
-        flat = g.op("Reshape", [wanted, g.ints([-1, c.hidden])], "lm_head.rows")
-        scores = g.op("Gemm", [flat, table], "lm_head.gemm", transB=1)
-        g.op("Reshape", [scores, g.ints([1, -1, c.vocab])], "logits")
+        self.head(wanted, table, embedding)
         return g.build(
             "llama_decoder",
             inputs=[
@@ -240,6 +291,7 @@ class _Builder:
                 tensor_info("seqlens_k", INT32, [1]),
                 tensor_info("total_sequence_length", INT32, []),
                 tensor_info("logits_from", INT64, [1]),
+                tensor_info("all_logits", BOOL, []),
                 *[
                     tensor_info(f"{kind}.{layer}", FLOAT, [1, c.kv_heads, "past", c.head_dim])
                     for layer in range(c.layers)
