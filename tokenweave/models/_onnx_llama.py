@@ -175,7 +175,7 @@ class _Builder:
         again in fp32 and put back: the tokens that can win are scored exactly, the long tail
         is approximate (enough for greedy decoding, whose choice is then the same)."""
         c, g = self.config, self.g
-        shape = [1, "wanted", c.vocab]
+        shape: list[str | int] = [1, "wanted", c.vocab]
         full = g.branch()
         flat = full.op("Reshape", [wanted, full.ints([-1, c.hidden])], "lm_head.rows")
         scores = full.op("Gemm", [flat, table], "lm_head.gemm", transB=1)
