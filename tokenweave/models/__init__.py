@@ -23,6 +23,9 @@ The code is organized as follows:
   (_decoder.py) runs it with a key-value cache, Generator (_generator.py) adds the tokenizer,
   chat template (_chat.py) and stops, and verify_generation (_verify.py) checks a claimed
   generation by re-scoring it in one pass.
+* Any ONNX model (_onnx_model.py): inspect_onnx checks a developer's model file (standard
+  operators only, no external data, loads in ONNX Runtime) and returns its OnnxManifest;
+  text_direction_model is the shipped image classifier.
 * UnknownModelError, ModelCacheError, ModelHashMismatchError (_errors.py).
 
 Typical use::
@@ -50,6 +53,14 @@ from tokenweave.models._generator_cache import (
 )
 from tokenweave.models._gguf import LlamaConfig
 from tokenweave.models._onnx_llama import Precision
+from tokenweave.models._onnx_model import (
+    DATATYPES,
+    OnnxManifest,
+    TensorSpec,
+    inspect_onnx,
+    sha256_of,
+    text_direction_model,
+)
 from tokenweave.models._registry import (
     ALL_MINILM_L6_V2,
     SMOLLM2_135M_INSTRUCT,
@@ -75,6 +86,7 @@ from tokenweave.models._verify import verify_generation
 
 __all__ = [
     "ALL_MINILM_L6_V2",
+    "DATATYPES",
     "SMOLLM2_135M_INSTRUCT",
     "SPECIAL_TOKENS_PER_WINDOW",
     "DecoderSession",
@@ -89,11 +101,13 @@ __all__ = [
     "ModelCacheError",
     "ModelHashMismatchError",
     "ModelSpec",
+    "OnnxManifest",
     "Precision",
     "PreparedGenerator",
     "PreparedModel",
     "Sampling",
     "SpecialTokens",
+    "TensorSpec",
     "TokenIds",
     "Tokens",
     "UnknownModelError",
@@ -102,6 +116,7 @@ __all__ = [
     "encode_document",
     "get_generator_spec",
     "get_model_spec",
+    "inspect_onnx",
     "is_generator",
     "known_models",
     "load_generator",
@@ -110,6 +125,8 @@ __all__ = [
     "prepare_generator",
     "prepare_model",
     "render_chat",
+    "sha256_of",
+    "text_direction_model",
     "tokenize",
     "verify_generation",
     "windows_digest",

