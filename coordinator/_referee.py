@@ -28,10 +28,12 @@ from tokenweave.errors import FailedPreconditionError
 from tokenweave.models import (
     EmbeddingSession,
     Generator,
+    OnnxSession,
     PreparedModel,
     load_generator,
     load_prepared,
     load_tokenizer,
+    stored_model_path,
 )
 from tokenweave.workloads import DocumentSource
 
@@ -61,6 +63,7 @@ class LocalRunner:
         self._threads = threads
         self._models: dict[tuple[str, str], _Model] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
+        self._onnx: dict[str, OnnxSession] = {}
         self._lock = threading.Lock()
         self._one_at_a_time = asyncio.Lock()
 
@@ -79,6 +82,16 @@ class LocalRunner:
                 prepared = load_generator(name, self._cache_dir, expected_sha256=sha256)
                 loaded = Generator(prepared, threads=self._threads)
                 self._generators[(name, sha256)] = loaded
+            return loaded
+
+    def onnx(self, name: str, sha256: str) -> OnnxSession:
+        """A registered model, from the file the coordinator kept when it was registered."""
+        with self._lock:
+            loaded = self._onnx.get(sha256)
+            if loaded is None:
+                path = stored_model_path(self._cache_dir, sha256)
+                loaded = OnnxSession(path, sha256, ["CPUExecutionProvider"], self._threads)
+                self._onnx[sha256] = loaded
             return loaded
 
     def report(self, output: bytes) -> None:

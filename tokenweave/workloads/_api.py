@@ -32,7 +32,15 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from tokenweave.models import Generator, GeneratorSpec, ModelSpec, PreparedModel
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.models import (
+    Generator,
+    GeneratorSpec,
+    ModelSpec,
+    OnnxManifest,
+    OnnxModelSpec,
+    PreparedModel,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +61,33 @@ class DocumentInput:
     name: str
     text: str
     source: DocumentSource | None = None
+    #: A binary input instead of a text (the infer workload's tensors, a TensorMap).
+    data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
 class PlanContext:
     """What the coordinator lends a plan: the model and its own settings."""
 
-    model: ModelSpec | GeneratorSpec
+    model: ModelSpec | GeneratorSpec | OnnxModelSpec
     model_sha256: str
-    tokenizer: Tokenizer
+    #: A text model's tokenizer (None for a model of tensors).
+    tokenizer: Tokenizer | None
     #: Work items (e.g. windows) grouped into one task (coordinator --windows-per-shard).
     items_per_task: int
     #: Coordinator defaults for options the job leaves out (e.g. {"overlap": "32"}).
     defaults: Mapping[str, str]
     #: A generator's chat template (Jinja), for chat prompts.
     chat_template: str = ""
+
+    @property
+    def text_tokenizer(self) -> Tokenizer:
+        """The tokenizer of a text model; INVALID_ARGUMENT for a model of tensors."""
+        if self.tokenizer is None:
+            raise InvalidArgumentError(
+                f"model {self.model.name} takes tensors, not text: run it with the infer workload"
+            )
+        return self.tokenizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +160,18 @@ class LoadedModel(Protocol):
         ...
 
 
+class OnnxRunner(Protocol):
+    """A registered ONNX model a node has loaded."""
+
+    manifest: OnnxManifest
+
+    def run(
+        self, inputs: Mapping[str, npt.NDArray[np.generic]]
+    ) -> dict[str, npt.NDArray[np.generic]]:
+        """Every output of the model for these inputs."""
+        ...
+
+
 class NodeRuntime(Protocol):
     """What a node lends a task: its loaded model and its dataset reader."""
 
@@ -149,6 +181,10 @@ class NodeRuntime(Protocol):
 
     def generator(self, name: str, sha256: str) -> Generator:
         """The loaded text generator; FailedPreconditionError when the node lacks it."""
+        ...
+
+    def onnx(self, name: str, sha256: str) -> OnnxRunner:
+        """A registered ONNX model the node serves; FailedPreconditionError when it does not."""
         ...
 
     def read_document(self, source: DocumentSource, label: str) -> str:

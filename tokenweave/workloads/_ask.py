@@ -191,7 +191,7 @@ class AskWorkload(GenerateWorkload):
     @staticmethod
     def _ids(context: PlanContext, messages: Sequence[Message]) -> list[int]:
         prompt = render_chat(context.chat_template, messages)
-        return list(context.tokenizer.encode(prompt, add_special_tokens=False).ids)
+        return list(context.text_tokenizer.encode(prompt, add_special_tokens=False).ids)
 
     def _task(
         self,
@@ -230,7 +230,7 @@ class AskWorkload(GenerateWorkload):
         planned, tasks = [], []
         for d, doc in enumerate(documents):
             # In pieces: a whole 8 MiB document in one call would hold ~1.4 GB of objects.
-            offsets = tokenize(context.tokenizer, doc.text).offsets
+            offsets = tokenize(context.text_tokenizer, doc.text).offsets
             if not len(offsets):
                 raise InvalidArgumentError(f"document {d} has no tokens")
             start = 0
@@ -277,7 +277,7 @@ class AskWorkload(GenerateWorkload):
             # The note is the text of its tokens as the coordinator decodes them, not the text
             # the node sent beside them (which goes unchecked).
             ids = tensors.from_bytes(out.token_ids, "uint32").tolist()
-            text = str(context.tokenizer.decode(ids, skip_special_tokens=True)).strip()
+            text = str(context.text_tokenizer.decode(ids, skip_special_tokens=True)).strip()
             if _is_note(text) and (
                 detail["kind"] != "map" or grounded(text, detail["excerpt"], settings["question"])
             ):
@@ -293,7 +293,9 @@ class AskWorkload(GenerateWorkload):
         """One answer task when every note fits one prompt; else reduce tasks, each combining
         as many notes as fit."""
         question = settings["question"]
-        sizes = [len(context.tokenizer.encode(f"[{len(notes)}] {n.text}\n").ids) for n in notes]
+        sizes = [
+            len(context.text_tokenizer.encode(f"[{len(notes)}] {n.text}\n").ids) for n in notes
+        ]
         overhead = len(self._ids(context, _reduce_prompt(question, [], final=False)))
 
         def room(answer_tokens: int) -> int:

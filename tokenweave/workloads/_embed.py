@@ -21,6 +21,7 @@ from tokenweave import tensors
 from tokenweave.errors import InvalidArgumentError, clip
 from tokenweave.models import (
     SPECIAL_TOKENS_PER_WINDOW,
+    GeneratorSpec,
     ModelSpec,
     encode_document,
     tokenize,
@@ -62,9 +63,13 @@ MAX_JOB_WINDOWS = 131_072
 
 
 def _embedder(context: PlanContext) -> ModelSpec:
-    if not isinstance(context.model, ModelSpec):
+    if isinstance(context.model, GeneratorSpec):
         raise InvalidArgumentError(
             f"model {context.model.name!r} generates text; embed needs an embedding model"
+        )
+    if not isinstance(context.model, ModelSpec):
+        raise InvalidArgumentError(
+            f"model {context.model.name!r} takes tensors, not text; embed needs an embedding model"
         )
     return context.model
 
@@ -125,7 +130,7 @@ class EmbedWorkload(Workload):
             # One document at a time, a chunk at a time (`tokenize`): memory holds 12 bytes a
             # token of the job and one chunk's tokenizer objects, never a whole document's
             # (about 0.9 KB a token: 2 GB for 8 MiB, bench_plan_memory.py).
-            tokens = tokenize(context.tokenizer, doc.text)
+            tokens = tokenize(context.text_tokenizer, doc.text)
             doc_ids, offsets = tokens.ids, tokens.offsets
             if len(doc_ids) == 0:
                 raise InvalidArgumentError(

@@ -112,9 +112,9 @@ class GenerateWorkload(Workload):
 
     def _longest_token(self, context: PlanContext) -> int:
         """The longest token of the model's vocabulary, in bytes (or characters, at least)."""
-        key = id(context.tokenizer)
+        key = id(context.text_tokenizer)
         if key not in self._longest:
-            vocab = context.tokenizer.get_vocab(with_added_tokens=True)
+            vocab = context.text_tokenizer.get_vocab(with_added_tokens=True)
             self._longest[key] = max((len(t.encode()) for t in vocab), default=1)
         return self._longest[key]
 
@@ -161,7 +161,7 @@ class GenerateWorkload(Workload):
                     f"of {spec.context} tokens can hold ({limit} bytes; for long documents, use "
                     "`tokenweave submit ask`)"
                 )
-            ids = context.tokenizer.encode(prompt, add_special_tokens=False).ids
+            ids = context.text_tokenizer.encode(prompt, add_special_tokens=False).ids
             if not ids:
                 raise InvalidArgumentError(f"{label} has no tokens")
             if len(ids) + max_tokens > spec.context:
@@ -204,7 +204,7 @@ class GenerateWorkload(Workload):
         return {
             "prompt_tokens": prompt_tokens,
             "max_tokens": max_tokens,
-            "vocab": context.tokenizer.get_vocab_size(),
+            "vocab": context.text_tokenizer.get_vocab_size(),
             # The text of max_tokens tokens can be no longer than this.
             "max_text_bytes": max_tokens * self._longest_token(context),
         }

@@ -1,0 +1,122 @@
+"""The infer workload on a real ONNX Runtime session: a batch cut into tasks and joined again
+exactly, inputs checked against the manifest, outputs checked and compared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tokenweave import tensors
+from tokenweave.errors import InvalidArgumentError
+from tokenweave.models import OnnxModelSpec, OnnxSession, inspect_onnx, store_model
+from tokenweave.models import stored_model_path as stored
+from tokenweave.workloads import DocumentInput, PlanContext, get
+
+from .. import onnx_models
+
+WORKLOAD = get("infer")
+MODEL = onnx_models.classifier()
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> OnnxSession:
+    cache = tmp_path_factory.mktemp("models")
+    sha256 = store_model(cache, MODEL)
+    return OnnxSession(stored(cache, sha256), sha256, threads=1)
+
+
+def context(items_per_task: int = 4) -> PlanContext:
+    spec = OnnxModelSpec("classifier", inspect_onnx(MODEL))
+    return PlanContext(spec, "", None, items_per_task, {})
+
+
+class _Runtime:
+    def __init__(self, session: OnnxSession) -> None:
+        self._session = session
+
+    def onnx(self, name: str, sha256: str) -> OnnxSession:
+        return self._session
+
+
+def request(**arrays: np.ndarray) -> DocumentInput:
+    return DocumentInput("r", "", data=tensors.pack(arrays))
+
+
+def test_a_batch_is_cut_into_tasks_run_and_joined_in_order(session: OnnxSession) -> None:
+    images = np.random.default_rng(1).normal(size=(10, 1, 8, 8)).astype(np.float32)
+    plan = WORKLOAD.plan("classifier", [request(image=images)], {}, context(items_per_task=4))
+    assert [t.cost for t in plan.tasks] == [4, 4, 2]
+    assert plan.options == {"rows_per_task": "4"}
+    assert plan.items == 10
+    runtime = _Runtime(session)
+    done = []
+    for task in plan.tasks:
+        run = WORKLOAD.run("classifier", session.sha256, task.payload, runtime)  # type: ignore[arg-type]
+        WORKLOAD.check(task.detail, run.output)
+        assert WORKLOAD.compare(task.detail, run.output, run.output) == 1.0
+        assert WORKLOAD.meter(task.cost, task.detail, run.output).input_tokens == task.cost
+        done.append((task.detail, run.output))
+    [result] = WORKLOAD.merge(plan.documents, done)
+    bare = ort.InferenceSession(MODEL).run(["probs"], {"image": images})[0]
+    np.testing.assert_array_equal(result["probs"], bare)
+
+
+def test_outputs_that_are_not_the_models_are_refused_or_disagree(session: OnnxSession) -> None:
+    images = np.random.default_rng(2).normal(size=(3, 1, 8, 8)).astype(np.float32)
+    [task] = WORKLOAD.plan("classifier", [request(image=images)], {}, context()).tasks
+    honest = WORKLOAD.run("classifier", "", task.payload, _Runtime(session)).output  # type: ignore[arg-type]
+    probs = tensors.unpack(honest)["probs"]
+    for forged, message in [
+        ({"other": probs}, "not the model's"),
+        ({"probs": probs.astype(np.float16)}, "is float16, not float32"),
+        ({"probs": probs[:2]}, "has 2 rows; the task has 3"),
+        ({"probs": np.ones((3, 4), np.float32)}, "has 4 at dimension 1"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            WORKLOAD.check(task.detail, tensors.pack(forged))
+    nearly = tensors.pack({"probs": probs + 1e-7})
+    assert WORKLOAD.compare(task.detail, honest, nearly) > 0.9999
+    for cheat in (probs * 2, probs[::-1].copy(), np.full_like(probs, 1 / 3)):
+        assert WORKLOAD.compare(task.detail, honest, tensors.pack({"probs": cheat})) < 0.99
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"pixels": np.ones((1, 1, 8, 8), np.float32)}, "the model has no input 'pixels'"),
+        ({}, "not text"),
+        ({"image": np.ones((1, 1, 8, 8), np.int64)}, "input 'image' is INT64 .int64.; the model"),
+        ({"image": np.ones((1, 8, 8), np.float32)}, "has 3 dimensions; the model takes 4"),
+        ({"image": np.ones((1, 3, 8, 8), np.float32)}, "has 3 at dimension 1; the model takes 1"),
+        ({"image": np.ones((0, 1, 8, 8), np.float32)}, "the inputs hold no rows"),
+    ],
+    ids=["wrong-name", "nothing", "wrong-dtype", "wrong-rank", "wrong-dim", "no-rows"],
+)
+def test_bad_inputs_name_the_input_and_what_is_wrong(
+    inputs: dict[str, np.ndarray], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        WORKLOAD.plan("classifier", [request(**inputs)], {}, context())
+
+
+def test_bad_requests_and_options_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="not a TensorMap"):
+        WORKLOAD.plan("classifier", [DocumentInput("r", "", data=b"\xff\x01")], {}, context())
+    with pytest.raises(InvalidArgumentError, match="unknown option"):
+        WORKLOAD.plan("classifier", [request(image=np.ones((1, 1, 8, 8), np.float32))],
+                      {"window": "3"}, context())  # fmt: skip
+    text = PlanContext(context().model, "", None, 4, {})
+    with pytest.raises(InvalidArgumentError, match="takes tensors"):
+        WORKLOAD.plan("classifier", [DocumentInput("t", "some text")], {}, text)
+    assert json.loads(WORKLOAD.plan(
+        "classifier", [request(image=np.ones((2, 1, 8, 8), np.float32))],
+        {"rows_per_task": "1"}, context()).tasks[1].detail)["rows"] == 1  # fmt: skip
+
+
+def test_a_text_workload_refuses_a_model_of_tensors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="takes tensors, not text"):
+        get("embed").plan("classifier", [DocumentInput("t", "some text")], {}, context())

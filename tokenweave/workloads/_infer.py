@@ -1,0 +1,208 @@
+"""The infer workload: a registered ONNX model (any modality) run on tensors, split over nodes.
+
+A job's document is one request: its `data` is a TensorMap holding every input of the model (the
+Open Inference Protocol's ModelInfer arrives as one). Each input is checked against the model's
+manifest — the name, the dtype, the rank, every fixed dimension — and, for a batched model (every
+input and output has a first dimension of any size), the inputs' rows are cut into tasks of at
+most `rows_per_task` rows (option; default: the coordinator's items per task), run on whichever
+nodes serve the model, and joined again in order. A model whose batch is fixed runs as one task.
+
+A task's payload is the TensorMap of its rows; its output the TensorMap of every output of the
+model. The coordinator checks an output against the manifest (names, dtypes, fixed dimensions,
+and the task's rows along the batch) and compares two runs per output: integers and booleans
+must be equal; floats by 1 − ‖a − b‖ / max(‖a‖, ‖b‖), which --verify-tolerance bounds (honest
+CPUs and GPUs differ by rounding; a scaled or shuffled output does not pass). A task is billed
+its rows, as items: `Usage.input_tokens` counts them for a model of tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenweave import tensors
+from tokenweave.errors import InvalidArgumentError, clip
+from tokenweave.models import DATATYPES, OnnxManifest, OnnxModelSpec, TensorSpec
+from tokenweave.workloads._api import (
+    DocumentInput,
+    DocumentPlan,
+    JobPlan,
+    NodeRuntime,
+    PlanContext,
+    TaskPlan,
+    TaskRun,
+    Usage,
+    Workload,
+)
+from tokenweave.workloads._options import check_known, int_option
+
+#: The most rows one task may hold.
+MAX_ROWS_PER_TASK = 1 << 20
+
+Arrays = dict[str, npt.NDArray[np.generic]]
+
+
+def _shape_error(spec: TensorSpec, shape: tuple[int, ...]) -> str | None:
+    if len(shape) != len(spec.shape):
+        return f"has {len(shape)} dimensions; the model takes {len(spec.shape)}"
+    for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
+        if want >= 0 and want != got:
+            return f"has {got} at dimension {axis}; the model takes {want}"
+    return None
+
+
+def check_inputs(manifest: OnnxManifest, inputs: Mapping[str, Any], where: str) -> int:
+    """INVALID_ARGUMENT naming the input and what is wrong, unless `inputs` are exactly the
+    model's inputs with its dtypes and shapes; returns the rows (the batch) they hold."""
+    for name in inputs:
+        if name not in {t.name for t in manifest.inputs}:
+            manifest.input(name)  # raises, listing the inputs
+    rows: set[int] = set()
+    for spec in manifest.inputs:
+        if spec.name not in inputs:
+            raise InvalidArgumentError(f"{where}: input {clip(spec.name)} is missing")
+        array = inputs[spec.name]
+        if array.dtype.name != spec.dtype:
+            raise InvalidArgumentError(
+                f"{where}: input {clip(spec.name)} is {tensors_name(array)}; the model takes "
+                f"{spec.datatype} ({spec.dtype})"
+            )
+        problem = _shape_error(spec, tuple(array.shape))
+        if problem:
+            raise InvalidArgumentError(
+                f"{where}: input {clip(spec.name)} of shape {list(array.shape)} {problem}"
+            )
+        rows.add(int(array.shape[0]) if array.ndim else 1)
+    if manifest.batched and len(rows) > 1:
+        raise InvalidArgumentError(
+            f"{where}: the inputs' batches differ ({sorted(rows)}); every input needs the same"
+        )
+    batch = rows.pop() if rows else 1
+    if manifest.batched and batch < 1:
+        raise InvalidArgumentError(f"{where}: the inputs hold no rows")
+    return batch
+
+
+def tensors_name(array: npt.NDArray[np.generic]) -> str:
+    return f"{DATATYPES.get(array.dtype.name, array.dtype.name)} ({array.dtype.name})"
+
+
+def _manifest(context: PlanContext, model: str) -> OnnxManifest:
+    if not isinstance(context.model, OnnxModelSpec):
+        raise InvalidArgumentError(
+            f"model {clip(model)} is not a registered ONNX model: infer runs models added with "
+            "`tokenweave models add`"
+        )
+    return context.model.manifest
+
+
+class InferWorkload(Workload):
+    name = "infer"
+    options: tuple[str, ...] = ("rows_per_task",)
+
+    def plan(
+        self,
+        model: str,
+        documents: Sequence[DocumentInput],
+        options: Mapping[str, str],
+        context: PlanContext,
+    ) -> JobPlan:
+        manifest = _manifest(context, model)
+        check_known(options, self.options, self.name)
+        per_task = int_option(options, "rows_per_task", 1, MAX_ROWS_PER_TASK)
+        per_task = per_task or max(1, context.items_per_task)
+        outputs = [
+            {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in manifest.outputs
+        ]
+        docs: list[DocumentPlan] = []
+        tasks: list[TaskPlan] = []
+        for index, doc in enumerate(documents):
+            where = f"request {index}" + (f" ({clip(doc.name)})" if doc.name else "")
+            if doc.source is not None or not doc.data:
+                raise InvalidArgumentError(f"{where}: infer takes tensors (a TensorMap), not text")
+            inputs = tensors.unpack(doc.data, f"{where}'s inputs")
+            rows = check_inputs(manifest, inputs, where)
+            cuts = range(0, rows, per_task) if manifest.batched else range(1)
+            for start in cuts:
+                end = min(rows, start + per_task) if manifest.batched else rows
+                part = {k: v[start:end] for k, v in inputs.items()} if manifest.batched else inputs
+                detail = {"document": index, "rows": end - start, "batched": manifest.batched}
+                tasks.append(
+                    TaskPlan(
+                        cost=max(1, end - start),
+                        payload=tensors.pack(part),
+                        detail=json.dumps({**detail, "outputs": outputs}).encode(),
+                    )
+                )
+            docs.append(DocumentPlan(doc.name, rows, json.dumps({"rows": rows}).encode()))
+        return JobPlan(
+            options={"rows_per_task": str(per_task)},
+            documents=tuple(docs),
+            tasks=tuple(tasks),
+            items=sum(d.tokens for d in docs),
+        )
+
+    def run(self, model: str, model_sha256: str, payload: bytes, runtime: NodeRuntime) -> TaskRun:
+        session = runtime.onnx(model, model_sha256)
+        inputs = tensors.unpack(payload, "the task's inputs")
+        rows = check_inputs(session.manifest, inputs, "the task")
+        outputs = session.run(inputs)
+        return TaskRun(tensors.pack(outputs), rows)
+
+    def check(self, detail: bytes, output: bytes) -> None:
+        task = json.loads(detail)
+        arrays = tensors.unpack(output, "the outputs")
+        wanted = {o["name"]: o for o in task["outputs"]}
+        if set(arrays) != set(wanted):
+            raise InvalidArgumentError(
+                f"outputs {sorted(arrays)[:8]} are not the model's {sorted(wanted)[:8]}"
+            )
+        for name, array in arrays.items():
+            spec = TensorSpec(name, wanted[name]["dtype"], tuple(wanted[name]["shape"]))
+            if array.dtype.name != spec.dtype:
+                raise InvalidArgumentError(
+                    f"output {clip(name)} is {array.dtype}, not {spec.dtype}"
+                )
+            problem = _shape_error(spec, tuple(array.shape))
+            if problem is None and task["batched"] and array.shape[0] != task["rows"]:
+                problem = f"has {array.shape[0]} rows; the task has {task['rows']}"
+            if problem:
+                raise InvalidArgumentError(f"output {clip(name)} {problem}")
+
+    def compare(self, detail: bytes, a: bytes, b: bytes) -> float:
+        x, y = tensors.unpack(a), tensors.unpack(b)
+        scores = [1.0]
+        for name, first in x.items():
+            second = y[name]
+            if first.shape != second.shape:
+                return -1.0
+            if first.dtype.kind != "f":
+                scores.append(1.0 if np.array_equal(first, second) else 0.0)
+                continue
+            p, q = first.astype(np.float64).ravel(), second.astype(np.float64).ravel()
+            scale = max(float(np.linalg.norm(p)), float(np.linalg.norm(q)))
+            if not np.isfinite(scale):
+                scores.append(1.0 if np.array_equal(first, second, equal_nan=True) else 0.0)
+            elif scale > 0:
+                scores.append(1.0 - float(np.linalg.norm(p - q)) / scale)
+        return min(scores)
+
+    def merge(
+        self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
+    ) -> list[dict[str, npt.NDArray[np.generic]]]:
+        parts: list[list[Arrays]] = [[] for _ in documents]
+        for detail, output in tasks:
+            parts[json.loads(detail)["document"]].append(tensors.unpack(output))
+        return [
+            {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+            if len(pieces) > 1
+            else pieces[0]
+            for pieces in parts
+        ]
+
+    def meter(self, cost: int, detail: bytes, output: bytes) -> Usage:
+        return Usage(input_tokens=int(json.loads(detail)["rows"]))
