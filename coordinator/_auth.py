@@ -80,6 +80,10 @@ _SERVICES = {
         "": Access.PUBLIC,
         "CloseEpoch": Access.ADMIN,
     },
+    # Nodes list the registered models before they register.
+    "tokenweave.v1.ModelService": {"": Access.CLIENT, "ListModels": Access.PUBLIC},
+    # The Open Inference Protocol: health and metadata are public, as in Triton.
+    "inference.GRPCInferenceService": {"": Access.PUBLIC, "ModelInfer": Access.CLIENT},
     "tokenweave.v1.AuthService": {
         "": Access.ADMIN,
         "WhoAmI": Access.CLIENT,

@@ -1,7 +1,8 @@
 """The models this coordinator serves: name → spec, file hash and tokenizer.
 
 An embedding model is served by its ONNX file's hash; a generator by its exact decoder's (every
-node of a generation job runs that same file, so seeded generation gives the same tokens).
+node of a generation job runs that same file, so seeded generation gives the same tokens); a
+registered ONNX model by its file's (added while the coordinator runs: `OnnxModels`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tokenweave.errors import NotFoundError, clip
 from tokenweave.models import (
     GeneratorSpec,
     ModelSpec,
+    OnnxModelSpec,
     Precision,
     is_generator,
     load_tokenizer,
@@ -26,9 +28,10 @@ from tokenweave.models import (
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    spec: ModelSpec | GeneratorSpec
+    spec: ModelSpec | GeneratorSpec | OnnxModelSpec
     sha256: str
-    tokenizer: Tokenizer
+    #: A text model's (None for a model of tensors).
+    tokenizer: Tokenizer | None
     #: Generators: the chat template chat prompts are rendered with.
     chat_template: str = ""
 
@@ -57,6 +60,11 @@ class ModelCatalog:
     @property
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def add(self, entry: CatalogEntry) -> None:
+        """Serve a model registered while running (a name is never taken over)."""
+        if self._entries.setdefault(entry.spec.name, entry) is not entry:
+            raise ValueError(f"model {entry.spec.name!r} is already served")
 
     def get(self, name: str) -> CatalogEntry:
         try:

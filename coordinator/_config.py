@@ -48,6 +48,8 @@ class CoordinatorConfig:
     #: Bytes a dataset job may read (the expanded size of its DAG), and that an upload may
     #: describe.
     max_dataset_bytes: int = 256 * 1024 * 1024
+    #: The largest ONNX model file a client may register.
+    max_model_bytes: int = 1024 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024 * 1024 * 1024
     #: Bytes of datasets one client may have uploaded (they land on operators' disks).
     max_stored_bytes: int = 10 * 1024 * 1024 * 1024
@@ -77,8 +79,9 @@ class CoordinatorConfig:
     #: Nodes whose reputation (halved by each wrong output or failed audit) falls below this are
     #: refused.
     min_reputation: float = 0.2
-    #: Reward tokens per 1,000 model tokens, per model: "MODEL=PRICE".
-    prices: tuple[str, ...] = ("all-minilm-l6-v2=1", "smollm2-135m-instruct=0.5/2")
+    #: Reward tokens per 1,000 model tokens, per model: "MODEL=PRICE"; "*=PRICE" for every
+    #: registered ONNX model without a price of its own (per 1,000 items).
+    prices: tuple[str, ...] = ("all-minilm-l6-v2=1", "smollm2-135m-instruct=0.5/2", "*=1")
     #: "embedded" (an in-process EVM with fresh contracts) or an EVM JSON-RPC URL.
     chain: str = "embedded"
     #: Hex private key that deploys the contracts and holds their admin role (required with a

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.errors import FailedPreconditionError
@@ -33,11 +34,15 @@ from tokenweave.storage import (
     dataset_documents,
     measure_dag,
     range_blocks,
+    read_file,
 )
 from tokenweave.workloads import DocumentInput, DocumentSource
 
 if TYPE_CHECKING:
     from tokenweave.storage import BlockExchange
+
+T = TypeVar("T")
+BlockSource = Callable[[CID], bytes]
 
 #: JSON Lines field read when a job does not name one.
 DEFAULT_TEXT_FIELD = "text"
@@ -115,42 +120,81 @@ class DatasetReader:
         Cancelling the caller stops the read: it waits for the reading thread, which stops at its
         next block (a fetch in flight is cut short), before it lets the cancellation through.
         """
-        _, blocks = await self._index.status(root)  # NotFoundError for an unknown root
-        holders = {cid: frozenset(nodes) for cid, nodes in blocks}
-        addresses = await self._index.peer_addresses()
         field = text_field or DEFAULT_TEXT_FIELD
+
+        def read(source: BlockSource, root: CID) -> DatasetDocuments:
+            # Interior blocks fetched here are kept: the limits bound them, the read needs them.
+            measure_dag(root, source, self._limits, include=_read_by_jobs)
+            documents = []
+            for ref, text in dataset_documents(root, source, field, name_field):
+                inline = ref.file == root  # one JSON Lines file; else one .txt file per document
+                blocks = range_blocks(ref.file, source, ref.start, ref.end)
+                where = DocumentSource(
+                    file=str(ref.file),
+                    start=ref.start,
+                    end=ref.end,
+                    text_field=field if inline else "",
+                    blocks=tuple(str(b) for b in blocks),
+                )
+                documents.append(DocumentInput(ref.name, text, where))
+            return DatasetDocuments(tuple(documents), holders)
+
+        holders = await self._holders(root)
+        return await self._read(root, holders, read)
+
+    async def file(self, root: str, max_bytes: int) -> bytes:
+        """The bytes of the file `root` (a model's), read from the nodes: refused before it is
+        read when its DAG declares more than `max_bytes`."""
+        limits = dataclasses.replace(self._limits, max_bytes=max_bytes)
+
+        def read(source: BlockSource, root: CID) -> bytes:
+            measure_dag(root, source, limits)
+            return b"".join(read_file(root, source))
+
+        return await self._read(root, await self._holders(root), read)
+
+    async def _holders(self, root: str) -> dict[str, frozenset[str]]:
+        _, blocks = await self._index.status(root)  # NotFoundError for an unknown root
+        return {cid: frozenset(nodes) for cid, nodes in blocks}
+
+    async def _read(
+        self,
+        root: str,
+        holders: Mapping[str, frozenset[str]],
+        read: Callable[[BlockSource, CID], T],
+    ) -> T:
+        """`read(source, root)` in a worker thread, `source` fetching blocks from the nodes that
+        hold them; cancellable (see `documents`)."""
+        addresses = await self._index.peer_addresses()
         flag = CancelFlag()
         with self._lock:
             if self._closed:
                 flag.cancel("the coordinator is shutting down")
             self._reads.add(flag)
-        read = asyncio.ensure_future(
-            asyncio.to_thread(
-                self._read, CID.parse(root), field, name_field, holders, addresses, flag
-            )
+        run = asyncio.ensure_future(
+            asyncio.to_thread(self._run, CID.parse(root), holders, addresses, flag, read)
         )
-        read.add_done_callback(lambda _: self._forget(flag))
+        run.add_done_callback(lambda _: self._forget(flag))
         try:
-            return await asyncio.shield(read)
+            return await asyncio.shield(run)
         except asyncio.CancelledError:
             flag.cancel("the request was cancelled")
             with contextlib.suppress(Exception):
-                await read
+                await run
             raise
 
     def _forget(self, flag: CancelFlag) -> None:
         with self._lock:
             self._reads.discard(flag)
 
-    def _read(
+    def _run(
         self,
         root: CID,
-        text_field: str,
-        name_field: str,
         holders: Mapping[str, frozenset[str]],
         addresses: Mapping[str, tuple[str, ...]],
         cancel: CancelFlag,
-    ) -> DatasetDocuments:
+        read: Callable[[BlockSource, CID], T],
+    ) -> T:
         cancel.check()
         exchange = self._started()
         interior: dict[CID, bytes] = {}  # kept to list each document's blocks without refetching
@@ -169,20 +213,7 @@ class DatasetReader:
                 interior[cid] = data
             return data
 
-        # Interior blocks fetched here are kept: the limits bound them, and the read needs them.
-        measure_dag(root, source, self._limits, include=_read_by_jobs)
-        documents = []
-        for ref, text in dataset_documents(root, source, text_field, name_field):
-            inline = ref.file == root  # one JSON Lines file; else one .txt file per document
-            where = DocumentSource(
-                file=str(ref.file),
-                start=ref.start,
-                end=ref.end,
-                text_field=text_field if inline else "",
-                blocks=tuple(str(b) for b in range_blocks(ref.file, source, ref.start, ref.end)),
-            )
-            documents.append(DocumentInput(ref.name, text, where))
-        return DatasetDocuments(tuple(documents), holders)
+        return read(source, root)
 
 
 def _read_by_jobs(name: str) -> bool:

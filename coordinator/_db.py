@@ -320,6 +320,21 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
+class OnnxModelRow(Base):
+    """An ONNX model a developer registered: its file is a dataset of the network."""
+
+    __tablename__ = "onnx_models"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    cid: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: `OnnxManifest.to_json()`.
+    manifest: Mapped[str]
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[timestamp]
+
+
 class SchemaRow(Base):
     """The version of these tables a database was created with."""
 
@@ -330,7 +345,7 @@ class SchemaRow(Base):
 
 #: Bumped whenever a table changes shape; a database of another version is refused (it has to be
 #: created afresh until migrations exist).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

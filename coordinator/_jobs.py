@@ -121,9 +121,9 @@ class JobStore:
                 f"{self._limits.max_documents}"
             )
         for i, doc in enumerate(request.documents):
-            if not doc.text.strip():
+            if not doc.text.strip() and not doc.data:
                 raise InvalidArgumentError(f"{document_label(i, doc.name)} is empty")
-            size = len(doc.text.encode())
+            size = len(doc.text.encode()) + len(doc.data)
             if size > self._limits.max_document_bytes:
                 raise InvalidArgumentError(
                     f"{document_label(i, doc.name)} is {size} bytes; the limit is "

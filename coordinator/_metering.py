@@ -32,11 +32,16 @@ def format_wei(wei: int) -> str:
     return f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
 
 
+#: The price entry of every model without one of its own: developers' registered ONNX models,
+#: whose units are items (rows of a batch).
+ANY_MODEL = "*"
+
+
 @dataclass(frozen=True)
 class PriceList:
     """Reward per 1,000 model tokens, per model, in micro-tokens: input tokens (an embedded
     text, a prompt) at one price, output (generated) tokens at another, the input price when
-    none is given."""
+    none is given. A model of tensors is billed per 1,000 items."""
 
     per_1k_micro: Mapping[str, int]
     output_per_1k_micro: Mapping[str, int] = field(default_factory=dict)
@@ -62,11 +67,11 @@ class PriceList:
 
     def reward_micro(self, model: str, usage: Usage) -> int:
         """Rounded down to the micro-token."""
-        try:
-            per_1k = self.per_1k_micro[model]
-        except KeyError:
-            raise NotFoundError(f"no price for model {model!r}") from None
-        per_1k_out = self.output_per_1k_micro.get(model, per_1k)
+        per_1k = self.per_1k_micro.get(model, self.per_1k_micro.get(ANY_MODEL))
+        if per_1k is None:
+            raise NotFoundError(f"no price for model {model!r}")
+        fallback_out = self.output_per_1k_micro.get(ANY_MODEL, per_1k)
+        per_1k_out = self.output_per_1k_micro.get(model, fallback_out)
         return (usage.input_tokens * per_1k + usage.output_tokens * per_1k_out) // 1000
 
 

@@ -17,7 +17,6 @@ server-sent events: the text as the nodes generate it. FastAPI serves the OpenAP
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -36,7 +35,7 @@ from tokenweave.coordinator._auth import Principal, act_as
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._servicers import JobServicer
 from tokenweave.errors import InvalidArgumentError, TokenweaveError
-from tokenweave.models import GeneratorSpec
+from tokenweave.models import GeneratorSpec, OnnxModelSpec
 from tokenweave.v1 import generate_pb2, jobs_pb2
 
 #: The gRPC method each route stands for: its access level and rate limit apply.
@@ -138,6 +137,10 @@ class OpenAiApi:
 
     def _kind(self, model: str, generator: bool) -> None:
         spec = self._catalog.get(model).spec  # NOT_FOUND for a model not served
+        if isinstance(spec, OnnxModelSpec):
+            raise InvalidArgumentError(
+                f"model {model!r} takes tensors: use the Open Inference Protocol (/v2/models/…)"
+            )
         if isinstance(spec, GeneratorSpec) != generator:
             what = "generates text" if isinstance(spec, GeneratorSpec) else "embeds text"
             raise InvalidArgumentError(f"model {model!r} {what}; use the other endpoint")
@@ -154,23 +157,10 @@ class OpenAiApi:
     ) -> tuple[jobs_pb2.Job, list[jobs_pb2.DocumentResult]]:
         """Wait for the job and read its results; a caller that goes away before the job is
         done cancels it."""
-        job_id = job.job_id
-        try:
-            watch = jobs_pb2.WatchJobRequest(job_id=job_id)
-            async for event in self._jobs.WatchJob(watch, caller):  # type: ignore[arg-type]
-                job = event.job
-            if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
-                raise _JobFailedError(job.error or jobs_pb2.JobState.Name(job.state))
-            results = jobs_pb2.GetJobResultRequest(job_id=job_id, tensors=True)
-            documents = [
-                r.document
-                async for r in self._jobs.GetJobResult(results, caller)  # type: ignore[arg-type]
-            ]
-            return job, documents
-        except asyncio.CancelledError:
-            cancel = jobs_pb2.CancelJobRequest(job_id=job_id)
-            await asyncio.shield(self._jobs.CancelJob(cancel, caller))  # type: ignore[arg-type]
-            raise
+        job, documents = await self._jobs.results_when_done(job.job_id, caller)  # type: ignore[arg-type]
+        if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+            raise _JobFailedError(job.error or jobs_pb2.JobState.Name(job.state))
+        return job, documents
 
     async def _submit_generation(
         self,
@@ -282,6 +272,7 @@ class OpenAiApi:
                 "data": [
                     {"id": name, "object": "model", "created": 0, "owned_by": "tokenweave"}
                     for name in self._catalog.names
+                    if not isinstance(self._catalog.get(name).spec, OnnxModelSpec)
                 ],
             }
 

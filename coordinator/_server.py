@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenweave import workloads
+from tokenweave import __version__, workloads
 from tokenweave._datadir import DataDirLock
 from tokenweave._tls import require_tls_off_loopback, server_credentials
 from tokenweave.contracts import EMBEDDED, RewardTree
@@ -33,12 +33,14 @@ from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._http import HttpServer
+from tokenweave.coordinator._inference import InferenceServicer, ModelServicer
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
+from tokenweave.coordinator._onnx_models import OnnxModels
 from tokenweave.coordinator._openai import OpenAiApi
 from tokenweave.coordinator._paging import JobListing
 from tokenweave.coordinator._placer import WorkPolicy
@@ -58,8 +60,12 @@ from tokenweave.v1 import (
     auth_pb2_grpc,
     data_pb2,
     data_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
     nodes_pb2,
     nodes_pb2_grpc,
     rewards_pb2,
@@ -74,6 +80,8 @@ SERVICE_NAMES = (
     nodes_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
     rewards_pb2.DESCRIPTOR.services_by_name["RewardsService"].full_name,
     data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
 #: Ether the embedded chain's faucet gives an operator for the gas of its claims.
 DEV_FAUCET_WEI = 10**16
@@ -291,6 +299,16 @@ class CoordinatorServer:
             JobListing(sessions),
         )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(job_servicer, server)
+        onnx_models = OnnxModels(sessions, catalog, datasets, cache, config.max_model_bytes)
+        registered = await onnx_models.load()
+        if registered:
+            logger.info("serving %d registered ONNX models", registered)
+        models_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(onnx_models, catalog, lanes), server
+        )
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(catalog, lanes, job_servicer, __version__), server
+        )
         http = None
         if config.http_listen is not None:
             api = OpenAiApi(job_servicer, catalog, auth.admit, limits.max_receive_message_bytes)

@@ -123,7 +123,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 owner=current_principal().client_id,
             )
         else:
-            documents = tuple(DocumentInput(d.name, d.text) for d in request.documents)
+            documents = tuple(DocumentInput(d.name, d.text, data=d.data) for d in request.documents)
             job_request = JobRequest(
                 request.workload,
                 request.model,
@@ -169,6 +169,24 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             yield jobs_pb2.GetJobResultResponse(
                 document=document_result_to_proto(doc, as_tensors=request.tensors)
             )
+
+    async def results_when_done(
+        self, job_id: str, context: Context
+    ) -> tuple[jobs_pb2.Job, list[jobs_pb2.DocumentResult]]:
+        """Wait for the caller's job to end, then read its results as tensors (none unless it
+        succeeded: the caller checks its state). A caller that goes away first cancels it."""
+        try:
+            job = job_to_proto(await self._visible(job_id))
+            async for event in self.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), context):
+                job = event.job
+            if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+                return job, []
+            request = jobs_pb2.GetJobResultRequest(job_id=job_id, tensors=True)
+            return job, [r.document async for r in self.GetJobResult(request, context)]
+        except asyncio.CancelledError:
+            cancel = jobs_pb2.CancelJobRequest(job_id=job_id)
+            await asyncio.shield(self.CancelJob(cancel, context))
+            raise
 
     async def StreamJobOutput(
         self, request: jobs_pb2.StreamJobOutputRequest, context: Context

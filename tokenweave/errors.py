@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AlreadyExistsError",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
@@ -56,6 +57,10 @@ class FailedPreconditionError(TokenweaveError):
     status = "FAILED_PRECONDITION"
 
 
+class AlreadyExistsError(TokenweaveError):
+    status = "ALREADY_EXISTS"
+
+
 class PermissionDeniedError(TokenweaveError):
     status = "PERMISSION_DENIED"
 
@@ -82,6 +87,7 @@ _BY_STATUS: dict[str, type[TokenweaveError]] = {
         InvalidArgumentError,
         NotFoundError,
         FailedPreconditionError,
+        AlreadyExistsError,
         PermissionDeniedError,
         UnauthenticatedError,
         ResourceExhaustedError,

@@ -70,7 +70,8 @@ def add_coordinator_command(
         "--prices",
         metavar="LIST",
         help="MODEL=TOKENS_PER_1000[/OUTPUT_TOKENS_PER_1000][,...]: reward per 1,000 input "
-        "(and generated) tokens (default all-minilm-l6-v2=1,smollm2-135m-instruct=0.5/2)",
+        "(and generated) tokens; *=PRICE: registered ONNX models, per 1,000 items (default "
+        "all-minilm-l6-v2=1,smollm2-135m-instruct=0.5/2,*=1)",
     )
     p.add_argument(
         "--faucet-wei", type=int, metavar="WEI", help="development chains: gas money per claimer"

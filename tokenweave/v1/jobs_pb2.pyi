@@ -67,16 +67,20 @@ class Document(google.protobuf.message.Message):
 
     NAME_FIELD_NUMBER: builtins.int
     TEXT_FIELD_NUMBER: builtins.int
+    DATA_FIELD_NUMBER: builtins.int
     name: builtins.str
     """A caller-chosen label, echoed in the result (e.g. a file name). May be empty."""
     text: builtins.str
+    data: builtins.bytes
+    """A binary input instead of a text: the infer workload's tensors, a TensorMap message."""
     def __init__(
         self,
         *,
         name: builtins.str = ...,
         text: builtins.str = ...,
+        data: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["name", b"name", "text", b"text"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data", "name", b"name", "text", b"text"]) -> None: ...
 
 Global___Document: typing_extensions.TypeAlias = Document
 

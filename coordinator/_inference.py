@@ -1,0 +1,246 @@
+"""ModelService (tokenweave's own) and the Open Inference Protocol's GRPCInferenceService.
+
+ModelService registers developers' ONNX models (`OnnxModels`) and lists every model served with
+the connected nodes serving it. GRPCInferenceService lets Triton's and KServe's clients use the
+network unchanged: a ModelInfer becomes an `infer` job (the batch split over nodes, verified,
+metered and billed like any job of its caller), awaited, and answered with raw output contents.
+Inputs come typed (`contents`) or raw (`raw_input_contents`, the only way for FP16); every one is
+decoded and checked against its declared datatype and shape before the job is planned, and the
+workload then checks them against the model's manifest: a bad request is INVALID_ARGUMENT naming
+the input, and nothing is recorded for it. A caller that goes away cancels its job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from grpc.aio import ServicerContext
+
+from tokenweave import tensors
+from tokenweave.coordinator._auth import current_principal
+from tokenweave.coordinator._catalog import ModelCatalog
+from tokenweave.coordinator._lanes import Lanes
+from tokenweave.coordinator._onnx_models import OnnxModels, OnnxModelView
+from tokenweave.coordinator._servicers import JobServicer
+from tokenweave.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    clip,
+)
+from tokenweave.models import DATATYPES, GeneratorSpec, OnnxModelSpec, TensorSpec
+from tokenweave.v1 import inference_pb2 as kserve
+from tokenweave.v1 import inference_pb2_grpc, jobs_pb2, models_pb2, models_pb2_grpc
+
+Context = ServicerContext[object, object]
+
+#: The protocol's datatype → numpy's name.
+DTYPES = {datatype: dtype for dtype, datatype in DATATYPES.items()}
+#: Typed contents: the field of InferTensorContents each datatype is carried in.
+_CONTENTS = {
+    "FP32": "fp32_contents",
+    "INT64": "int64_contents",
+    "INT32": "int_contents",
+    "UINT8": "uint_contents",
+    "BOOL": "bool_contents",
+}
+SERVER_NAME = "tokenweave"
+PLATFORM = "onnxruntime_onnx"
+
+
+def _tensor_infos(specs: Sequence[TensorSpec]) -> list[models_pb2.TensorInfo]:
+    return [models_pb2.TensorInfo(name=t.name, datatype=t.datatype, shape=t.shape) for t in specs]
+
+
+class ModelServicer(models_pb2_grpc.ModelServiceServicer):
+    def __init__(self, models: OnnxModels, catalog: ModelCatalog, lanes: Lanes) -> None:
+        self._models = models
+        self._catalog = catalog
+        self._lanes = lanes
+
+    def _serving(self, name: str) -> list[str]:
+        return sorted(lane.node_id for lane in self._lanes if name in lane.models)
+
+    def _info(self, model: OnnxModelView) -> models_pb2.ModelInfo:
+        return models_pb2.ModelInfo(
+            name=model.name,
+            kind="onnx",
+            sha256=model.sha256,
+            cid=model.cid,
+            size_bytes=model.size,
+            inputs=_tensor_infos(model.manifest.inputs),
+            outputs=_tensor_infos(model.manifest.outputs),
+            node_ids=self._serving(model.name),
+        )
+
+    async def RegisterModel(
+        self, request: models_pb2.RegisterModelRequest, context: Context
+    ) -> models_pb2.RegisterModelResponse:
+        model = await self._models.register(
+            request.name, request.cid, request.sha256, current_principal().client_id
+        )
+        return models_pb2.RegisterModelResponse(model=self._info(model))
+
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: Context
+    ) -> models_pb2.ListModelsResponse:
+        registered = {m.name: m for m in await self._models.list()}
+        infos = []
+        for name in self._catalog.names:
+            if name in registered:
+                infos.append(self._info(registered[name]))
+                continue
+            entry = self._catalog.get(name)
+            kind = "generator" if isinstance(entry.spec, GeneratorSpec) else "embedding"
+            infos.append(
+                models_pb2.ModelInfo(
+                    name=name, kind=kind, sha256=entry.sha256, node_ids=self._serving(name)
+                )
+            )
+        return models_pb2.ListModelsResponse(models=infos)
+
+
+def decode_inputs(request: kserve.ModelInferRequest) -> dict[str, npt.NDArray[np.generic]]:
+    """The request's input tensors, each checked against its own datatype and shape."""
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidArgumentError(
+            f"raw_input_contents holds {len(raw)} tensors for {len(request.inputs)} inputs"
+        )
+    arrays: dict[str, npt.NDArray[np.generic]] = {}
+    for index, tensor in enumerate(request.inputs):
+        what = f"input {clip(tensor.name)}"
+        if tensor.name in arrays:
+            raise InvalidArgumentError(f"{what} is given twice")
+        dtype = DTYPES.get(tensor.datatype)
+        if dtype is None:
+            raise InvalidArgumentError(
+                f"{what} has datatype {clip(tensor.datatype)}; supported: {', '.join(DTYPES)}"
+            )
+        shape = tuple(int(d) for d in tensor.shape)
+        if len(shape) > tensors.MAX_RANK or any(d < 0 for d in shape):
+            raise InvalidArgumentError(f"{what} has shape {list(shape)[:10]}: not a tensor's")
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidArgumentError(f"{what} has contents and raw_input_contents both")
+            arrays[tensor.name] = _from_raw(raw[index], dtype, shape, what)
+            continue
+        field = _CONTENTS.get(tensor.datatype)
+        if field is None:
+            raise InvalidArgumentError(f"{what} is {tensor.datatype}: send it raw_input_contents")
+        values = getattr(tensor.contents, field)
+        if len(values) != math.prod(shape):
+            raise InvalidArgumentError(
+                f"{what} of shape {list(shape)} needs {math.prod(shape)} values; it has "
+                f"{len(values)}"
+            )
+        arrays[tensor.name] = np.asarray(values, dtype=dtype).reshape(shape)
+    return arrays
+
+
+def _from_raw(
+    data: bytes, dtype: str, shape: tuple[int, ...], what: str
+) -> npt.NDArray[np.generic]:
+    try:
+        return tensors.from_bytes(data, dtype, shape)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{what} of shape {list(shape)}: {exc.message}") from None
+
+
+class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, catalog: ModelCatalog, lanes: Lanes, jobs: JobServicer, version: str):
+        self._catalog = catalog
+        self._lanes = lanes
+        self._jobs = jobs
+        self._version = version
+
+    def _model(self, name: str) -> OnnxModelSpec:
+        spec = self._catalog.get(name).spec  # NOT_FOUND naming what is served
+        if not isinstance(spec, OnnxModelSpec):
+            raise NotFoundError(
+                f"model {clip(name)} is a text model: use the JobService or the OpenAI API"
+            )
+        return spec
+
+    async def ServerLive(
+        self, request: kserve.ServerLiveRequest, context: Context
+    ) -> kserve.ServerLiveResponse:
+        return kserve.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: kserve.ServerReadyRequest, context: Context
+    ) -> kserve.ServerReadyResponse:
+        return kserve.ServerReadyResponse(ready=len(self._lanes) > 0)
+
+    async def ModelReady(
+        self, request: kserve.ModelReadyRequest, context: Context
+    ) -> kserve.ModelReadyResponse:
+        self._model(request.name)
+        return kserve.ModelReadyResponse(ready=any(request.name in n.models for n in self._lanes))
+
+    async def ServerMetadata(
+        self, request: kserve.ServerMetadataRequest, context: Context
+    ) -> kserve.ServerMetadataResponse:
+        return kserve.ServerMetadataResponse(name=SERVER_NAME, version=self._version)
+
+    async def ModelMetadata(
+        self, request: kserve.ModelMetadataRequest, context: Context
+    ) -> kserve.ModelMetadataResponse:
+        spec = self._model(request.name)
+
+        def tensors_of(
+            specs: Sequence[TensorSpec],
+        ) -> list[kserve.ModelMetadataResponse.TensorMetadata]:
+            return [
+                kserve.ModelMetadataResponse.TensorMetadata(
+                    name=t.name, datatype=t.datatype, shape=t.shape
+                )
+                for t in specs
+            ]
+
+        return kserve.ModelMetadataResponse(
+            name=spec.name,
+            versions=["1"],
+            platform=PLATFORM,
+            inputs=tensors_of(spec.manifest.inputs),
+            outputs=tensors_of(spec.manifest.outputs),
+        )
+
+    async def ModelInfer(
+        self, request: kserve.ModelInferRequest, context: Context
+    ) -> kserve.ModelInferResponse:
+        spec = self._model(request.model_name)
+        outputs = {t.name: t for t in spec.manifest.outputs}
+        wanted = [o.name for o in request.outputs] or list(outputs)
+        for name in wanted:
+            if name not in outputs:
+                raise InvalidArgumentError(
+                    f"the model has no output {clip(name)}; its outputs: "
+                    + ", ".join(repr(o) for o in outputs)
+                )
+        data = tensors.pack(decode_inputs(request))
+        submit = jobs_pb2.SubmitJobRequest(
+            workload="infer",
+            model=spec.name,
+            documents=[jobs_pb2.Document(name=request.id[:200], data=data)],
+        )
+        job = (await self._jobs.SubmitJob(submit, context)).job
+        job, results = await self._jobs.results_when_done(job.job_id, context)
+        check_finished(job)
+        [document] = results
+        response = kserve.ModelInferResponse(model_name=spec.name, model_version="1", id=request.id)
+        for name in wanted:
+            tensor = document.outputs[name]
+            response.outputs.add(name=name, datatype=outputs[name].datatype, shape=tensor.shape)
+            response.raw_output_contents.append(tensor.data)
+        return response
+
+
+def check_finished(job: jobs_pb2.Job) -> None:
+    if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+        raise FailedPreconditionError(
+            f"job {job.job_id} {jobs_pb2.JobState.Name(job.state)}: {job.error or 'no result'}"
+        )

@@ -1,0 +1,139 @@
+"""OnnxModels: developers' ONNX models, registered by name and served through the catalog.
+
+A model's file travels as a dataset of the network (`tokenweave data put`); registering names it.
+The coordinator reads the file from the nodes that hold its blocks (its DAG measured first: no
+more than `max_bytes`), checks its sha256 against the one the client computed, checks the file
+(`inspect_onnx`, in a worker thread: standard operators only, no external data, loads in ONNX
+Runtime) and derives its manifest. The row, the catalog entry (jobs and the Open Inference
+Protocol plan with it) and a copy of the file in the coordinator's model cache (the referee runs
+it from there) are kept. Names are first come, first served: the same name with the same file
+again is a no-op, with another file ALREADY_EXISTS; built-in model names are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tokenweave.coordinator._catalog import CatalogEntry, ModelCatalog
+from tokenweave.coordinator._dataset_jobs import DatasetReader
+from tokenweave.coordinator._db import OnnxModelRow, utcnow
+from tokenweave.errors import AlreadyExistsError, InvalidArgumentError, clip
+from tokenweave.models import (
+    OnnxManifest,
+    OnnxModelSpec,
+    inspect_onnx,
+    sha256_of,
+    store_model,
+    stored_model_path,
+)
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxModelView:
+    name: str
+    sha256: str
+    cid: str
+    size: int
+    manifest: OnnxManifest
+    owner: str
+
+
+def _view(row: OnnxModelRow) -> OnnxModelView:
+    manifest = OnnxManifest.from_json(row.manifest)
+    return OnnxModelView(row.name, row.sha256, row.cid, row.size, manifest, row.owner)
+
+
+class OnnxModels:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: ModelCatalog,
+        reader: DatasetReader,
+        cache_dir: Path,
+        max_bytes: int,
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._reader = reader
+        self._cache_dir = cache_dir
+        self._max_bytes = max_bytes
+        self._registering = asyncio.Lock()
+
+    async def load(self) -> int:
+        """Serve the models registered before this start; returns how many."""
+        models = await self.list()
+        for model in models:
+            self._serve(model)
+        return len(models)
+
+    def _serve(self, model: OnnxModelView) -> None:
+        spec = OnnxModelSpec(model.name, model.manifest)
+        self._catalog.add(CatalogEntry(spec, model.sha256, None))
+
+    async def list(self) -> list[OnnxModelView]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(OnnxModelRow).order_by(OnnxModelRow.name))
+            return [_view(row) for row in rows]
+
+    async def register(self, name: str, cid: str, sha256: str, owner: str) -> OnnxModelView:
+        if not _NAME.match(name):
+            raise InvalidArgumentError(
+                f"model name {clip(name)} must be 1-64 lower-case letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise InvalidArgumentError(f"sha256 {clip(sha256)} is not 64 hex digits")
+        async with self._registering:  # one at a time: each may hold a model in memory
+            existing = await self._get(name)
+            if existing is not None:
+                if existing.sha256 == sha256:
+                    return existing
+                raise AlreadyExistsError(
+                    f"model {name} is registered with another file (sha256 "
+                    f"{existing.sha256[:16]}…); choose another name"
+                )
+            if name in self._catalog.names:
+                raise AlreadyExistsError(f"model {name} is a built-in model; choose another name")
+            data = await self._reader.file(cid, self._max_bytes)
+            if sha256_of(data) != sha256:
+                raise InvalidArgumentError(
+                    f"the file stored as {clip(cid)} has sha256 {sha256_of(data)[:16]}…, not "
+                    f"{sha256[:16]}…: upload it again"
+                )
+            manifest = await asyncio.to_thread(inspect_onnx, data, self._max_bytes)
+            await asyncio.to_thread(store_model, self._cache_dir, data)
+            view = OnnxModelView(name, sha256, cid, len(data), manifest, owner)
+            async with self._sessions.begin() as session:
+                session.add(
+                    OnnxModelRow(
+                        name=name,
+                        sha256=sha256,
+                        cid=cid,
+                        size=len(data),
+                        manifest=manifest.to_json(),
+                        owner=owner,
+                        created_at=utcnow(),
+                    )
+                )
+            self._serve(view)
+        logger.info("model %s registered (sha256 %s…, %d bytes)", name, sha256[:12], len(data))
+        return view
+
+    async def _get(self, name: str) -> OnnxModelView | None:
+        async with self._sessions() as session:
+            row = await session.get(OnnxModelRow, name)
+            return _view(row) if row is not None else None
+
+    def path(self, sha256: str) -> Path:
+        return stored_model_path(self._cache_dir, sha256)
