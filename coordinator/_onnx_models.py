@@ -5,8 +5,8 @@ The coordinator reads the file from the nodes that hold its blocks (its DAG meas
 more than `max_bytes`), checks its sha256 against the one the client computed, checks the file
 (`inspect_onnx`, in a worker thread: standard operators only, no external data, loads in ONNX
 Runtime) and derives its manifest. The row, the catalog entry (jobs and the Open Inference
-Protocol plan with it) and a copy of the file in the coordinator's model cache (the referee runs
-it from there) are kept. Names are first come, first served: the same name with the same file
+Protocol plan with it) and a copy of the file in `<data dir>/models` (the referee runs it from
+there) are kept. Names are first come, first served: the same name with the same file
 again is a no-op, with another file ALREADY_EXISTS; built-in model names are refused.
 """
 
@@ -31,7 +31,6 @@ from tokenweave.models import (
     inspect_onnx,
     sha256_of,
     store_model,
-    stored_model_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,13 +59,13 @@ class OnnxModels:
         sessions: async_sessionmaker[AsyncSession],
         catalog: ModelCatalog,
         reader: DatasetReader,
-        cache_dir: Path,
+        models_dir: Path,
         max_bytes: int,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
         self._reader = reader
-        self._cache_dir = cache_dir
+        self._models_dir = models_dir
         self._max_bytes = max_bytes
         self._registering = asyncio.Lock()
 
@@ -112,7 +111,7 @@ class OnnxModels:
                     f"{sha256[:16]}…: upload it again"
                 )
             manifest = await asyncio.to_thread(inspect_onnx, data, self._max_bytes)
-            await asyncio.to_thread(store_model, self._cache_dir, data)
+            await asyncio.to_thread(store_model, self._models_dir, data)
             view = OnnxModelView(name, sha256, cid, len(data), manifest, owner)
             async with self._sessions.begin() as session:
                 session.add(
@@ -134,6 +133,3 @@ class OnnxModels:
         async with self._sessions() as session:
             row = await session.get(OnnxModelRow, name)
             return _view(row) if row is not None else None
-
-    def path(self, sha256: str) -> Path:
-        return stored_model_path(self._cache_dir, sha256)

@@ -58,8 +58,10 @@ class _Model:
 class LocalRunner:
     """Runs tasks in the coordinator, for the referee. Models load on first use."""
 
-    def __init__(self, cache_dir: Path, threads: int = 1) -> None:
+    def __init__(self, cache_dir: Path, models_dir: Path, threads: int = 1) -> None:
+        """`cache_dir`: the prepared built-in models; `models_dir`: registered ONNX models."""
         self._cache_dir = cache_dir
+        self._models_dir = models_dir
         self._threads = threads
         self._models: dict[tuple[str, str], _Model] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
@@ -89,7 +91,7 @@ class LocalRunner:
         with self._lock:
             loaded = self._onnx.get(sha256)
             if loaded is None:
-                path = stored_model_path(self._cache_dir, sha256)
+                path = stored_model_path(self._models_dir, sha256)
                 loaded = OnnxSession(path, sha256, ["CPUExecutionProvider"], self._threads)
                 self._onnx[sha256] = loaded
             return loaded

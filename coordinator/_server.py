@@ -257,7 +257,7 @@ class CoordinatorServer:
                 new_node_tokens_per_second=config.new_node_tokens_per_second,
                 dispute_wait_s=config.dispute_wait_s,
             ),
-            referee=LocalRunner(cache) if config.referee else None,
+            referee=LocalRunner(cache, config.data_dir / "models") if config.referee else None,
             stakes=Stakes(
                 chain,
                 StakePolicy(
@@ -299,7 +299,9 @@ class CoordinatorServer:
             JobListing(sessions),
         )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(job_servicer, server)
-        onnx_models = OnnxModels(sessions, catalog, datasets, cache, config.max_model_bytes)
+        onnx_models = OnnxModels(
+            sessions, catalog, datasets, config.data_dir / "models", config.max_model_bytes
+        )
         registered = await onnx_models.load()
         if registered:
             logger.info("serving %d registered ONNX models", registered)

@@ -20,6 +20,9 @@ class NodeConfig:
     #: Where prepared models are cached (default: the user cache, see `tokenweave models`).
     model_cache: Path | None = None
     models: tuple[str, ...] = ("all-minilm-l6-v2",)
+    #: Registered ONNX models to serve: names, "*" (every one that fits in a quarter of the
+    #: node's memory) or "none".
+    serve: tuple[str, ...] = ("*",)
     #: ONNX Runtime providers in order of preference; empty: CUDA when available, else CPU.
     providers: tuple[str, ...] = ()
     #: Windows per inference batch.

@@ -23,6 +23,7 @@ from tokenweave.models import (
     EmbeddingSession,
     Generator,
     Message,
+    OnnxSession,
     default_cache_dir,
     is_generator,
     load_prepared,
@@ -33,10 +34,11 @@ from tokenweave.node._blocks import BlockService
 from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
+from tokenweave.node._models import serve_registered
 from tokenweave.node._reconnect import Backoff, keep_connected
 from tokenweave.node._runner import ShardRunner
 from tokenweave.node._runtime import NodeResources
-from tokenweave.node._session import LeaseSession, SessionLostError
+from tokenweave.node._session import LeaseSession, SessionLostError, open_channel
 from tokenweave.node._worker import ShardWorker
 from tokenweave.storage import BlockExchange, BlockStore
 from tokenweave.v1 import jobs_pb2, nodes_pb2
@@ -57,19 +59,22 @@ class NodeDaemon:
         exchange: BlockExchange,
         lock: DataDirLock | None = None,
         generators: dict[str, Generator] | None = None,
+        onnx: dict[str, OnnxSession] | None = None,
     ) -> None:
         self.config = config
         self._lock = lock
         self.identity = identity
         self._runners = runners
         self._generators = generators or {}
+        self._onnx = onnx or {}
         self._speeds = speeds
         self.blocks = blocks
         self.exchange = exchange
         providers = [r.provider for r in runners.values()]
         providers += [g.provider for g in self._generators.values()]
         self.worker = ShardWorker(
-            NodeResources(runners, blocks, self._generators), providers[0] if providers else ""
+            NodeResources(runners, blocks, self._generators, self._onnx),
+            providers[0] if providers else "",
         )
         self._registration = self._registration_template()
 
@@ -128,7 +133,11 @@ class NodeDaemon:
         blocks.exchange = exchange
         await asyncio.to_thread(exchange.start)
         logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
-        return cls(config, identity, runners, speeds, blocks, exchange, lock, generators)
+        memory = int(str(detect_hardware()["memory_bytes"]))
+        async with open_channel(config) as channel:
+            onnx, onnx_speeds = await serve_registered(config, channel, exchange, memory)
+        speeds.update(onnx_speeds)
+        return cls(config, identity, runners, speeds, blocks, exchange, lock, generators, onnx)
 
     @property
     def speeds(self) -> dict[str, float]:
@@ -188,6 +197,10 @@ class NodeDaemon:
             + [
                 jobs_pb2.NodeModel(name=name, sha256=g.sha256, tokens_per_second=self._speeds[name])
                 for name, g in self._generators.items()
+            ]
+            + [
+                jobs_pb2.NodeModel(name=name, sha256=o.sha256, tokens_per_second=self._speeds[name])
+                for name, o in self._onnx.items()
             ],
             max_inflight_shards=self.config.max_inflight_shards,
             version=__version__,

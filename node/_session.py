@@ -74,6 +74,19 @@ def _lost(exc: aio.AioRpcError) -> SessionLostError:
     return SessionLostError(f"{exc.code().name}: {exc.details()}")
 
 
+def open_channel(config: NodeConfig) -> aio.Channel:
+    """A channel to the coordinator, with TLS when the node has a CA."""
+    size = min(config.max_message_bytes, MAX_MESSAGE_BYTES)
+    options = [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+    ]
+    if config.tls_ca is None:
+        return aio.insecure_channel(config.coordinator, options=options)
+    credentials = channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+    return aio.secure_channel(config.coordinator, credentials, options=options)
+
+
 class LeaseSession:
     """Create one per connection attempt; `await run(stop)` once."""
 
@@ -100,22 +113,7 @@ class LeaseSession:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, register and serve the lease until `stop` is set (then drain)."""
-        size = min(self._config.max_message_bytes, MAX_MESSAGE_BYTES)
-        options = [
-            ("grpc.max_receive_message_length", size),
-            ("grpc.max_send_message_length", size),
-        ]
-        config = self._config
-        channel = (
-            aio.secure_channel(
-                config.coordinator,
-                channel_credentials(config.tls_ca, config.tls_cert, config.tls_key),
-                options=options,
-            )
-            if config.tls_ca is not None
-            else aio.insecure_channel(config.coordinator, options=options)
-        )
-        async with channel:
+        async with open_channel(self._config) as channel:
             stub = nodes_pb2_grpc.NodeServiceStub(channel)
             data = data_pb2_grpc.DataServiceStub(channel)
             await self.serve(stub, data, stop)

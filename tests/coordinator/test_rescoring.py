@@ -59,7 +59,7 @@ def other_text(runner: LocalRunner, catalog: ModelCatalog) -> bytes:
 async def test_other_text_is_caught_by_re_scoring(
     make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog, model_cache: Path
 ) -> None:
-    runner = LocalRunner(model_cache, threads=2)
+    runner = LocalRunner(model_cache, model_cache / "registered", threads=2)
     dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=1.0), referee=runner)
     nodes = [
         await _node(registry, dispatcher, catalog, workloads=("generate",), model=GENERATOR)

@@ -140,7 +140,7 @@ async def _dispute(
 async def test_the_referee_decides_a_dispute_on_a_two_node_network(
     make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog, model_cache: Path
 ) -> None:
-    runner = LocalRunner(model_cache)
+    runner = LocalRunner(model_cache, model_cache / "registered")
     parts = await make_parts(WorkPolicy(verify_fraction=1.0), referee=runner)
     state, _, honest, liar = await _dispute(parts, catalog, runner)
     assert state is JobState.SUCCEEDED
@@ -155,7 +155,9 @@ async def test_a_dispute_nobody_can_decide_fails_the_job_in_bounded_time(
     make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog, model_cache: Path
 ) -> None:
     parts = await make_parts(WorkPolicy(verify_fraction=1.0, dispute_wait_s=0.2))
-    state, job_id, _, liar = await _dispute(parts, catalog, LocalRunner(model_cache))
+    state, job_id, _, liar = await _dispute(
+        parts, catalog, LocalRunner(model_cache, model_cache / "registered")
+    )
     assert state is JobState.FAILED
     view = await parts[0].job(job_id)
     assert "no other node decided within 0.2 s" in view.error

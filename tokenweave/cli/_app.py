@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="models to load, comma-separated (default all-minilm-l6-v2; smollm2-135m-instruct "
         "generates text)",
     )
+    p.add_argument(
+        "--serve",
+        metavar="LIST",
+        help="registered ONNX models to serve, comma-separated: names, * (default: every one "
+        "that fits in a quarter of this machine's memory) or none",
+    )
     p.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers, comma-separated")
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
@@ -120,9 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="generators: which decoder to build (exact: fp32 compute; fast: int8 compute)",
     )
     _add_cache_option(mp)
-    ml = msub.add_parser("list", help="known models and their prepared hashes")
+    ml = msub.add_parser("cache", help="this machine's prepared models and their hashes")
     ml.add_argument("--json", action="store_true")
     _add_cache_option(ml)
+    ma = msub.add_parser("add", help="register an ONNX model on the network (any modality)")
+    ma.add_argument("file", type=Path, metavar="MODEL.onnx")
+    ma.add_argument("--name", help="the model's name (default: the file's, without .onnx)")
+    ma.add_argument("--json", action="store_true")
+    _add_client_options(ma)
+    mls = msub.add_parser("ls", help="the network's models and the nodes serving each")
+    mls.add_argument("--json", action="store_true")
+    _add_client_options(mls)
 
     p = sub.add_parser("submit", help="submit a job")
     ssub = p.add_subparsers(dest="submit_command", required=True, metavar="KIND")
@@ -271,7 +285,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.models_command == "prepare":
             return _models_cmd.prepare(args.names, _cache(args), args.precision)
-        return _models_cmd.list_models(_cache(args), args.json)
+        if args.models_command == "cache":
+            return _models_cmd.list_models(_cache(args), args.json)
     if command == "testnet":
         from tokenweave.cli import _testnet
 
@@ -325,6 +340,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                 query=args.query,
                 top=args.top,
             )
+        if command == "models":
+            from tokenweave.cli import _models_cmd
+
+            if args.models_command == "add":
+                return _models_cmd.add(client, args.file, args.name, args.json)
+            return _models_cmd.network(client, args.json)
         if command == "jobs":
             return _jobs_cmd.list_jobs(client, args.limit, args.json, all_clients=args.all)
         if command == "nodes":

@@ -1,11 +1,13 @@
-"""`tokenweave models prepare|list`."""
+"""`tokenweave models prepare|cache|add|ls`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +22,9 @@ from tokenweave.models import (
     prepare_generator,
     prepare_model,
 )
+
+if TYPE_CHECKING:
+    from tokenweave.client import Client, ModelInfo, TensorInfo
 
 console = Console(stderr=True)
 
@@ -70,5 +75,41 @@ def list_models(cache: Path, as_json: bool) -> int:
         table.add_row(
             str(r["name"]), "yes" if r["prepared"] else "no", str(r["sha256"]), str(r["path"])
         )
+    Console().print(table)
+    return 0
+
+
+def _tensors(infos: Sequence[TensorInfo]) -> str:
+    return ", ".join(f"{t.name} {t.datatype}{list(t.shape)}" for t in infos)
+
+
+def _as_dict(model: ModelInfo) -> dict[str, object]:
+    row = dataclasses.asdict(model)
+    row["inputs"] = [dataclasses.asdict(t) for t in model.inputs]
+    row["outputs"] = [dataclasses.asdict(t) for t in model.outputs]
+    return row
+
+
+def add(client: Client, path: Path, name: str | None, as_json: bool) -> int:
+    with console.status(f"checking and storing {path}"):
+        model = client.add_model(path, name)
+    if as_json:
+        print(json.dumps(_as_dict(model)))
+        return 0
+    print(f"registered {model.name} sha256:{model.sha256} cid:{model.cid}")
+    print(f"  inputs:  {_tensors(model.inputs)}")
+    print(f"  outputs: {_tensors(model.outputs)}")
+    return 0
+
+
+def network(client: Client, as_json: bool) -> int:
+    models = client.models()
+    if as_json:
+        print(json.dumps([_as_dict(m) for m in models]))
+        return 0
+    table = Table("model", "kind", "sha256", "inputs → outputs", "nodes")
+    for m in models:
+        shapes = f"{_tensors(m.inputs)} → {_tensors(m.outputs)}" if m.inputs else ""
+        table.add_row(m.name, m.kind, m.sha256[:12], shapes, str(len(m.node_ids)))
     Console().print(table)
     return 0

@@ -11,6 +11,8 @@
 * Result values (_convert.py) — `JobInfo`, `DocumentEmbedding` (numpy arrays), `NodeInfo`.
 * Datasets (_data.py) — `put()`, `get()`, `datasets()` and `dataset_status()` give
   `PutResult`, `DatasetInfo` and `BlockReplicas`.
+* Models (_models.py) — `add_model(path)` registers an ONNX model (stored as a dataset, checked
+  by the coordinator), `models()` lists every model served with its nodes: `ModelInfo`.
 * Rewards (_rewards.py) — `epochs()`, `close_epoch()`, `rewards(address)` and `claim(key)`, which
   signs the claim with the operator's key and has the coordinator relay it.
 * Identity (_keys.py, _channel.py) — `whoami()`, and with an admin key `create_key()`, `keys()`,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
         Source,
     )
     from tokenweave.client._keys import ApiKeyInfo, Identity
+    from tokenweave.client._models import ModelInfo, TensorInfo
     from tokenweave.client._rewards import (
         ChainInfo,
         ClaimResult,
@@ -73,6 +76,7 @@ else:
             "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
             "._data": ("BlockReplicas", "DatasetInfo", "PutResult"),
             "._keys": ("ApiKeyInfo", "Identity"),
+            "._models": ("ModelInfo", "TensorInfo"),
             "._rewards": (
                 "ChainInfo",
                 "ClaimResult",
@@ -104,10 +108,12 @@ __all__ = [
     "Identity",
     "JobInfo",
     "JobStatus",
+    "ModelInfo",
     "NodeInfo",
     "NodeShare",
     "OperatorRewards",
     "PutResult",
     "Source",
+    "TensorInfo",
     "default_address",
 ]

@@ -22,7 +22,6 @@ from tokenweave.client._data import (
     DEFAULT_PROFILE,
     NAME_FIELD,
     TEXT_FIELD,
-    DatasetCalls,
     PutResult,
     import_documents,
     upload_requests,
@@ -36,6 +35,7 @@ from tokenweave.client._job import (
     generation_options,
 )
 from tokenweave.client._keys import ApiKeyInfo, Identity, key_info
+from tokenweave.client._models import ModelCalls
 from tokenweave.client._rewards import (
     ChainInfo,
     ClaimResult,
@@ -89,7 +89,7 @@ def _documents(documents: Sequence[str | tuple[str, str]]) -> list[jobs_pb2.Docu
     ]
 
 
-class Client(DatasetCalls):
+class Client(ModelCalls):
     """A connection to a coordinator's JobService.
 
     >>> with Client("127.0.0.1:50051") as client:

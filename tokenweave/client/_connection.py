@@ -14,7 +14,13 @@ import grpc
 
 from tokenweave.client._channel import default_api_key, default_tls_ca, open_channel
 from tokenweave.client._channel import translate as _translate
-from tokenweave.v1 import auth_pb2_grpc, data_pb2_grpc, jobs_pb2_grpc, rewards_pb2_grpc
+from tokenweave.v1 import (
+    auth_pb2_grpc,
+    data_pb2_grpc,
+    jobs_pb2_grpc,
+    models_pb2_grpc,
+    rewards_pb2_grpc,
+)
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -54,6 +60,7 @@ class Connection:
         self._rewards = rewards_pb2_grpc.RewardsServiceStub(calls)
         self._data = data_pb2_grpc.DataServiceStub(calls)
         self._auth = auth_pb2_grpc.AuthServiceStub(calls)
+        self._models = models_pb2_grpc.ModelServiceStub(calls)
 
     def __enter__(self) -> Self:
         return self

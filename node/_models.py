@@ -1,0 +1,151 @@
+"""The registered ONNX models a node serves: listed by the coordinator, fetched from peers,
+checked, loaded and timed, before the node registers.
+
+`--serve` names them (default `*`: every registered model whose file fits in a quarter of the
+node's memory; `none`: none). A model already kept in the node's data dir
+(`models/onnx/<sha256>.onnx`, re-hashed on load) is not fetched again; otherwise its file's
+blocks come from the peers that hold them (the coordinator says which; both calls are public),
+every block checked against its CID, the DAG measured before it is read (no more than the
+registered size), and the whole file against the registered sha256, then `inspect_onnx` (a node
+never loads a file with custom operators or external data, whatever the coordinator says). A
+model that fails is logged and skipped: the node serves the rest. Models registered after the
+node started are served from its next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from grpc import aio
+
+from tokenweave.models import (
+    OnnxSession,
+    sha256_of,
+    store_model,
+    stored_model_path,
+)
+from tokenweave.node._config import NodeConfig
+from tokenweave.storage import CID, DagLimits, measure_dag, read_file
+from tokenweave.v1 import data_pb2, data_pb2_grpc, models_pb2, models_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+#: Items per second believed of a model whose calibration could not run.
+UNCALIBRATED_ITEMS_PER_S = 10.0
+ALL = "*"
+NONE = "none"
+
+
+class Fetcher(Protocol):
+    """Blocks from peers (`tokenweave.storage.BlockExchange`); blocking, verified."""
+
+    def fetch(self, cid: CID, providers: Sequence[str]) -> bytes: ...
+
+
+async def serve_registered(
+    config: NodeConfig,
+    channel: aio.Channel,
+    exchange: Fetcher,
+    memory_bytes: int,
+) -> tuple[dict[str, OnnxSession], dict[str, float]]:
+    """Load the registered models `config.serve` asks for; their sessions and items/s."""
+    wanted = set(config.serve)
+    if not wanted or wanted == {NONE}:
+        return {}, {}
+    try:
+        listed = await models_pb2_grpc.ModelServiceStub(channel).ListModels(
+            models_pb2.ListModelsRequest(), timeout=30
+        )
+    except aio.AioRpcError as exc:
+        logger.warning("registered models not listed (%s): serving none", exc.details())
+        return {}, {}
+    registered = {m.name: m for m in listed.models if m.kind == "onnx"}
+    for name in sorted(wanted - set(registered) - {ALL}):
+        logger.warning("--serve %s: no such registered model", name)
+    cache = config.data_dir / "models"
+    data = data_pb2_grpc.DataServiceStub(channel)
+    sessions: dict[str, OnnxSession] = {}
+    speeds: dict[str, float] = {}
+    for name, info in sorted(registered.items()):
+        if ALL not in wanted and name not in wanted:
+            continue
+        if ALL in wanted and name not in wanted and info.size_bytes * 4 > memory_bytes:
+            logger.info(
+                "model %s (%d bytes) does not fit this node: not served", name, info.size_bytes
+            )
+            continue
+        try:
+            path = stored_model_path(cache, info.sha256)
+            if not path.exists():
+                started = time.monotonic()
+                blob = await _fetch(info, data, exchange)
+                await asyncio.to_thread(store_model, cache, blob)
+                logger.info(
+                    "model %s: %d bytes fetched from peers in %.1f s",
+                    *(name, len(blob), time.monotonic() - started),
+                )
+            session = await asyncio.to_thread(
+                OnnxSession, path, info.sha256, list(config.providers) or None, config.threads
+            )
+        except Exception as exc:
+            logger.warning("model %s not served: %s", name, getattr(exc, "message", exc))
+            continue
+        sessions[name] = session
+        speeds[name] = await asyncio.to_thread(_items_per_second, session)
+        logger.info("model %s (sha256 %s…): %.0f items/s", name, info.sha256[:12], speeds[name])
+    return sessions, speeds
+
+
+async def _fetch(
+    info: models_pb2.ModelInfo, data: data_pb2_grpc.DataServiceAsyncStub, exchange: Fetcher
+) -> bytes:
+    loop = asyncio.get_running_loop()
+
+    def providers(cid: CID) -> list[str]:
+        async def ask() -> list[str]:
+            reply = await data.GetProviders(data_pb2.GetProvidersRequest(cid=str(cid)), timeout=30)
+            return [a for p in reply.providers for a in p.multiaddrs]
+
+        return asyncio.run_coroutine_threadsafe(ask(), loop).result()
+
+    def source(cid: CID) -> bytes:
+        return exchange.fetch(cid, providers(cid))
+
+    def read() -> bytes:
+        root = CID.parse(info.cid)
+        limits = DagLimits(
+            max_bytes=info.size_bytes, max_links=1_000_000, max_depth=32, max_fanout=16_384
+        )
+        measure_dag(root, source, limits)
+        blob = b"".join(read_file(root, source))
+        if sha256_of(blob) != info.sha256:
+            raise ValueError(f"the file fetched as {info.cid} is not the registered one")
+        return blob
+
+    return await asyncio.to_thread(read)
+
+
+def _items_per_second(session: OnnxSession, runs: int = 3) -> float:
+    """Rows per second through the model on zeros (dimensions of any size taken as 32)."""
+    feed = {
+        t.name: np.zeros(
+            [1 if axis == 0 and d < 0 else (32 if d < 0 else d) for axis, d in enumerate(t.shape)],
+            dtype=t.dtype,
+        )
+        for t in session.manifest.inputs
+    }
+    try:
+        session.run(feed)
+        started = time.perf_counter()
+        for _ in range(runs):
+            session.run(feed)
+        elapsed = time.perf_counter() - started
+    except Exception as exc:  # a model whose other dimensions are not free: believe a default
+        logger.info("calibration of a registered model failed (%s); assuming 10 items/s", exc)
+        return UNCALIBRATED_ITEMS_PER_S
+    return runs / max(elapsed, 1e-6)

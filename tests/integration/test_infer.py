@@ -1,0 +1,71 @@
+"""Any ONNX model on the network: registered by content, fetched by a node from its peers, run
+through the Open Inference Protocol by Triton's own client, and equal to a bare session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tokenweave.cli import LocalCluster
+from tokenweave.models import text_direction_model
+
+from .conftest import ClusterFactory
+from .test_generate import cli
+
+MODEL = "text-direction"
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
+    """A node holding the model's blocks (it started before the model was registered, so it does
+    not serve it), and a node started after: it fetches the model from the first and serves it."""
+    cluster = module_cluster_factory(nodes=1)
+    added = cli(cluster, "models", "add", str(text_direction_model()), "--name", MODEL, "--json")
+    assert added.returncode == 0, added.stderr
+    cluster.add_node()
+    cluster.wait_for_nodes(2)
+    return cluster
+
+
+def test_a_registered_model_is_fetched_from_peers_and_listed(cluster: LocalCluster) -> None:
+    server = cluster.nodes[1].log_path.read_text()
+    assert f"model {MODEL}: 585532 bytes fetched from peers" in server
+    listed = cli(cluster, "models", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [model] = [m for m in json.loads(listed.stdout) if m["name"] == MODEL]
+    assert model["kind"] == "onnx"
+    assert len(model["node_ids"]) == 1, "the node started after registration serves it"
+    assert model["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3, -1, -1]}]
+
+
+def test_tritons_grpc_client_gets_what_a_bare_session_computes(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    images = np.random.default_rng(3).uniform(-1, 1, size=(10, 3, 48, 192)).astype(np.float32)
+    np.save(tmp_path / "in.npy", images)
+    run = subprocess.run(
+        [sys.executable, str(HERE / "triton_grpc.py"), cluster.address, str(cluster.ca),
+         cluster.api_key, MODEL, str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert (seen["live"], seen["ready"], seen["model_ready"]) == (True, True, True)
+    assert seen["id"] == "r-1"
+    assert seen["metadata"]["platform"] == "onnxruntime_onnx"
+    bare = ort.InferenceSession(str(text_direction_model()), providers=["CPUExecutionProvider"])
+    expected = bare.run(None, {"x": images})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=0, atol=1e-5)
+    refused = seen["refused"]
+    assert refused["wrong_name"][0] == "StatusCode.INVALID_ARGUMENT"
+    assert "no input 'pixels'" in refused["wrong_name"][1]
+    assert "input 'x' is INT64 (int64); the model takes FP32" in refused["wrong_dtype"][1]
+    assert "has 5 at dimension 1; the model takes 3" in refused["wrong_shape"][1]
+    assert refused["unknown_model"][0] == "StatusCode.NOT_FOUND"
