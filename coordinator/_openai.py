@@ -125,7 +125,7 @@ class OpenAiApi:
         self._admit = admit
         self._max_body = max_body
 
-    async def _as_caller(self, request: Request, method: str) -> _Caller:
+    async def as_caller(self, request: Request, method: str) -> _Caller:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         host = request.client.host if request.client else "unknown"
@@ -266,7 +266,7 @@ class OpenAiApi:
 
         @app.get("/v1/models")
         async def models(request: Request) -> dict[str, Any]:
-            await self._as_caller(request, _LIST)
+            await self.as_caller(request, _LIST)
             return {
                 "object": "list",
                 "data": [
@@ -278,7 +278,7 @@ class OpenAiApi:
 
         @app.post("/v1/chat/completions", response_model=None)
         async def chat(request: Request, body: ChatCompletionRequest) -> Any:
-            caller = await self._as_caller(request, _SUBMIT)
+            caller = await self.as_caller(request, _SUBMIT)
             messages = json.dumps([m.model_dump() for m in body.messages])
             options = {**body.options(body.max_completion_tokens or body.max_tokens)}
             options["format"] = "chat"
@@ -306,7 +306,7 @@ class OpenAiApi:
 
         @app.post("/v1/completions", response_model=None)
         async def completions(request: Request, body: CompletionRequest) -> Any:
-            caller = await self._as_caller(request, _SUBMIT)
+            caller = await self.as_caller(request, _SUBMIT)
             prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
             if not prompts:
                 raise InvalidArgumentError("prompt is empty")
@@ -339,7 +339,7 @@ class OpenAiApi:
 
         @app.post("/v1/embeddings")
         async def embeddings(request: Request, body: EmbeddingRequest) -> dict[str, Any]:
-            caller = await self._as_caller(request, _SUBMIT)
+            caller = await self.as_caller(request, _SUBMIT)
             self._kind(body.model, generator=False)
             inputs = [body.input] if isinstance(body.input, str) else body.input
             if not inputs:

@@ -35,6 +35,7 @@ from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._http import HttpServer
 from tokenweave.coordinator._inference import InferenceServicer, ModelServicer
 from tokenweave.coordinator._jobs import JobLimits, JobStore
+from tokenweave.coordinator._kserve_http import router as kserve_router
 from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
@@ -308,15 +309,14 @@ class CoordinatorServer:
         models_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(onnx_models, catalog, lanes), server
         )
-        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(catalog, lanes, job_servicer, __version__), server
-        )
+        inference = InferenceServicer(catalog, lanes, job_servicer, __version__)
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
         http = None
         if config.http_listen is not None:
             api = OpenAiApi(job_servicer, catalog, auth.admit, limits.max_receive_message_bytes)
-            http = HttpServer(
-                api.app(), config.http_listen, limits, config.tls_cert, config.tls_key
-            )
+            app = api.app()
+            app.include_router(kserve_router(inference, api.as_caller))
+            http = HttpServer(app, config.http_listen, limits, config.tls_cert, config.tls_key)
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)),
             server,

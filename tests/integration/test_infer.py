@@ -26,7 +26,7 @@ HERE = Path(__file__).parent
 def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
     """A node holding the model's blocks (it started before the model was registered, so it does
     not serve it), and a node started after: it fetches the model from the first and serves it."""
-    cluster = module_cluster_factory(nodes=1)
+    cluster = module_cluster_factory(nodes=1, coordinator_args=("--http-listen", "127.0.0.1:0"))
     added = cli(cluster, "models", "add", str(text_direction_model()), "--name", MODEL, "--json")
     assert added.returncode == 0, added.stderr
     cluster.add_node()
@@ -69,3 +69,27 @@ def test_tritons_grpc_client_gets_what_a_bare_session_computes(
     assert "input 'x' is INT64 (int64); the model takes FP32" in refused["wrong_dtype"][1]
     assert "has 5 at dimension 1; the model takes 3" in refused["wrong_shape"][1]
     assert refused["unknown_model"][0] == "StatusCode.NOT_FOUND"
+
+
+def test_tritons_http_client_uses_the_v2_rest_endpoints(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    assert cluster.http_url is not None
+    images = np.random.default_rng(4).uniform(-1, 1, size=(3, 3, 48, 192)).astype(np.float32)
+    np.save(tmp_path / "in.npy", images)
+    run = subprocess.run(
+        [sys.executable, str(HERE / "triton_http.py"), cluster.http_url, str(cluster.ca),
+         cluster.api_key, MODEL, str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert (seen["live"], seen["ready"], seen["model_ready"]) == (True, True, True)
+    assert seen["metadata"]["inputs"][0]["datatype"] == "FP32"
+    assert seen["json_equals_binary"], "JSON and binary tensors carry the same numbers"
+    bare = ort.InferenceSession(str(text_direction_model()), providers=["CPUExecutionProvider"])
+    expected = bare.run(None, {"x": images})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=0, atol=1e-5)
+    assert seen["refused"]["unknown_model"][0] == "404"
+    assert "unknown model 'no-such-model'" in seen["refused"]["unknown_model"][1]
+    assert seen["refused"]["short_data"][0] == "400"
