@@ -135,7 +135,9 @@ class NodeDaemon:
         logger.info("serving blocks as %s on %s", exchange.peer_id, ", ".join(exchange.addrs))
         memory = int(str(detect_hardware()["memory_bytes"]))
         async with open_channel(config) as channel:
-            onnx, onnx_speeds = await serve_registered(config, channel, exchange, memory)
+            onnx, onnx_speeds = await serve_registered(
+                config, channel, exchange, blocks.store, memory
+            )
         speeds.update(onnx_speeds)
         return cls(config, identity, runners, speeds, blocks, exchange, lock, generators, onnx)
 

@@ -47,10 +47,18 @@ class Fetcher(Protocol):
     def fetch(self, cid: CID, providers: Sequence[str]) -> bytes: ...
 
 
+class LocalBlocks(Protocol):
+    """The node's own blocks (`tokenweave.storage.BlockStore`): verified reads."""
+
+    def has(self, cid: CID) -> bool: ...
+    def get(self, cid: CID) -> bytes: ...
+
+
 async def serve_registered(
     config: NodeConfig,
     channel: aio.Channel,
     exchange: Fetcher,
+    local: LocalBlocks,
     memory_bytes: int,
 ) -> tuple[dict[str, OnnxSession], dict[str, float]]:
     """Load the registered models `config.serve` asks for; their sessions and items/s."""
@@ -83,10 +91,10 @@ async def serve_registered(
             path = stored_model_path(cache, info.sha256)
             if not path.exists():
                 started = time.monotonic()
-                blob = await _fetch(info, data, exchange)
+                blob = await _fetch(info, data, exchange, local)
                 await asyncio.to_thread(store_model, cache, blob)
                 logger.info(
-                    "model %s: %d bytes fetched from peers in %.1f s",
+                    "model %s: %d bytes fetched from peers in %.2f s",
                     *(name, len(blob), time.monotonic() - started),
                 )
             session = await asyncio.to_thread(
@@ -102,7 +110,10 @@ async def serve_registered(
 
 
 async def _fetch(
-    info: models_pb2.ModelInfo, data: data_pb2_grpc.DataServiceAsyncStub, exchange: Fetcher
+    info: models_pb2.ModelInfo,
+    data: data_pb2_grpc.DataServiceAsyncStub,
+    exchange: Fetcher,
+    local: LocalBlocks,
 ) -> bytes:
     loop = asyncio.get_running_loop()
 
@@ -114,6 +125,8 @@ async def _fetch(
         return asyncio.run_coroutine_threadsafe(ask(), loop).result()
 
     def source(cid: CID) -> bytes:
+        if local.has(cid):  # this node holds a replica of the file
+            return local.get(cid)
         return exchange.fetch(cid, providers(cid))
 
     def read() -> bytes:
