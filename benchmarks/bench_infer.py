@@ -3,14 +3,14 @@ ONNX Runtime session, and the time a new node takes to fetch and load a 90 MB mo
 
     python benchmarks/bench_infer.py [--rows 256] [--runs 3] [--threads 2]
 
-1. A coordinator and one node (verification off, so the figure is the path's own) serve the
-   shipped image classifier (PaddleOCR's text direction); `--rows` crops of 3 × 48 × 192 go
+1. A coordinator and one node serving it (verification off, so the figure is the path's own)
+   run the shipped image classifier (PaddleOCR's text direction); `--rows` crops of 3 × 48 × 192 go
    through the Open Inference Protocol's gRPC ModelInfer, best of `--runs`, against the same
    batch in a bare session with the node's threads, in this process. Printed: rows/s of each and
    their ratio (the goal is ≥ 0.9).
-2. A model of 90 MB (one fp32 matrix, written with onnx.helper) is registered (stored on the
-   first node); a second node starts and fetches it from the first over libp2p, checks and loads
-   it: printed, the fetch's MB/s (from the node's log) and the time until it serves the model.
+2. A model of 90 MB (one fp32 matrix, written with onnx.helper) is registered (stored on both
+   nodes); a third node starts and fetches it from them over libp2p, checks and loads it:
+   printed, the fetch's MB/s (from the node's log) and the time until it serves the model.
 """
 
 from __future__ import annotations
@@ -88,18 +88,17 @@ def main() -> None:
             node_args=("--threads", str(args.threads), "--calibration-windows", "1"),
         )  # fmt: skip
         try:
-            cluster.start(1)
+            cluster.start(1)  # holds the models' blocks; started before them, serves neither
             with cluster.client(timeout=600) as client:
                 client.add_model(text_direction_model(), IMAGE_MODEL)
-            cluster.nodes[0].stop()
-            cluster.add_node(data_dir=cluster.nodes[0].data_dir)  # serves it from its restart
-            cluster.wait_for_nodes(1)
+            cluster.add_node()  # fetches the image model from the first and serves it
+            cluster.wait_for_nodes(2)
             model_infer(cluster, images[:8])
             network_s = min(model_infer(cluster, images) for _ in range(args.runs))
             with cluster.client(timeout=600) as client:
                 client.add_model(big_model(Path(tmp) / "big.onnx"), "big")
             started = time.monotonic()
-            node = cluster.add_node()
+            node = cluster.add_node()  # the third: fetches the 90 MB model from the others
             pattern = re.compile(r"model big: (\d+) bytes fetched from peers in ([\d.]+) s")
             fetched = None
             while fetched is None and time.monotonic() - started < 600:

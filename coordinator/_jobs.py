@@ -96,6 +96,10 @@ def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
     )
 
 
+#: The most bytes of tensors one document (an inference request) may hold.
+MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
+
 class JobStore:
     def __init__(
         self,
@@ -123,11 +127,16 @@ class JobStore:
         for i, doc in enumerate(request.documents):
             if not doc.text.strip() and not doc.data:
                 raise InvalidArgumentError(f"{document_label(i, doc.name)} is empty")
-            size = len(doc.text.encode()) + len(doc.data)
+            size = len(doc.text.encode())
             if size > self._limits.max_document_bytes:
                 raise InvalidArgumentError(
                     f"{document_label(i, doc.name)} is {size} bytes; the limit is "
                     f"{self._limits.max_document_bytes} bytes (coordinator --max-document-bytes)"
+                )
+            if len(doc.data) > MAX_TENSOR_BYTES:  # a request's tensors: bounded as a message
+                raise InvalidArgumentError(
+                    f"{document_label(i, doc.name)} holds {len(doc.data)} bytes of tensors; the "
+                    f"limit is {MAX_TENSOR_BYTES} bytes a request"
                 )
 
     def _context(self, model: str) -> PlanContext:

@@ -6,8 +6,9 @@ more than `max_bytes`), checks its sha256 against the one the client computed, c
 (`inspect_onnx`, in a worker thread: standard operators only, no external data, loads in ONNX
 Runtime) and derives its manifest. The row, the catalog entry (jobs and the Open Inference
 Protocol plan with it) and a copy of the file in `<data dir>/models` (the referee runs it from
-there) are kept. Names are first come, first served: the same name with the same file
-again is a no-op, with another file ALREADY_EXISTS; built-in model names are refused.
+there) are kept. Names are first come, first served: the same name with the same file again is a
+no-op, with another file ALREADY_EXISTS; built-in model names are refused; a client registers at
+most `MAX_MODELS_PER_CLIENT` models (nodes load what is registered).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tokenweave.coordinator._catalog import CatalogEntry, ModelCatalog
 from tokenweave.coordinator._dataset_jobs import DatasetReader
 from tokenweave.coordinator._db import OnnxModelRow, utcnow
-from tokenweave.errors import AlreadyExistsError, InvalidArgumentError, clip
+from tokenweave.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    clip,
+)
 from tokenweave.models import (
     OnnxManifest,
     OnnxModelSpec,
@@ -36,6 +42,8 @@ from tokenweave.models import (
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: Models one client may register (every node that serves `*` fetches and loads them).
+MAX_MODELS_PER_CLIENT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,10 @@ class OnnxModels:
                 )
             if name in self._catalog.names:
                 raise AlreadyExistsError(f"model {name} is a built-in model; choose another name")
+            if sum(m.owner == owner for m in await self.list()) >= MAX_MODELS_PER_CLIENT:
+                raise ResourceExhaustedError(
+                    f"this client has registered {MAX_MODELS_PER_CLIENT} models, the most one may"
+                )
             data = await self._reader.file(cid, self._max_bytes)
             if sha256_of(data) != sha256:
                 raise InvalidArgumentError(

@@ -1,8 +1,8 @@
 """The registered ONNX models a node serves: listed by the coordinator, fetched from peers,
 checked, loaded and timed, before the node registers.
 
-`--serve` names them (default `*`: every registered model whose file fits in a quarter of the
-node's memory; `none`: none). A model already kept in the node's data dir
+`--serve` names them (default `*`: the registered models, by name, while their files together
+fit in a quarter of the node's memory; `none`: none). A model already kept in the node's data dir
 (`models/onnx/<sha256>.onnx`, re-hashed on load) is not fetched again; otherwise its file's
 blocks come from the peers that hold them (the coordinator says which; both calls are public),
 every block checked against its CID, the DAG measured before it is read (no more than the
@@ -79,14 +79,15 @@ async def serve_registered(
     data = data_pb2_grpc.DataServiceStub(channel)
     sessions: dict[str, OnnxSession] = {}
     speeds: dict[str, float] = {}
+    budget = memory_bytes // 4  # for the models `*` chooses, all of them together
     for name, info in sorted(registered.items()):
         if ALL not in wanted and name not in wanted:
             continue
-        if ALL in wanted and name not in wanted and info.size_bytes * 4 > memory_bytes:
-            logger.info(
-                "model %s (%d bytes) does not fit this node: not served", name, info.size_bytes
-            )
-            continue
+        if ALL in wanted and name not in wanted:
+            if info.size_bytes > budget:
+                logger.info("model %s (%d bytes) does not fit: not served", name, info.size_bytes)
+                continue
+            budget -= info.size_bytes
         try:
             path = stored_model_path(cache, info.sha256)
             if not path.exists():

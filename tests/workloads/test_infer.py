@@ -12,7 +12,13 @@ import pytest
 
 from tokenweave import tensors
 from tokenweave.errors import InvalidArgumentError
-from tokenweave.models import OnnxModelSpec, OnnxSession, inspect_onnx, store_model
+from tokenweave.models import (
+    OnnxModelSpec,
+    OnnxSession,
+    inspect_onnx,
+    store_model,
+    text_direction_model,
+)
 from tokenweave.models import stored_model_path as stored
 from tokenweave.workloads import DocumentInput, PlanContext, get
 
@@ -120,3 +126,11 @@ def test_bad_requests_and_options_are_refused() -> None:
 def test_a_text_workload_refuses_a_model_of_tensors(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="takes tensors, not text"):
         get("embed").plan("classifier", [DocumentInput("t", "some text")], {}, context())
+
+
+def test_a_billion_rows_of_nothing_are_refused_before_planning() -> None:
+    """Free dimensions of size 0 make a huge batch of no bytes: it would plan millions of tasks."""
+    spec = OnnxModelSpec("text-direction", inspect_onnx(text_direction_model().read_bytes()))
+    empty = np.ones((10**9, 3, 0, 192), np.float32)
+    with pytest.raises(InvalidArgumentError, match="holds no values"):
+        WORKLOAD.plan("text-direction", [request(x=empty)], {}, PlanContext(spec, "", None, 4, {}))

@@ -40,8 +40,8 @@ from tokenweave.workloads._api import (
 )
 from tokenweave.workloads._options import check_known, int_option
 
-#: The most rows one task may hold.
-MAX_ROWS_PER_TASK = 1 << 20
+#: The most rows one task, or one request, may hold.
+MAX_ROWS_PER_TASK = MAX_ROWS = 1 << 20
 
 Arrays = dict[str, npt.NDArray[np.generic]]
 
@@ -72,6 +72,10 @@ def check_inputs(manifest: OnnxManifest, inputs: Mapping[str, Any], where: str) 
                 f"{spec.datatype} ({spec.dtype})"
             )
         problem = _shape_error(spec, tuple(array.shape))
+        if problem is None and array.ndim and array.size == 0 and array.shape[0]:
+            problem = "holds no values"  # rows of nothing: a batch that costs nothing to send
+        if problem is None and array.ndim and array.shape[0] > MAX_ROWS:
+            problem = f"has more than {MAX_ROWS} rows"
         if problem:
             raise InvalidArgumentError(
                 f"{where}: input {clip(spec.name)} of shape {list(array.shape)} {problem}"
