@@ -103,7 +103,10 @@ def main() -> None:
             fetched = None
             while fetched is None and time.monotonic() - started < 600:
                 time.sleep(0.2)
-                fetched = pattern.search(node.log_path.read_text())
+                log = node.log_path.read_text()
+                fetched = pattern.search(log)
+                if "model big not served" in log:
+                    break
             while "registered with" not in node.log_path.read_text():
                 time.sleep(0.2)
             serving_s = time.monotonic() - started

@@ -29,6 +29,7 @@ from tokenweave.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    UnavailableError,
     clip,
 )
 from tokenweave.models import DATATYPES, GeneratorSpec, OnnxModelSpec, TensorSpec
@@ -213,6 +214,11 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: kserve.ModelInferRequest, context: Context
     ) -> kserve.ModelInferResponse:
         spec = self._model(request.model_name)
+        if not any(spec.name in lane.models for lane in self._lanes):
+            raise UnavailableError(
+                f"no connected node serves model {spec.name} now (nodes load registered models "
+                "when they start: tokenweave node --serve)"
+            )
         outputs = {t.name: t for t in spec.manifest.outputs}
         wanted = [o.name for o in request.outputs] or list(outputs)
         for name in wanted:

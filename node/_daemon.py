@@ -143,7 +143,13 @@ class NodeDaemon:
 
     @property
     def speeds(self) -> dict[str, float]:
+        """Tokens/s of each text model, items (rows) per second of each registered model."""
         return dict(self._speeds)
+
+    @property
+    def registered_models(self) -> frozenset[str]:
+        """The registered ONNX models served (their speeds are items per second)."""
+        return frozenset(self._onnx)
 
     @property
     def shards_done(self) -> int:

@@ -132,8 +132,11 @@ async def _fetch(
 
     def read() -> bytes:
         root = CID.parse(info.cid)
-        limits = DagLimits(
-            max_bytes=info.size_bytes, max_links=1_000_000, max_depth=32, max_fanout=16_384
+        limits = DagLimits(  # the file, and its interior nodes' few bytes a leaf
+            max_bytes=info.size_bytes + info.size_bytes // 64 + (1 << 20),
+            max_links=1_000_000,
+            max_depth=32,
+            max_fanout=16_384,
         )
         measure_dag(root, source, limits)
         blob = b"".join(read_file(root, source))

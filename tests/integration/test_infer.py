@@ -15,6 +15,7 @@ import pytest
 from tokenweave.cli import LocalCluster
 from tokenweave.models import text_direction_model
 
+from .. import onnx_models
 from .conftest import ClusterFactory
 from .test_generate import cli
 
@@ -50,6 +51,9 @@ def test_tritons_grpc_client_gets_what_a_bare_session_computes(
 ) -> None:
     images = np.random.default_rng(3).uniform(-1, 1, size=(10, 3, 48, 192)).astype(np.float32)
     np.save(tmp_path / "in.npy", images)
+    (tmp_path / "unserved.onnx").write_bytes(onnx_models.classifier())
+    added = cli(cluster, "models", "add", str(tmp_path / "unserved.onnx"))
+    assert added.returncode == 0, added.stderr  # registered after every node started
     run = subprocess.run(
         [sys.executable, str(HERE / "triton_grpc.py"), cluster.address, str(cluster.ca),
          cluster.api_key, MODEL, str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
@@ -69,6 +73,8 @@ def test_tritons_grpc_client_gets_what_a_bare_session_computes(
     assert "input 'x' is INT64 (int64); the model takes FP32" in refused["wrong_dtype"][1]
     assert "has 5 at dimension 1; the model takes 3" in refused["wrong_shape"][1]
     assert refused["unknown_model"][0] == "StatusCode.NOT_FOUND"
+    assert refused["unserved"][0] == "StatusCode.UNAVAILABLE"
+    assert "no connected node serves model unserved" in refused["unserved"][1]
 
 
 def test_tritons_http_client_uses_the_v2_rest_endpoints(

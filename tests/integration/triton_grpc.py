@@ -3,7 +3,8 @@
 
     python triton_grpc.py ADDRESS CA API_KEY MODEL INPUTS.npy OUTPUTS.npy
 
-Prints one JSON object: server readiness, the model's metadata, and what was refused.
+Prints one JSON object: server readiness, the model's metadata, and what was refused (a model
+named "unserved" is expected to be registered with no node serving it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def main() -> None:
         client.get_model_metadata("no-such-model", headers=headers)
     except InferenceServerException as exc:
         refused["unknown_model"] = [exc.status(), exc.message()]
+    unserved = triton.InferInput("image", [1, 1, 8, 8], "FP32")
+    unserved.set_data_from_numpy(np.zeros((1, 1, 8, 8), np.float32))
+    try:
+        client.infer("unserved", [unserved], headers=headers)
+    except InferenceServerException as exc:
+        refused["unserved"] = [exc.status(), exc.message()]
     print(
         json.dumps(
             {

@@ -58,7 +58,10 @@ def run_node(config: NodeConfig) -> int:
 
     async def body(stop: asyncio.Event) -> None:
         daemon = await NodeDaemon.create(config)
-        speeds = ", ".join(f"{m} {s:,.0f} tokens/s" for m, s in daemon.speeds.items())
+        unit = {m: "items/s" for m in daemon.registered_models}
+        speeds = ", ".join(
+            f"{m} {s:,.0f} {unit.get(m, 'tokens/s')}" for m, s in daemon.speeds.items()
+        )
         print(f"node {daemon.identity.address} → {config.coordinator} ({speeds})", flush=True)
         await daemon.run(stop)
 

@@ -133,12 +133,13 @@ class InferWorkload(Workload):
             cuts = range(0, rows, per_task) if manifest.batched else range(1)
             for start in cuts:
                 end = min(rows, start + per_task) if manifest.batched else rows
-                part = {k: v[start:end] for k, v in inputs.items()} if manifest.batched else inputs
+                whole = not manifest.batched or (start, end) == (0, rows)
+                part = inputs if whole else {k: v[start:end] for k, v in inputs.items()}
                 detail = {"document": index, "rows": end - start, "batched": manifest.batched}
                 tasks.append(
                     TaskPlan(
                         cost=max(1, end - start),
-                        payload=tensors.pack(part),
+                        payload=doc.data if whole else tensors.pack(part),
                         detail=json.dumps({**detail, "outputs": outputs}).encode(),
                     )
                 )
