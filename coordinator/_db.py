@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tokenweave.errors import FailedPreconditionError
@@ -137,8 +137,11 @@ class ShardRow(Base):
     #: The job's stage the shard belongs to: 0 for the planned tasks, n for the tasks the
     #: workload planned once every task before them was accepted (map → reduce levels).
     stage: Mapped[int] = mapped_column(default=0)
-    #: Sent to the node as is.
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Sent to the node as is; in a table of its own, so that the row's many updates do not
+    #: rewrite it (SQLite rewrites a whole row, blobs included, on any update).
+    payload_row: Mapped[ShardPayloadRow] = relationship(
+        cascade="all, delete-orphan", lazy="raise", passive_deletes=True
+    )
     #: The workload's own record of the task, never sent (what results are checked against).
     detail: Mapped[bytes] = mapped_column(LargeBinary)
     #: Model tokens the shard takes (placement, deadlines).
@@ -157,6 +160,15 @@ class ShardRow(Base):
     #: blocks at submission (placement prefers them).
     read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     local_nodes: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ShardPayloadRow(Base):
+    __tablename__ = "shard_payloads"
+
+    shard_id: Mapped[str] = mapped_column(
+        ForeignKey("shards.shard_id", ondelete="CASCADE"), primary_key=True
+    )
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class LedgerRow(Base):

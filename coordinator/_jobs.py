@@ -21,6 +21,7 @@ from tokenweave.coordinator._db import (
     DocumentRow,
     JobRow,
     NodeRow,
+    ShardPayloadRow,
     ShardRow,
     VerificationRow,
     utcnow,
@@ -194,7 +195,7 @@ class JobStore:
         """What a shard's node is sent (kept in the database, not in memory, until then)."""
         async with self._sessions() as session:
             payload = await session.scalar(
-                select(ShardRow.payload).where(ShardRow.shard_id == shard_id)
+                select(ShardPayloadRow.payload).where(ShardPayloadRow.shard_id == shard_id)
             )
         if payload is None:
             raise NotFoundError(f"no shard with id {clip(shard_id)}")

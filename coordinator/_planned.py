@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tokenweave.coordinator._db import DocumentRow, JobRow, ShardRow, utcnow
+from tokenweave.coordinator._db import DocumentRow, JobRow, ShardPayloadRow, ShardRow, utcnow
 from tokenweave.coordinator._views import JobRequest, ShardState
 from tokenweave.errors import TokenweaveError, clip
 from tokenweave.types import JobState
@@ -81,7 +81,7 @@ def shard_row(
         job_id=job_id,
         index=index,
         stage=stage,
-        payload=task.payload,
+        payload_row=ShardPayloadRow(payload=task.payload),
         detail=task.detail,
         cost=task.cost,
         state=ShardState.PENDING,
