@@ -92,6 +92,7 @@ bench: models
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(PIP) install --no-deps $(LLAMA_CPP) diskcache==5.6.3
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_ask.py
+	$(BIN)/python benchmarks/bench_infer.py
 	$(BIN)/python benchmarks/bench_verify.py
 
 # 100 jobs with a node killed during each (about 10 minutes on 2 cores).

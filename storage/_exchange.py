@@ -26,7 +26,7 @@ from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
@@ -270,8 +270,23 @@ class BlockExchange:
             f"block {cid} could not be fetched from {len(providers)} providers: {reasons}"
         )
 
+    def _forget_failures(self, info: PeerInfo) -> None:
+        """A provider this host holds no open connection to gets a fresh dial at the address
+        the coordinator gave, and only there: a node that restarted on another port is
+        reachable at once, not when the swarm's negative cache of failed peers (filled by dials
+        to its old address) expires, and its old addresses are not dialled again. Fetches are
+        bounded by their timeout, not by that cache."""
+        network = self._host.get_network()
+        if any(not c.is_closed for c in network.get_connections(info.peer_id)):
+            return
+        with contextlib.suppress(Exception):  # addresses it had before: it left them
+            self._host.get_peerstore().clear_addrs(info.peer_id)
+        if hasattr(network, "unblock_peer"):
+            network.unblock_peer(info.peer_id)
+
     async def _fetch_one(self, cid: CID, address: str) -> bytes:
         info = info_from_p2p_addr(multiaddr.Multiaddr(address))
+        self._forget_failures(info)
         await self._host.connect(info)
         stream = await self._host.new_stream(info.peer_id, [PROTOCOL])
         try:

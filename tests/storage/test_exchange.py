@@ -105,3 +105,25 @@ def test_the_honest_provider_wins_over_a_liar_and_a_dead_one(
     assert client.fetch(CID_OF_BLOCK, [*liar.addrs, *dead_addrs, *honest.addrs]) == BLOCK
     with pytest.raises((UnavailableError, PeerMisbehavedError)):
         client.fetch(CID_OF_BLOCK, [*liar.addrs, *dead_addrs])
+
+
+def test_a_provider_that_restarted_on_another_port_is_reached_at_once(
+    tmp_path: Path, exchanges: Starter
+) -> None:
+    """The same key on a new port (a node restarted): the old address failed, and the swarm's
+    cache of failed peers must not keep the new one from being dialled."""
+    store = _store(tmp_path, "a")
+    key = bytes(range(1, 33))
+    before = BlockExchange(store.get, key, timeout=10).start()
+    client = exchanges(BlockStore(tmp_path / "b").get)
+    assert client.fetch(CID_OF_BLOCK, before.addrs) == BLOCK
+    before.stop()
+    with pytest.raises((NotFoundError, UnavailableError)):
+        client.fetch(CID_OF_BLOCK, before.addrs)
+    after = BlockExchange(store.get, key, timeout=10).start()
+    try:
+        assert after.peer_id == before.peer_id
+        assert after.addrs != before.addrs
+        assert client.fetch(CID_OF_BLOCK, after.addrs) == BLOCK
+    finally:
+        after.stop()
