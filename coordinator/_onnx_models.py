@@ -3,19 +3,23 @@
 A model's file travels as a dataset of the network (`tokenweave data put`); registering names it.
 The coordinator reads the file from the nodes that hold its blocks (its DAG measured first: no
 more than `max_bytes`), checks its sha256 against the one the client computed, checks the file
-(`inspect_onnx`, in a worker thread: standard operators only, no external data, loads in ONNX
-Runtime) and derives its manifest. The row, the catalog entry (jobs and the Open Inference
-Protocol plan with it) and a copy of the file in `<data dir>/models` (the referee runs it from
-there) are kept. Names are first come, first served: the same name with the same file again is a
-no-op, with another file ALREADY_EXISTS; built-in model names are refused; a client registers at
-most `MAX_MODELS_PER_CLIENT` models (nodes load what is registered).
+(`inspect_onnx`: standard operators only, no external data, loads in ONNX Runtime — in a child
+process bounded in memory and time, since the file is untrusted and the parser native code) and
+derives its manifest. The row, the catalog entry (jobs and the Open Inference Protocol plan with
+it) and a copy of the file in `<data dir>/models` (the referee runs it from there) are kept.
+Names are first come, first served: the same name with the same file again is a no-op, with
+another file ALREADY_EXISTS; built-in model names are refused; a client registers at most
+`MAX_MODELS_PER_CLIENT` models (nodes load what is registered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +34,11 @@ from tokenweave.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
     clip,
+    error_for_status,
 )
 from tokenweave.models import (
     OnnxManifest,
     OnnxModelSpec,
-    inspect_onnx,
     sha256_of,
     store_model,
 )
@@ -42,6 +46,9 @@ from tokenweave.models import (
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: Checking a model: at most this long, in a process of at most 4 × the file + this memory.
+INSPECT_TIMEOUT_S = 120.0
+INSPECT_MEMORY_BYTES = 2 << 30
 #: Models one client may register (every node that serves `*` fetches and loads them).
 MAX_MODELS_PER_CLIENT = 16
 
@@ -122,7 +129,7 @@ class OnnxModels:
                     f"the file stored as {clip(cid)} has sha256 {sha256_of(data)[:16]}…, not "
                     f"{sha256[:16]}…: upload it again"
                 )
-            manifest = await asyncio.to_thread(inspect_onnx, data, self._max_bytes)
+            manifest = await self._inspect(data)
             await asyncio.to_thread(store_model, self._models_dir, data)
             view = OnnxModelView(name, sha256, cid, len(data), manifest, owner)
             async with self._sessions.begin() as session:
@@ -140,6 +147,37 @@ class OnnxModels:
             self._serve(view)
         logger.info("model %s registered (sha256 %s…, %d bytes)", name, sha256[:12], len(data))
         return view
+
+    async def _inspect(self, data: bytes) -> OnnxManifest:
+        """`inspect_onnx` in a child process, bounded in memory and time: the file is untrusted,
+        and ONNX Runtime's parser runs native code on it."""
+        self._models_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self._models_dir, suffix=".incoming") as staged:
+            await asyncio.to_thread(staged.write, data)
+            await asyncio.to_thread(staged.flush)
+            limit = 4 * len(data) + INSPECT_MEMORY_BYTES  # the child sets it on itself
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tokenweave.models._onnx_model", staged.name,
+                str(self._max_bytes), str(limit), stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                out, _ = await asyncio.wait_for(child.communicate(), INSPECT_TIMEOUT_S)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+                raise InvalidArgumentError(
+                    f"checking the model took more than {INSPECT_TIMEOUT_S:.0f} s"
+                ) from None
+        try:
+            answer = json.loads(out)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"ONNX Runtime could not check the model (its checker exited {child.returncode})"
+            ) from None
+        if "manifest" not in answer:
+            raise error_for_status(str(answer.get("status")), str(answer.get("message")))
+        return OnnxManifest.from_json(json.dumps(answer["manifest"]))
 
     async def _get(self, name: str) -> OnnxModelView | None:
         async with self._sessions() as session:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tokenweave.coordinator import _onnx_models as onnx_registry
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._db import open_database
-from tokenweave.coordinator._onnx_models import MAX_MODELS_PER_CLIENT, OnnxModels
+from tokenweave.coordinator._onnx_models import OnnxModels
 from tokenweave.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
@@ -43,6 +44,7 @@ def sha(data: bytes) -> str:
 
 
 async def test_registration_checks_names_hashes_and_files(tmp_path: Path) -> None:
+    """The file is checked in a child process (here for real)."""
     engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     files = _Files()
     files.files = {"good": CLASSIFIER, "custom": onnx_models.custom_op(), "other": b"x" * 10}
@@ -72,16 +74,36 @@ async def test_registration_checks_names_hashes_and_files(tmp_path: Path) -> Non
     await engine.dispose()
 
 
-async def test_a_client_registers_a_bounded_number_of_models(tmp_path: Path) -> None:
+async def test_a_client_registers_a_bounded_number_of_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onnx_registry, "MAX_MODELS_PER_CLIENT", 2)  # 16 by default
     engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     files = _Files()
     models = OnnxModels(sessions, ModelCatalog([]), files, tmp_path / "m", 1 << 20)  # type: ignore[arg-type]
-    for i in range(MAX_MODELS_PER_CLIENT + 1):
+    for i in range(3):
         data = onnx_models.classifier(batch=i + 1)  # a different file each time
         files.files[f"f{i}"] = data
-        if i < MAX_MODELS_PER_CLIENT:
+        if i < 2:
             await models.register(f"m{i}", f"f{i}", sha(data), "mallory")
-    with pytest.raises(ResourceExhaustedError, match="registered 16 models"):
-        await models.register("one-more", f"f{MAX_MODELS_PER_CLIENT}", sha(data), "mallory")
-    await models.register("someone-else", f"f{MAX_MODELS_PER_CLIENT}", sha(data), "alice")
+    with pytest.raises(ResourceExhaustedError, match="registered 2 models"):
+        await models.register("one-more", "f2", sha(data), "mallory")
+    await models.register("someone-else", "f2", sha(data), "alice")
+    await engine.dispose()
+
+
+async def test_a_checker_that_dies_refuses_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that crashes ONNX Runtime's parser takes the child process down, not the
+    coordinator: the model is refused (`false` stands in for the crashing checker)."""
+    engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    files = _Files()
+    files.files["good"] = CLASSIFIER
+    models = OnnxModels(sessions, ModelCatalog([]), files, tmp_path / "m", 1 << 20)  # type: ignore[arg-type]
+    monkeypatch.setattr(onnx_registry.sys, "executable", "false")
+    with pytest.raises(InvalidArgumentError, match="could not check the model"):
+        await models.register("crasher", "good", sha(CLASSIFIER), "mallory")
+    assert await models.list() == []
+    assert list((tmp_path / "m").iterdir()) == [], "nothing staged is left"
     await engine.dispose()

@@ -261,3 +261,27 @@ class OnnxSession:
     ) -> dict[str, npt.NDArray[np.generic]]:
         names = [o.name for o in self.manifest.outputs]
         return dict(zip(names, self._session.run(names, dict(inputs)), strict=True))
+
+
+def _main(argv: Sequence[str]) -> int:
+    """`python -m tokenweave.models._onnx_model PATH MAX_BYTES MEMORY_BYTES`: `inspect_onnx` in
+    a process of its own, its address space capped (a coordinator checks untrusted files so: a
+    parser that crashes or runs away takes this process, not the coordinator). Prints
+    {"manifest": …} or {"status", "message"}."""
+    import resource
+
+    path, max_bytes, memory = Path(argv[0]), int(argv[1]), int(argv[2])
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        manifest = inspect_onnx(path.read_bytes(), max_bytes)
+    except (InvalidArgumentError, ResourceExhaustedError) as exc:
+        print(json.dumps({"status": exc.status, "message": exc.message}))
+        return 0
+    print(json.dumps({"manifest": json.loads(manifest.to_json())}))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))
