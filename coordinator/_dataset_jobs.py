@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from tokenweave import tensors
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.errors import FailedPreconditionError
 from tokenweave.storage import (
@@ -32,6 +33,7 @@ from tokenweave.storage import (
     DagLimits,
     ReadCancelledError,
     dataset_documents,
+    dataset_files,
     measure_dag,
     range_blocks,
     read_file,
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 BlockSource = Callable[[CID], bytes]
+
+#: The files of a dataset of tensors.
+TENSOR_FILES = (".npy", ".npz")
 
 #: JSON Lines field read when a job does not name one.
 DEFAULT_TEXT_FIELD = "text"
@@ -142,6 +147,21 @@ class DatasetReader:
         holders = await self._holders(root)
         return await self._read(root, holders, read)
 
+    async def tensors(self, root: str) -> DatasetDocuments:
+        """The requests of a dataset of tensors: one per `.npy` file (its array, named "") or
+        `.npz` archive (its arrays, by member), in path order, each packed as a TensorMap."""
+
+        def read(source: BlockSource, root: CID) -> DatasetDocuments:
+            measure_dag(root, source, self._limits, include=_tensor_file)
+            documents = tuple(
+                DocumentInput(path, "", data=tensors.pack(tensors.load_file(path, data)))
+                for path, _, data in dataset_files(root, source, TENSOR_FILES, "tensors.npz")
+            )
+            return DatasetDocuments(documents, holders)
+
+        holders = await self._holders(root)
+        return await self._read(root, holders, read)
+
     async def file(self, root: str, max_bytes: int) -> bytes:
         """The bytes of the file `root` (a model's), read from the nodes: refused before it is
         read when its DAG declares more than `max_bytes`."""
@@ -214,6 +234,10 @@ class DatasetReader:
             return data
 
         return read(source, root)
+
+
+def _tensor_file(name: str) -> bool:
+    return name.endswith(TENSOR_FILES)
 
 
 def _read_by_jobs(name: str) -> bool:

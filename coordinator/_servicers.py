@@ -110,9 +110,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if request.documents:
                 raise InvalidArgumentError("give documents or a dataset, not both")
             root = str(CID.parse(request.dataset.root))
-            dataset = await self._datasets.documents(
-                root, request.dataset.text_field, request.dataset.name_field
-            )
+            if request.workload == "infer":  # a dataset of tensors
+                dataset = await self._datasets.tensors(root)
+            else:
+                dataset = await self._datasets.documents(
+                    root, request.dataset.text_field, request.dataset.name_field
+                )
             job_request = JobRequest(
                 request.workload,
                 request.model,

@@ -16,7 +16,8 @@ The code is organized as follows:
   against its declared size, entry names that would escape the destination (or collide, or be
   too long) refused before anything is written, output staged and renamed into place.
 * `CancelFlag` (_cancel.py) — stops a long read between blocks and cuts a fetch in flight.
-* `read_range`, `range_blocks`, `dataset_documents`, `read_document` (_documents.py) — byte
+* `read_range`, `range_blocks`, `dataset_documents`, `dataset_files`, `read_document`
+  (_documents.py) — byte
   ranges of a file from only the blocks that hold them; a dataset's documents (`.txt` files of a
   directory, or the lines of a JSON Lines file) as `DocumentRef`s, each readable alone.
 * `BlockExchange` (_exchange.py) — blocks served and fetched over libp2p (TCP + Noise + Yamux)
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from tokenweave.storage._documents import (
         DocumentRef,
         dataset_documents,
+        dataset_files,
         range_blocks,
         read_document,
         read_range,
@@ -69,6 +71,7 @@ else:
             "._documents": (
                 "DocumentRef",
                 "dataset_documents",
+                "dataset_files",
                 "range_blocks",
                 "read_document",
                 "read_range",
@@ -113,6 +116,7 @@ __all__ = [
     "ReadCancelledError",
     "check_entry_name",
     "dataset_documents",
+    "dataset_files",
     "export",
     "import_directory",
     "import_file",

@@ -228,14 +228,15 @@ def _jsonl_documents(
     return documents
 
 
-def _text_files(
-    links: Sequence[PBLink], source: BlockSource, prefix: str
+def _files(
+    links: Sequence[PBLink], source: BlockSource, prefix: str, suffixes: tuple[str, ...]
 ) -> Iterator[tuple[str, CID, bytes]]:
-    """(path, file, its bytes) for the `.txt` files below a directory's links."""
+    """(path, file, its bytes) for the files below a directory's links whose names end in one
+    of `suffixes`."""
     for link in links:
         path = prefix + check_entry_name(link.name)
         if link.cid.codec == RAW:
-            if path.endswith(".txt"):
+            if path.endswith(suffixes):
                 data = source(link.cid)
                 if len(data) != link.tsize:
                     raise InvalidArgumentError(
@@ -247,10 +248,25 @@ def _text_files(
         block = source(link.cid)
         node = _decode(link.cid, block)
         if node.kind == UNIXFS_DIRECTORY:
-            yield from _text_files(node.links, source, path + "/")
-        elif node.kind == UNIXFS_FILE and path.endswith(".txt"):
+            yield from _files(node.links, source, path + "/", suffixes)
+        elif node.kind == UNIXFS_FILE and path.endswith(suffixes):
             data = b"".join(read_file(link.cid, _with_block(source, link.cid, block)))
             yield path, link.cid, data
+
+
+def dataset_files(
+    root: CID, source: BlockSource, suffixes: tuple[str, ...], name: str = ""
+) -> list[tuple[str, CID, bytes]]:
+    """(path, file, bytes) of the files of a dataset whose names end in `suffixes`, sorted by
+    path (subdirectories included); a dataset that is one file is that file, named `name`."""
+    block = source(root)
+    node = None if root.codec == RAW else _decode(root, block)
+    if node is None or node.kind != UNIXFS_DIRECTORY:
+        return [(name, root, b"".join(read_file(root, _with_block(source, root, block))))]
+    files = sorted(_files(node.links, source, "", suffixes), key=lambda entry: entry[0])
+    if not files:
+        raise InvalidArgumentError(f"directory {root} holds no {' or '.join(suffixes)} file")
+    return files
 
 
 def dataset_documents(
@@ -267,9 +283,7 @@ def dataset_documents(
     node = None if root.codec == RAW else _decode(root, block)
     if node is None or node.kind != UNIXFS_DIRECTORY:
         return _jsonl_documents(root, _with_block(source, root, block), text_field, name_field)
-    files = sorted(_text_files(node.links, source, ""), key=lambda entry: entry[0])
-    if not files:
-        raise InvalidArgumentError(f"directory {root} holds no .txt file")
+    files = dataset_files(root, source, (".txt",))
     return [
         (DocumentRef(path, file, 0, len(data)), _utf8(data, path)) for path, file, data in files
     ]

@@ -39,6 +39,8 @@ EXPORTS = {
         "Identity",
         "JobInfo",
         "JobStatus",
+        "MapJob",
+        "MapResult",
         "ModelInfo",
         "NodeInfo",
         "NodeShare",

@@ -52,3 +52,30 @@ def test_malformed_tensors_are_refused(tensor: tensor_pb2.Tensor, message: str) 
 def test_garbage_is_not_a_tensor_map() -> None:
     with pytest.raises(InvalidArgumentError, match="not a TensorMap"):
         tensors.unpack(b"\xff\xff\xff")
+
+
+def test_tensor_files_load_without_pickles_or_bombs() -> None:
+    import io
+    import zipfile
+
+    good = tensors.npz_bytes({"x": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    np.testing.assert_array_equal(tensors.load_file("a.npz", good)["x"], np.arange(6).reshape(2, 3))
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones(3, np.int64))
+    assert list(tensors.load_file("b.npy", buffer.getvalue())) == [""]
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidArgumentError, match=r"not an \.npy array"):
+        tensors.load_file("p.npy", pickled.getvalue())
+    complex_ = io.BytesIO()
+    np.save(complex_, np.ones(2, np.complex64))
+    with pytest.raises(InvalidArgumentError, match="holds complex64; supported"):
+        tensors.load_file("c.npy", complex_.getvalue())
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", b"\0" * (65 * 1024 * 1024))  # a few KB, compressed
+    assert len(bomb.getvalue()) < 1 << 20
+    with pytest.raises(InvalidArgumentError, match="inflates to 68157440 bytes; the limit"):
+        tensors.load_file("bomb.npz", bomb.getvalue())
+    with pytest.raises(InvalidArgumentError, match=r"not an \.npz archive"):
+        tensors.load_file("junk.npz", b"PK not a zip")

@@ -8,7 +8,9 @@ dtype is one of the few the network speaks, so a peer cannot make us allocate wh
 
 from __future__ import annotations
 
+import io
 import math
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -100,3 +102,58 @@ def unpack(data: bytes, what: str = "tensors") -> dict[str, npt.NDArray[np.gener
         name: from_proto(tensor, f"{what}[{clip(name)}]")
         for name, tensor in sorted(message.tensors.items())
     }
+
+
+#: A tensor file's arrays (`.npy`: one, named ""; `.npz`: by member) may hold at most this.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def load_file(
+    name: str, data: bytes, max_bytes: int = MAX_FILE_BYTES
+) -> dict[str, npt.NDArray[np.generic]]:
+    """The arrays of a `.npy` file (one, named "") or a `.npz` archive (by member, without
+    `.npy`), of the dtypes the network speaks. Never unpickles; an archive's members are
+    measured before they are inflated (a small compressed file can declare gigabytes)."""
+    if name.endswith(".npz"):
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            members = archive.infolist()
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise InvalidArgumentError(f"{clip(name)} is not an .npz archive: {exc}") from None
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            raise InvalidArgumentError(
+                f"{clip(name)} inflates to {declared} bytes; the limit is {max_bytes}"
+            )
+        return {
+            m.filename.removesuffix(".npy"): _npy(f"{name}:{m.filename}", archive.read(m))
+            for m in members
+        }
+    if len(data) > max_bytes:
+        raise InvalidArgumentError(f"{clip(name)} is {len(data)} bytes; the limit is {max_bytes}")
+    return {"": _npy(name, data)}
+
+
+def npz_bytes(arrays: Mapping[str, npt.ArrayLike]) -> bytes:
+    """Named arrays as an `.npz` archive (`load_file` reads it back; never pickled)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _npy(name: str, data: bytes) -> npt.NDArray[np.generic]:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidArgumentError(f"{clip(name)} is not an .npy array: {exc}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.newbyteorder("<").name not in DTYPES:
+        raise InvalidArgumentError(
+            f"{clip(name)} holds {getattr(array, 'dtype', type(array))}; supported: "
+            + ", ".join(DTYPES)
+        )
+    if array.ndim > MAX_RANK:
+        raise InvalidArgumentError(f"{clip(name)} has {array.ndim} dimensions; at most {MAX_RANK}")
+    return np.ascontiguousarray(array, dtype=DTYPES[array.dtype.name])

@@ -99,3 +99,40 @@ def test_tritons_http_client_uses_the_v2_rest_endpoints(
     assert seen["refused"]["unknown_model"][0] == "404"
     assert "unknown model 'no-such-model'" in seen["refused"]["unknown_model"][1]
     assert seen["refused"]["short_data"][0] == "400"
+
+
+def test_a_model_maps_a_dataset_of_tensors_to_a_dataset_of_outputs(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """`submit map`: a folder of .npy batches (one bigger than a task) and an .npz archive,
+    stored on the network; the outputs come back as a new dataset, file for file, equal to a
+    bare session's."""
+    rng = np.random.default_rng(5)
+    inputs = tmp_path / "crops"
+    (inputs / "more").mkdir(parents=True)
+    batches = {
+        "a.npy": rng.uniform(-1, 1, (20, 3, 48, 192)).astype(np.float32),
+        "more/b.npy": rng.uniform(-1, 1, (1, 3, 48, 192)).astype(np.float32),
+    }
+    for name, batch in batches.items():
+        np.save(inputs / name, batch)
+    archive = rng.uniform(-1, 1, (2, 3, 48, 192)).astype(np.float32)
+    np.savez(inputs / "c.npz", x=archive)
+    (inputs / "notes.txt").write_text("not a tensor: skipped")
+    put = cli(cluster, "data", "put", str(inputs), "--json")
+    assert put.returncode == 0, put.stderr
+    root = json.loads(put.stdout)["root"]
+    run = cli(cluster, "submit", "map", "--model", MODEL, "--dataset", root, "--json")
+    assert run.returncode == 0, run.stderr
+    mapped = json.loads(run.stdout)
+    assert mapped["files"] == ["a.npy", "c.npz", "more/b.npy"]
+    got = cli(cluster, "data", "get", mapped["dataset"], "--output", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    bare = ort.InferenceSession(str(text_direction_model()), providers=["CPUExecutionProvider"])
+    out = tmp_path / "out"
+    for name, batch in [*batches.items(), ("c.npz", archive)]:
+        [result] = np.load(next(out.rglob(name.rsplit(".", 1)[0] + ".npz"))).values()
+        np.testing.assert_allclose(result, bare.run(None, {"x": batch})[0], rtol=0, atol=1e-5)
+    with cluster.client() as client:
+        info = client.job(mapped["job"]).refresh()
+    assert info.shards_total == 2 + 1 + 1, "20 rows in two tasks of 16 and 4; one each for the rest"

@@ -164,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--top", type=int, default=3, help="passages to show with --query")
     _add_client_options(se)
     add_ask_command(ssub, _add_client_options)
+    sm = ssub.add_parser(
+        "map", help="run a registered ONNX model over a stored dataset of tensors (.npy/.npz)"
+    )
+    sm.add_argument("--model", required=True, help="a model registered with `models add`")
+    sm.add_argument("--dataset", required=True, metavar="CID", help="the dataset's root CID")
+    sm.add_argument(
+        "--rows-per-task", type=int, metavar="N", help="rows a node runs at once (default: 16)"
+    )
+    sm.add_argument("--json", action="store_true")
+    _add_client_options(sm)
 
     add_chat_command(sub, _add_client_options)
 
@@ -323,6 +333,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tokenweave.cli import _keys_cmd
 
             return _keys_cmd.run(client, args)
+        if command == "submit" and args.submit_command == "map":
+            from tokenweave.cli import _models_cmd
+
+            return _models_cmd.submit_map(
+                client, args.model, args.dataset, args.rows_per_task, args.json
+            )
         if command == "submit" and args.submit_command == "ask":
             from tokenweave.cli import _ask_cmd
 

@@ -113,3 +113,16 @@ def network(client: Client, as_json: bool) -> int:
         table.add_row(m.name, m.kind, m.sha256[:12], shapes, str(len(m.node_ids)))
     Console().print(table)
     return 0
+
+
+def submit_map(
+    client: Client, model: str, dataset: str, rows_per_task: int | None, as_json: bool
+) -> int:
+    job = client.map(model, dataset, rows_per_task=rows_per_task)
+    with console.status(f"job {job.id}: {model} over {dataset}"):
+        result = job.result()
+    if as_json:
+        print(json.dumps({"job": job.id, "dataset": result.dataset, "files": list(result.files)}))
+        return 0
+    print(f"{len(result.files)} files through {model}: outputs stored as {result.dataset}")
+    return 0

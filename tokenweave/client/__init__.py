@@ -12,7 +12,8 @@
 * Datasets (_data.py) — `put()`, `get()`, `datasets()` and `dataset_status()` give
   `PutResult`, `DatasetInfo` and `BlockReplicas`.
 * Models (_models.py) — `add_model(path)` registers an ONNX model (stored as a dataset, checked
-  by the coordinator), `models()` lists every model served with its nodes: `ModelInfo`.
+  by the coordinator), `models()` lists every model served with its nodes: `ModelInfo`;
+  `Client.map(model, dataset)` runs one over a dataset of tensors (`MapJob` → `MapResult`).
 * Rewards (_rewards.py) — `epochs()`, `close_epoch()`, `rewards(address)` and `claim(key)`, which
   signs the claim with the operator's key and has the coordinator relay it.
 * Identity (_keys.py, _channel.py) — `whoami()`, and with an admin key `create_key()`, `keys()`,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
         EmbedJob,
         EmbedResult,
         GenerateJob,
+        MapJob,
+        MapResult,
         Source,
     )
     from tokenweave.client._keys import ApiKeyInfo, Identity
@@ -71,6 +74,8 @@ else:
                 "EmbedJob",
                 "EmbedResult",
                 "GenerateJob",
+                "MapJob",
+                "MapResult",
                 "Source",
             ),
             "._convert": ("DocumentEmbedding", "JobInfo", "JobStatus", "NodeInfo", "NodeShare"),
@@ -108,6 +113,8 @@ __all__ = [
     "Identity",
     "JobInfo",
     "JobStatus",
+    "MapJob",
+    "MapResult",
     "ModelInfo",
     "NodeInfo",
     "NodeShare",

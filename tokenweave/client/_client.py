@@ -32,6 +32,7 @@ from tokenweave.client._job import (
     GenerateJob,
     GenerationParams,
     Job,
+    MapJob,
     generation_options,
 )
 from tokenweave.client._keys import ApiKeyInfo, Identity, key_info
@@ -246,6 +247,20 @@ class Client(ModelCalls):
             model=model, dataset=jobs_pb2.DatasetSource(root=root, text_field=text_field)
         )
         return self._submit(request, window, overlap)
+
+    def map(self, model: str, dataset: str, *, rows_per_task: int | None = None) -> MapJob:
+        """Run a registered ONNX model over a stored dataset of tensors (a folder of `.npy`
+        files, each a batch of the model's one input, or of `.npz` archives, arrays named by
+        input); `result()` stores the outputs as a new dataset and gives its CID."""
+        options = {} if rows_per_task is None else {"rows_per_task": str(rows_per_task)}
+        request = jobs_pb2.SubmitJobRequest(
+            workload="infer",
+            model=model,
+            dataset=jobs_pb2.DatasetSource(root=dataset),
+            options=options,
+        )
+        response = self._call(lambda: self._stub.SubmitJob(request, timeout=self.timeout))
+        return MapJob(self, job_info(response.job))
 
     def _submit(
         self, request: jobs_pb2.SubmitJobRequest, window: int | None, overlap: int | None

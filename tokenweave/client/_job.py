@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 import grpc
@@ -251,3 +252,38 @@ class AskJob(Job):
             sources=sources,
             job=self.info,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MapResult:
+    """A map job's outputs, stored on the network as a new dataset."""
+
+    #: Root CID of the dataset of outputs: one `.npz` per input file, at the same path.
+    dataset: str
+    #: The input files (their paths), in order.
+    files: tuple[str, ...]
+    job: JobInfo
+
+
+class MapJob(Job):
+    """A registered ONNX model over a dataset of tensors: `result()` stores the outputs as a
+    new dataset and gives its CID."""
+
+    def result(self) -> MapResult:
+        """Wait for the job; store each input file's outputs as `.npz` (same path) in a new
+        dataset (`put`, replicated like any upload); raises if the job did not succeed."""
+        import tempfile
+
+        from tokenweave import tensors
+
+        outputs = self.outputs()
+        with tempfile.TemporaryDirectory(prefix="tokenweave-map-") as tmp:
+            folder = Path(tmp) / self.id
+            for doc in outputs:
+                path = folder / (doc.name.rsplit(".", 1)[0] + ".npz")
+                if folder not in path.resolve().parents:  # names come from the dataset
+                    raise FailedPreconditionError(f"output path {doc.name!r} leaves the folder")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(tensors.npz_bytes(doc.outputs))
+            stored = self._client.put(folder, name=f"{self.id}-outputs")
+        return MapResult(stored.root, tuple(d.name for d in outputs), self.info)

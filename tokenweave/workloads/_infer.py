@@ -1,11 +1,13 @@
 """The infer workload: a registered ONNX model (any modality) run on tensors, split over nodes.
 
 A job's document is one request: its `data` is a TensorMap holding every input of the model (the
-Open Inference Protocol's ModelInfer arrives as one). Each input is checked against the model's
-manifest — the name, the dtype, the rank, every fixed dimension — and, for a batched model (every
-input and output has a first dimension of any size), the inputs' rows are cut into tasks of at
-most `rows_per_task` rows (option; default: the coordinator's items per task), run on whichever
-nodes serve the model, and joined again in order. A model whose batch is fixed runs as one task.
+Open Inference Protocol's ModelInfer arrives as one; a dataset of tensors gives one per `.npy`
+file, whose lone array, named "", feeds a model of one input, or `.npz` archive, by input name).
+Each input is checked against the model's manifest — the name, the dtype, the rank, every fixed
+dimension — and, for a batched model (every input and output has a first dimension of any size),
+the inputs' rows are cut into tasks of at most `rows_per_task` rows (option; default: the
+coordinator's items per task), run on whichever nodes serve the model, and joined again in
+order. A model whose batch is fixed runs as one task.
 
 A task's payload is the TensorMap of its rows; its output the TensorMap of every output of the
 model. The coordinator checks an output against the manifest (names, dtypes, fixed dimensions,
@@ -95,6 +97,16 @@ def tensors_name(array: npt.NDArray[np.generic]) -> str:
     return f"{DATATYPES.get(array.dtype.name, array.dtype.name)} ({array.dtype.name})"
 
 
+def _only_input(manifest: OnnxManifest, inputs: Arrays, where: str) -> Arrays:
+    if len(inputs) != 1 or len(manifest.inputs) != 1:
+        names = ", ".join(repr(t.name) for t in manifest.inputs)
+        raise InvalidArgumentError(
+            f"{where}: an .npy file feeds a model of one input; this one takes {names}: store "
+            ".npz files with an array named after each input"
+        )
+    return {manifest.inputs[0].name: inputs[""]}
+
+
 def _manifest(context: PlanContext, model: str) -> OnnxManifest:
     if not isinstance(context.model, OnnxModelSpec):
         raise InvalidArgumentError(
@@ -129,6 +141,10 @@ class InferWorkload(Workload):
             if doc.source is not None or not doc.data:
                 raise InvalidArgumentError(f"{where}: infer takes tensors (a TensorMap), not text")
             inputs = tensors.unpack(doc.data, f"{where}'s inputs")
+            data = doc.data
+            if "" in inputs:  # an .npy file of a dataset: the model's only input
+                inputs = _only_input(manifest, inputs, where)
+                data = tensors.pack(inputs)
             rows = check_inputs(manifest, inputs, where)
             cuts = range(0, rows, per_task) if manifest.batched else range(1)
             for start in cuts:
@@ -139,7 +155,7 @@ class InferWorkload(Workload):
                 tasks.append(
                     TaskPlan(
                         cost=max(1, end - start),
-                        payload=doc.data if whole else tensors.pack(part),
+                        payload=data if whole else tensors.pack(part),
                         detail=json.dumps({**detail, "outputs": outputs}).encode(),
                     )
                 )
