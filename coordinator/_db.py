@@ -343,6 +343,8 @@ class OnnxModelRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     #: `OnnxManifest.to_json()`.
     manifest: Mapped[str]
+    #: The relative error two honest runs' outputs may differ by.
+    max_error: Mapped[float]
     owner: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[timestamp]
 

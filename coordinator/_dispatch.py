@@ -39,7 +39,12 @@ from tokenweave.coordinator._shield import to_the_end
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verdicts import Verdicts
-from tokenweave.coordinator._verify import check_output, similarity, verification_payload
+from tokenweave.coordinator._verify import (
+    check_output,
+    similarity,
+    tolerance,
+    verification_payload,
+)
 from tokenweave.coordinator._views import JobRequest, QueuedShard, ShardAck, ShardOutput
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
 from tokenweave.types import JobInfo
@@ -235,7 +240,7 @@ class Dispatcher:
             lane.node_id,
             output,
             similarity(shard),
-            self.policy.tolerance,
+            tolerance(shard, self.policy.tolerance),
             time.monotonic(),
             verify=not self._standing.vetted(lane.node_id),
         )
@@ -429,7 +434,7 @@ class Dispatcher:
             if output is None or self._flights.get(shard.shard_id) is not flight:
                 return  # decided (a third node came) or dropped meanwhile; or `undecided` will
             decision = self._flights.refereed(
-                flight, output, similarity(shard), self.policy.tolerance
+                flight, output, similarity(shard), tolerance(shard, self.policy.tolerance)
             )
             if isinstance(decision, Accept):
                 await self._accept(flight, decision)

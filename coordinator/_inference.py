@@ -75,13 +75,18 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
             inputs=_tensor_infos(model.manifest.inputs),
             outputs=_tensor_infos(model.manifest.outputs),
             node_ids=self._serving(model.name),
+            max_error=model.max_error,
         )
 
     async def RegisterModel(
         self, request: models_pb2.RegisterModelRequest, context: Context
     ) -> models_pb2.RegisterModelResponse:
         model = await self._models.register(
-            request.name, request.cid, request.sha256, current_principal().client_id
+            request.name,
+            request.cid,
+            request.sha256,
+            current_principal().client_id,
+            request.max_error,
         )
         return models_pb2.RegisterModelResponse(model=self._info(model))
 

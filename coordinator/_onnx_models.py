@@ -37,6 +37,7 @@ from tokenweave.errors import (
     error_for_status,
 )
 from tokenweave.models import (
+    DEFAULT_MAX_ERROR,
     OnnxManifest,
     OnnxModelSpec,
     sha256_of,
@@ -61,11 +62,14 @@ class OnnxModelView:
     size: int
     manifest: OnnxManifest
     owner: str
+    max_error: float
 
 
 def _view(row: OnnxModelRow) -> OnnxModelView:
     manifest = OnnxManifest.from_json(row.manifest)
-    return OnnxModelView(row.name, row.sha256, row.cid, row.size, manifest, row.owner)
+    return OnnxModelView(
+        row.name, row.sha256, row.cid, row.size, manifest, row.owner, row.max_error
+    )
 
 
 class OnnxModels:
@@ -92,7 +96,7 @@ class OnnxModels:
         return len(models)
 
     def _serve(self, model: OnnxModelView) -> None:
-        spec = OnnxModelSpec(model.name, model.manifest)
+        spec = OnnxModelSpec(model.name, model.manifest, model.max_error)
         self._catalog.add(CatalogEntry(spec, model.sha256, None))
 
     async def list(self) -> list[OnnxModelView]:
@@ -100,7 +104,9 @@ class OnnxModels:
             rows = await session.scalars(select(OnnxModelRow).order_by(OnnxModelRow.name))
             return [_view(row) for row in rows]
 
-    async def register(self, name: str, cid: str, sha256: str, owner: str) -> OnnxModelView:
+    async def register(
+        self, name: str, cid: str, sha256: str, owner: str, max_error: float = 0.0
+    ) -> OnnxModelView:
         if not _NAME.match(name):
             raise InvalidArgumentError(
                 f"model name {clip(name)} must be 1-64 lower-case letters, digits, '.', '_' or "
@@ -108,6 +114,9 @@ class OnnxModels:
             )
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
             raise InvalidArgumentError(f"sha256 {clip(sha256)} is not 64 hex digits")
+        if not 0.0 <= max_error < 1.0:  # NaN too
+            raise InvalidArgumentError(f"max_error={max_error} must be in [0, 1)")
+        max_error = max_error or DEFAULT_MAX_ERROR
         async with self._registering:  # one at a time: each may hold a model in memory
             existing = await self._get(name)
             if existing is not None:
@@ -131,7 +140,7 @@ class OnnxModels:
                 )
             manifest = await self._inspect(data)
             await asyncio.to_thread(store_model, self._models_dir, data)
-            view = OnnxModelView(name, sha256, cid, len(data), manifest, owner)
+            view = OnnxModelView(name, sha256, cid, len(data), manifest, owner, max_error)
             async with self._sessions.begin() as session:
                 session.add(
                     OnnxModelRow(
@@ -140,6 +149,7 @@ class OnnxModels:
                         cid=cid,
                         size=len(data),
                         manifest=manifest.to_json(),
+                        max_error=max_error,
                         owner=owner,
                         created_at=utcnow(),
                     )

@@ -63,6 +63,13 @@ def similarity(shard: QueuedShard) -> Similarity:
     return compare
 
 
+def tolerance(shard: QueuedShard, default: float) -> float:
+    """The similarity the shard's outputs must reach to agree: its workload's for the task, or
+    the coordinator's."""
+    own = workloads.get(shard.workload).tolerance(shard.detail)
+    return default if own is None else own
+
+
 def verification_payload(shard: QueuedShard, payload: bytes, claim: bytes) -> bytes:
     """What a verifier of `claim` (a checked output of the shard) runs: the workload's
     verification task, or the task itself if the workload cannot build one."""

@@ -66,6 +66,9 @@ async def test_registration_checks_names_hashes_and_files(tmp_path: Path) -> Non
         await models.register("evil", "custom", sha(files.files["custom"]), "alice")
     with pytest.raises(NotFoundError):
         await models.register("missing", "nowhere", sha(b""), "alice")
+    with pytest.raises(InvalidArgumentError, match="max_error=nan must be in"):
+        await models.register("nan", "good", sha(CLASSIFIER), "alice", float("nan"))
+    assert view.max_error == 1e-4, "the default"
     assert [m.name for m in await models.list()] == ["classifier"], "nothing else recorded"
     restarted = ModelCatalog([])
     fresh = OnnxModels(sessions, restarted, files, tmp_path / "models", 1 << 20)  # type: ignore[arg-type]

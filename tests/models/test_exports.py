@@ -5,6 +5,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(tokenweave.models.__all__) == [
         "ALL_MINILM_L6_V2",
         "DATATYPES",
+        "DEFAULT_MAX_ERROR",
         "DecoderSession",
         "EmbeddingSession",
         "Embeddings",

@@ -134,3 +134,14 @@ def test_a_billion_rows_of_nothing_are_refused_before_planning() -> None:
     empty = np.ones((10**9, 3, 0, 192), np.float32)
     with pytest.raises(InvalidArgumentError, match="holds no values"):
         WORKLOAD.plan("text-direction", [request(x=empty)], {}, PlanContext(spec, "", None, 4, {}))
+
+
+def test_a_models_own_error_bound_is_the_tasks_tolerance() -> None:
+    images = np.ones((2, 1, 8, 8), np.float32)
+    [task] = WORKLOAD.plan("classifier", [request(image=images)], {}, context()).tasks
+    assert WORKLOAD.tolerance(task.detail) == pytest.approx(1 - 1e-4), "the default"
+    loose = OnnxModelSpec("classifier", inspect_onnx(MODEL), max_error=0.01)
+    [task] = WORKLOAD.plan("classifier", [request(image=images)], {},
+                           PlanContext(loose, "", None, 4, {})).tasks  # fmt: skip
+    assert WORKLOAD.tolerance(task.detail) == pytest.approx(0.99)
+    assert get("embed").tolerance(b"{}") is None, "other workloads: the coordinator's"

@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     ma = msub.add_parser("add", help="register an ONNX model on the network (any modality)")
     ma.add_argument("file", type=Path, metavar="MODEL.onnx")
     ma.add_argument("--name", help="the model's name (default: the file's, without .onnx)")
+    ma.add_argument(
+        "--max-error",
+        type=float,
+        metavar="E",
+        help="relative error two honest runs' outputs may differ by (default 1e-4)",
+    )
     ma.add_argument("--json", action="store_true")
     _add_client_options(ma)
     mls = msub.add_parser("ls", help="the network's models and the nodes serving each")
@@ -360,7 +366,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tokenweave.cli import _models_cmd
 
             if args.models_command == "add":
-                return _models_cmd.add(client, args.file, args.name, args.json)
+                return _models_cmd.add(client, args.file, args.name, args.max_error, args.json)
             return _models_cmd.network(client, args.json)
         if command == "jobs":
             return _jobs_cmd.list_jobs(client, args.limit, args.json, all_clients=args.all)

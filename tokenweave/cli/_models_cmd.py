@@ -90,9 +90,11 @@ def _as_dict(model: ModelInfo) -> dict[str, object]:
     return row
 
 
-def add(client: Client, path: Path, name: str | None, as_json: bool) -> int:
+def add(
+    client: Client, path: Path, name: str | None, max_error: float | None, as_json: bool
+) -> int:
     with console.status(f"checking and storing {path}"):
-        model = client.add_model(path, name)
+        model = client.add_model(path, name, max_error=max_error)
     if as_json:
         print(json.dumps(_as_dict(model)))
         return 0

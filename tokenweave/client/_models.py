@@ -33,6 +33,8 @@ class ModelInfo:
     outputs: tuple[TensorInfo, ...]
     #: Connected nodes serving it.
     node_ids: tuple[str, ...]
+    #: Registered ONNX models: the relative error two honest runs may differ by.
+    max_error: float = 0.0
 
 
 def _specs(infos: list[models_pb2.TensorInfo]) -> tuple[TensorInfo, ...]:
@@ -49,13 +51,18 @@ def model_info(info: models_pb2.ModelInfo) -> ModelInfo:
         _specs(list(info.inputs)),
         _specs(list(info.outputs)),
         tuple(info.node_ids),
+        info.max_error,
     )
 
 
 class ModelCalls(DatasetCalls):
-    def add_model(self, path: Path, name: str | None = None) -> ModelInfo:
+    def add_model(
+        self, path: Path, name: str | None = None, *, max_error: float | None = None
+    ) -> ModelInfo:
         """Register an ONNX model file on the network under `name` (default: the file's name
-        without `.onnx`): checked here first, stored as a dataset (`put`), then registered."""
+        without `.onnx`): checked here first, stored as a dataset (`put`), then registered.
+        `max_error`: the relative error two honest runs' outputs may differ by (default 1e-4;
+        more for an fp16 model)."""
         from tokenweave.models import inspect_onnx  # ONNX Runtime loads here, not with the SDK
 
         path = Path(path)
@@ -66,7 +73,10 @@ class ModelCalls(DatasetCalls):
             raise InvalidArgumentError(f"{path}: give the model a name")
         stored = self.put(path)
         request = models_pb2.RegisterModelRequest(
-            name=chosen, cid=stored.root, sha256=hashlib.sha256(data).hexdigest()
+            name=chosen,
+            cid=stored.root,
+            sha256=hashlib.sha256(data).hexdigest(),
+            max_error=max_error or 0.0,
         )
         response = self._call(lambda: self._models.RegisterModel(request, timeout=self.timeout))
         return model_info(response.model)

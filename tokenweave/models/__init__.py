@@ -55,6 +55,7 @@ from tokenweave.models._gguf import LlamaConfig
 from tokenweave.models._onnx_llama import Precision
 from tokenweave.models._onnx_model import (
     DATATYPES,
+    DEFAULT_MAX_ERROR,
     OnnxManifest,
     OnnxModelSpec,
     OnnxSession,
@@ -91,6 +92,7 @@ from tokenweave.models._verify import verify_generation
 __all__ = [
     "ALL_MINILM_L6_V2",
     "DATATYPES",
+    "DEFAULT_MAX_ERROR",
     "SMOLLM2_135M_INSTRUCT",
     "SPECIAL_TOKENS_PER_WINDOW",
     "DecoderSession",

@@ -62,6 +62,8 @@ _ORT_TYPES = {
 }
 #: Operator domains ONNX Runtime implements itself.
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+#: The largest relative error between two honest runs of a registered model, unless it says.
+DEFAULT_MAX_ERROR = 1e-4
 #: The largest model file a coordinator registers by default (coordinator --max-model-bytes).
 MAX_MODEL_BYTES = 1024 * 1024 * 1024
 
@@ -125,6 +127,8 @@ class OnnxModelSpec:
 
     name: str
     manifest: OnnxManifest
+    #: The largest relative error, ‖a − b‖ / max(‖a‖, ‖b‖), between honest runs' outputs.
+    max_error: float = DEFAULT_MAX_ERROR
 
 
 def sha256_of(data: bytes) -> str:

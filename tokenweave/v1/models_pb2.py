@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atokenweave/v1/models.proto\x12\rtokenweave.v1\";\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\xc1\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0b\n\x03\x63id\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12)\n\x06inputs\x18\x06 \x03(\x0b\x32\x19.tokenweave.v1.TensorInfo\x12*\n\x07outputs\x18\x07 \x03(\x0b\x32\x19.tokenweave.v1.TensorInfo\x12\x10\n\x08node_ids\x18\x08 \x03(\t\"A\n\x14RegisterModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x63id\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"@\n\x15RegisterModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.tokenweave.v1.ModelInfo\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.tokenweave.v1.ModelInfo2\xbd\x01\n\x0cModelService\x12Z\n\rRegisterModel\x12#.tokenweave.v1.RegisterModelRequest\x1a$.tokenweave.v1.RegisterModelResponse\x12Q\n\nListModels\x12 .tokenweave.v1.ListModelsRequest\x1a!.tokenweave.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atokenweave/v1/models.proto\x12\rtokenweave.v1\";\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\xd4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0b\n\x03\x63id\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12)\n\x06inputs\x18\x06 \x03(\x0b\x32\x19.tokenweave.v1.TensorInfo\x12*\n\x07outputs\x18\x07 \x03(\x0b\x32\x19.tokenweave.v1.TensorInfo\x12\x10\n\x08node_ids\x18\x08 \x03(\t\x12\x11\n\tmax_error\x18\t \x01(\x01\"T\n\x14RegisterModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x63id\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tmax_error\x18\x04 \x01(\x01\"@\n\x15RegisterModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.tokenweave.v1.ModelInfo\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.tokenweave.v1.ModelInfo2\xbd\x01\n\x0cModelService\x12Z\n\rRegisterModel\x12#.tokenweave.v1.RegisterModelRequest\x1a$.tokenweave.v1.RegisterModelResponse\x12Q\n\nListModels\x12 .tokenweave.v1.ListModelsRequest\x1a!.tokenweave.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENSORINFO']._serialized_start=45
   _globals['_TENSORINFO']._serialized_end=104
   _globals['_MODELINFO']._serialized_start=107
-  _globals['_MODELINFO']._serialized_end=300
-  _globals['_REGISTERMODELREQUEST']._serialized_start=302
-  _globals['_REGISTERMODELREQUEST']._serialized_end=367
-  _globals['_REGISTERMODELRESPONSE']._serialized_start=369
-  _globals['_REGISTERMODELRESPONSE']._serialized_end=433
-  _globals['_LISTMODELSREQUEST']._serialized_start=435
-  _globals['_LISTMODELSREQUEST']._serialized_end=454
-  _globals['_LISTMODELSRESPONSE']._serialized_start=456
-  _globals['_LISTMODELSRESPONSE']._serialized_end=518
-  _globals['_MODELSERVICE']._serialized_start=521
-  _globals['_MODELSERVICE']._serialized_end=710
+  _globals['_MODELINFO']._serialized_end=319
+  _globals['_REGISTERMODELREQUEST']._serialized_start=321
+  _globals['_REGISTERMODELREQUEST']._serialized_end=405
+  _globals['_REGISTERMODELRESPONSE']._serialized_start=407
+  _globals['_REGISTERMODELRESPONSE']._serialized_end=471
+  _globals['_LISTMODELSREQUEST']._serialized_start=473
+  _globals['_LISTMODELSREQUEST']._serialized_end=492
+  _globals['_LISTMODELSRESPONSE']._serialized_start=494
+  _globals['_LISTMODELSRESPONSE']._serialized_end=556
+  _globals['_MODELSERVICE']._serialized_start=559
+  _globals['_MODELSERVICE']._serialized_end=748
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,7 @@ class ModelInfo(google.protobuf.message.Message):
     INPUTS_FIELD_NUMBER: builtins.int
     OUTPUTS_FIELD_NUMBER: builtins.int
     NODE_IDS_FIELD_NUMBER: builtins.int
+    MAX_ERROR_FIELD_NUMBER: builtins.int
     name: builtins.str
     kind: builtins.str
     """"embedding", "generator" or "onnx"."""
@@ -63,6 +64,8 @@ class ModelInfo(google.protobuf.message.Message):
     cid: builtins.str
     """Registered ONNX models: the file's root CID on the network, and its size."""
     size_bytes: builtins.int
+    max_error: builtins.float
+    """Registered ONNX models: the relative error two runs may differ by."""
     @property
     def inputs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___TensorInfo]: ...
     @property
@@ -82,8 +85,9 @@ class ModelInfo(google.protobuf.message.Message):
         inputs: collections.abc.Iterable[Global___TensorInfo] | None = ...,
         outputs: collections.abc.Iterable[Global___TensorInfo] | None = ...,
         node_ids: collections.abc.Iterable[builtins.str] | None = ...,
+        max_error: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["cid", b"cid", "inputs", b"inputs", "kind", b"kind", "name", b"name", "node_ids", b"node_ids", "outputs", b"outputs", "sha256", b"sha256", "size_bytes", b"size_bytes"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "inputs", b"inputs", "kind", b"kind", "max_error", b"max_error", "name", b"name", "node_ids", b"node_ids", "outputs", b"outputs", "sha256", b"sha256", "size_bytes", b"size_bytes"]) -> None: ...
 
 Global___ModelInfo: typing_extensions.TypeAlias = ModelInfo
 
@@ -94,20 +98,26 @@ class RegisterModelRequest(google.protobuf.message.Message):
     NAME_FIELD_NUMBER: builtins.int
     CID_FIELD_NUMBER: builtins.int
     SHA256_FIELD_NUMBER: builtins.int
+    MAX_ERROR_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Lower-case letters, digits, '.', '_' and '-', at most 64 characters."""
     cid: builtins.str
     """Root CID of the stored file."""
     sha256: builtins.str
     """The file's sha256 as the client computed it; refused when the stored file's differs."""
+    max_error: builtins.float
+    """The largest relative error, |a - b| / max(|a|, |b|) over an output, between two honest
+    runs (verification compares within it); 0: 1e-4.
+    """
     def __init__(
         self,
         *,
         name: builtins.str = ...,
         cid: builtins.str = ...,
         sha256: builtins.str = ...,
+        max_error: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["cid", b"cid", "name", b"name", "sha256", b"sha256"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cid", b"cid", "max_error", b"max_error", "name", b"name", "sha256", b"sha256"]) -> None: ...
 
 Global___RegisterModelRequest: typing_extensions.TypeAlias = RegisterModelRequest
 

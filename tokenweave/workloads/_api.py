@@ -248,6 +248,11 @@ class Workload(ABC):
         be the task's right output otherwise. By default: the task itself, run again."""
         return payload
 
+    def tolerance(self, detail: bytes) -> float | None:
+        """The similarity two outputs of the task must reach to agree, when the task has its
+        own (a registered model's); None: the coordinator's --verify-tolerance."""
+        return None
+
     def resume(self, payload: bytes, parts: Sequence[bytes]) -> bytes:
         """The payload for a run that carries on where a lost run stopped: `parts` are what
         that run reported (`NodeRuntime.report`) and its job's client already holds, unchecked

@@ -12,8 +12,9 @@ order. A model whose batch is fixed runs as one task.
 A task's payload is the TensorMap of its rows; its output the TensorMap of every output of the
 model. The coordinator checks an output against the manifest (names, dtypes, fixed dimensions,
 and the task's rows along the batch) and compares two runs per output: integers and booleans
-must be equal; floats by 1 − ‖a − b‖ / max(‖a‖, ‖b‖), which --verify-tolerance bounds (honest
-CPUs and GPUs differ by rounding; a scaled or shuffled output does not pass). A task is billed
+must be equal; floats by 1 − ‖a − b‖ / max(‖a‖, ‖b‖), which must reach 1 − the model's
+`max_error` (registered with it, default 1e-4: honest CPUs and GPUs differ by rounding, an fp16
+model by more; a scaled or shuffled output does not pass). A task is billed
 its rows, as items: `Usage.input_tokens` counts them for a model of tensors.
 """
 
@@ -128,6 +129,8 @@ class InferWorkload(Workload):
         context: PlanContext,
     ) -> JobPlan:
         manifest = _manifest(context, model)
+        assert isinstance(context.model, OnnxModelSpec)
+        max_error = context.model.max_error
         check_known(options, self.options, self.name)
         per_task = int_option(options, "rows_per_task", 1, MAX_ROWS_PER_TASK)
         per_task = per_task or max(1, context.items_per_task)
@@ -151,7 +154,8 @@ class InferWorkload(Workload):
                 end = min(rows, start + per_task) if manifest.batched else rows
                 whole = not manifest.batched or (start, end) == (0, rows)
                 part = inputs if whole else {k: v[start:end] for k, v in inputs.items()}
-                detail = {"document": index, "rows": end - start, "batched": manifest.batched}
+                detail = {"document": index, "rows": end - start, "batched": manifest.batched,
+                          "tolerance": 1.0 - max_error}  # fmt: skip
                 tasks.append(
                     TaskPlan(
                         cost=max(1, end - start),
@@ -193,6 +197,11 @@ class InferWorkload(Workload):
                 problem = f"has {array.shape[0]} rows; the task has {task['rows']}"
             if problem:
                 raise InvalidArgumentError(f"output {clip(name)} {problem}")
+
+    def tolerance(self, detail: bytes) -> float | None:
+        """1 − the model's largest relative error between honest runs (registered with it)."""
+        value = json.loads(detail).get("tolerance")
+        return None if value is None else float(value)
 
     def compare(self, detail: bytes, a: bytes, b: bytes) -> float:
         x, y = tensors.unpack(a), tensors.unpack(b)
