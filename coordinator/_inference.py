@@ -2,8 +2,11 @@
 
 ModelService registers developers' ONNX models (`OnnxModels`) and lists every model served with
 the connected nodes serving it. GRPCInferenceService lets Triton's and KServe's clients use the
-network unchanged: a ModelInfer becomes an `infer` job (the batch split over nodes, verified,
-metered and billed like any job of its caller), awaited, and answered with raw output contents.
+network unchanged: a ModelInfer of a registered model becomes an `infer` job (the batch split
+over nodes, verified, metered and billed like any job of its caller), awaited, and answered with
+raw output contents; the text models answer too, on BYTES tensors (UTF-8, one text a row):
+MiniLM's `text` → `embedding` (an embed job), SmolLM2's `text_input` → `text_output` (a generate
+job; `max_tokens`, `temperature`, `top_p`, `seed` as request parameters).
 Inputs come typed (`contents`) or raw (`raw_input_contents`, the only way for FP16); every one is
 decoded and checked against its declared datatype and shape before the job is planned, and the
 workload then checks them against the model's manifest: a bad request is INVALID_ARGUMENT naming
@@ -13,7 +16,9 @@ the input, and nothing is recorded for it. A caller that goes away cancels its j
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +33,10 @@ from tokenweave.coordinator._servicers import JobServicer
 from tokenweave.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
-    NotFoundError,
     UnavailableError,
     clip,
 )
-from tokenweave.models import DATATYPES, GeneratorSpec, OnnxModelSpec, TensorSpec
+from tokenweave.models import DATATYPES, GeneratorSpec, ModelSpec, OnnxModelSpec, TensorSpec
 from tokenweave.v1 import inference_pb2 as kserve
 from tokenweave.v1 import inference_pb2_grpc, jobs_pb2, models_pb2, models_pb2_grpc
 
@@ -50,6 +54,12 @@ _CONTENTS = {
 }
 SERVER_NAME = "tokenweave"
 PLATFORM = "onnxruntime_onnx"
+BYTES = "BYTES"
+#: The text models' tensors: MiniLM's, and SmolLM2's (Triton's names for an LLM's).
+TEXT, EMBEDDING = "text", "embedding"
+TEXT_INPUT, TEXT_OUTPUT = "text_input", "text_output"
+#: What a generation request may set in its parameters (the generate workload's options).
+GENERATION_PARAMETERS = ("max_tokens", "temperature", "top_p", "seed")
 
 
 def _tensor_infos(specs: Sequence[TensorSpec]) -> list[models_pb2.TensorInfo]:
@@ -156,20 +166,39 @@ def _from_raw(
         raise InvalidArgumentError(f"{what} of shape {list(shape)}: {exc.message}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A model as the protocol shows it: its inputs and outputs, (name, datatype, shape)."""
+
+    inputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    platform: str
+
+
+def signature(spec: ModelSpec | GeneratorSpec | OnnxModelSpec) -> Signature:
+    """Registered models as their manifests say; the text models take BYTES (UTF-8 texts, one
+    a row): MiniLM gives each text's document embedding, SmolLM2 each prompt's completion."""
+    if isinstance(spec, OnnxModelSpec):
+        return Signature(
+            tuple((t.name, t.datatype, t.shape) for t in spec.manifest.inputs),
+            tuple((t.name, t.datatype, t.shape) for t in spec.manifest.outputs),
+            PLATFORM,
+        )
+    if isinstance(spec, GeneratorSpec):
+        return Signature(
+            ((TEXT_INPUT, BYTES, (-1,)),), ((TEXT_OUTPUT, BYTES, (-1,)),), "tokenweave_generate"
+        )
+    return Signature(
+        ((TEXT, BYTES, (-1,)),), ((EMBEDDING, "FP32", (-1, spec.dim)),), "tokenweave_embed"
+    )
+
+
 class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, catalog: ModelCatalog, lanes: Lanes, jobs: JobServicer, version: str):
         self._catalog = catalog
         self._lanes = lanes
         self._jobs = jobs
         self._version = version
-
-    def _model(self, name: str) -> OnnxModelSpec:
-        spec = self._catalog.get(name).spec  # NOT_FOUND naming what is served
-        if not isinstance(spec, OnnxModelSpec):
-            raise NotFoundError(
-                f"model {clip(name)} is a text model: use the JobService or the OpenAI API"
-            )
-        return spec
 
     async def ServerLive(
         self, request: kserve.ServerLiveRequest, context: Context
@@ -184,7 +213,7 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: kserve.ModelReadyRequest, context: Context
     ) -> kserve.ModelReadyResponse:
-        self._model(request.name)
+        self._catalog.get(request.name)  # NOT_FOUND naming what is served
         return kserve.ModelReadyResponse(ready=any(request.name in n.models for n in self._lanes))
 
     async def ServerMetadata(
@@ -195,36 +224,28 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(
         self, request: kserve.ModelMetadataRequest, context: Context
     ) -> kserve.ModelMetadataResponse:
-        spec = self._model(request.name)
-
-        def tensors_of(
-            specs: Sequence[TensorSpec],
-        ) -> list[kserve.ModelMetadataResponse.TensorMetadata]:
-            return [
-                kserve.ModelMetadataResponse.TensorMetadata(
-                    name=t.name, datatype=t.datatype, shape=t.shape
-                )
-                for t in specs
-            ]
-
+        spec = self._catalog.get(request.name).spec
+        sig = signature(spec)
+        meta = kserve.ModelMetadataResponse.TensorMetadata
         return kserve.ModelMetadataResponse(
             name=spec.name,
             versions=["1"],
-            platform=PLATFORM,
-            inputs=tensors_of(spec.manifest.inputs),
-            outputs=tensors_of(spec.manifest.outputs),
+            platform=sig.platform,
+            inputs=[meta(name=n, datatype=d, shape=s) for n, d, s in sig.inputs],
+            outputs=[meta(name=n, datatype=d, shape=s) for n, d, s in sig.outputs],
         )
 
     async def ModelInfer(
         self, request: kserve.ModelInferRequest, context: Context
     ) -> kserve.ModelInferResponse:
-        spec = self._model(request.model_name)
+        spec = self._catalog.get(request.model_name).spec
         if not any(spec.name in lane.models for lane in self._lanes):
             raise UnavailableError(
                 f"no connected node serves model {spec.name} now (nodes load registered models "
                 "when they start: tokenweave node --serve)"
             )
-        outputs = {t.name: t for t in spec.manifest.outputs}
+        sig = signature(spec)
+        outputs = {name: (datatype, shape) for name, datatype, shape in sig.outputs}
         wanted = [o.name for o in request.outputs] or list(outputs)
         for name in wanted:
             if name not in outputs:
@@ -232,22 +253,99 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
                     f"the model has no output {clip(name)}; its outputs: "
                     + ", ".join(repr(o) for o in outputs)
                 )
-        data = tensors.pack(decode_inputs(request))
-        submit = jobs_pb2.SubmitJobRequest(
-            workload="infer",
-            model=spec.name,
-            documents=[jobs_pb2.Document(name=request.id[:200], data=data)],
-        )
+        if isinstance(spec, OnnxModelSpec):
+            submit = jobs_pb2.SubmitJobRequest(
+                workload="infer",
+                model=spec.name,
+                documents=[
+                    jobs_pb2.Document(
+                        name=request.id[:200], data=tensors.pack(decode_inputs(request))
+                    )
+                ],
+            )
+        else:
+            submit = text_job(request, spec, sig)
         job = (await self._jobs.SubmitJob(submit, context)).job
         job, results = await self._jobs.results_when_done(job.job_id, context)
         check_finished(job)
-        [document] = results
         response = kserve.ModelInferResponse(model_name=spec.name, model_version="1", id=request.id)
         for name in wanted:
-            tensor = document.outputs[name]
-            response.outputs.add(name=name, datatype=outputs[name].datatype, shape=tensor.shape)
-            response.raw_output_contents.append(tensor.data)
+            datatype, _ = outputs[name]
+            shape, raw = output_of(name, results)
+            response.outputs.add(name=name, datatype=datatype, shape=shape)
+            response.raw_output_contents.append(raw)
         return response
+
+
+def output_of(name: str, results: Sequence[jobs_pb2.DocumentResult]) -> tuple[list[int], bytes]:
+    """An output's shape and raw contents from a job's results: a registered model's tensor as
+    it came (one request, one document); the text models' rows joined, one per document."""
+    if name == EMBEDDING:
+        rows = [tensors.from_proto(r.outputs[EMBEDDING]) for r in results]
+        return [len(rows), int(rows[0].shape[0])], b"".join(row.tobytes() for row in rows)
+    if name == TEXT_OUTPUT:
+        texts = [bytes(tensors.from_proto(r.outputs["text"])) for r in results]
+        return [len(texts)], encode_bytes(texts)
+    [document] = results
+    tensor = document.outputs[name]
+    return list(tensor.shape), tensor.data
+
+
+def text_job(
+    request: kserve.ModelInferRequest, spec: ModelSpec | GeneratorSpec, sig: Signature
+) -> jobs_pb2.SubmitJobRequest:
+    """An embed or generate job of the request's texts, one document a row."""
+    [(name, _, _)] = sig.inputs
+    if [t.name for t in request.inputs] != [name]:
+        raise InvalidArgumentError(f"model {spec.name} takes one input, {name!r} (BYTES)")
+    [tensor] = request.inputs
+    if tensor.datatype != BYTES or len(tensor.shape) != 1:
+        raise InvalidArgumentError(f"input {name!r} must be BYTES of shape [n]: one text a row")
+    if request.raw_input_contents:
+        values = decode_bytes(request.raw_input_contents[0], f"input {name!r}")
+    else:
+        values = list(tensor.contents.bytes_contents)
+    if len(values) != tensor.shape[0] or not values:
+        raise InvalidArgumentError(
+            f"input {name!r} of shape {list(tensor.shape)} holds {len(values)} texts"
+        )
+    try:
+        texts = [v.decode("utf-8") for v in values]
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(f"input {name!r} is not UTF-8 text: {exc}") from None
+    documents = [jobs_pb2.Document(name=str(i), text=t) for i, t in enumerate(texts)]
+    if isinstance(spec, ModelSpec):
+        return jobs_pb2.SubmitJobRequest(workload="embed", model=spec.name, documents=documents)
+    options = {}
+    for key, value in request.parameters.items():
+        kind = value.WhichOneof("parameter_choice")
+        if key not in GENERATION_PARAMETERS or kind is None:
+            raise InvalidArgumentError(
+                f"parameter {clip(key)}: {spec.name} takes {', '.join(GENERATION_PARAMETERS)}"
+            )
+        options[key] = str(getattr(value, kind))
+    return jobs_pb2.SubmitJobRequest(
+        workload="generate", model=spec.name, documents=documents, options=options
+    )
+
+
+def encode_bytes(values: Sequence[bytes]) -> bytes:
+    """BYTES raw contents: each element's length (uint32, little-endian), then its bytes."""
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+def decode_bytes(raw: bytes, what: str) -> list[bytes]:
+    values, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidArgumentError(f"{what}: BYTES contents end inside a length")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidArgumentError(f"{what}: a BYTES element runs past the contents")
+        values.append(raw[offset : offset + length])
+        offset += length
+    return values
 
 
 def check_finished(job: jobs_pb2.Job) -> None:

@@ -21,7 +21,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from tokenweave import tensors
-from tokenweave.coordinator._inference import DTYPES, InferenceServicer
+from tokenweave.coordinator._inference import (
+    BYTES,
+    DTYPES,
+    InferenceServicer,
+    decode_bytes,
+    encode_bytes,
+)
 from tokenweave.errors import InvalidArgumentError, TokenweaveError, clip
 from tokenweave.v1 import inference_pb2 as kserve
 
@@ -75,7 +81,14 @@ def infer_request(
             raise InvalidArgumentError(f"{what}: shape must be a list of sizes")
         datatype = str(item.get("datatype", ""))
         dtype = DTYPES.get(datatype)
-        if dtype is None:
+        if datatype == BYTES and item.get("data") is not None:  # JSON: a list of strings
+            texts = np.asarray(item["data"], dtype=object).ravel().tolist()
+            if len(texts) != math.prod(shape) or not all(isinstance(t, str) for t in texts):
+                raise InvalidArgumentError(f"{what} needs {math.prod(shape)} strings as data")
+            request.inputs.add(name=str(item.get("name", "")), datatype=datatype, shape=shape)
+            request.raw_input_contents.append(encode_bytes([t.encode() for t in texts]))
+            continue
+        if dtype is None and datatype != BYTES:
             raise InvalidArgumentError(
                 f"{what} has datatype {clip(datatype)}; supported: {', '.join(DTYPES)}"
             )
@@ -86,6 +99,8 @@ def infer_request(
                 raise InvalidArgumentError(f"{what}: binary_data_size {clip(length)} is not there")
             raw = binary[offset : offset + length]
             offset += length
+        elif dtype is None:
+            raise InvalidArgumentError(f"{what}: BYTES data must be a list of strings")
         else:
             try:
                 values = np.asarray(item.get("data"), dtype=dtype)
@@ -122,9 +137,10 @@ def infer_response(response: kserve.ModelInferResponse, as_binary: set[str]) -> 
         if tensor.name in as_binary or "*" in as_binary:
             out["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
+        elif tensor.datatype == BYTES:
+            out["data"] = [v.decode("utf-8", "replace") for v in decode_bytes(raw, tensor.name)]
         else:
-            dtype = DTYPES[tensor.datatype]
-            out["data"] = tensors.from_bytes(raw, dtype).tolist()
+            out["data"] = tensors.from_bytes(raw, DTYPES[tensor.datatype]).tolist()
         outputs.append(out)
     header = {"model_name": response.model_name, "model_version": response.model_version,
               "id": response.id, "outputs": outputs}  # fmt: skip

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import openai
 import pytest
@@ -18,6 +19,7 @@ from tokenweave.cli import LocalCluster
 from tokenweave.client import Answer, JobStatus, Source
 from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.models import PreparedGenerator
+from tokenweave.v1 import inference_pb2, inference_pb2_grpc
 
 from .conftest import NODE_ARGS, ClusterFactory
 
@@ -286,6 +288,33 @@ def test_ask_maps_windows_over_nodes_and_reduces_to_the_local_answer(
     for source in answer["sources"]:
         assert 0 <= source["start"] < source["end"] <= len(text)
         assert source["name"] == "doc"
+
+
+def test_the_open_inference_protocol_generates_text(cluster: LocalCluster) -> None:
+    """SmolLM2 through ModelInfer (BYTES text_input → text_output, Triton's names for an LLM):
+    the same greedy text as the SDK's generation; bad parameters are refused."""
+    assert cluster.ca is not None
+    credentials = grpc.ssl_channel_credentials(cluster.ca.read_bytes())
+    key = [("authorization", f"Bearer {cluster.api_key}")]
+    with grpc.secure_channel(cluster.address, credentials) as channel:
+        stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        request = inference_pb2.ModelInferRequest(model_name=GENERATOR, id="g-1")
+        request.inputs.add(name="text_input", datatype="BYTES", shape=[1])
+        request.inputs[0].contents.bytes_contents.append(b"Once upon a time")
+        request.parameters["max_tokens"].int64_param = 8
+        reply = stub.ModelInfer(request, metadata=key)
+        request.parameters["beam_width"].int64_param = 4
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(request, metadata=key)
+    [output] = reply.outputs
+    assert (output.name, output.datatype, list(output.shape)) == ("text_output", "BYTES", [1])
+    raw = reply.raw_output_contents[0]
+    text = raw[4 : 4 + int.from_bytes(raw[:4], "little")].decode()
+    with cluster.client() as client:
+        expected = client.generate("Once upon a time", max_tokens=8).completion()
+    assert text == expected.text
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameter 'beam_width'" in str(refused.value.details())
 
 
 def test_a_node_lost_mid_generation_is_carried_on_by_the_other(cluster: LocalCluster) -> None:

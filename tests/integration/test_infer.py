@@ -74,6 +74,17 @@ def test_tritons_grpc_client_gets_what_a_bare_session_computes(
     assert "has 5 at dimension 1; the model takes 3" in refused["wrong_shape"][1]
     assert refused["unknown_model"][0] == "StatusCode.NOT_FOUND"
     assert refused["unserved"][0] == "StatusCode.UNAVAILABLE"
+    assert seen["text_metadata"]["inputs"] == [
+        {"name": "text", "datatype": "BYTES", "shape": ["-1"]}
+    ]
+    with cluster.client() as client:
+        expected_text = client.embed(["Let there be light.", "In the beginning"]).result()
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out-text.npy"),
+        np.stack([d.embedding for d in expected_text.documents]),
+        rtol=0,
+        atol=1e-6,
+    )
     assert "no connected node serves model unserved" in refused["unserved"][1]
 
 

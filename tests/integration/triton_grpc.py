@@ -53,6 +53,12 @@ def main() -> None:
         client.infer("unserved", [unserved], headers=headers)
     except InferenceServerException as exc:
         refused["unserved"] = [exc.status(), exc.message()]
+    texts = np.array([b"Let there be light.", b"In the beginning"], dtype=np.object_)
+    text = triton.InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(texts)
+    embedded = client.infer("all-minilm-l6-v2", [text], headers=headers)
+    np.save(outputs_path.replace(".npy", "-text.npy"), embedded.as_numpy("embedding"))
+    text_metadata = client.get_model_metadata("all-minilm-l6-v2", headers=headers, as_json=True)
     print(
         json.dumps(
             {
@@ -62,6 +68,7 @@ def main() -> None:
                 "metadata": metadata,
                 "id": result.get_response().id,
                 "refused": refused,
+                "text_metadata": text_metadata,
             }
         )
     )
