@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._catalog import CatalogEntry, ModelCatalog
 from tokenweave.coordinator._dataset_jobs import DatasetReader
-from tokenweave.coordinator._db import OnnxModelRow, utcnow
+from tokenweave.coordinator._db import DatasetRow, NodeRow, OnnxModelRow, utcnow
 from tokenweave.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
@@ -132,6 +132,7 @@ class OnnxModels:
                 raise ResourceExhaustedError(
                     f"this client has registered {MAX_MODELS_PER_CLIENT} models, the most one may"
                 )
+            await self._check_fits(cid)
             data = await self._reader.file(cid, self._max_bytes)
             if sha256_of(data) != sha256:
                 raise InvalidArgumentError(
@@ -157,6 +158,19 @@ class OnnxModels:
             self._serve(view)
         logger.info("model %s registered (sha256 %s…, %d bytes)", name, sha256[:12], len(data))
         return view
+
+    async def _check_fits(self, cid: str) -> None:
+        """RESOURCE_EXHAUSTED when no node of the network could hold the model: a node serves
+        registered models within a quarter of its memory."""
+        async with self._sessions() as session:
+            size = await session.scalar(select(DatasetRow.size).where(DatasetRow.root == cid))
+            hardware = (await session.scalars(select(NodeRow.hardware))).all()
+        largest = max((int(str(h.get("memory_bytes", 0))) for h in hardware), default=0)
+        if size is not None and hardware and size * 4 > largest:
+            raise ResourceExhaustedError(
+                f"the model is {size} bytes; no node of this network can serve it (a node "
+                f"serves models within a quarter of its memory; the largest has {largest} bytes)"
+            )
 
     async def _inspect(self, data: bytes) -> OnnxManifest:
         """`inspect_onnx` in a child process, bounded in memory and time: the file is untrusted,

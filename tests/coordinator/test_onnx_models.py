@@ -11,7 +11,7 @@ import pytest
 
 from tokenweave.coordinator import _onnx_models as onnx_registry
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._db import open_database
+from tokenweave.coordinator._db import DatasetRow, NodeRow, open_database, utcnow
 from tokenweave.coordinator._onnx_models import OnnxModels
 from tokenweave.errors import (
     AlreadyExistsError,
@@ -109,4 +109,20 @@ async def test_a_checker_that_dies_refuses_the_model(
         await models.register("crasher", "good", sha(CLASSIFIER), "mallory")
     assert await models.list() == []
     assert list((tmp_path / "m").iterdir()) == [], "nothing staged is left"
+    await engine.dispose()
+
+
+async def test_a_model_no_node_could_serve_is_refused(tmp_path: Path) -> None:
+    engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    now = utcnow()
+    async with sessions.begin() as session:
+        session.add(NodeRow(node_id="n", address="0x0", hardware={"memory_bytes": 1000},
+                            models=[], version="t", registered_at=now, last_seen=now))  # fmt: skip
+        session.add(DatasetRow(root="big", name="m.onnx", size=len(CLASSIFIER), blocks=1,
+                               created_at=now, owner="alice"))  # fmt: skip
+    files = _Files()
+    files.files["big"] = CLASSIFIER
+    models = OnnxModels(sessions, ModelCatalog([]), files, tmp_path / "m", 1 << 20)  # type: ignore[arg-type]
+    with pytest.raises(ResourceExhaustedError, match="no node of this network can serve it"):
+        await models.register("big", "big", sha(CLASSIFIER), "alice")
     await engine.dispose()
