@@ -263,7 +263,13 @@ def dataset_files(
     node = None if root.codec == RAW else _decode(root, block)
     if node is None or node.kind != UNIXFS_DIRECTORY:
         return [(name, root, b"".join(read_file(root, _with_block(source, root, block))))]
-    files = sorted(_files(node.links, source, "", suffixes), key=lambda entry: entry[0])
+    return _directory_files(root, node.links, source, suffixes)
+
+
+def _directory_files(
+    root: CID, links: Sequence[PBLink], source: BlockSource, suffixes: tuple[str, ...]
+) -> list[tuple[str, CID, bytes]]:
+    files = sorted(_files(links, source, "", suffixes), key=lambda entry: entry[0])
     if not files:
         raise InvalidArgumentError(f"directory {root} holds no {' or '.join(suffixes)} file")
     return files
@@ -283,7 +289,7 @@ def dataset_documents(
     node = None if root.codec == RAW else _decode(root, block)
     if node is None or node.kind != UNIXFS_DIRECTORY:
         return _jsonl_documents(root, _with_block(source, root, block), text_field, name_field)
-    files = dataset_files(root, source, (".txt",))
+    files = _directory_files(root, node.links, source, (".txt",))
     return [
         (DocumentRef(path, file, 0, len(data)), _utf8(data, path)) for path, file, data in files
     ]
