@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from tokenweave import workloads
+from tokenweave.coordinator import _verify as verify
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import (
     Accept,
@@ -39,12 +40,6 @@ from tokenweave.coordinator._shield import to_the_end
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._verdicts import Verdicts
-from tokenweave.coordinator._verify import (
-    check_output,
-    similarity,
-    tolerance,
-    verification_payload,
-)
 from tokenweave.coordinator._views import JobRequest, QueuedShard, ShardAck, ShardOutput
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError, clip
 from tokenweave.types import JobInfo
@@ -219,7 +214,7 @@ class Dispatcher:
             if shard is None:
                 return
             try:
-                check_output(shard, output)
+                verify.check_output(shard, output)
             except InvalidArgumentError as exc:
                 lane.send(ShardAck(output.shard_id, accepted=False, reason=exc.message))
                 await self._end_run(lane, output.shard_id, f"rejected result: {exc.message}")
@@ -239,8 +234,7 @@ class Dispatcher:
             flight,
             lane.node_id,
             output,
-            similarity(shard),
-            tolerance(shard, self.policy.tolerance),
+            *verify.judging(shard, self.policy.tolerance),
             time.monotonic(),
             verify=not self._standing.vetted(lane.node_id),
         )
@@ -360,7 +354,7 @@ class Dispatcher:
         shard, payload = flight.shard, await self._store.payload(flight.shard_id)
         if copy and flight.results:  # a verifier: it checks the first result (the claim)
             claim = next(iter(flight.results.values())).output
-            payload = verification_payload(shard, payload, claim)
+            payload = verify.verification_payload(shard, payload, claim)
         elif not copy:  # the run of record: it carries on what a lost run streamed, if any
             payload = self.outputs.carry_on(shard, payload, lane.node_id)
         now = time.monotonic()
@@ -434,7 +428,7 @@ class Dispatcher:
             if output is None or self._flights.get(shard.shard_id) is not flight:
                 return  # decided (a third node came) or dropped meanwhile; or `undecided` will
             decision = self._flights.refereed(
-                flight, output, similarity(shard), tolerance(shard, self.policy.tolerance)
+                flight, output, *verify.judging(shard, self.policy.tolerance)
             )
             if isinstance(decision, Accept):
                 await self._accept(flight, decision)

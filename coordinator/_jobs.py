@@ -27,7 +27,12 @@ from tokenweave.coordinator._db import (
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
-from tokenweave.coordinator._planned import check_stage, document_label, planned_rows, shard_row
+from tokenweave.coordinator._planned import (
+    check_documents,
+    check_stage,
+    planned_rows,
+    shard_row,
+)
 from tokenweave.coordinator._quota import ClientQuota, check_quota
 from tokenweave.coordinator._views import (
     DocumentResult,
@@ -38,7 +43,6 @@ from tokenweave.coordinator._views import (
 )
 from tokenweave.errors import (
     FailedPreconditionError,
-    InvalidArgumentError,
     NotFoundError,
     clip,
 )
@@ -97,10 +101,6 @@ def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
     )
 
 
-#: The most bytes of tensors one document (an inference request) may hold.
-MAX_TENSOR_BYTES = 64 * 1024 * 1024
-
-
 class JobStore:
     def __init__(
         self,
@@ -115,30 +115,6 @@ class JobStore:
         self._ledger = ledger
 
     # -- submission ---------------------------------------------------------------------------
-
-    def _validate(self, request: JobRequest) -> None:
-        """What every job must meet, whatever its workload."""
-        if not request.documents:
-            raise InvalidArgumentError("the job has no documents")
-        if len(request.documents) > self._limits.max_documents:
-            raise InvalidArgumentError(
-                f"the job has {len(request.documents)} documents; the limit is "
-                f"{self._limits.max_documents}"
-            )
-        for i, doc in enumerate(request.documents):
-            if not doc.text.strip() and not doc.data:
-                raise InvalidArgumentError(f"{document_label(i, doc.name)} is empty")
-            size = len(doc.text.encode())
-            if size > self._limits.max_document_bytes:
-                raise InvalidArgumentError(
-                    f"{document_label(i, doc.name)} is {size} bytes; the limit is "
-                    f"{self._limits.max_document_bytes} bytes (coordinator --max-document-bytes)"
-                )
-            if len(doc.data) > MAX_TENSOR_BYTES:  # a request's tensors: bounded as a message
-                raise InvalidArgumentError(
-                    f"{document_label(i, doc.name)} holds {len(doc.data)} bytes of tensors; the "
-                    f"limit is {MAX_TENSOR_BYTES} bytes a request"
-                )
 
     def _context(self, model: str) -> PlanContext:
         entry = self._catalog.get(model)
@@ -156,7 +132,9 @@ class JobStore:
         within its owner's quota."""
         workload = workloads.get(request.workload)
         entry = self._catalog.get(request.model)
-        self._validate(request)
+        check_documents(
+            request.documents, self._limits.max_documents, self._limits.max_document_bytes
+        )
         async with self._sessions() as session:  # before the work of planning
             await check_quota(session, self._limits.quota, request.owner, None)
         context = self._context(request.model)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tokenweave.coordinator._db import DocumentRow, JobRow, ShardPayloadRow, ShardRow, utcnow
 from tokenweave.coordinator._views import JobRequest, ShardState
-from tokenweave.errors import TokenweaveError, clip
+from tokenweave.errors import InvalidArgumentError, TokenweaveError, clip
 from tokenweave.types import JobState
 from tokenweave.workloads import DocumentInput, DocumentSource, JobPlan, TaskPlan
 
@@ -151,3 +151,33 @@ def planned_rows(
         for i, (doc, given) in enumerate(zip(plan.documents, request.documents, strict=True))
     ]
     return PlannedRows(job, documents, shard_rows)
+
+
+#: The most bytes of tensors one document (an inference request) may hold.
+MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
+
+def check_documents(
+    documents: Sequence[DocumentInput], max_documents: int, max_document_bytes: int
+) -> None:
+    """What every job's documents must meet, whatever its workload."""
+    if not documents:
+        raise InvalidArgumentError("the job has no documents")
+    if len(documents) > max_documents:
+        raise InvalidArgumentError(
+            f"the job has {len(documents)} documents; the limit is {max_documents}"
+        )
+    for i, doc in enumerate(documents):
+        if not doc.text.strip() and not doc.data:
+            raise InvalidArgumentError(f"{document_label(i, doc.name)} is empty")
+        size = len(doc.text.encode())
+        if size > max_document_bytes:
+            raise InvalidArgumentError(
+                f"{document_label(i, doc.name)} is {size} bytes; the limit is "
+                f"{max_document_bytes} bytes (coordinator --max-document-bytes)"
+            )
+        if len(doc.data) > MAX_TENSOR_BYTES:  # a request's tensors: bounded as a message
+            raise InvalidArgumentError(
+                f"{document_label(i, doc.name)} holds {len(doc.data)} bytes of tensors; the "
+                f"limit is {MAX_TENSOR_BYTES} bytes a request"
+            )

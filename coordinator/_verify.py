@@ -63,11 +63,11 @@ def similarity(shard: QueuedShard) -> Similarity:
     return compare
 
 
-def tolerance(shard: QueuedShard, default: float) -> float:
-    """The similarity the shard's outputs must reach to agree: its workload's for the task, or
-    the coordinator's."""
+def judging(shard: QueuedShard, default: float) -> tuple[Similarity, float]:
+    """How the shard's outputs are compared, and the similarity they must reach to agree: its
+    workload's tolerance for the task, or the coordinator's (`default`)."""
     own = workloads.get(shard.workload).tolerance(shard.detail)
-    return default if own is None else own
+    return similarity(shard), default if own is None else own
 
 
 def verification_payload(shard: QueuedShard, payload: bytes, claim: bytes) -> bytes:
