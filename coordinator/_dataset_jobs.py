@@ -149,13 +149,24 @@ class DatasetReader:
 
     async def tensors(self, root: str) -> DatasetDocuments:
         """The requests of a dataset of tensors: one per `.npy` file (its array, named "") or
-        `.npz` archive (its arrays, by member), in path order, each packed as a TensorMap."""
+        `.npz` archive (its arrays, by member), in path order, each packed as a TensorMap (to
+        plan it) with its place in the dataset (nodes read it there)."""
 
         def read(source: BlockSource, root: CID) -> DatasetDocuments:
             measure_dag(root, source, self._limits, include=_tensor_file)
             documents = tuple(
-                DocumentInput(path, "", data=tensors.pack(tensors.load_file(path, data)))
-                for path, _, data in dataset_files(root, source, TENSOR_FILES, "tensors.npz")
+                DocumentInput(
+                    path,
+                    "",
+                    DocumentSource(
+                        file=str(file),
+                        start=0,
+                        end=len(data),
+                        blocks=tuple(str(b) for b in range_blocks(file, source, 0, len(data))),
+                    ),
+                    data=tensors.pack(tensors.load_file(path, data)),
+                )
+                for path, file, data in dataset_files(root, source, TENSOR_FILES, "tensors.npz")
             )
             return DatasetDocuments(documents, holders)
 

@@ -107,6 +107,9 @@ class LocalRunner:
             f"{label}: the referee does not read dataset blocks (they live on the nodes)"
         )
 
+    def read_bytes(self, source: DocumentSource, label: str) -> bytes:
+        return self.read_document(source, label).encode()  # raises: as read_document
+
     def run(self, shard: QueuedShard, payload: bytes) -> bytes:
         """The shard's output as the coordinator computes it (synchronous)."""
         workload = workloads.get(shard.workload)

@@ -1,17 +1,18 @@
 """What a node lends the tasks it runs (`tokenweave.workloads.NodeRuntime`): its loaded models,
-and the dataset documents it reads from blocks — its own first, then its peers'."""
+and the dataset documents (texts, or bytes) it reads from blocks — its own first, then its
+peers'."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tokenweave.errors import FailedPreconditionError, NotFoundError, clip
 from tokenweave.models import Generator, OnnxSession
 from tokenweave.node._blocks import DatasetBlocks
 from tokenweave.node._runner import ShardRunner
-from tokenweave.storage import CID, DocumentRef, read_document
+from tokenweave.storage import CID, DocumentRef, read_document, read_range
 from tokenweave.workloads import DocumentSource
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,12 @@ logger = logging.getLogger(__name__)
 class _Reads:
     local: int = 0
     remote: int = 0
+
+    def log(self, label: str) -> None:
+        logger.info(
+            "%s: read %d bytes of dataset from this node, %d from peers",
+            *(label, self.local, self.remote),
+        )
 
 
 class NodeResources:
@@ -67,10 +74,6 @@ class NodeResources:
             )
         return session
 
-    def serve(self, name: str, session: OnnxSession) -> None:
-        """Start serving a registered model loaded after the node started."""
-        self._onnx[name] = session
-
     def model(self, name: str, sha256: str) -> ShardRunner:
         runner = self._runners.get(name)
         if runner is None or runner.model.sha256 != sha256:
@@ -81,8 +84,23 @@ class NodeResources:
         return runner
 
     def read_document(self, source: DocumentSource, label: str) -> str:
+        block, reads = self._reader()
+        ref = DocumentRef(label, CID.parse(source.file), source.start, source.end)
+        text = read_document(ref, block, source.text_field or None)
+        reads.log(label)
+        return text
+
+    def read_bytes(self, source: DocumentSource, label: str) -> bytes:
+        block, reads = self._reader()
+        data = read_range(CID.parse(source.file), block, source.start, source.end)
+        reads.log(label)
+        return data
+
+    def _reader(self) -> tuple[Callable[[CID], bytes], _Reads]:
+        """A block source for one read — this node's blocks first, then its peers' — and its
+        counts."""
         reads = _Reads()
-        seen: dict[CID, bytes] = {}  # a document's range may cross a block more than once
+        seen: dict[CID, bytes] = {}  # a range may cross a block more than once
 
         def block(cid: CID) -> bytes:
             data = seen.get(cid)
@@ -97,12 +115,4 @@ class NodeResources:
             seen[cid] = data
             return data
 
-        ref = DocumentRef(label, CID.parse(source.file), source.start, source.end)
-        text = read_document(ref, block, source.text_field or None)
-        logger.info(
-            "%s: read %d bytes of dataset from this node, %d from peers",
-            label,
-            reads.local,
-            reads.remote,
-        )
-        return text
+        return block, reads

@@ -210,6 +210,9 @@ class _TaskRuntime:
     def read_document(self, source: DocumentSource, label: str) -> str:
         return self._resources.read_document(source, label)
 
+    def read_bytes(self, source: DocumentSource, label: str) -> bytes:
+        return self._resources.read_bytes(source, label)
+
     def report(self, output: bytes) -> None:
         if self._send is None:
             return

@@ -145,3 +145,35 @@ def test_a_models_own_error_bound_is_the_tasks_tolerance() -> None:
                            PlanContext(loose, "", None, 4, {})).tasks  # fmt: skip
     assert WORKLOAD.tolerance(task.detail) == pytest.approx(0.99)
     assert get("embed").tolerance(b"{}") is None, "other workloads: the coordinator's"
+
+
+def test_a_datasets_file_is_read_by_the_node_and_cut_into_rows(session: OnnxSession) -> None:
+    """A .npy file of a dataset: the coordinator plans from its arrays, the task carries only
+    its place and rows, and the node reads the bytes itself."""
+    import io
+
+    from tokenweave.workloads import DocumentSource
+
+    images = np.random.default_rng(6).normal(size=(6, 1, 8, 8)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    data = buffer.getvalue()
+    source = DocumentSource("bafyfile", 0, len(data), blocks=("bafyfile",))
+    doc = DocumentInput("crops/a.npy", "", source, data=tensors.pack({"": images}))
+    plan = WORKLOAD.plan("classifier", [doc], {}, context(items_per_task=4))
+    assert [t.reads for t in plan.tasks] == [(0,), (0,)]
+    assert all(len(t.payload) < 100 for t in plan.tasks), "a place, not the tensors"
+
+    class Reading(_Runtime):
+        def read_bytes(self, where: DocumentSource, label: str) -> bytes:
+            assert (where.file, where.end, label) == ("bafyfile", len(data), "crops/a.npy")
+            return data
+
+    done = []
+    for task in plan.tasks:
+        run = WORKLOAD.run("classifier", session.sha256, task.payload, Reading(session))  # type: ignore[arg-type]
+        WORKLOAD.check(task.detail, run.output)
+        done.append((task.detail, run.output))
+    [result] = WORKLOAD.merge(plan.documents, done)
+    bare = ort.InferenceSession(MODEL).run(["probs"], {"image": images})[0]
+    np.testing.assert_array_equal(result["probs"], bare)

@@ -191,6 +191,11 @@ class NodeRuntime(Protocol):
         """A dataset document's text, from this node's blocks or its peers'. Worker thread."""
         ...
 
+    def read_bytes(self, source: DocumentSource, label: str) -> bytes:
+        """A dataset file's bytes [start, end), from this node's blocks or its peers' (every
+        block checked against its CID). Worker thread."""
+        ...
+
     def report(self, output: bytes) -> None:
         """Send part of the task's output now (what it added since the last part), for the
         job's client to see while the task runs; the returned output stays the whole.

@@ -9,9 +9,12 @@ the inputs' rows are cut into tasks of at most `rows_per_task` rows (option; def
 coordinator's items per task), run on whichever nodes serve the model, and joined again in
 order. A model whose batch is fixed runs as one task.
 
-A task's payload is the TensorMap of its rows; its output the TensorMap of every output of the
-model. The coordinator checks an output against the manifest (names, dtypes, fixed dimensions,
-and the task's rows along the batch) and compares two runs per output: integers and booleans
+A task's payload is an InferTask: the TensorMap of its rows, or, for a dataset's file, the file's
+CID and the rows, which the node reads from the blocks (its own first: placement prefers the
+nodes holding them) — the coordinator read the file once, to plan. Its output is the TensorMap
+of every output of the model. The coordinator checks an output against the manifest (names,
+dtypes, fixed dimensions, and the task's rows along the batch) and compares two runs per
+output: integers and booleans
 must be equal; floats by 1 − ‖a − b‖ / max(‖a‖, ‖b‖), which must reach 1 − the model's
 `max_error` (registered with it, default 1e-4: honest CPUs and GPUs differ by rounding, an fp16
 model by more; a scaled or shuffled output does not pass). A task is billed
@@ -30,9 +33,11 @@ import numpy.typing as npt
 from tokenweave import tensors
 from tokenweave.errors import InvalidArgumentError, clip
 from tokenweave.models import DATATYPES, OnnxManifest, OnnxModelSpec, TensorSpec
+from tokenweave.v1 import infer_pb2
 from tokenweave.workloads._api import (
     DocumentInput,
     DocumentPlan,
+    DocumentSource,
     JobPlan,
     NodeRuntime,
     PlanContext,
@@ -98,6 +103,21 @@ def tensors_name(array: npt.NDArray[np.generic]) -> str:
     return f"{DATATYPES.get(array.dtype.name, array.dtype.name)} ({array.dtype.name})"
 
 
+def inline(tensor_map: bytes) -> bytes:
+    """An InferTask carrying `tensor_map` (a serialized TensorMap) as its inputs: field 1,
+    length-delimited, written around the bytes as they are (no copy through a message)."""
+    return b"\x0a" + _varint(len(tensor_map)) + tensor_map
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def _only_input(manifest: OnnxManifest, inputs: Arrays, where: str) -> Arrays:
     if len(inputs) != 1 or len(manifest.inputs) != 1:
         names = ", ".join(repr(t.name) for t in manifest.inputs)
@@ -141,7 +161,7 @@ class InferWorkload(Workload):
         tasks: list[TaskPlan] = []
         for index, doc in enumerate(documents):
             where = f"request {index}" + (f" ({clip(doc.name)})" if doc.name else "")
-            if doc.source is not None or not doc.data:
+            if not doc.data:
                 raise InvalidArgumentError(f"{where}: infer takes tensors (a TensorMap), not text")
             inputs = tensors.unpack(doc.data, f"{where}'s inputs")
             data = doc.data
@@ -150,17 +170,33 @@ class InferWorkload(Workload):
                 data = tensors.pack(inputs)
             rows = check_inputs(manifest, inputs, where)
             cuts = range(0, rows, per_task) if manifest.batched else range(1)
+            reads: tuple[int, ...]
             for start in cuts:
                 end = min(rows, start + per_task) if manifest.batched else rows
                 whole = not manifest.batched or (start, end) == (0, rows)
-                part = inputs if whole else {k: v[start:end] for k, v in inputs.items()}
+                if doc.source is not None:  # a dataset's file: the node reads it there
+                    task = infer_pb2.InferTask(
+                        file=infer_pb2.TensorFile(
+                            cid=doc.source.file,
+                            size=doc.source.end,
+                            name=doc.name,
+                            row_start=start,
+                            row_end=end,
+                            all_rows=not manifest.batched,
+                        )
+                    )
+                    payload, reads = task.SerializeToString(), (index,)
+                else:
+                    part = inputs if whole else {k: v[start:end] for k, v in inputs.items()}
+                    payload, reads = inline(data if whole else tensors.pack(part)), ()
                 detail = {"document": index, "rows": end - start, "batched": manifest.batched,
                           "tolerance": 1.0 - max_error}  # fmt: skip
                 tasks.append(
                     TaskPlan(
                         cost=max(1, end - start),
-                        payload=data if whole else tensors.pack(part),
+                        payload=payload,
                         detail=json.dumps({**detail, "outputs": outputs}).encode(),
+                        reads=reads,
                     )
                 )
             docs.append(DocumentPlan(doc.name, rows, json.dumps({"rows": rows}).encode()))
@@ -173,7 +209,23 @@ class InferWorkload(Workload):
 
     def run(self, model: str, model_sha256: str, payload: bytes, runtime: NodeRuntime) -> TaskRun:
         session = runtime.onnx(model, model_sha256)
-        inputs = tensors.unpack(payload, "the task's inputs")
+        try:
+            task = infer_pb2.InferTask.FromString(payload)
+        except Exception as exc:  # protobuf's DecodeError
+            raise InvalidArgumentError(f"not an InferTask: {exc}") from None
+        if task.HasField("file"):
+            ref = task.file
+            source = DocumentSource(file=ref.cid, start=0, end=ref.size)
+            arrays = tensors.load_file(ref.name, runtime.read_bytes(source, ref.name))
+            if "" in arrays:
+                arrays = _only_input(session.manifest, arrays, ref.name)
+            cut = slice(None) if ref.all_rows else slice(ref.row_start, ref.row_end)
+            inputs = {name: array[cut] for name, array in arrays.items()}
+        else:
+            inputs = {
+                name: tensors.from_proto(t, f"input {clip(name)}")
+                for name, t in task.inputs.tensors.items()
+            }
         rows = check_inputs(session.manifest, inputs, "the task")
         outputs = session.run(inputs)
         return TaskRun(tensors.pack(outputs), rows)
