@@ -18,11 +18,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 from grpc import aio
 
+from tokenweave.errors import TokenweaveError
 from tokenweave.models import (
     OnnxSession,
     sha256_of,
@@ -30,7 +32,7 @@ from tokenweave.models import (
     stored_model_path,
 )
 from tokenweave.node._config import NodeConfig
-from tokenweave.storage import CID, DagLimits, measure_dag, read_file
+from tokenweave.storage import CID, DagLimits, file_leaves, measure_dag, read_file
 from tokenweave.v1 import data_pb2, data_pb2_grpc, models_pb2, models_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -110,12 +112,19 @@ async def serve_registered(
     return sessions, speeds
 
 
+#: Blocks of a model fetched at once.
+FETCH_PARALLEL = 8
+
+
 async def _fetch(
     info: models_pb2.ModelInfo,
     data: data_pb2_grpc.DataServiceAsyncStub,
     exchange: Fetcher,
     local: LocalBlocks,
 ) -> bytes:
+    """The file's bytes: its interior blocks first (measured against the registered size),
+    then its leaves, `FETCH_PARALLEL` at a time, from the peers holding the file's root (a
+    block they lack is looked up alone)."""
     loop = asyncio.get_running_loop()
 
     def providers(cid: CID) -> list[str]:
@@ -125,20 +134,34 @@ async def _fetch(
 
         return asyncio.run_coroutine_threadsafe(ask(), loop).result()
 
+    root = CID.parse(info.cid)
+    holders: list[str] = []
+    kept: dict[CID, bytes] = {}
+
     def source(cid: CID) -> bytes:
+        if cid in kept:
+            return kept[cid]
         if local.has(cid):  # this node holds a replica of the file
-            return local.get(cid)
-        return exchange.fetch(cid, providers(cid))
+            block = local.get(cid)
+        else:
+            try:
+                block = exchange.fetch(cid, holders or providers(cid))
+            except TokenweaveError:  # a holder of the root lacks this block: ask for it alone
+                block = exchange.fetch(cid, providers(cid))
+        kept[cid] = block
+        return block
 
     def read() -> bytes:
-        root = CID.parse(info.cid)
+        holders.extend(providers(root))
         limits = DagLimits(  # the file, and its interior nodes' few bytes a leaf
             max_bytes=info.size_bytes + info.size_bytes // 64 + (1 << 20),
             max_links=1_000_000,
             max_depth=32,
             max_fanout=16_384,
         )
-        measure_dag(root, source, limits)
+        measure_dag(root, source, limits)  # fetches (and keeps) the interior blocks
+        with ThreadPoolExecutor(FETCH_PARALLEL) as pool:
+            list(pool.map(source, [c for c in file_leaves(root, source) if c not in kept]))
         blob = b"".join(read_file(root, source))
         if sha256_of(blob) != info.sha256:
             raise ValueError(f"the file fetched as {info.cid} is not the registered one")

@@ -12,9 +12,10 @@ The code is organized as follows:
 * `DagLimits`, `measure_dag` (_dagshape.py) — a DAG's expanded size, links, depth and fan-out
   (a block linked many times counts each time), checked before reading, and its declared sizes
   checked against its blocks.
-* `read_file`, `export` (_exporter.py) — DAGs back to bytes and to disk: each block checked
-  against its declared size, entry names that would escape the destination (or collide, or be
-  too long) refused before anything is written, output staged and renamed into place.
+* `read_file`, `file_leaves`, `export` (_exporter.py) — DAGs back to bytes and to disk: each
+  block checked against its declared size, entry names that would escape the destination (or
+  collide, or be too long) refused before anything is written, output staged and renamed into
+  place; a file's leaves listed to fetch them in parallel.
 * `CancelFlag` (_cancel.py) — stops a long read between blocks and cuts a fetch in flight.
 * `read_range`, `range_blocks`, `dataset_documents`, `dataset_files`, `read_document`
   (_documents.py) — byte
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
         read_range,
     )
     from tokenweave.storage._exchange import PROTOCOL, BlockExchange, PeerMisbehavedError
-    from tokenweave.storage._exporter import EXPORT_LIMITS, export, read_file
+    from tokenweave.storage._exporter import EXPORT_LIMITS, export, file_leaves, read_file
     from tokenweave.storage._importer import (
         DEFAULT_PROFILE,
         PROFILES,
@@ -77,7 +78,7 @@ else:
                 "read_range",
             ),
             "._exchange": ("PROTOCOL", "BlockExchange", "PeerMisbehavedError"),
-            "._exporter": ("EXPORT_LIMITS", "export", "read_file"),
+            "._exporter": ("EXPORT_LIMITS", "export", "file_leaves", "read_file"),
             "._importer": (
                 "DEFAULT_PROFILE",
                 "PROFILES",
@@ -118,6 +119,7 @@ __all__ = [
     "dataset_documents",
     "dataset_files",
     "export",
+    "file_leaves",
     "import_directory",
     "import_file",
     "measure_dag",

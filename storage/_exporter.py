@@ -35,6 +35,18 @@ EXPORT_LIMITS = DagLimits(max_bytes=64 << 30, max_links=1_000_000)
 _INTERIOR_CACHE_BYTES = 64 << 20
 
 
+def file_leaves(cid: CID, source: BlockSource) -> list[CID]:
+    """The raw leaves of a file's DAG in order, reading only its interior blocks (to fetch the
+    leaves in parallel before `read_file` walks them)."""
+    if cid.codec == RAW:
+        return [cid]
+    try:
+        node = decode_node(source(cid))
+    except (MalformedNodeError, InvalidArgumentError) as exc:
+        raise InvalidArgumentError(f"block {cid} is not a UnixFS node: {exc}") from exc
+    return [leaf for link in node.links for leaf in file_leaves(link.cid, source)]
+
+
 def read_file(cid: CID, source: BlockSource, size: int | None = None) -> Iterator[bytes]:
     """The file's bytes, leaf by leaf, in order.
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,13 @@ from tokenweave.errors import InvalidArgumentError, NotFoundError
 from tokenweave.storage import (
     CID,
     DAG_PB,
+    RAW,
     BlockStore,
     ImportProfile,
     export,
+    file_leaves,
     import_directory,
+    import_file,
 )
 from tokenweave.storage._dagpb import UNIXFS_DIRECTORY, PBLink, encode_node, unixfs_data
 
@@ -63,3 +67,20 @@ def test_missing_and_malformed_blocks(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="is not a UnixFS node"):
         export(cid, store.get, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_files_leaves_are_listed_in_order_from_its_interior_blocks() -> None:
+    blocks: dict[CID, bytes] = {}
+    data = bytes(range(256)) * 3  # 768 bytes: 12 leaves of 64 under two levels of width 3
+    root = import_file(io.BytesIO(data), lambda b: blocks.__setitem__(b.cid, b.data), TINY).cid
+    read: list[CID] = []
+
+    def interior(cid: CID) -> bytes:
+        read.append(cid)
+        return blocks[cid]
+
+    leaves = file_leaves(root, interior)
+    assert b"".join(blocks[leaf] for leaf in leaves) == data
+    assert all(leaf.codec == RAW for leaf in leaves)
+    assert not set(read) & set(leaves), "only interior blocks are read"
+    assert file_leaves(leaves[0], interior) == [leaves[0]], "a file of one block is its leaf"
