@@ -77,5 +77,8 @@ def test_tensor_files_load_without_pickles_or_bombs() -> None:
     assert len(bomb.getvalue()) < 1 << 20
     with pytest.raises(InvalidArgumentError, match="inflates to 68157440 bytes; the limit"):
         tensors.load_file("bomb.npz", bomb.getvalue())
+    many = tensors.npz_bytes({f"a{i}": np.zeros(1, np.uint8) for i in range(257)})
+    with pytest.raises(InvalidArgumentError, match="holds 257 arrays; the limit is 256"):
+        tensors.load_file("many.npz", many)
     with pytest.raises(InvalidArgumentError, match=r"not an \.npz archive"):
         tensors.load_file("junk.npz", b"PK not a zip")

@@ -106,6 +106,8 @@ def unpack(data: bytes, what: str = "tensors") -> dict[str, npt.NDArray[np.gener
 
 #: A tensor file's arrays (`.npy`: one, named ""; `.npz`: by member) may hold at most this.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Arrays one `.npz` archive may hold.
+MAX_FILE_ARRAYS = 256
 
 
 def load_file(
@@ -120,6 +122,10 @@ def load_file(
             members = archive.infolist()
         except (zipfile.BadZipFile, ValueError) as exc:
             raise InvalidArgumentError(f"{clip(name)} is not an .npz archive: {exc}") from None
+        if len(members) > MAX_FILE_ARRAYS:
+            raise InvalidArgumentError(
+                f"{clip(name)} holds {len(members)} arrays; the limit is {MAX_FILE_ARRAYS}"
+            )
         declared = sum(m.file_size for m in members)
         if declared > max_bytes:
             raise InvalidArgumentError(
