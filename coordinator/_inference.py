@@ -7,6 +7,7 @@ over nodes, verified, metered and billed like any job of its caller), awaited, a
 raw output contents; the text models answer too, on BYTES tensors (UTF-8, one text a row):
 MiniLM's `text` → `embedding` (an embed job), SmolLM2's `text_input` → `text_output` (a generate
 job; `max_tokens`, `temperature`, `top_p`, `seed` as request parameters).
+
 Inputs come typed (`contents`) or raw (`raw_input_contents`, the only way for FP16); every one is
 decoded and checked against its declared datatype and shape before the job is planned, and the
 workload then checks them against the model's manifest: a bad request is INVALID_ARGUMENT naming

@@ -15,6 +15,7 @@ node started are served from its next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -123,8 +124,9 @@ async def _fetch(
     local: LocalBlocks,
 ) -> bytes:
     """The file's bytes: its interior blocks first (measured against the registered size),
-    then its leaves, `FETCH_PARALLEL` at a time, from the peers holding the file's root (a
-    block they lack is looked up alone)."""
+    then its leaves, `FETCH_PARALLEL` at a time, each from one of the peers holding the file's
+    root in turn (asking all of them for every block would move it once a peer, the fastest
+    answer winning), then from any of them, then from the block's own providers."""
     loop = asyncio.get_running_loop()
 
     def providers(cid: CID) -> list[str]:
@@ -160,8 +162,18 @@ async def _fetch(
             max_fanout=16_384,
         )
         measure_dag(root, source, limits)  # fetches (and keeps) the interior blocks
+
+        def leaf(numbered: tuple[int, CID]) -> None:
+            index, cid = numbered
+            if holders and not local.has(cid):  # spread over the holders, one each
+                with contextlib.suppress(TokenweaveError):  # else from any of them, below
+                    kept[cid] = exchange.fetch(cid, [holders[index % len(holders)]])
+                    return
+            source(cid)
+
+        wanted = [c for c in file_leaves(root, source) if c not in kept]
         with ThreadPoolExecutor(FETCH_PARALLEL) as pool:
-            list(pool.map(source, [c for c in file_leaves(root, source) if c not in kept]))
+            list(pool.map(leaf, enumerate(wanted)))
         blob = b"".join(read_file(root, source))
         if sha256_of(blob) != info.sha256:
             raise ValueError(f"the file fetched as {info.cid} is not the registered one")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ FOUND, MISSING = 0, 1
 CLOSE_TIMEOUT_S = 2.0
 #: Tries of one provider for one block when its stream fails to open or breaks.
 FETCH_TRIES = 3
+#: Seconds a provider has to answer before another is asked too.
+HEDGE_S = 0.5
 
 #: Where the exchange reads blocks from to serve them (a BlockStore's `get`).
 BlockReader = Callable[[CID], bytes]
@@ -197,7 +200,8 @@ class BlockExchange:
     # -- fetching -------------------------------------------------------------------------------
 
     def fetch(self, cid: CID, providers: Sequence[str], cancel: CancelFlag | None = None) -> bytes:
-        """The block from whichever provider answers first with the right bytes.
+        """The block from the first provider to answer with the right bytes: one is asked, and
+        another each time the last fails or is slower than `HEDGE_S` (hedged requests).
 
         Providers are full multiaddrs. Raises NotFoundError when none has it,
         PeerMisbehavedError when the only answers were wrong, UnavailableError otherwise, and
@@ -246,12 +250,29 @@ class BlockExchange:
                 cancel.cancel()
                 return
 
+        async def hedged(nursery: trio.Nursery) -> None:
+            # One provider at a time, in random order (load spreads over them), the next one
+            # started when the last failed or has not answered within HEDGE_S: asking all of
+            # them at once moves every block once a provider.
+            order = random.sample(providers, len(providers))
+            for address in order:
+                done = trio.Event()
+
+                async def run(address: str = address, done: trio.Event = done) -> None:
+                    try:
+                        await attempt(address, nursery.cancel_scope)
+                    finally:
+                        done.set()
+
+                nursery.start_soon(run)
+                with trio.move_on_after(HEDGE_S):
+                    await done.wait()
+
         with trio.move_on_after(self._timeout) as scope:
             forget = cancel.on_cancel(lambda: self._cancel_soon(scope)) if cancel else None
             try:
                 async with trio.open_nursery() as nursery:
-                    for address in providers:
-                        nursery.start_soon(attempt, address, nursery.cancel_scope)
+                    nursery.start_soon(hedged, nursery)
             finally:
                 if forget is not None:
                     forget()
