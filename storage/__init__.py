@@ -16,6 +16,8 @@ The code is organized as follows:
   block checked against its declared size, entry names that would escape the destination (or
   collide, or be too long) refused before anything is written, output staged and renamed into
   place; a file's leaves listed to fetch them in parallel.
+* `Prefetcher` (_prefetch.py) — a block source that fetches the leaves an interior block links
+  to ahead of the reader walking the DAG, a few at a time.
 * `CancelFlag` (_cancel.py) — stops a long read between blocks and cuts a fetch in flight.
 * `read_range`, `range_blocks`, `dataset_documents`, `dataset_files`, `read_document`
   (_documents.py) — byte
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
         import_file,
         profile_named,
     )
+    from tokenweave.storage._prefetch import Prefetcher
 else:
     __getattr__, __dir__ = _lazy_exports(
         __name__,
@@ -79,6 +82,7 @@ else:
             ),
             "._exchange": ("PROTOCOL", "BlockExchange", "PeerMisbehavedError"),
             "._exporter": ("EXPORT_LIMITS", "export", "file_leaves", "read_file"),
+            "._prefetch": ("Prefetcher",),
             "._importer": (
                 "DEFAULT_PROFILE",
                 "PROFILES",
@@ -114,6 +118,7 @@ __all__ = [
     "ImportProfile",
     "InvalidCidError",
     "PeerMisbehavedError",
+    "Prefetcher",
     "ReadCancelledError",
     "check_entry_name",
     "dataset_documents",

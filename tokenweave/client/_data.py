@@ -119,20 +119,28 @@ def download(
     written, and no file gets more bytes than the DAG declares for it."""
     cid = CID.parse(root)
 
-    from tokenweave.storage import BlockExchange  # libp2p and trio: only downloads need them
+    from tokenweave.storage import (
+        BlockExchange,  # libp2p and trio: only downloads need them
+        Prefetcher,
+    )
 
     with BlockExchange() as exchange:
 
-        def source(block: CID) -> bytes:
+        def fetch(block: CID) -> bytes:
             addrs = providers(str(block))
             if not addrs:
                 raise NotFoundError(f"no node holds block {block}")
-            data = exchange.fetch(block, addrs)
-            if block.codec == RAW:
-                progress(len(data))
-            return data
+            return exchange.fetch(block, addrs)
 
-        return export(cid, source, destination, limits, max_file_bytes)
+        with Prefetcher(fetch) as ahead:  # leaves come a few at a time, ahead of the walk
+
+            def source(block: CID) -> bytes:
+                data = ahead(block)
+                if block.codec == RAW:
+                    progress(len(data))
+                return data
+
+            return export(cid, source, destination, limits, max_file_bytes)
 
 
 class DatasetCalls(Connection):
