@@ -82,3 +82,27 @@ def test_tensor_files_load_without_pickles_or_bombs() -> None:
         tensors.load_file("many.npz", many)
     with pytest.raises(InvalidArgumentError, match=r"not an \.npz archive"):
         tensors.load_file("junk.npz", b"PK not a zip")
+
+
+def test_rows_of_an_npy_file_are_read_by_range() -> None:
+    import io
+
+    array = np.arange(5 * 3, dtype=np.int32).reshape(5, 3)
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    data = buffer.getvalue()
+    ranges: list[tuple[int, int]] = []
+
+    def read(start: int, end: int) -> bytes:
+        ranges.append((start, end))
+        return data[start:end]
+
+    np.testing.assert_array_equal(tensors.npy_rows("a.npy", len(data), read, 1, 3), array[1:3])
+    assert ranges[-1][1] - ranges[-1][0] == 2 * 3 * 4, "only the two rows' bytes"
+    with pytest.raises(InvalidArgumentError, match="rows 4:9 are not in the file"):
+        tensors.npy_rows("a.npy", len(data) - 4, read, 4, 9)
+    fortran = io.BytesIO()
+    np.save(fortran, np.asfortranarray(array))
+    whole = fortran.getvalue()
+    rows = tensors.npy_rows("f.npy", len(whole), lambda a, b: whole[a:b], 2, 4)
+    np.testing.assert_array_equal(rows, array[2:4])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -106,6 +106,8 @@ def unpack(data: bytes, what: str = "tensors") -> dict[str, npt.NDArray[np.gener
 
 #: A tensor file's arrays (`.npy`: one, named ""; `.npz`: by member) may hold at most this.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Bytes read to find an `.npy` file's header (numpy writes it in 64-byte multiples, short).
+NPY_HEADER_BYTES = 4096
 #: Arrays one `.npz` archive may hold.
 MAX_FILE_ARRAYS = 256
 
@@ -163,3 +165,34 @@ def _npy(name: str, data: bytes) -> npt.NDArray[np.generic]:
     if array.ndim > MAX_RANK:
         raise InvalidArgumentError(f"{clip(name)} has {array.ndim} dimensions; at most {MAX_RANK}")
     return np.ascontiguousarray(array, dtype=DTYPES[array.dtype.name])
+
+
+def npy_rows(
+    name: str, size: int, read: Callable[[int, int], bytes], start: int, end: int
+) -> npt.NDArray[np.generic]:
+    """Rows [start, end) of the `.npy` file `name` of `size` bytes, reading only its header and
+    those rows' bytes through `read(offset, end)` (a file of a dataset, fetched by range)."""
+    head = read(0, min(size, NPY_HEADER_BYTES))
+    buffer = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        if version not in ((1, 0), (2, 0)):
+            return load_file(name, read(0, size))[""][start:end]  # rare: read it whole
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(buffer)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidArgumentError(f"{clip(name)} is not an .npy array: {exc}") from None
+    if fortran or not shape or dtype.hasobject or dtype.newbyteorder("<").name not in DTYPES:
+        return load_file(name, read(0, size))[""][start:end]  # rare: read it whole
+    row = math.prod(shape[1:]) * dtype.itemsize
+    first = buffer.tell() + start * row
+    stop = first + (min(end, shape[0]) - start) * row
+    if not 0 <= start <= end or stop > size:
+        raise InvalidArgumentError(f"{clip(name)}: rows {start}:{end} are not in the file")
+    data = read(first, stop)
+    rows = np.frombuffer(data, dtype=dtype).reshape((-1, *shape[1:]))
+    return np.ascontiguousarray(rows, dtype=DTYPES[dtype.name])

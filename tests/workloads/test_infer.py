@@ -164,10 +164,13 @@ def test_a_datasets_file_is_read_by_the_node_and_cut_into_rows(session: OnnxSess
     assert [t.reads for t in plan.tasks] == [(0,), (0,)]
     assert all(len(t.payload) < 100 for t in plan.tasks), "a place, not the tensors"
 
+    reads: list[tuple[int, int]] = []
+
     class Reading(_Runtime):
         def read_bytes(self, where: DocumentSource, label: str) -> bytes:
-            assert (where.file, where.end, label) == ("bafyfile", len(data), "crops/a.npy")
-            return data
+            assert (where.file, label) == ("bafyfile", "crops/a.npy")
+            reads.append((where.start, where.end))
+            return data[where.start : where.end]
 
     done = []
     for task in plan.tasks:
@@ -177,3 +180,8 @@ def test_a_datasets_file_is_read_by_the_node_and_cut_into_rows(session: OnnxSess
     [result] = WORKLOAD.merge(plan.documents, done)
     bare = ort.InferenceSession(MODEL).run(["probs"], {"image": images})[0]
     np.testing.assert_array_equal(result["probs"], bare)
+    row = 8 * 8 * 4
+    header = len(data) - 6 * row
+    assert reads[1::2] == [(header, header + 4 * row), (header + 4 * row, len(data))], (
+        "each task reads the header, then only its rows"
+    )

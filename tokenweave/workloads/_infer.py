@@ -11,7 +11,8 @@ order. A model whose batch is fixed runs as one task.
 
 A task's payload is an InferTask: the TensorMap of its rows, or, for a dataset's file, the file's
 CID and the rows, which the node reads from the blocks (its own first: placement prefers the
-nodes holding them) — the coordinator read the file once, to plan. Its output is the TensorMap
+nodes holding them; of an `.npy`, only the header and its rows) — the coordinator read the file
+once, to plan. Its output is the TensorMap
 of every output of the model. The coordinator checks an output against the manifest (names,
 dtypes, fixed dimensions, and the task's rows along the batch) and compares two runs per
 output: integers and booleans
@@ -118,6 +119,23 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+def _read_rows(ref: infer_pb2.TensorFile, manifest: OnnxManifest, runtime: NodeRuntime) -> Arrays:
+    """A dataset file's rows for a task: of an `.npy`, only its header's and those rows' bytes
+    are read; of an `.npz` (compressed, perhaps), the whole archive."""
+
+    def read(start: int, end: int) -> bytes:
+        return runtime.read_bytes(DocumentSource(file=ref.cid, start=start, end=end), ref.name)
+
+    if ref.name.endswith(".npy") and not ref.all_rows:
+        rows = tensors.npy_rows(ref.name, ref.size, read, ref.row_start, ref.row_end)
+        return _only_input(manifest, {"": rows}, ref.name)
+    arrays = tensors.load_file(ref.name, read(0, ref.size))
+    if "" in arrays:
+        arrays = _only_input(manifest, arrays, ref.name)
+    cut = slice(None) if ref.all_rows else slice(ref.row_start, ref.row_end)
+    return {name: array[cut] for name, array in arrays.items()}
+
+
 def _only_input(manifest: OnnxManifest, inputs: Arrays, where: str) -> Arrays:
     if len(inputs) != 1 or len(manifest.inputs) != 1:
         names = ", ".join(repr(t.name) for t in manifest.inputs)
@@ -214,13 +232,7 @@ class InferWorkload(Workload):
         except Exception as exc:  # protobuf's DecodeError
             raise InvalidArgumentError(f"not an InferTask: {exc}") from None
         if task.HasField("file"):
-            ref = task.file
-            source = DocumentSource(file=ref.cid, start=0, end=ref.size)
-            arrays = tensors.load_file(ref.name, runtime.read_bytes(source, ref.name))
-            if "" in arrays:
-                arrays = _only_input(session.manifest, arrays, ref.name)
-            cut = slice(None) if ref.all_rows else slice(ref.row_start, ref.row_end)
-            inputs = {name: array[cut] for name, array in arrays.items()}
+            inputs = _read_rows(task.file, session.manifest, runtime)
         else:
             inputs = {
                 name: tensors.from_proto(t, f"input {clip(name)}")
