@@ -141,8 +141,7 @@ def main() -> None:
         cluster = LocalCluster(
             root=Path(tmp),
             model_cache=cache,
-            coordinator_args=("--verify-fraction", "0", "--vetting-results", "0",
-                              "--windows-per-shard", str(args.rows)),
+            coordinator_args=("--verify-fraction", "0", "--vetting-results", "0"),
             node_args=("--threads", str(args.threads), "--calibration-windows", "1"),
         )  # fmt: skip
         try:

@@ -133,7 +133,10 @@ def test_a_model_maps_a_dataset_of_tensors_to_a_dataset_of_outputs(
     put = cli(cluster, "data", "put", str(inputs), "--json")
     assert put.returncode == 0, put.stderr
     root = json.loads(put.stdout)["root"]
-    run = cli(cluster, "submit", "map", "--model", MODEL, "--dataset", root, "--json")
+    run = cli(
+        cluster, "submit", "map", "--model", MODEL, "--dataset", root, "--rows-per-task", "16",
+        "--json",
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr
     mapped = json.loads(run.stdout)
     assert mapped["files"] == ["a.npy", "c.npz", "more/b.npy"]

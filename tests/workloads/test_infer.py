@@ -54,7 +54,7 @@ def request(**arrays: np.ndarray) -> DocumentInput:
 
 def test_a_batch_is_cut_into_tasks_run_and_joined_in_order(session: OnnxSession) -> None:
     images = np.random.default_rng(1).normal(size=(10, 1, 8, 8)).astype(np.float32)
-    plan = WORKLOAD.plan("classifier", [request(image=images)], {}, context(items_per_task=4))
+    plan = WORKLOAD.plan("classifier", [request(image=images)], {"rows_per_task": "4"}, context())
     assert [t.cost for t in plan.tasks] == [4, 4, 2]
     assert plan.options == {"rows_per_task": "4"}
     assert plan.items == 10
@@ -160,7 +160,7 @@ def test_a_datasets_file_is_read_by_the_node_and_cut_into_rows(session: OnnxSess
     data = buffer.getvalue()
     source = DocumentSource("bafyfile", 0, len(data), blocks=("bafyfile",))
     doc = DocumentInput("crops/a.npy", "", source, data=tensors.pack({"": images}))
-    plan = WORKLOAD.plan("classifier", [doc], {}, context(items_per_task=4))
+    plan = WORKLOAD.plan("classifier", [doc], {"rows_per_task": "4"}, context())
     assert [t.reads for t in plan.tasks] == [(0,), (0,)]
     assert all(len(t.payload) < 100 for t in plan.tasks), "a place, not the tensors"
 
@@ -185,3 +185,14 @@ def test_a_datasets_file_is_read_by_the_node_and_cut_into_rows(session: OnnxSess
     assert reads[1::2] == [(header, header + 4 * row), (header + 4 * row, len(data))], (
         "each task reads the header, then only its rows"
     )
+
+
+def test_tasks_hold_about_eight_mebibytes_of_rows_unless_told() -> None:
+    small = np.ones((100, 1, 8, 8), np.float32)  # 256 bytes a row: one task
+    plan = WORKLOAD.plan("classifier", [request(image=small)], {}, context(items_per_task=16))
+    assert [t.cost for t in plan.tasks] == [100]
+    td = OnnxModelSpec("td", inspect_onnx(text_direction_model().read_bytes()))
+    crops = np.zeros((200, 3, 48, 192), np.float32)  # 110,592 bytes a row: 75 rows a task
+    plan = WORKLOAD.plan("td", [request(x=crops)], {}, PlanContext(td, "", None, 16, {}))
+    assert [t.cost for t in plan.tasks] == [75, 75, 50]
+    assert plan.options == {"rows_per_task": "75"}

@@ -5,9 +5,9 @@ Open Inference Protocol's ModelInfer arrives as one; a dataset of tensors gives 
 file, whose lone array, named "", feeds a model of one input, or `.npz` archive, by input name).
 Each input is checked against the model's manifest — the name, the dtype, the rank, every fixed
 dimension — and, for a batched model (every input and output has a first dimension of any size),
-the inputs' rows are cut into tasks of at most `rows_per_task` rows (option; default: the
-coordinator's items per task), run on whichever nodes serve the model, and joined again in
-order. A model whose batch is fixed runs as one task.
+the inputs' rows are cut into tasks of at most `rows_per_task` rows (option; default: about 8
+MiB of inputs, and at least the coordinator's items per task), run on whichever nodes serve the
+model, and joined again in order. A model whose batch is fixed runs as one task.
 
 A task's payload is an InferTask: the TensorMap of its rows, or, for a dataset's file, the file's
 CID and the rows, which the node reads from the blocks (its own first: placement prefers the
@@ -49,6 +49,8 @@ from tokenweave.workloads._api import (
 )
 from tokenweave.workloads._options import check_known, int_option
 
+#: Bytes of inputs a task holds unless the job says how many rows (`rows_per_task`).
+TASK_BYTES = 8 * 1024 * 1024
 #: The most rows one task, or one request, may hold.
 MAX_ROWS_PER_TASK = MAX_ROWS = 1 << 20
 
@@ -102,6 +104,13 @@ def check_inputs(manifest: OnnxManifest, inputs: Mapping[str, Any], where: str) 
 
 def tensors_name(array: npt.NDArray[np.generic]) -> str:
     return f"{DATATYPES.get(array.dtype.name, array.dtype.name)} ({array.dtype.name})"
+
+
+def _rows_per_task(inputs: Arrays, rows: int, items_per_task: int) -> int:
+    """Rows of about `TASK_BYTES` of inputs a task (at least `items_per_task`): a node receives
+    the next task while it runs this one, and small rows are not sent one round trip each."""
+    row_bytes = sum(a.nbytes for a in inputs.values()) // max(rows, 1)
+    return max(1, items_per_task, TASK_BYTES // max(row_bytes, 1))
 
 
 def inline(tensor_map: bytes) -> bytes:
@@ -170,8 +179,8 @@ class InferWorkload(Workload):
         assert isinstance(context.model, OnnxModelSpec)
         max_error = context.model.max_error
         check_known(options, self.options, self.name)
-        per_task = int_option(options, "rows_per_task", 1, MAX_ROWS_PER_TASK)
-        per_task = per_task or max(1, context.items_per_task)
+        asked = int_option(options, "rows_per_task", 1, MAX_ROWS_PER_TASK)
+        shown = asked
         outputs = [
             {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in manifest.outputs
         ]
@@ -187,6 +196,8 @@ class InferWorkload(Workload):
                 inputs = _only_input(manifest, inputs, where)
                 data = tensors.pack(inputs)
             rows = check_inputs(manifest, inputs, where)
+            per_task = asked or _rows_per_task(inputs, rows, context.items_per_task)
+            shown = shown or per_task
             cuts = range(0, rows, per_task) if manifest.batched else range(1)
             reads: tuple[int, ...]
             for start in cuts:
@@ -219,7 +230,7 @@ class InferWorkload(Workload):
                 )
             docs.append(DocumentPlan(doc.name, rows, json.dumps({"rows": rows}).encode()))
         return JobPlan(
-            options={"rows_per_task": str(per_task)},
+            options={"rows_per_task": str(shown or context.items_per_task)},
             documents=tuple(docs),
             tasks=tuple(tasks),
             items=sum(d.tokens for d in docs),
