@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--model", required=True, help="a model registered with `models add`")
     sm.add_argument("--dataset", required=True, metavar="CID", help="the dataset's root CID")
     sm.add_argument(
-        "--rows-per-task", type=int, metavar="N", help="rows a node runs at once (default: 16)"
+        "--rows-per-task", type=int, metavar="N", help="rows a task holds (default: about 8 MiB)"
     )
     sm.add_argument("--json", action="store_true")
     _add_client_options(sm)
