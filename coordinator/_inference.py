@@ -17,7 +17,6 @@ the input, and nothing is recorded for it. A caller that goes away cancels its j
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +51,7 @@ _CONTENTS = {
     "INT32": "int_contents",
     "UINT8": "uint_contents",
     "BOOL": "bool_contents",
+    "BYTES": "bytes_contents",
 }
 SERVER_NAME = "tokenweave"
 PLATFORM = "onnxruntime_onnx"
@@ -154,7 +154,10 @@ def decode_inputs(request: kserve.ModelInferRequest) -> dict[str, npt.NDArray[np
                 f"{what} of shape {list(shape)} needs {math.prod(shape)} values; it has "
                 f"{len(values)}"
             )
-        arrays[tensor.name] = np.asarray(values, dtype=dtype).reshape(shape)
+        if dtype == tensors.STRING:
+            arrays[tensor.name] = tensors.strings_array(list(values), shape)
+        else:
+            arrays[tensor.name] = np.asarray(values, dtype=dtype).reshape(shape)
     return arrays
 
 
@@ -162,6 +165,8 @@ def _from_raw(
     data: bytes, dtype: str, shape: tuple[int, ...], what: str
 ) -> npt.NDArray[np.generic]:
     try:
+        if dtype == tensors.STRING:
+            return tensors.strings_array(tensors.unpack_strings(data), shape)
         return tensors.from_bytes(data, dtype, shape)
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"{what} of shape {list(shape)}: {exc.message}") from None
@@ -286,7 +291,7 @@ def output_of(name: str, results: Sequence[jobs_pb2.DocumentResult]) -> tuple[li
         return [len(rows), int(rows[0].shape[0])], b"".join(row.tobytes() for row in rows)
     if name == TEXT_OUTPUT:
         texts = [bytes(tensors.from_proto(r.outputs["text"])) for r in results]
-        return [len(texts)], encode_bytes(texts)
+        return [len(texts)], tensors.pack_strings(texts)
     [document] = results
     tensor = document.outputs[name]
     return list(tensor.shape), tensor.data
@@ -303,7 +308,7 @@ def text_job(
     if tensor.datatype != BYTES or len(tensor.shape) != 1:
         raise InvalidArgumentError(f"input {name!r} must be BYTES of shape [n]: one text a row")
     if request.raw_input_contents:
-        values = decode_bytes(request.raw_input_contents[0], f"input {name!r}")
+        values = tensors.unpack_strings(request.raw_input_contents[0], f"input {name!r}")
     else:
         values = list(tensor.contents.bytes_contents)
     if len(values) != tensor.shape[0] or not values:
@@ -328,25 +333,6 @@ def text_job(
     return jobs_pb2.SubmitJobRequest(
         workload="generate", model=spec.name, documents=documents, options=options
     )
-
-
-def encode_bytes(values: Sequence[bytes]) -> bytes:
-    """BYTES raw contents: each element's length (uint32, little-endian), then its bytes."""
-    return b"".join(struct.pack("<I", len(v)) + v for v in values)
-
-
-def decode_bytes(raw: bytes, what: str) -> list[bytes]:
-    values, offset = [], 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise InvalidArgumentError(f"{what}: BYTES contents end inside a length")
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + length > len(raw):
-            raise InvalidArgumentError(f"{what}: a BYTES element runs past the contents")
-        values.append(raw[offset : offset + length])
-        offset += length
-    return values
 
 
 def check_finished(job: jobs_pb2.Job) -> None:

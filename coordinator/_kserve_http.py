@@ -21,13 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from tokenweave import tensors
-from tokenweave.coordinator._inference import (
-    BYTES,
-    DTYPES,
-    InferenceServicer,
-    decode_bytes,
-    encode_bytes,
-)
+from tokenweave.coordinator._inference import BYTES, DTYPES, InferenceServicer
 from tokenweave.errors import InvalidArgumentError, TokenweaveError, clip
 from tokenweave.v1 import inference_pb2 as kserve
 
@@ -86,9 +80,9 @@ def infer_request(
             if len(texts) != math.prod(shape) or not all(isinstance(t, str) for t in texts):
                 raise InvalidArgumentError(f"{what} needs {math.prod(shape)} strings as data")
             request.inputs.add(name=str(item.get("name", "")), datatype=datatype, shape=shape)
-            request.raw_input_contents.append(encode_bytes([t.encode() for t in texts]))
+            request.raw_input_contents.append(tensors.pack_strings([t.encode() for t in texts]))
             continue
-        if dtype is None and datatype != BYTES:
+        if dtype is None:
             raise InvalidArgumentError(
                 f"{what} has datatype {clip(datatype)}; supported: {', '.join(DTYPES)}"
             )
@@ -99,7 +93,7 @@ def infer_request(
                 raise InvalidArgumentError(f"{what}: binary_data_size {clip(length)} is not there")
             raw = binary[offset : offset + length]
             offset += length
-        elif dtype is None:
+        elif dtype == tensors.STRING:
             raise InvalidArgumentError(f"{what}: BYTES data must be a list of strings")
         else:
             try:
@@ -138,7 +132,8 @@ def infer_response(response: kserve.ModelInferResponse, as_binary: set[str]) -> 
             out["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         elif tensor.datatype == BYTES:
-            out["data"] = [v.decode("utf-8", "replace") for v in decode_bytes(raw, tensor.name)]
+            strings = tensors.unpack_strings(raw, tensor.name)
+            out["data"] = [v.decode("utf-8", "replace") for v in strings]
         else:
             out["data"] = tensors.from_bytes(raw, DTYPES[tensor.datatype]).tolist()
         outputs.append(out)

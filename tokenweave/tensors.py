@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,8 +25,44 @@ DTYPES: dict[str, np.dtype[np.generic]] = {
     name: np.dtype(name).newbyteorder("<")
     for name in ("float32", "float16", "int64", "int32", "uint32", "uint8", "bool")
 }
+#: The dtype name of a tensor of byte strings (numpy: an object array of `bytes`; on the wire,
+#: each element's length as uint32 little-endian, then its bytes, as the Open Inference
+#: Protocol's BYTES).
+STRING = "bytes"
 #: Dimensions a tensor may have.
 MAX_RANK = 8
+
+
+def dtype_name(array: npt.NDArray[np.generic]) -> str:
+    """The network's name for an array's element type ("bytes" for strings)."""
+    return STRING if array.dtype.kind in "OSU" else array.dtype.name
+
+
+def pack_strings(values: Sequence[bytes]) -> bytes:
+    """Byte strings as the BYTES wire form: each one's length (uint32 LE), then its bytes."""
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+def unpack_strings(data: bytes, what: str = "strings") -> list[bytes]:
+    values, offset = [], 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise InvalidArgumentError(f"{what}: the byte strings end inside a length")
+        (length,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise InvalidArgumentError(f"{what}: a byte string runs past the data")
+        values.append(data[offset : offset + length])
+        offset += length
+    return values
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise InvalidArgumentError(f"a string tensor holds a {type(value).__name__}")
 
 
 def _dtype(name: str) -> np.dtype[np.generic]:
@@ -70,7 +107,10 @@ def from_bytes(
 def to_proto(array: npt.ArrayLike, dtype: str | None = None) -> tensor_pb2.Tensor:
     """Encode an array (its own dtype, or `dtype`) as a Tensor message."""
     arr = np.asarray(array)
-    name = dtype or arr.dtype.name
+    name = dtype or dtype_name(arr)
+    if name == STRING:
+        data = pack_strings([_as_bytes(v) for v in arr.ravel().tolist()])
+        return tensor_pb2.Tensor(dtype=STRING, shape=list(arr.shape), data=data)
     return tensor_pb2.Tensor(dtype=name, shape=list(arr.shape), data=to_bytes(arr, name))
 
 
@@ -78,10 +118,25 @@ def from_proto(tensor: tensor_pb2.Tensor, what: str = "tensor") -> npt.NDArray[n
     """Decode a Tensor message; INVALID_ARGUMENT naming `what` when it is malformed."""
     if len(tensor.shape) > MAX_RANK:
         raise InvalidArgumentError(f"{what} has {len(tensor.shape)} dimensions; at most {MAX_RANK}")
+    shape = tuple(int(d) for d in tensor.shape)
     try:
-        return from_bytes(tensor.data, tensor.dtype, tuple(int(d) for d in tensor.shape))
+        if tensor.dtype == STRING:
+            return strings_array(unpack_strings(tensor.data), shape)
+        return from_bytes(tensor.data, tensor.dtype, shape)
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"{what}: {exc.message}") from None
+
+
+def strings_array(values: Sequence[bytes], shape: tuple[int, ...]) -> npt.NDArray[np.generic]:
+    """Byte strings as an object array of `shape`."""
+    if math.prod(shape) != len(values):
+        raise InvalidArgumentError(
+            f"tensor of shape {list(shape)} needs {math.prod(shape)} strings; {len(values)} "
+            "were sent"
+        )
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array.reshape(shape)
 
 
 def pack(tensors: Mapping[str, npt.ArrayLike]) -> bytes:

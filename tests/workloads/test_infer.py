@@ -196,3 +196,26 @@ def test_tasks_hold_about_eight_mebibytes_of_rows_unless_told() -> None:
     plan = WORKLOAD.plan("td", [request(x=crops)], {}, PlanContext(td, "", None, 16, {}))
     assert [t.cost for t in plan.tasks] == [75, 75, 50]
     assert plan.options == {"rows_per_task": "75"}
+
+
+def test_a_model_of_strings_runs_on_byte_strings(tmp_path: Path) -> None:
+    data = onnx_models.strings()
+    sha256 = store_model(tmp_path, data)
+    strings = OnnxSession(stored(tmp_path, sha256), sha256, threads=1)
+    spec = OnnxModelSpec("echo", inspect_onnx(data))
+    texts = tensors.strings_array([b"one", b"two", b"three"], (3,))
+    plan = WORKLOAD.plan("echo", [request(text=texts)], {"rows_per_task": "2"},
+                         PlanContext(spec, "", None, 4, {}))  # fmt: skip
+    done = []
+    for task in plan.tasks:
+        run = WORKLOAD.run("echo", sha256, task.payload, _Runtime(strings))  # type: ignore[arg-type]
+        WORKLOAD.check(task.detail, run.output)
+        assert WORKLOAD.compare(task.detail, run.output, run.output) == 1.0
+        done.append((task.detail, run.output))
+    [result] = WORKLOAD.merge(plan.documents, done)
+    assert result["same"].tolist() == [b"one", b"two", b"three"]
+    other = tensors.pack({"same": tensors.strings_array([b"one", b"TWO"], (2,))})
+    assert WORKLOAD.compare(plan.tasks[0].detail, done[0][1], other) == 0.0
+    with pytest.raises(InvalidArgumentError, match="input 'text' is FP32"):
+        WORKLOAD.plan("echo", [request(text=np.ones(2, np.float32))], {},
+                      PlanContext(spec, "", None, 4, {}))  # fmt: skip

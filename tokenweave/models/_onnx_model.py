@@ -11,7 +11,7 @@ node (after fetching the file from peers) all run on it:
   anywhere) is refused, whatever the path;
 * ONNX Runtime loads it (on the CPU, optimizations off: a check, not a session to keep);
 * every input and output is a tensor of a supported type: FP32, FP16, INT64, INT32, UINT8, BOOL
-  (the Open Inference Protocol's names; BYTES tensors are not supported yet).
+  or BYTES (the Open Inference Protocol's names; BYTES are strings, UTF-8 for the model).
 
 The result is the model's `OnnxManifest`: its inputs and outputs with their dtypes and shapes
 (-1 for a dimension of any size). A model whose every input and output has a variable first
@@ -50,6 +50,7 @@ DATATYPES = {
     "int32": "INT32",
     "uint8": "UINT8",
     "bool": "BOOL",
+    "bytes": "BYTES",
 }
 #: ONNX Runtime's type names of the supported tensors.
 _ORT_TYPES = {
@@ -59,6 +60,7 @@ _ORT_TYPES = {
     "tensor(int32)": "int32",
     "tensor(uint8)": "uint8",
     "tensor(bool)": "bool",
+    "tensor(string)": "bytes",
 }
 #: Operator domains ONNX Runtime implements itself.
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
@@ -263,8 +265,22 @@ class OnnxSession:
     def run(
         self, inputs: Mapping[str, npt.NDArray[np.generic]]
     ) -> dict[str, npt.NDArray[np.generic]]:
+        """The outputs; string tensors go in and come out as byte strings (UTF-8 for ONNX)."""
         names = [o.name for o in self.manifest.outputs]
-        return dict(zip(names, self._session.run(names, dict(inputs)), strict=True))
+        feed = {name: _for_onnx(array) for name, array in inputs.items()}
+        return dict(zip(names, self._session.run(names, feed), strict=True))
+
+
+def _for_onnx(array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    if array.dtype.kind != "O":
+        return array
+    try:
+        texts = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.ravel()]
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(f"a string input is not UTF-8: {exc}") from None
+    out = np.empty(len(texts), dtype=object)
+    out[:] = texts
+    return out.reshape(array.shape)
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -77,7 +77,7 @@ def check_inputs(manifest: OnnxManifest, inputs: Mapping[str, Any], where: str) 
         if spec.name not in inputs:
             raise InvalidArgumentError(f"{where}: input {clip(spec.name)} is missing")
         array = inputs[spec.name]
-        if array.dtype.name != spec.dtype:
+        if tensors.dtype_name(array) != spec.dtype:
             raise InvalidArgumentError(
                 f"{where}: input {clip(spec.name)} is {tensors_name(array)}; the model takes "
                 f"{spec.datatype} ({spec.dtype})"
@@ -103,7 +103,8 @@ def check_inputs(manifest: OnnxManifest, inputs: Mapping[str, Any], where: str) 
 
 
 def tensors_name(array: npt.NDArray[np.generic]) -> str:
-    return f"{DATATYPES.get(array.dtype.name, array.dtype.name)} ({array.dtype.name})"
+    name = tensors.dtype_name(array)
+    return f"{DATATYPES.get(name, name)} ({name})"
 
 
 def _rows_per_task(inputs: Arrays, rows: int, items_per_task: int) -> int:
@@ -263,9 +264,9 @@ class InferWorkload(Workload):
             )
         for name, array in arrays.items():
             spec = TensorSpec(name, wanted[name]["dtype"], tuple(wanted[name]["shape"]))
-            if array.dtype.name != spec.dtype:
+            if tensors.dtype_name(array) != spec.dtype:
                 raise InvalidArgumentError(
-                    f"output {clip(name)} is {array.dtype}, not {spec.dtype}"
+                    f"output {clip(name)} is {tensors.dtype_name(array)}, not {spec.dtype}"
                 )
             problem = _shape_error(spec, tuple(array.shape))
             if problem is None and task["batched"] and array.shape[0] != task["rows"]:
