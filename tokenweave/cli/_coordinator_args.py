@@ -166,6 +166,12 @@ def _add_trust_flags(p: argparse.ArgumentParser) -> None:
         help="bytes a dataset job may read (256 MiB)",
     )
     p.add_argument(
+        "--max-model-bytes",
+        type=int,
+        metavar="N",
+        help="largest ONNX model file a client may register (1 GiB)",
+    )
+    p.add_argument(
         "--max-upload-bytes", type=int, metavar="N", help="bytes an upload may describe (64 GiB)"
     )
     p.add_argument(
