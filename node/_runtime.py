@@ -30,6 +30,15 @@ class _Reads:
         )
 
 
+def _check_hash(name: str, sha256: str, have: str | None) -> None:
+    """FailedPreconditionError unless the node loaded model `name` with this exact hash."""
+    if have != sha256:
+        raise FailedPreconditionError(
+            f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has "
+            f"{have or 'no such model'}"
+        )
+
+
 class NodeResources:
     """Synchronous (it reads blocks): workloads call it from a worker thread."""
 
@@ -42,13 +51,13 @@ class NodeResources:
     ) -> None:
         self._runners = dict(runners)
         self._generators = dict(generators or {})
-        #: Registered ONNX models served, by name (`serve` adds one fetched while running).
+        #: Registered ONNX models served, by name.
         self._onnx = dict(onnx or {})
         self._blocks = blocks
 
     def check(self, name: str, sha256: str) -> None:
         """FailedPreconditionError unless this node loaded model `name` with this exact hash
-        (an embedding model or a generator)."""
+        (an embedding model, a generator or a registered model)."""
         if name in self._generators:
             self.generator(name, sha256)
         elif name in self._onnx:
@@ -58,29 +67,20 @@ class NodeResources:
 
     def generator(self, name: str, sha256: str) -> Generator:
         generator = self._generators.get(name)
-        if generator is None or generator.sha256 != sha256:
-            have = generator.sha256 if generator else "no such model"
-            raise FailedPreconditionError(
-                f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
-            )
+        _check_hash(name, sha256, generator.sha256 if generator else None)
+        assert generator is not None
         return generator
 
     def onnx(self, name: str, sha256: str) -> OnnxSession:
         session = self._onnx.get(name)
-        if session is None or session.sha256 != sha256:
-            have = session.sha256 if session else "no such model"
-            raise FailedPreconditionError(
-                f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
-            )
+        _check_hash(name, sha256, session.sha256 if session else None)
+        assert session is not None
         return session
 
     def model(self, name: str, sha256: str) -> ShardRunner:
         runner = self._runners.get(name)
-        if runner is None or runner.model.sha256 != sha256:
-            have = runner.model.sha256 if runner else "no such model"
-            raise FailedPreconditionError(
-                f"refusing model {clip(name)} sha256 {clip(sha256)}: this node has {have}"
-            )
+        _check_hash(name, sha256, runner.model.sha256 if runner else None)
+        assert runner is not None
         return runner
 
     def read_document(self, source: DocumentSource, label: str) -> str:

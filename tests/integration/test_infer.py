@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -35,6 +36,23 @@ def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
     return cluster
 
 
+def triton(
+    cluster: LocalCluster, script: str, address: str, images: np.ndarray, tmp_path: Path
+) -> dict[str, Any]:
+    """Run one of Triton's clients (a script beside this file, in a process of its own) on
+    `images`: what it saw, its outputs in tmp_path/out.npy; the server and model were ready."""
+    np.save(tmp_path / "in.npy", images)
+    run = subprocess.run(
+        [sys.executable, str(HERE / script), address, str(cluster.ca), cluster.api_key, MODEL,
+         str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    seen: dict[str, Any] = json.loads(run.stdout)
+    assert (seen["live"], seen["ready"], seen["model_ready"]) == (True, True, True)
+    return seen
+
+
 def test_a_registered_model_is_fetched_from_peers_and_listed(cluster: LocalCluster) -> None:
     server = cluster.nodes[1].log_path.read_text()
     assert f"model {MODEL}: 585532 bytes fetched from peers" in server
@@ -50,18 +68,10 @@ def test_tritons_grpc_client_gets_what_a_bare_session_computes(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     images = np.random.default_rng(3).uniform(-1, 1, size=(10, 3, 48, 192)).astype(np.float32)
-    np.save(tmp_path / "in.npy", images)
     (tmp_path / "unserved.onnx").write_bytes(onnx_models.classifier())
     added = cli(cluster, "models", "add", str(tmp_path / "unserved.onnx"))
     assert added.returncode == 0, added.stderr  # registered after every node started
-    run = subprocess.run(
-        [sys.executable, str(HERE / "triton_grpc.py"), cluster.address, str(cluster.ca),
-         cluster.api_key, MODEL, str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    assert (seen["live"], seen["ready"], seen["model_ready"]) == (True, True, True)
+    seen = triton(cluster, "triton_grpc.py", cluster.address, images, tmp_path)
     assert seen["id"] == "r-1"
     assert seen["metadata"]["platform"] == "onnxruntime_onnx"
     bare = ort.InferenceSession(str(text_direction_model()), providers=["CPUExecutionProvider"])
@@ -93,15 +103,7 @@ def test_tritons_http_client_uses_the_v2_rest_endpoints(
 ) -> None:
     assert cluster.http_url is not None
     images = np.random.default_rng(4).uniform(-1, 1, size=(3, 3, 48, 192)).astype(np.float32)
-    np.save(tmp_path / "in.npy", images)
-    run = subprocess.run(
-        [sys.executable, str(HERE / "triton_http.py"), cluster.http_url, str(cluster.ca),
-         cluster.api_key, MODEL, str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    assert (seen["live"], seen["ready"], seen["model_ready"]) == (True, True, True)
+    seen = triton(cluster, "triton_http.py", cluster.http_url, images, tmp_path)
     assert seen["metadata"]["inputs"][0]["datatype"] == "FP32"
     assert seen["json_equals_binary"], "JSON and binary tensors carry the same numbers"
     bare = ort.InferenceSession(str(text_direction_model()), providers=["CPUExecutionProvider"])
