@@ -179,6 +179,16 @@ def _tensor(arg: Any, role: str) -> TensorSpec:
 
 def inspect_onnx(data: bytes, max_bytes: int = MAX_MODEL_BYTES) -> OnnxManifest:
     """Check a model file (see the module's doc) and return its manifest."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    return manifest_of(_load(data, max_bytes, options, ["CPUExecutionProvider"]))
+
+
+def _load(
+    data: bytes, max_bytes: int, options: ort.SessionOptions, providers: Sequence[str]
+) -> ort.InferenceSession:
+    """The file's checks, then an ONNX Runtime session of it."""
     if len(data) > max_bytes:
         raise ResourceExhaustedError(
             f"the model is {len(data)} bytes; the limit is {max_bytes} bytes"
@@ -192,15 +202,15 @@ def inspect_onnx(data: bytes, max_bytes: int = MAX_MODEL_BYTES) -> OnnxManifest:
     if not model.HasField("graph") or not model.opset_import:
         raise InvalidArgumentError("not an ONNX model: it has no graph or no opset")
     _check_file(model)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
     try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types
         raise InvalidArgumentError(
             f"ONNX Runtime cannot load the model: {clip(exc, 300)}"
         ) from None
+
+
+def manifest_of(session: ort.InferenceSession) -> OnnxManifest:
     return OnnxManifest(
         tuple(_tensor(i, "input") for i in session.get_inputs()),
         tuple(_tensor(o, "output") for o in session.get_outputs()),
@@ -254,13 +264,12 @@ class OnnxSession:
         data = path.read_bytes()
         if sha256_of(data) != sha256:
             raise FailedPreconditionError(f"{path} does not hash to {sha256}")
-        self.manifest = inspect_onnx(data)
-        self.sha256 = sha256
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(
-            data, options, providers=list(providers or default_providers())
-        )
+        # The file's checks too: a node loads nothing with custom operators or external data.
+        self._session = _load(data, len(data), options, providers or default_providers())
+        self.manifest = manifest_of(self._session)
+        self.sha256 = sha256
 
     def run(
         self, inputs: Mapping[str, npt.NDArray[np.generic]]
