@@ -169,6 +169,8 @@ class ShardPayloadRow(Base):
         ForeignKey("shards.shard_id", ondelete="CASCADE"), primary_key=True
     )
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Kept as a file instead (`PayloadFiles`, for large payloads).
+    external: Mapped[bool] = mapped_column(default=False)
 
 
 class LedgerRow(Base):

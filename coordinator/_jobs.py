@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,12 +22,12 @@ from tokenweave.coordinator._db import (
     DocumentRow,
     JobRow,
     NodeRow,
-    ShardPayloadRow,
     ShardRow,
     VerificationRow,
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
+from tokenweave.coordinator._payloads import Payloads
 from tokenweave.coordinator._planned import (
     check_documents,
     check_stage,
@@ -108,11 +109,14 @@ class JobStore:
         catalog: ModelCatalog,
         limits: JobLimits,
         ledger: RewardLedger,
+        payload_dir: Path | None = None,
     ) -> None:
+        """`payload_dir`: where large task payloads are kept as files (None: in the database)."""
         self._sessions = sessions
         self._catalog = catalog
         self._limits = limits
         self._ledger = ledger
+        self._payloads = Payloads(sessions, payload_dir)
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class JobStore:
             workload.plan, request.model, request.documents, request.options, context
         )
         rows = planned_rows(request, plan, workload.name, entry.sha256)
+        await self._payloads.spill(rows.shards)
         async with self._sessions.begin() as session:
             await check_quota(session, self._limits.quota, request.owner, plan.tokens)
             session.add(rows.job)
@@ -170,14 +175,8 @@ class JobStore:
             return job_from_row(row, await self._node_shares(session, job_id))
 
     async def payload(self, shard_id: str) -> bytes:
-        """What a shard's node is sent (kept in the database, not in memory, until then)."""
-        async with self._sessions() as session:
-            payload = await session.scalar(
-                select(ShardPayloadRow.payload).where(ShardPayloadRow.shard_id == shard_id)
-            )
-        if payload is None:
-            raise NotFoundError(f"no shard with id {clip(shard_id)}")
-        return payload
+        """What a shard's node is sent (kept in the database or a file until then)."""
+        return await self._payloads.read(shard_id)
 
     async def pending_shards(self) -> list[QueuedShard]:
         """Shards of unfinished jobs that no node holds, oldest job first.
@@ -361,7 +360,10 @@ class JobStore:
                 return Completed(job_from_row(job))
             await session.flush()
             added = await self._next_stage_or_merge(session, job)
-            return Completed(job_from_row(job), finished=not added, added=added)
+            completed = Completed(job_from_row(job), finished=not added, added=added)
+        if completed.finished:
+            await self._payloads.forget(job.job_id)
+        return completed
 
     async def _next_stage_or_merge(self, session: AsyncSession, job: JobRow) -> list[QueuedShard]:
         """Every task of the job is accepted: store the workload's next stage and return its
@@ -398,6 +400,7 @@ class JobStore:
                 shard_row(job.job_id, (first or 0) + 1 + i, stage, task)
                 for i, task in enumerate(more)
             ]
+            await self._payloads.spill(rows)
             session.add_all(rows)
             job.shards_total += len(rows)
             return [_queued(r, job) for r in rows]
@@ -432,4 +435,6 @@ class JobStore:
                 .where(ShardRow.job_id == job_id, ShardRow.state != ShardState.DONE)
                 .values(state=ShardState.CANCELLED)
             )
-            return job_from_row(job)
+            ended = job_from_row(job)
+        await self._payloads.forget(job_id)
+        return ended

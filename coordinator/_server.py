@@ -219,6 +219,7 @@ class CoordinatorServer:
                 ),
             ),
             ledger,
+            payload_dir=config.data_dir / "payloads",
         )
         registry = NodeRegistry(
             sessions,
