@@ -19,11 +19,13 @@ from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import (
     DecoderSession,
     Message,
+    ModelCacheError,
     ModelHashMismatchError,
     Precision,
     PreparedGenerator,
     Sampling,
     load_generator,
+    prepare_generator,
     render_chat,
 )
 from tokenweave.models._generator_cache import gguf_path
@@ -170,3 +172,28 @@ def test_fast_mode_meets_its_bar(
         agree += int((top1 == np.asarray(case["top_ids"])[:, 0]).sum())
         total += len(top1)
     assert agree / total >= 0.98
+
+
+def test_decoders_of_an_older_graph_are_built_again(
+    generator: PreparedGenerator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache prepared by a version whose decoder graph differs is never run: loading it says
+    to prepare again, and preparing rebuilds every decoder it held."""
+    from tokenweave.models import _generator_cache as cache
+
+    folder = tmp_path / generator.name
+    folder.mkdir()
+    manifest = json.loads((generator.folder / cache.MANIFEST_FILE).read_text())
+    (folder / cache.MANIFEST_FILE).write_text(json.dumps({**manifest, "graph": 1}))
+    with pytest.raises(ModelCacheError, match="older graph; run `tokenweave models prepare"):
+        load_generator(generator.name, tmp_path)
+    built: list[Precision] = []
+
+    def build(gguf: object, precision: Precision) -> object:
+        built.append(precision)
+        raise RuntimeError("stop before writing")
+
+    monkeypatch.setattr(cache, "build_llama_decoder", build)
+    with pytest.raises(RuntimeError, match="stop before writing"):
+        prepare_generator(generator.name, tmp_path)
+    assert built == [Precision.EXACT], "the decoder it held is built again"

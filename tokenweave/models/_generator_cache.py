@@ -11,6 +11,7 @@ name the exact file they run.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -25,7 +26,7 @@ from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError
 from tokenweave.models._file_integrity import sha256_file, verify_sha256, write_atomically
 from tokenweave.models._gguf import GgufModel, LlamaConfig
 from tokenweave.models._onnx_graph import serialize_model
-from tokenweave.models._onnx_llama import Precision, build_llama_decoder
+from tokenweave.models._onnx_llama import DECODER_GRAPH, Precision, build_llama_decoder
 from tokenweave.models._registry import GeneratorSpec, get_generator_spec
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class GeneratorManifest:
     eos_id: int
     chat_template: str
     format: int = MANIFEST_FORMAT
+    #: The decoder graph's version (`DECODER_GRAPH`); 0: built before versions were kept.
+    graph: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -114,11 +117,16 @@ def prepare_generator(
     name: str, cache_dir: Path, precisions: tuple[Precision, ...] = (Precision.EXACT,)
 ) -> PreparedGenerator:
     """Convert generator `name` into `cache_dir/<name>/` in each of `precisions` not there yet;
-    what is there is verified, never rebuilt."""
+    what is there is verified, and rebuilt only when an older version of the decoder graph made
+    it (`DECODER_GRAPH`)."""
     spec = get_generator_spec(name)
     folder = cache_dir / spec.name
     manifest_path = folder / MANIFEST_FILE
     existing = GeneratorManifest.read(manifest_path) if manifest_path.is_file() else None
+    if existing is not None and existing.graph != DECODER_GRAPH:  # built by another version
+        logger.info("%s: decoders of an older graph in %s; building them again", name, folder)
+        precisions = tuple({*precisions, *(Precision(p) for p in existing.decoders)})
+        existing = dataclasses.replace(existing, decoders={})
     wanted = [p for p in precisions if existing is None or p.value not in existing.decoders]
     if not wanted and existing is not None:
         return load_generator(name, cache_dir)
@@ -154,6 +162,7 @@ def prepare_generator(
         bos_id=gguf.bos_id,
         eos_id=gguf.eos_id,
         chat_template=gguf.chat_template,
+        graph=DECODER_GRAPH,
     )
     write_atomically(manifest_path, manifest.to_json().encode("utf-8"))
     return load_generator(name, cache_dir)
@@ -172,6 +181,10 @@ def load_generator(
     manifest = GeneratorManifest.read(manifest_path)
     if manifest.name != spec.name:
         raise ModelCacheError(f"{manifest_path} describes {manifest.name!r}, not {spec.name!r}")
+    if manifest.graph != DECODER_GRAPH:
+        raise ModelCacheError(
+            f"{folder} holds decoders of an older graph; run `tokenweave models prepare {name}`"
+        )
     verify_sha256(folder / TOKENIZER_FILE, manifest.tokenizer_sha256)
     decoders: dict[Precision, tuple[Path, str]] = {}
     for value, sha in manifest.decoders.items():

@@ -54,6 +54,9 @@ from tokenweave.models._onnx_graph import (
     tensor_info,
 )
 
+#: Bumped whenever the graph changes (its inputs, outputs or computation): a cache prepared by
+#: another version is built again (2: the `all_logits` input and the greedy LM head).
+DECODER_GRAPH = 2
 #: How many of each position's best tokens by the int8 LM head are scored again in fp32.
 RESCORED = 64
 
