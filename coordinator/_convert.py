@@ -143,7 +143,7 @@ def hardware_from_proto(hw: jobs_pb2.Hardware) -> Hardware:
     return Hardware(
         cpu_cores=hw.cpu_cores,
         memory_bytes=hw.memory_bytes,
-        gpus=tuple(Gpu(g.name, g.memory_bytes) for g in hw.gpus),
+        gpus=tuple(Gpu(g.name, g.memory_bytes, g.compute_capability) for g in hw.gpus),
         providers=tuple(hw.providers),
         platform=hw.platform,
     )
@@ -153,7 +153,12 @@ def hardware_to_proto(hw: Hardware) -> jobs_pb2.Hardware:
     return jobs_pb2.Hardware(
         cpu_cores=hw.cpu_cores,
         memory_bytes=hw.memory_bytes,
-        gpus=[jobs_pb2.Gpu(name=g.name, memory_bytes=g.memory_bytes) for g in hw.gpus],
+        gpus=[
+            jobs_pb2.Gpu(
+                name=g.name, memory_bytes=g.memory_bytes, compute_capability=g.compute_capability
+            )
+            for g in hw.gpus
+        ],
         providers=list(hw.providers),
         platform=hw.platform,
     )
@@ -167,7 +172,10 @@ def hardware_from_json(hw: Mapping[str, Any]) -> Hardware:
     return Hardware(
         cpu_cores=int(hw.get("cpu_cores", 0)),
         memory_bytes=int(hw.get("memory_bytes", 0)),
-        gpus=tuple(Gpu(str(g["name"]), int(g["memory_bytes"])) for g in hw.get("gpus", ())),
+        gpus=tuple(
+            Gpu(str(g["name"]), int(g["memory_bytes"]), str(g.get("compute_capability", "")))
+            for g in hw.get("gpus", ())
+        ),
         providers=tuple(str(p) for p in hw.get("providers", ())),
         platform=str(hw.get("platform", "")),
     )

@@ -145,6 +145,8 @@ def check_registration(reg: NodeRegistration, limits: RegistrationLimits = LIMIT
     _bounded_list(
         "hardware.gpus", [g.name for g in hw.gpus], limits.max_gpus, limits.max_hardware_chars
     )
+    for i, gpu in enumerate(hw.gpus):
+        _bounded_text(f"hardware.gpus[{i}].compute_capability", gpu.compute_capability, 16)
     _bounded_list(
         "hardware.providers", hw.providers, limits.max_providers, limits.max_hardware_chars
     )

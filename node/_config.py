@@ -25,6 +25,8 @@ class NodeConfig:
     serve: tuple[str, ...] = ("*",)
     #: ONNX Runtime providers in order of preference; empty: CUDA when available, else CPU.
     providers: tuple[str, ...] = ()
+    #: The CUDA device to run on (with the CUDA provider); unset: device 0.
+    gpu: int | None = None
     #: Windows per inference batch.
     batch_size: int = 32
     #: ONNX Runtime intra-op threads; 0 lets it choose (one per core).

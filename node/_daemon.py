@@ -24,7 +24,9 @@ from tokenweave.models import (
     Generator,
     Message,
     OnnxSession,
+    Provider,
     default_cache_dir,
+    default_providers,
     is_generator,
     load_prepared,
     prepare_generator,
@@ -114,7 +116,7 @@ class NodeDaemon:
             prepared = await asyncio.to_thread(load_prepared, name, cache)
             session = EmbeddingSession(
                 prepared,
-                providers=list(config.providers) or None,
+                providers=_providers(config),
                 intra_op_threads=config.threads,
                 batch_size=config.batch_size,
             )
@@ -190,7 +192,11 @@ class NodeDaemon:
                 cpu_cores=int(str(hw["cpu_cores"])),
                 memory_bytes=int(str(hw["memory_bytes"])),
                 gpus=[
-                    jobs_pb2.Gpu(name=str(g["name"]), memory_bytes=int(str(g["memory_bytes"])))
+                    jobs_pb2.Gpu(
+                        name=str(g["name"]),
+                        memory_bytes=int(str(g["memory_bytes"])),
+                        compute_capability=str(g.get("compute_capability", "")),
+                    )
                     for g in hw["gpus"]  # type: ignore[attr-defined]
                 ],
                 providers=list(hw["providers"]),  # type: ignore[call-overload]
@@ -220,7 +226,12 @@ class NodeDaemon:
 
 def _load_generator(name: str, config: NodeConfig) -> Generator:
     prepared = prepare_generator(name, config.model_cache or default_cache_dir())
-    return Generator(prepared, threads=config.threads, providers=list(config.providers) or None)
+    return Generator(prepared, threads=config.threads, providers=_providers(config))
+
+
+def _providers(config: NodeConfig) -> list[Provider]:
+    """`--providers` as given, else CUDA on `--gpu` (when this build has it), then the CPU."""
+    return list(config.providers) or default_providers(config.gpu)
 
 
 def _decode_speed(generator: Generator, tokens: int = 8) -> float:

@@ -16,21 +16,33 @@ def _gpus() -> list[dict[str, object]]:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return []
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
+    for fields in ("name,memory.total,compute_cap", "name,memory.total"):  # older drivers: 2
+        try:
+            out = subprocess.run(
+                [smi, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return parse_gpus(out)
+    return []
+
+
+def parse_gpus(out: str) -> list[dict[str, object]]:
+    """nvidia-smi's "name, memory MiB[, compute capability]" lines."""
     gpus: list[dict[str, object]] = []
     for line in out.strip().splitlines():
-        name, _, mib = line.rpartition(",")
-        if name:
-            gpus.append({"name": name.strip(), "memory_bytes": int(float(mib)) * 1024 * 1024})
+        name, mib, capability = [*(f.strip() for f in line.split(",")), "", ""][:3]
+        try:
+            memory = int(float(mib)) * 1024 * 1024
+        except ValueError:
+            continue  # not a line of the query's shape
+        gpus.append(
+            {"name": name.strip(), "memory_bytes": memory, "compute_capability": capability.strip()}
+        )
     return gpus
 
 

@@ -28,6 +28,7 @@ from grpc import aio
 from tokenweave.errors import TokenweaveError
 from tokenweave.models import (
     OnnxSession,
+    default_providers,
     sha256_of,
     store_model,
     stored_model_path,
@@ -101,8 +102,9 @@ async def serve_registered(
                     "model %s: %d bytes fetched from peers in %.2f s",
                     *(name, len(blob), time.monotonic() - started),
                 )
+            providers = list(config.providers) or default_providers(config.gpu)
             session = await asyncio.to_thread(
-                OnnxSession, path, info.sha256, list(config.providers) or None, config.threads
+                OnnxSession, path, info.sha256, providers, config.threads
             )
         except Exception as exc:
             logger.warning("model %s not served: %s", name, getattr(exc, "message", exc))

@@ -98,6 +98,8 @@ class JobInfo:
 class Gpu:
     name: str
     memory_bytes: int
+    #: CUDA compute capability ("9.0"); "" when unknown.
+    compute_capability: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ def test_public_names_are_pinned() -> None:
         "Precision",
         "PreparedGenerator",
         "PreparedModel",
+        "Provider",
         "SMOLLM2_135M_INSTRUCT",
         "SPECIAL_TOKENS_PER_WINDOW",
         "Sampling",

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "that fits in a quarter of this machine's memory) or none",
     )
     p.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers, comma-separated")
+    p.add_argument(
+        "--gpu", type=int, metavar="N", help="CUDA device to run on (default 0, when CUDA is there)"
+    )
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
     p.add_argument(

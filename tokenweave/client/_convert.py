@@ -149,7 +149,7 @@ def _hardware(hw: jobs_pb2.Hardware) -> Hardware:
     return Hardware(
         cpu_cores=hw.cpu_cores,
         memory_bytes=hw.memory_bytes,
-        gpus=tuple(Gpu(g.name, g.memory_bytes) for g in hw.gpus),
+        gpus=tuple(Gpu(g.name, g.memory_bytes, g.compute_capability) for g in hw.gpus),
         providers=tuple(hw.providers),
         platform=hw.platform,
     )

@@ -76,7 +76,7 @@ from tokenweave.models._registry import (
     is_generator,
     known_models,
 )
-from tokenweave.models._session import Embeddings, EmbeddingSession, default_providers
+from tokenweave.models._session import Embeddings, EmbeddingSession, Provider, default_providers
 from tokenweave.models._tokenizer import (
     SPECIAL_TOKENS_PER_WINDOW,
     SpecialTokens,
@@ -113,6 +113,7 @@ __all__ = [
     "Precision",
     "PreparedGenerator",
     "PreparedModel",
+    "Provider",
     "Sampling",
     "SpecialTokens",
     "TensorSpec",

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.models._gguf import LlamaConfig
-from tokenweave.models._session import default_providers
+from tokenweave.models._session import Provider, default_providers
 
 Logits = npt.NDArray[np.float32]
 
@@ -100,7 +100,7 @@ class DecoderSession:
         onnx_path: Path,
         config: LlamaConfig,
         *,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[Provider] | None = None,
         threads: int = 0,
     ) -> None:
         options = ort.SessionOptions()

@@ -16,6 +16,7 @@ from tokenweave.models._chat import Message, render_chat
 from tokenweave.models._decoder import GREEDY, DecoderSession, Sampler, Sampling
 from tokenweave.models._generator_cache import PreparedGenerator
 from tokenweave.models._onnx_llama import Precision
+from tokenweave.models._session import Provider
 
 #: Tokens that end a turn in ChatML-style vocabularies, where the model has them.
 _END_TOKENS = ("<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>")
@@ -37,7 +38,7 @@ class Generator:
         precision: Precision = Precision.EXACT,
         *,
         threads: int = 0,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[Provider] | None = None,
     ) -> None:
         self.prepared = prepared
         self.precision = precision

@@ -40,7 +40,7 @@ from tokenweave.errors import (
     clip,
 )
 from tokenweave.models._file_integrity import write_atomically
-from tokenweave.models._session import default_providers
+from tokenweave.models._session import Provider, default_providers
 
 #: numpy dtype name → the Open Inference Protocol's datatype.
 DATATYPES = {
@@ -186,7 +186,7 @@ def inspect_onnx(data: bytes, max_bytes: int = MAX_MODEL_BYTES) -> OnnxManifest:
 
 
 def _load(
-    data: bytes, max_bytes: int, options: ort.SessionOptions, providers: Sequence[str]
+    data: bytes, max_bytes: int, options: ort.SessionOptions, providers: Sequence[Provider]
 ) -> ort.InferenceSession:
     """The file's checks, then an ONNX Runtime session of it."""
     if len(data) > max_bytes:
@@ -259,7 +259,7 @@ class OnnxSession:
     """A registered model loaded in ONNX Runtime; `run` is thread-safe."""
 
     def __init__(
-        self, path: Path, sha256: str, providers: Sequence[str] | None = None, threads: int = 0
+        self, path: Path, sha256: str, providers: Sequence[Provider] | None = None, threads: int = 0
     ) -> None:
         data = path.read_bytes()
         if sha256_of(data) != sha256:

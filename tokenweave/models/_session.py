@@ -27,10 +27,23 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
-def default_providers() -> list[str]:
-    """CUDA then CPU when this onnxruntime build has CUDA, else CPU alone."""
+#: An execution provider, by name or with its options (("CUDAExecutionProvider",
+#: {"device_id": "1"})).
+Provider = str | tuple[str, dict[str, str]]
+
+
+def default_providers(gpu: int | None = None) -> list[Provider]:
+    """CUDA (on device `gpu`: default 0) then CPU when this onnxruntime build has CUDA, else
+    CPU alone (a node asked for a GPU it cannot use says so, and runs)."""
     if CUDA_PROVIDER in ort.get_available_providers():
-        return [CUDA_PROVIDER, CPU_PROVIDER]
+        cuda: Provider = CUDA_PROVIDER if gpu is None else (CUDA_PROVIDER, {"device_id": str(gpu)})
+        return [cuda, CPU_PROVIDER]
+    if gpu is not None:
+        logger.warning(
+            "GPU %d asked for, but this onnxruntime build has no CUDA provider (install "
+            "onnxruntime-gpu): running on the CPU",
+            gpu,
+        )
     return [CPU_PROVIDER]
 
 
@@ -42,7 +55,7 @@ class EmbeddingSession:
         self,
         prepared: PreparedModel,
         *,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[Provider] | None = None,
         intra_op_threads: int | None = None,
         batch_size: int = 32,
     ) -> None:

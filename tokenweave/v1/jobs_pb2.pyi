@@ -695,15 +695,19 @@ class Gpu(google.protobuf.message.Message):
 
     NAME_FIELD_NUMBER: builtins.int
     MEMORY_BYTES_FIELD_NUMBER: builtins.int
+    COMPUTE_CAPABILITY_FIELD_NUMBER: builtins.int
     name: builtins.str
     memory_bytes: builtins.int
+    compute_capability: builtins.str
+    """CUDA compute capability, e.g. "9.0"; empty when unknown."""
     def __init__(
         self,
         *,
         name: builtins.str = ...,
         memory_bytes: builtins.int = ...,
+        compute_capability: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["memory_bytes", b"memory_bytes", "name", b"name"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["compute_capability", b"compute_capability", "memory_bytes", b"memory_bytes", "name", b"name"]) -> None: ...
 
 Global___Gpu: typing_extensions.TypeAlias = Gpu
 
