@@ -125,7 +125,8 @@ def prepare_generator(
     existing = GeneratorManifest.read(manifest_path) if manifest_path.is_file() else None
     if existing is not None and existing.graph != DECODER_GRAPH:  # built by another version
         logger.info("%s: decoders of an older graph in %s; building them again", name, folder)
-        precisions = tuple({*precisions, *(Precision(p) for p in existing.decoders)})
+        held = {*precisions, *(Precision(p) for p in existing.decoders)}
+        precisions = tuple(p for p in Precision if p in held)
         existing = dataclasses.replace(existing, decoders={})
     wanted = [p for p in precisions if existing is None or p.value not in existing.decoders]
     if not wanted and existing is not None:
