@@ -1,7 +1,8 @@
 """The Open Inference Protocol's REST endpoints (`/v2/...`), beside the OpenAI API on the
 coordinator's HTTP port, answered by the same `InferenceServicer` as gRPC.
 
-Inputs come as JSON (`data`: the tensor's values, flat or nested, row-major) or with Triton's
+Inputs come as JSON (`data`: the tensor's values, flat or nested, row-major; at most
+`MAX_JSON_BYTES` of JSON, as numbers parsed take many times their text) or with Triton's
 binary tensor extension (the JSON header's length in `Inference-Header-Content-Length`, each
 input's bytes after it, sized by its `binary_data_size` parameter): either way they become the
 gRPC request's raw contents, checked there. Outputs are JSON unless the request asks for binary
@@ -32,6 +33,8 @@ Callers = Callable[[Request, str], Awaitable[Any]]
 Work = Callable[[Any], Awaitable[Response]]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+#: The most bytes of JSON a request may hold (its binary tensors are bounded by the body limit).
+MAX_JSON_BYTES = 8 * 1024 * 1024
 _SERVICE = "/inference.GRPCInferenceService/"
 _HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
@@ -58,6 +61,11 @@ def infer_request(
         if not header_length.isdigit() or int(header_length) > size:
             raise InvalidArgumentError(f"{HEADER_LENGTH} {clip(header_length)} is not a length")
         size = int(header_length)
+    if size > MAX_JSON_BYTES:  # parsed numbers take ~40 times their text: bound the text
+        raise InvalidArgumentError(
+            f"the request's JSON is {size} bytes; at most {MAX_JSON_BYTES}: send larger tensors "
+            "as binary data (Triton's binary tensor extension)"
+        )
     try:
         header = json.loads(body[:size])
     except (ValueError, UnicodeDecodeError) as exc:

@@ -219,3 +219,25 @@ def test_a_model_of_strings_runs_on_byte_strings(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="input 'text' is FP32"):
         WORKLOAD.plan("echo", [request(text=np.ones(2, np.float32))], {},
                       PlanContext(spec, "", None, 4, {}))  # fmt: skip
+
+
+def test_outputs_past_their_bounds_are_refused(
+    session: OnnxSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node cannot flood the coordinator through a free output dimension: a task's outputs
+    and a request's joined outputs are bounded (the bounds made small here)."""
+    from tokenweave.workloads import _infer
+
+    images = np.ones((4, 1, 8, 8), np.float32)
+    plan = WORKLOAD.plan("classifier", [request(image=images)], {"rows_per_task": "2"}, context())
+    outputs = [
+        WORKLOAD.run("classifier", "", t.payload, _Runtime(session)).output  # type: ignore[arg-type]
+        for t in plan.tasks
+    ]
+    monkeypatch.setattr(_infer, "MAX_TASK_OUTPUT_BYTES", len(outputs[0]) - 1)
+    with pytest.raises(InvalidArgumentError, match="a task's may be at most"):
+        WORKLOAD.check(plan.tasks[0].detail, outputs[0])
+    monkeypatch.setattr(_infer, "MAX_RESULT_BYTES", len(outputs[0]) + len(outputs[1]) - 1)
+    done = [(t.detail, o) for t, o in zip(plan.tasks, outputs, strict=True)]
+    with pytest.raises(InvalidArgumentError, match="outputs of request 'r' are"):
+        WORKLOAD.merge(plan.documents, done)

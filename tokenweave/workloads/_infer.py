@@ -49,6 +49,10 @@ from tokenweave.workloads._api import (
 )
 from tokenweave.workloads._options import check_known, int_option
 
+#: The most bytes of outputs one task may return, and one request's joined outputs may hold
+#: (a model's free output dimensions are bounded only by these).
+MAX_TASK_OUTPUT_BYTES = 32 * 1024 * 1024
+MAX_RESULT_BYTES = 256 * 1024 * 1024
 #: Bytes of inputs a task holds unless the job says how many rows (`rows_per_task`).
 TASK_BYTES = 8 * 1024 * 1024
 #: The most rows one task, or one request, may hold.
@@ -256,6 +260,11 @@ class InferWorkload(Workload):
 
     def check(self, detail: bytes, output: bytes) -> None:
         task = json.loads(detail)
+        if len(output) > MAX_TASK_OUTPUT_BYTES:  # a free dimension is no licence to flood
+            raise InvalidArgumentError(
+                f"the outputs are {len(output)} bytes; a task's may be at most "
+                f"{MAX_TASK_OUTPUT_BYTES} (a model with large outputs needs fewer rows_per_task)"
+            )
         arrays = tensors.unpack(output, "the outputs")
         wanted = {o["name"]: o for o in task["outputs"]}
         if set(arrays) != set(wanted):
@@ -300,6 +309,15 @@ class InferWorkload(Workload):
     def merge(
         self, documents: Sequence[DocumentPlan], tasks: Sequence[tuple[bytes, bytes]]
     ) -> list[dict[str, npt.NDArray[np.generic]]]:
+        sizes = [0] * len(documents)
+        for detail, output in tasks:
+            sizes[json.loads(detail)["document"]] += len(output)
+        for doc, size in zip(documents, sizes, strict=True):
+            if size > MAX_RESULT_BYTES:  # checked before anything is unpacked and joined
+                raise InvalidArgumentError(
+                    f"the outputs of request {clip(doc.name)} are {size} bytes; a request's "
+                    f"may be at most {MAX_RESULT_BYTES}"
+                )
         parts: list[list[Arrays]] = [[] for _ in documents]
         for detail, output in tasks:
             parts[json.loads(detail)["document"]].append(tensors.unpack(output))
