@@ -199,7 +199,8 @@ class InferWorkload(Workload):
             data = doc.data
             if "" in inputs:  # an .npy file of a dataset: the model's only input
                 inputs = _only_input(manifest, inputs, where)
-                data = tensors.pack(inputs)
+                if doc.source is None:  # a dataset's tasks carry the file's place, not this
+                    data = tensors.pack(inputs)
             rows = check_inputs(manifest, inputs, where)
             per_task = asked or _rows_per_task(inputs, rows, context.items_per_task)
             shown = shown or per_task
