@@ -7,19 +7,38 @@ ids into unit vectors.
     input_ids       int64   [batch, seq]
     attention_mask  int64   [batch, seq]   1 for real tokens, 0 for padding
     embeddings      float32 [batch, hidden]
+
+Two forms, with the same inputs and output:
+
+- ``build_bert_embedder``: standard ONNX operators in fp32, op for op what BertModel computes.
+  The reference every node can run, and the graph verification compares against.
+- ``build_fused_bert_embedder``: for GPUs. Each layer is four of ONNX Runtime's fused
+  operators (Attention with the q/k/v projections packed in one matrix; SkipLayerNormalization
+  taking the bias, the residual and the norm in one kernel; BiasGelu), in fp16 or fp32. The
+  pooling and normalisation run in fp32 whatever the encoder's type: a mean over 256 positions
+  and a sum of 384 squares lose digits in fp16. The layer norms and the attention softmax
+  accumulate in fp32 inside their kernels.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
 import onnx
 
 from tokenweave.models._errors import ModelCacheError
-from tokenweave.models._onnx_graph import FLOAT, INT64, GraphBuilder, tensor_info
+from tokenweave.models._onnx_graph import (
+    CONTRIB_DOMAIN,
+    FLOAT,
+    FLOAT16,
+    INT32,
+    INT64,
+    GraphBuilder,
+    tensor_info,
+)
 from tokenweave.models._source import BertConfig
 
 Weights = Mapping[str, npt.NDArray[np.float32]]
@@ -48,6 +67,131 @@ def build_bert_embedder(config: BertConfig, weights: Weights) -> onnx.ModelProto
             tensor_info("attention_mask", INT64, ["batch", "seq"]),
         ],
         outputs=[tensor_info("embeddings", FLOAT, ["batch", config.hidden_size])],
+    )
+
+
+def build_fused_bert_embedder(
+    config: BertConfig, weights: Weights, dtype: type[np.floating] = np.float16
+) -> onnx.ModelProto:
+    """The same embedder from ONNX Runtime's fused operators, its encoder in ``dtype``
+    (np.float16 for GPUs; np.float32 runs on any provider)."""
+    if dtype not in (np.float16, np.float32):
+        raise ValueError(f"dtype must be float16 or float32, got {dtype}")
+    missing = [key for key in _required_keys(config) if key not in weights]
+    if missing:
+        raise ModelCacheError(f"BERT weights are missing {len(missing)} tensors, e.g. {missing[0]}")
+    g = GraphBuilder()
+
+    def cast(key: str, array: npt.NDArray[np.float32]) -> str:
+        return g.weight(key, array.astype(dtype))
+
+    mask = g.op("Cast", ["attention_mask"], "mask_float", to=FLOAT)
+    # Windows are right-padded: each row's length is the Attention's mask (its fastest form).
+    lengths = g.op("ReduceSum", ["attention_mask", g.ints([1])], "lengths_i64", keepdims=0)
+    lengths = g.op("Cast", [lengths], "lengths", to=INT32)
+
+    words = weights["embeddings.word_embeddings.weight"]
+    words = words + weights["embeddings.token_type_embeddings.weight"][0]
+    table = cast("embeddings.word_and_token_type", words)
+    positions = cast(
+        "embeddings.position_embeddings.weight", weights["embeddings.position_embeddings.weight"]
+    )
+    seq_len = g.op("Shape", ["input_ids"], "seq_len", start=1, end=2)
+    position_rows = g.op(
+        "Slice", [positions, g.ints([0]), seq_len, g.ints([0])], "embeddings.positions"
+    )
+    tokens = g.op("Gather", [table, "input_ids"], "embeddings.tokens", axis=0)
+    summed = g.op("Add", [tokens, position_rows], "embeddings.sum")
+    hidden = g.op(
+        "LayerNormalization",
+        [
+            summed,
+            cast("embeddings.LayerNorm.weight", weights["embeddings.LayerNorm.weight"]),
+            cast("embeddings.LayerNorm.bias", weights["embeddings.LayerNorm.bias"]),
+        ],
+        "embeddings.norm",
+        axis=-1,
+        epsilon=config.layer_norm_eps,
+    )
+    eps = config.layer_norm_eps
+    for layer in range(config.num_layers):
+        p = f"encoder.layer.{layer}."
+        n = f"layer{layer}."
+        projections = [p + f"attention.self.{part}" for part in ("query", "key", "value")]
+        qkv_weight = np.concatenate([weights[key + ".weight"].T for key in projections], axis=1)
+        qkv_bias = np.concatenate([weights[key + ".bias"] for key in projections])
+        attended = g.op(
+            "Attention",
+            [hidden, cast(n + "qkv.weight", qkv_weight), cast(n + "qkv.bias", qkv_bias), lengths],
+            n + "attention",
+            domain=CONTRIB_DOMAIN,
+            num_heads=config.num_heads,
+        )
+        out = p + "attention.output."
+        projected = g.op(
+            "MatMul",
+            [attended, cast(out + "dense.weight", weights[out + "dense.weight"].T)],
+            n + "attn_out",
+        )
+        hidden = _skip_layer_norm(g, projected, hidden, weights, out, cast, eps, n + "attn_norm")
+        inner = g.op(
+            "MatMul",
+            [
+                hidden,
+                cast(p + "intermediate.dense.weight", weights[p + "intermediate.dense.weight"].T),
+            ],
+            n + "ffn_in",
+        )
+        activated = g.op(
+            "BiasGelu",
+            [inner, cast(p + "intermediate.dense.bias", weights[p + "intermediate.dense.bias"])],
+            n + "gelu",
+            domain=CONTRIB_DOMAIN,
+        )
+        outer = g.op(
+            "MatMul",
+            [activated, cast(p + "output.dense.weight", weights[p + "output.dense.weight"].T)],
+            n + "ffn_out",
+        )
+        hidden = _skip_layer_norm(g, outer, hidden, weights, p + "output.", cast, eps, n + "out")
+    if dtype is np.float16:
+        hidden = g.op("Cast", [hidden], "hidden_fp32", to=FLOAT)
+    _pool_and_normalise(g, hidden, mask)
+    return g.build(
+        "bert_sentence_embedder_fused",
+        inputs=[
+            tensor_info("input_ids", INT64, ["batch", "seq"]),
+            tensor_info("attention_mask", INT64, ["batch", "seq"]),
+        ],
+        outputs=[tensor_info("embeddings", FLOAT, ["batch", config.hidden_size])],
+        contrib=True,
+    )
+
+
+def _skip_layer_norm(
+    g: GraphBuilder,
+    x: str,
+    residual: str,
+    w: Weights,
+    prefix: str,
+    cast: Callable[[str, npt.NDArray[np.float32]], str],
+    eps: float,
+    name: str,
+) -> str:
+    """LayerNorm(x + dense bias + residual) in one kernel; ``prefix`` holds dense.bias and
+    LayerNorm.weight/bias."""
+    return g.op(
+        "SkipLayerNormalization",
+        [
+            x,
+            residual,
+            cast(prefix + "LayerNorm.weight", w[prefix + "LayerNorm.weight"]),
+            cast(prefix + "LayerNorm.bias", w[prefix + "LayerNorm.bias"]),
+            cast(prefix + "dense.bias", w[prefix + "dense.bias"]),
+        ],
+        name,
+        domain=CONTRIB_DOMAIN,
+        epsilon=eps,
     )
 
 
