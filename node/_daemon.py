@@ -20,6 +20,7 @@ import logging
 from tokenweave import __version__, workloads
 from tokenweave._datadir import DataDirLock
 from tokenweave.models import (
+    CUDA_PROVIDER,
     EmbeddingSession,
     Generator,
     Message,
@@ -31,9 +32,10 @@ from tokenweave.models import (
     load_prepared,
     prepare_generator,
     prepare_model,
+    provider_name,
 )
 from tokenweave.node._blocks import BlockService
-from tokenweave.node._config import NodeConfig
+from tokenweave.node._config import CPU_BATCH, GPU_BATCH, NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._models import serve_registered
@@ -112,21 +114,27 @@ class NodeDaemon:
                     speeds[name],
                 )
                 continue
-            await asyncio.to_thread(prepare_model, name, cache)
+            providers = _providers(config)
+            on_gpu = provider_name(providers[0]) == CUDA_PROVIDER
+            # A GPU runs the fused fp16 graph (built once, beside the fp32 one).
+            await asyncio.to_thread(prepare_model, name, cache, fp16=on_gpu)
             prepared = await asyncio.to_thread(load_prepared, name, cache)
+            batch_size = config.batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
             session = EmbeddingSession(
                 prepared,
-                providers=_providers(config),
+                providers=providers,
                 intra_op_threads=config.threads,
-                batch_size=config.batch_size,
+                batch_size=batch_size,
             )
             runner = ShardRunner(prepared, session)
-            speeds[name] = await asyncio.to_thread(runner.calibrate, config.calibration_windows)
+            windows = max(config.calibration_windows, batch_size if on_gpu else 0)
+            speeds[name] = await asyncio.to_thread(runner.calibrate, windows)
             runners[name] = runner
             logger.info(
-                "model %s (sha256 %s…) on %s: %.0f tokens/s",
+                "model %s (sha256 %s…, %s) on %s: %.0f tokens/s",
                 name,
                 prepared.sha256[:12],
+                session.precision,
                 runner.provider,
                 speeds[name],
             )

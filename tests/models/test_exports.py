@@ -4,6 +4,7 @@ import tokenweave.models
 def test_public_names_are_pinned() -> None:
     assert sorted(tokenweave.models.__all__) == [
         "ALL_MINILM_L6_V2",
+        "CUDA_PROVIDER",
         "DATATYPES",
         "DEFAULT_MAX_ERROR",
         "DecoderSession",
@@ -46,6 +47,7 @@ def test_public_names_are_pinned() -> None:
         "load_tokenizer",
         "prepare_generator",
         "prepare_model",
+        "provider_name",
         "render_chat",
         "sha256_of",
         "store_model",

@@ -3,9 +3,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
+from safetensors.numpy import load_file
 
 from tokenweave.models import PreparedModel
+from tokenweave.models._onnx_bert import build_fused_bert_embedder
+from tokenweave.models._onnx_graph import serialize_model
+from tokenweave.models._source import BertConfig, locate_source
 
 EXPECTED_OPS = {
     "Add", "Cast", "Div", "Erf", "Gather", "LayerNormalization", "MatMul", "Max", "Mul",
@@ -53,3 +59,21 @@ def test_build_is_deterministic_across_processes(prepared: PreparedModel, tmp_pa
     )
     assert result.stdout.strip() == prepared.sha256
     assert (tmp_path / prepared.name / "model.onnx").read_bytes() == prepared.onnx_path.read_bytes()
+
+
+def test_fused_graph_computes_what_the_standard_one_does(prepared: PreparedModel) -> None:
+    """The fused operators in fp32 (Attention with its lengths mask, SkipLayerNormalization,
+    BiasGelu) against the standard graph, on windows padded to different lengths."""
+    source = locate_source(prepared.spec)
+    config = BertConfig.from_file(source.config)
+    fused = build_fused_bert_embedder(config, load_file(str(source.weights)), np.float32)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, size=(6, 40)).astype(np.int64)
+    mask = np.ones_like(ids)
+    for row in range(1, 6):
+        mask[row, 40 - 7 * row :] = 0
+        ids[row, 40 - 7 * row :] = 0
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    standard = ort.InferenceSession(str(prepared.onnx_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(serialize_model(fused), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, feeds)[0], standard.run(None, feeds)[0], atol=1e-5)

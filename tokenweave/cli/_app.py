@@ -105,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gpu", type=int, metavar="N", help="CUDA device to run on (default 0, when CUDA is there)"
     )
-    p.add_argument("--batch-size", type=int, metavar="N", help="windows per inference batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="windows per inference batch (default: 32 on the CPU, 256 on a GPU)",
+    )
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
     p.add_argument(
         "--calibration-windows",
@@ -127,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("exact", "fast", "both"),
         default="exact",
         help="generators: which decoder to build (exact: fp32 compute; fast: int8 compute)",
+    )
+    mp.add_argument(
+        "--fp16",
+        action="store_true",
+        help="embedders: also build the fused fp16 graph that GPU nodes run (a node on a GPU "
+        "builds it itself when missing)",
     )
     _add_cache_option(mp)
     ml = msub.add_parser("cache", help="this machine's prepared models and their hashes")
@@ -303,7 +314,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tokenweave.cli import _models_cmd
 
         if args.models_command == "prepare":
-            return _models_cmd.prepare(args.names, _cache(args), args.precision)
+            return _models_cmd.prepare(args.names, _cache(args), args.precision, args.fp16)
         if args.models_command == "cache":
             return _models_cmd.list_models(_cache(args), args.json)
     if command == "testnet":

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
-def prepare(names: Sequence[str], cache: Path, precision: str = "exact") -> int:
+def prepare(names: Sequence[str], cache: Path, precision: str = "exact", fp16: bool = False) -> int:
     precisions = tuple(Precision) if precision == "both" else (Precision(precision),)
     for name in names or known_models():
         with console.status(f"converting {name} to ONNX in {cache}"):
@@ -38,8 +38,10 @@ def prepare(names: Sequence[str], cache: Path, precision: str = "exact") -> int:
                 for chosen, (path, sha256) in generator.decoders.items():
                     print(f"{name} ({chosen.value}) sha256:{sha256} {path}")
                 continue
-            prepared = prepare_model(name, cache)
+            prepared = prepare_model(name, cache, fp16=fp16)
         print(f"{prepared.spec.name} sha256:{prepared.sha256} {prepared.onnx_path}")
+        if prepared.fp16_path is not None:
+            print(f"{prepared.spec.name} (fp16) sha256:{prepared.fp16_sha256} {prepared.fp16_path}")
     return 0
 
 
@@ -52,7 +54,7 @@ def _rows(name: str, cache: Path) -> list[dict[str, object]]:
                 for p, (path, sha) in decoders.items()
             ]
         prepared = load_prepared(name, cache)
-        return [
+        rows: list[dict[str, object]] = [
             {
                 "name": name,
                 "prepared": True,
@@ -60,6 +62,16 @@ def _rows(name: str, cache: Path) -> list[dict[str, object]]:
                 "path": str(prepared.onnx_path),
             }
         ]
+        if prepared.fp16_path is not None:
+            rows.append(
+                {
+                    "name": f"{name} (fp16)",
+                    "prepared": True,
+                    "sha256": prepared.fp16_sha256,
+                    "path": str(prepared.fp16_path),
+                }
+            )
+        return rows
     except ModelCacheError:
         return [{"name": name, "prepared": False, "sha256": "", "path": ""}]
 

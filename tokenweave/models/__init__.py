@@ -76,7 +76,14 @@ from tokenweave.models._registry import (
     is_generator,
     known_models,
 )
-from tokenweave.models._session import Embeddings, EmbeddingSession, Provider, default_providers
+from tokenweave.models._session import (
+    CUDA_PROVIDER,
+    Embeddings,
+    EmbeddingSession,
+    Provider,
+    default_providers,
+    provider_name,
+)
 from tokenweave.models._tokenizer import (
     SPECIAL_TOKENS_PER_WINDOW,
     SpecialTokens,
@@ -91,6 +98,7 @@ from tokenweave.models._verify import verify_generation
 
 __all__ = [
     "ALL_MINILM_L6_V2",
+    "CUDA_PROVIDER",
     "DATATYPES",
     "DEFAULT_MAX_ERROR",
     "SMOLLM2_135M_INSTRUCT",
@@ -133,6 +141,7 @@ __all__ = [
     "load_tokenizer",
     "prepare_generator",
     "prepare_model",
+    "provider_name",
     "render_chat",
     "sha256_of",
     "store_model",

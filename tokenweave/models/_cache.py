@@ -3,10 +3,14 @@
 <cache_dir>/<name>/model.onnx       the graph built by _onnx_bert (addressed by its sha256)
 <cache_dir>/<name>/tokenizer.json   copied from the source package
 <cache_dir>/<name>/manifest.json    ModelManifest, written last: its presence marks completion
+<cache_dir>/<name>/model-fp16.onnx  the fused fp16 graph for GPUs, built when asked for
+                                    (`prepare_model(..., fp16=True)`, a node on CUDA); the
+                                    manifest is rewritten with its hash
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,7 +23,7 @@ from safetensors.numpy import load_file
 from tokenweave.models._errors import ModelCacheError, ModelHashMismatchError
 from tokenweave.models._file_integrity import sha256_file, verify_sha256, write_atomically
 from tokenweave.models._manifest import ModelManifest
-from tokenweave.models._onnx_bert import build_bert_embedder
+from tokenweave.models._onnx_bert import build_bert_embedder, build_fused_bert_embedder
 from tokenweave.models._onnx_graph import OPSET, serialize_model
 from tokenweave.models._registry import ModelSpec, get_model_spec
 from tokenweave.models._source import BertConfig, SourceFiles, locate_source
@@ -27,6 +31,7 @@ from tokenweave.models._source import BertConfig, SourceFiles, locate_source
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
+FP16_FILE = "model-fp16.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MANIFEST_FILE = "manifest.json"
 
@@ -40,6 +45,9 @@ class PreparedModel:
     onnx_path: Path
     tokenizer_path: Path
     sha256: str
+    #: The fused fp16 graph (same weights, same inputs and output) and its hash, if built.
+    fp16_path: Path | None = None
+    fp16_sha256: str | None = None
 
 
 def default_cache_dir() -> Path:
@@ -53,8 +61,9 @@ def default_cache_dir() -> Path:
     return base / "tokenweave" / "models"
 
 
-def prepare_model(name: str, cache_dir: Path) -> PreparedModel:
-    """Convert model ``name`` into ``cache_dir/<name>/`` unless it is there already.
+def prepare_model(name: str, cache_dir: Path, *, fp16: bool = False) -> PreparedModel:
+    """Convert model ``name`` into ``cache_dir/<name>/`` unless it is there already; with
+    ``fp16``, also its fused fp16 graph for GPUs.
 
     A complete directory (one with a manifest) is only verified, never rebuilt; a mismatching
     hash raises ModelHashMismatchError rather than silently replacing the files.
@@ -62,7 +71,11 @@ def prepare_model(name: str, cache_dir: Path) -> PreparedModel:
     spec = get_model_spec(name)
     folder = cache_dir / spec.name
     if (folder / MANIFEST_FILE).is_file():
-        return load_prepared(name, cache_dir)
+        prepared = load_prepared(name, cache_dir)
+        if fp16 and prepared.fp16_path is None:
+            _add_fp16(spec, folder)
+            return load_prepared(name, cache_dir)
+        return prepared
 
     source = locate_source(spec)
     started = time.perf_counter()
@@ -88,7 +101,30 @@ def prepare_model(name: str, cache_dir: Path) -> PreparedModel:
         manifest.sha256,
         time.perf_counter() - started,
     )
+    if fp16:
+        _add_fp16(spec, folder)
+        return load_prepared(name, cache_dir)
     return _prepared(spec, folder, manifest.sha256)
+
+
+def _add_fp16(spec: ModelSpec, folder: Path) -> None:
+    """Build the fused fp16 graph beside model.onnx and record its hash in the manifest."""
+    started = time.perf_counter()
+    source = locate_source(spec)
+    config = _checked_config(spec, source)
+    weights = load_file(str(source.weights))
+    write_atomically(
+        folder / FP16_FILE, serialize_model(build_fused_bert_embedder(config, weights))
+    )
+    manifest = ModelManifest.read(folder / MANIFEST_FILE)
+    manifest = dataclasses.replace(manifest, fp16_sha256=sha256_file(folder / FP16_FILE))
+    write_atomically(folder / MANIFEST_FILE, manifest.to_json().encode("utf-8"))
+    logger.info(
+        "prepared %s's fused fp16 graph (sha256 %s, %.1f s)",
+        spec.name,
+        manifest.fp16_sha256,
+        time.perf_counter() - started,
+    )
 
 
 def load_prepared(name: str, cache_dir: Path, expected_sha256: str | None = None) -> PreparedModel:
@@ -118,24 +154,35 @@ def load_prepared(name: str, cache_dir: Path, expected_sha256: str | None = None
     actual = verify_sha256(folder / MODEL_FILE, manifest.sha256)
     if expected_sha256 is not None and expected_sha256.lower() != actual:
         raise ModelHashMismatchError(folder / MODEL_FILE, expected_sha256.lower(), actual)
-    return _prepared(spec, folder, actual)
+    if manifest.fp16_sha256:
+        verify_sha256(folder / FP16_FILE, manifest.fp16_sha256)
+    return _prepared(spec, folder, actual, manifest.fp16_sha256 or None)
 
 
-def _build_onnx(spec: ModelSpec, source: SourceFiles) -> bytes:
+def _checked_config(spec: ModelSpec, source: SourceFiles) -> BertConfig:
     config = BertConfig.from_file(source.config)
     if (config.hidden_size, config.max_positions) != (spec.dim, spec.max_tokens):
         raise ModelCacheError(
             f"{source.config}: hidden_size {config.hidden_size} and max_position_embeddings "
             f"{config.max_positions} disagree with the registry ({spec.dim}, {spec.max_tokens})"
         )
+    return config
+
+
+def _build_onnx(spec: ModelSpec, source: SourceFiles) -> bytes:
+    config = _checked_config(spec, source)
     return serialize_model(build_bert_embedder(config, load_file(str(source.weights))))
 
 
-def _prepared(spec: ModelSpec, folder: Path, sha256: str) -> PreparedModel:
+def _prepared(
+    spec: ModelSpec, folder: Path, sha256: str, fp16_sha256: str | None = None
+) -> PreparedModel:
     return PreparedModel(
         name=spec.name,
         spec=spec,
         onnx_path=folder / MODEL_FILE,
         tokenizer_path=folder / TOKENIZER_FILE,
         sha256=sha256,
+        fp16_path=folder / FP16_FILE if fp16_sha256 else None,
+        fp16_sha256=fp16_sha256,
     )

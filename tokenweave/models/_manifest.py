@@ -24,6 +24,8 @@ class ModelManifest:
     opset: int
     source: str
     format: int = MANIFEST_FORMAT
+    #: The fused fp16 graph GPU nodes run (model-fp16.onnx), once built; "" until then.
+    fp16_sha256: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -36,10 +38,20 @@ class ModelManifest:
         except (OSError, ValueError) as exc:
             raise ModelCacheError(f"cannot read model manifest {path}: {exc}") from exc
         names = {field.name for field in fields(cls)}
-        if not isinstance(raw, dict) or not names <= raw.keys():
-            raise ModelCacheError(f"model manifest {path} lacks fields: expected {sorted(names)}")
+        required = names - set(_OPTIONAL)
+        if not isinstance(raw, dict) or not required <= raw.keys():
+            raise ModelCacheError(
+                f"model manifest {path} lacks fields: expected {sorted(required)}"
+            )
         if raw["format"] != MANIFEST_FORMAT:
             raise ModelCacheError(
                 f"model manifest {path} has format {raw['format']!r}, expected {MANIFEST_FORMAT}"
             )
-        return cls(**{name: raw[name] for name in names})
+        return cls(
+            **{name: raw[name] for name in required},
+            **{name: raw.get(name, default) for name, default in _OPTIONAL.items()},
+        )
+
+
+#: Fields a manifest written before them lacks, and what that means.
+_OPTIONAL: dict[str, str] = {"fp16_sha256": ""}

@@ -33,7 +33,6 @@ from tokenweave.models._errors import ModelCacheError
 from tokenweave.models._onnx_graph import (
     CONTRIB_DOMAIN,
     FLOAT,
-    FLOAT16,
     INT32,
     INT64,
     GraphBuilder,
