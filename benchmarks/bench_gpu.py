@@ -9,9 +9,13 @@ token windows (`--seq` tokens each, [CLS] and [SEP] included):
 - onnxruntime fp16, the fused graph (Attention, SkipLayerNormalization, BiasGelu), plain `run`;
 - the same with I/O binding: outputs bound on the device, inputs copied from the host, then with
   the inputs already on the device (the upper bound of what binding can save);
-- EmbeddingSession with the fused fp16 graph: the node's own code path (packing included);
+- EmbeddingSession with the fused fp16 graph: the node's own code path (packing included),
+  from the model cache as a GPU node prepares it (`prepare_model(..., fp16=True)`);
 - PyTorch fp16 (transformers' BertModel, SDPA attention, the same weights), mean-pooled and
   normalised on the device: the baseline. Goal for the node's path: ≥ 0.7×.
+
+Then a node's real load, shards of 16 windows: one at a time, and 16 at once through the
+DynamicBatcher (a GPU node's default).
 
 Agreement: 256 windows of the shipped text, of mixed lengths, embedded by the standard fp32
 graph on the CPU (the verifier's reference) and by each GPU path: the lowest cosine per window
@@ -30,9 +34,9 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +45,10 @@ import numpy.typing as npt
 import onnxruntime as ort
 from safetensors.numpy import load_file
 
-from tokenweave.models import default_cache_dir, prepare_model
+from tokenweave.models import DynamicBatcher, default_cache_dir, prepare_model
 from tokenweave.models._cache import PreparedModel
-from tokenweave.models._file_integrity import sha256_file
-from tokenweave.models._onnx_bert import build_fused_bert_embedder
-from tokenweave.models._onnx_graph import serialize_model
 from tokenweave.models._session import CPU_PROVIDER, CUDA_PROVIDER, EmbeddingSession
-from tokenweave.models._source import BertConfig, locate_source
+from tokenweave.models._source import locate_source
 from tokenweave.models._tokenizer import load_tokenizer
 
 MODEL = "all-minilm-l6-v2"
@@ -161,21 +162,38 @@ def bound_runner(
     return run
 
 
-def fused_prepared(prepared: PreparedModel, folder: Path) -> PreparedModel:
-    """The fused fp16 graph as a PreparedModel (what a GPU node's cache holds beside model.onnx)."""
-    source = locate_source(prepared.spec)
-    config = BertConfig.from_file(source.config)
-    path = folder / "model-fp16.onnx"
-    path.write_bytes(
-        serialize_model(build_fused_bert_embedder(config, load_file(str(source.weights))))
-    )
-    return PreparedModel(
-        name=prepared.name,
-        spec=prepared.spec,
-        onnx_path=path,
-        tokenizer_path=prepared.tokenizer_path,
-        sha256=sha256_file(path),
-    )
+def shards_section(
+    session: EmbeddingSession,
+    vocab: int,
+    seq: int,
+    rng: np.random.Generator,
+    seconds: float,
+    count: int = 64,
+) -> dict[str, float]:
+    """A node's real load: shards of 16 windows (the coordinator's default). One shard a call,
+    as a CPU node runs them, against 16 shards at once joined by the DynamicBatcher (a GPU
+    node's default)."""
+    shards = [list(full_windows(16, seq, vocab, rng)["input_ids"][:, 1:-1]) for _ in range(count)]
+    tokens = count * 16 * seq
+    batcher = DynamicBatcher(session, max_batch=256, max_delay_s=0.002)
+    pool = ThreadPoolExecutor(16)
+    try:
+        rates = {
+            "one shard at a time": timed(
+                lambda: [session.embed_windows(s) for s in shards], tokens, seconds
+            ),
+            "16 shards at once, dynamic batching": timed(
+                lambda: list(pool.map(batcher.embed_windows, shards)), tokens, seconds
+            ),
+        }
+    finally:
+        pool.shutdown()
+        batcher.close()
+    print(f"\nshards of 16 windows × {seq} tokens ({count} of them a round):")
+    for name, rate in rates.items():
+        print(f"  {name:42s} {rate / 1e6:8.3f} M tokens/s")
+    print(f"  (batches of {batcher.stats.mean_batch:.0f} windows on average)")
+    return rates
 
 
 def lowest_cosine(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
@@ -214,7 +232,10 @@ def main() -> None:
     print(json.dumps(report, indent=1))
 
     rng = np.random.default_rng(0)
-    prepared = prepare_model(MODEL, default_cache_dir())
+    started = time.perf_counter()
+    prepared = prepare_model(MODEL, default_cache_dir(), fp16=True)  # as a GPU node does
+    report["prepare_s"] = round(time.perf_counter() - started, 2)
+    assert prepared.fp16_path is not None
     source = locate_source(prepared.spec)
     torch_model: Torch | None = None
     try:
@@ -225,71 +246,64 @@ def main() -> None:
     except Exception as exc:
         print(f"PyTorch baseline left out: {type(exc).__name__}: {exc}")
 
-    with tempfile.TemporaryDirectory(prefix="tokenweave-bench-gpu-") as tmp:
-        started = time.perf_counter()
-        fused = fused_prepared(prepared, Path(tmp))
-        report["fused_build_s"] = round(time.perf_counter() - started, 2)
-        standard = session(str(prepared.onnx_path), providers)
-        fused_session = session(str(fused.onnx_path), providers)
-        node_session = EmbeddingSession(fused, providers=providers, batch_size=max(batches))
-        report["fused_providers"] = fused_session.get_providers()
+    standard = session(str(prepared.onnx_path), providers)
+    fused_session = session(str(prepared.fp16_path), providers)
+    node_session = EmbeddingSession(
+        prepared, providers=providers, batch_size=max(batches), fp16=True
+    )
+    report["fused_providers"] = fused_session.get_providers()
 
-        # Agreement with the verifier's reference: the standard graph, fp32, on the CPU.
-        windows = text_windows(prepared, 256, rng)
-        reference = EmbeddingSession(prepared, providers=[CPU_PROVIDER], batch_size=64)
-        expected = reference.embed_windows(windows)
-        gpu_standard = EmbeddingSession(prepared, providers=providers, batch_size=64)
-        agreement = {
-            "onnxruntime fp32 standard": lowest_cosine(
-                expected, gpu_standard.embed_windows(windows)
-            ),
-            "onnxruntime fp16 fused": lowest_cosine(expected, node_session.embed_windows(windows)),
+    # Agreement with the verifier's reference: the standard graph, fp32, on the CPU.
+    windows = text_windows(prepared, 256, rng)
+    reference = EmbeddingSession(prepared, providers=[CPU_PROVIDER], batch_size=64, fp16=False)
+    expected = reference.embed_windows(windows)
+    gpu_standard = EmbeddingSession(prepared, providers=providers, batch_size=64, fp16=False)
+    agreement = {
+        "onnxruntime fp32 standard": lowest_cosine(expected, gpu_standard.embed_windows(windows)),
+        "onnxruntime fp16 fused": lowest_cosine(expected, node_session.embed_windows(windows)),
+    }
+    if torch_model is not None:
+        special = reference.special_tokens
+        rows = []
+        for window in windows:
+            ids = np.full((1, len(window) + 2), special.pad_id, dtype=np.int64)
+            ids[0, 0], ids[0, 1:-1], ids[0, -1] = special.cls_id, window, special.sep_id
+            rows.append(torch_model.embed({"input_ids": ids, "attention_mask": np.ones_like(ids)}))
+        agreement["pytorch fp16"] = lowest_cosine(expected, np.concatenate(rows))
+    report["lowest_cosine_vs_cpu_fp32"] = agreement
+    print("\nlowest cosine per window against the CPU fp32 reference (goal ≥ 0.9999):")
+    for name, value in agreement.items():
+        print(f"  {name:32s} {value:.6f}")
+
+    vocab = int(load_file(str(source.weights))["embeddings.word_embeddings.weight"].shape[0])
+    throughput: dict[str, dict[str, float]] = {}
+    for batch_size in batches:
+        batch = full_windows(batch_size, seq, vocab, rng)
+        tokens = batch_size * seq
+        contents = list(batch["input_ids"][:, 1:-1])  # windows as a node holds them
+        variants: dict[str, Callable[[], object]] = {
+            "onnxruntime fp32 standard": lambda b=batch: standard.run(None, b),
+            "onnxruntime fp16 fused": lambda b=batch: fused_session.run(None, b),
+            "node path (EmbeddingSession fp16)": lambda c=contents: node_session.embed_windows(c),
         }
+        if cuda:
+            variants["fp16 fused + I/O binding"] = bound_runner(fused_session, batch, gpu, False)
+            variants["fp16 fused + I/O binding, inputs on GPU"] = bound_runner(
+                fused_session, batch, gpu, True
+            )
         if torch_model is not None:
-            special = reference.special_tokens
-            rows = []
-            for window in windows:
-                ids = np.full((1, len(window) + 2), special.pad_id, dtype=np.int64)
-                ids[0, 0], ids[0, 1:-1], ids[0, -1] = special.cls_id, window, special.sep_id
-                rows.append(
-                    torch_model.embed({"input_ids": ids, "attention_mask": np.ones_like(ids)})
-                )
-            agreement["pytorch fp16"] = lowest_cosine(expected, np.concatenate(rows))
-        report["lowest_cosine_vs_cpu_fp32"] = agreement
-        print("\nlowest cosine per window against the CPU fp32 reference (goal ≥ 0.9999):")
-        for name, value in agreement.items():
-            print(f"  {name:32s} {value:.6f}")
-
-        vocab = int(load_file(str(source.weights))["embeddings.word_embeddings.weight"].shape[0])
-        throughput: dict[str, dict[str, float]] = {}
-        for batch_size in batches:
-            batch = full_windows(batch_size, seq, vocab, rng)
-            tokens = batch_size * seq
-            contents = list(batch["input_ids"][:, 1:-1])  # windows as a node holds them
-            variants: dict[str, Callable[[], object]] = {
-                "onnxruntime fp32 standard": lambda b=batch: standard.run(None, b),
-                "onnxruntime fp16 fused": lambda b=batch: fused_session.run(None, b),
-                "node path (EmbeddingSession fp16)": lambda c=contents: node_session.embed_windows(
-                    c
-                ),
-            }
-            if cuda:
-                variants["fp16 fused + I/O binding"] = bound_runner(
-                    fused_session, batch, gpu, False
-                )
-                variants["fp16 fused + I/O binding, inputs on GPU"] = bound_runner(
-                    fused_session, batch, gpu, True
-                )
-            if torch_model is not None:
-                variants["pytorch fp16 (baseline)"] = lambda b=batch: torch_model.embed(b)
-            rates = {name: timed(run, tokens, args.seconds) for name, run in variants.items()}
-            throughput[str(batch_size)] = rates
-            baseline = rates.get("pytorch fp16 (baseline)")
-            print(f"\nbatch {batch_size} × {seq} tokens:")
-            for name, rate in rates.items():
-                ratio = f"{rate / baseline:6.2f}× pytorch" if baseline else ""
-                print(f"  {name:42s} {rate / 1e6:8.3f} M tokens/s  {ratio}")
-        report["tokens_per_s"] = throughput
+            variants["pytorch fp16 (baseline)"] = lambda b=batch: torch_model.embed(b)
+        rates = {name: timed(run, tokens, args.seconds) for name, run in variants.items()}
+        throughput[str(batch_size)] = rates
+        baseline = rates.get("pytorch fp16 (baseline)")
+        print(f"\nbatch {batch_size} × {seq} tokens:")
+        for name, rate in rates.items():
+            ratio = f"{rate / baseline:6.2f}× pytorch" if baseline else ""
+            print(f"  {name:42s} {rate / 1e6:8.3f} M tokens/s  {ratio}")
+    report["tokens_per_s"] = throughput
+    report["shards"] = shards_section(
+        node_session, vocab, seq, rng, args.seconds, 64 if cuda else 4
+    )
 
     print(
         "\nnot measured by this script: LLM decode on the GPU (no fp16 decoder graph yet), and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,10 +10,16 @@ from pathlib import Path
 #: H100: 8.1 M tokens/s at 64 windows of 256 tokens, 9.4 M at 1,024).
 CPU_BATCH = 32
 GPU_BATCH = 256
+#: Shards run at once by default on a GPU, their windows joined into batches (a shard is 16
+#: windows by default: 16 of them fill a GPU batch). A CPU runs one at a time.
+GPU_CONCURRENT_SHARDS = 16
 
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """What `tokenweave node` was told. Settings left unset (None) that depend on the device
+    are filled in by `resolved` once the node knows whether it runs on a GPU."""
+
     #: host:port of the coordinator.
     coordinator: str = "127.0.0.1:50051"
     #: The CA that signed the coordinator's TLS certificate; unset: plaintext (loopback only).
@@ -41,8 +48,14 @@ class NodeConfig:
     #: the coordinator believes: it caps a node's share by the speed it observes, so half a
     #: second of calibration is enough.
     calibration_windows: int = 8
-    #: Shards held at once: one running, the rest prefetched.
-    max_inflight_shards: int = 2
+    #: Shards run at once (on a GPU their windows join one batch, see `batch_delay_ms`); unset:
+    #: 1 on the CPU, GPU_CONCURRENT_SHARDS on a GPU.
+    concurrent_shards: int | None = None
+    #: Shards held at once: those running, the rest prefetched; unset: twice
+    #: `concurrent_shards` (the coordinator accepts 1 to 64).
+    max_inflight_shards: int | None = None
+    #: On a GPU, how long the first shard's windows wait for others to join their batch.
+    batch_delay_ms: float = 2.0
     #: Seconds a running shard gets to finish on SIGINT/SIGTERM before it is handed back.
     shutdown_grace_s: float = 60.0
     #: Reconnection backoff: first delay and cap, in seconds (with full jitter).
@@ -53,3 +66,12 @@ class NodeConfig:
     p2p_listen: str = "/ip4/127.0.0.1/tcp/0"
     #: Most bytes of dataset blocks kept in `<data_dir>/blocks`; unset: no limit.
     block_quota_bytes: int | None = None
+
+    def resolved(self, on_gpu: bool) -> NodeConfig:
+        """This config with the device-dependent defaults filled in."""
+        batch = self.batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
+        concurrent = self.concurrent_shards or (GPU_CONCURRENT_SHARDS if on_gpu else 1)
+        inflight = self.max_inflight_shards or min(64, max(2, 2 * concurrent))
+        return dataclasses.replace(
+            self, batch_size=batch, concurrent_shards=concurrent, max_inflight_shards=inflight
+        )

@@ -21,6 +21,7 @@ from tokenweave import __version__, workloads
 from tokenweave._datadir import DataDirLock
 from tokenweave.models import (
     CUDA_PROVIDER,
+    DynamicBatcher,
     EmbeddingSession,
     Generator,
     Message,
@@ -35,7 +36,7 @@ from tokenweave.models import (
     provider_name,
 )
 from tokenweave.node._blocks import BlockService
-from tokenweave.node._config import CPU_BATCH, GPU_BATCH, NodeConfig
+from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import detect_hardware
 from tokenweave.node._identity import NodeIdentity
 from tokenweave.node._models import serve_registered
@@ -101,6 +102,11 @@ class NodeDaemon:
         runners: dict[str, ShardRunner] = {}
         generators: dict[str, Generator] = {}
         speeds: dict[str, float] = {}
+        providers = _providers(config)
+        on_gpu = provider_name(providers[0]) == CUDA_PROVIDER
+        config = config.resolved(on_gpu)
+        assert config.batch_size is not None  # resolved
+        assert config.concurrent_shards is not None
         for name in config.models:
             if is_generator(name):
                 generator = await asyncio.to_thread(_load_generator, name, config)
@@ -114,20 +120,22 @@ class NodeDaemon:
                     speeds[name],
                 )
                 continue
-            providers = _providers(config)
-            on_gpu = provider_name(providers[0]) == CUDA_PROVIDER
             # A GPU runs the fused fp16 graph (built once, beside the fp32 one).
             await asyncio.to_thread(prepare_model, name, cache, fp16=on_gpu)
             prepared = await asyncio.to_thread(load_prepared, name, cache)
-            batch_size = config.batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
             session = EmbeddingSession(
                 prepared,
                 providers=providers,
                 intra_op_threads=config.threads,
-                batch_size=batch_size,
+                batch_size=config.batch_size,
             )
-            runner = ShardRunner(prepared, session)
-            windows = max(config.calibration_windows, batch_size if on_gpu else 0)
+            batcher = None
+            if config.concurrent_shards > 1:  # concurrent shards' windows meet in one batch
+                batcher = DynamicBatcher(
+                    session, config.batch_size, max_delay_s=config.batch_delay_ms / 1000
+                )
+            runner = ShardRunner(prepared, session, batcher)
+            windows = max(config.calibration_windows, config.batch_size if on_gpu else 0)
             speeds[name] = await asyncio.to_thread(runner.calibrate, windows)
             runners[name] = runner
             logger.info(
@@ -175,6 +183,8 @@ class NodeDaemon:
             await keep_connected(self._session, stop, backoff)
             logger.info("node stopped")
         finally:
+            for runner in self._runners.values():
+                runner.close()
             try:
                 await asyncio.to_thread(self.exchange.stop)
             finally:
@@ -224,7 +234,7 @@ class NodeDaemon:
                 jobs_pb2.NodeModel(name=name, sha256=o.sha256, tokens_per_second=self._speeds[name])
                 for name, o in self._onnx.items()
             ],
-            max_inflight_shards=self.config.max_inflight_shards,
+            max_inflight_shards=self.config.max_inflight_shards or 2,
             version=__version__,
             peer_id=self.exchange.peer_id,
             multiaddrs=self.exchange.addrs,

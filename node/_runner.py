@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,10 +14,13 @@ import numpy.typing as npt
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.models import (
     SPECIAL_TOKENS_PER_WINDOW,
+    DynamicBatcher,
     EmbeddingSession,
     PreparedModel,
     load_tokenizer,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,26 +37,47 @@ class ShardRun:
 class ShardRunner:
     """Synchronous; the daemon calls it from a worker thread."""
 
-    def __init__(self, model: PreparedModel, session: EmbeddingSession) -> None:
+    def __init__(
+        self,
+        model: PreparedModel,
+        session: EmbeddingSession,
+        batcher: DynamicBatcher | None = None,
+    ) -> None:
         self.model = model
         self._session = session
+        self._batcher = batcher
         self.tokenizer = load_tokenizer(model)
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            stats = self._batcher.stats
+            logger.info(
+                "dynamic batching: %d windows of %d shards in %d batches (%.1f windows a batch)",
+                stats.windows,
+                stats.requests,
+                stats.batches,
+                stats.mean_batch,
+            )
 
     @property
     def provider(self) -> str:
         return self._session.providers[0]
 
     def embed(self, windows: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
-        """Unit-length vectors, one row per window (the `LoadedModel` workloads call)."""
+        """Unit-length vectors, one row per window (the `LoadedModel` workloads call); through
+        the batcher, with the windows of the shards running beside this one, when there is
+        one."""
+        embedder = self._batcher or self._session
         matrix: npt.NDArray[np.float32] = np.ascontiguousarray(
-            self._session.embed_windows(windows), dtype="<f4"
+            embedder.embed_windows(windows), dtype="<f4"
         )
         return matrix
 
     def run(self, windows: Sequence[npt.NDArray[np.int64]]) -> ShardRun:
-        """Embed and time `windows` (calibration)."""
+        """Embed and time `windows` (calibration: the session itself, alone)."""
         started = time.perf_counter()
-        matrix = self.embed(windows)
+        matrix = np.ascontiguousarray(self._session.embed_windows(windows), dtype="<f4")
         wall = time.perf_counter() - started
         data = matrix.tobytes()
         return ShardRun(

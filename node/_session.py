@@ -186,7 +186,7 @@ class LeaseSession:
         stop: asyncio.Event,
     ) -> None:
         self._call = stub.Lease()
-        queue = ShardQueue(self._run_shard, self._send)
+        queue = ShardQueue(self._run_shard, self._send, self._config.concurrent_shards or 1)
         await self._send(
             nodes_pb2.LeaseRequest(
                 hello=nodes_pb2.LeaseHello(node_id=reg.node_id, session_token=reg.session_token)

@@ -100,23 +100,28 @@ class ShardWorker:
 
 class ShardQueue:
     """One session's assignments. `start()` the loop, feed it with `assign`/`cancel`, and
-    `drain()` it once to stop."""
+    `drain()` it once to stop. Up to `concurrency` shards run at once (a GPU node's, whose
+    windows meet in one batch); each one's answer is sent as soon as it is done."""
 
-    def __init__(self, run: RunShard, send: Send) -> None:
+    def __init__(self, run: RunShard, send: Send, concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._run = run
         self._send = send
         self._queue: asyncio.Queue[str | nodes_pb2.ShardAssignment] = asyncio.Queue()
         self._cancelled: set[str] = set()
-        self._running: str | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[str, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = asyncio.Event()
+        self._failed: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def running(self) -> str | None:
-        """The shard being run now, if any."""
-        return self._running
+    def running(self) -> tuple[str, ...]:
+        """The shards being run now, in the order they started."""
+        return tuple(self._running)
 
     def assign(self, assignment: nodes_pb2.ShardAssignment) -> None:
         self._queue.put_nowait(assignment)
@@ -129,43 +134,81 @@ class ShardQueue:
     def start(self) -> asyncio.Task[None]:
         """The loop that runs shards; it ends only by raising (a failed send) or by `drain`."""
         if self._task is None:
+            self._failed = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._work())
         return self._task
 
     async def drain(self, grace_s: float) -> None:
-        """Hand back what has not started, let the running shard finish within `grace_s`
-        (else hand it back too), and stop the loop."""
+        """Hand back what has not started, let the running shards finish within `grace_s`
+        (else hand them back too), and stop the loop."""
         self._draining.set()
         await self._release_queued()
-        if self._running is not None:
-            logger.info("finishing shard %s before exiting", self._running)
+        if self._running:
+            logger.info("finishing shards %s before exiting", ", ".join(self._running))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace_s)
-        cut_off = self._running  # still running after the grace period
+        cut_off = list(self._running.items())  # still running after the grace period
+        tasks = [task for _, task in cut_off]
         if self._task is not None:
-            self._task.cancel()
+            tasks.append(self._task)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if cut_off is not None:  # the coordinator gives it to another node
-            self._queue.put_nowait(cut_off)
+                await task
+        for shard_id, _ in cut_off:  # the coordinator gives them to other nodes
+            self._queue.put_nowait(shard_id)
         await self._release_queued()
 
     async def _work(self) -> None:
         while not self._draining.is_set():
-            assignment = await self._queue.get()
+            await self._until_failed(asyncio.ensure_future(self._slots.acquire()))
+            get = asyncio.ensure_future(self._queue.get())
+            try:
+                assignment = await self._until_failed(get)
+            except BaseException:
+                self._slots.release()
+                if get.done() and not get.cancelled() and get.exception() is None:
+                    self._queue.put_nowait(get.result())  # taken just as the loop ended
+                raise
             if self._draining.is_set():
                 self._queue.put_nowait(assignment)
+                self._slots.release()
                 return
             if isinstance(assignment, str) or assignment.shard_id in self._cancelled:
+                self._slots.release()
                 continue
-            self._running = assignment.shard_id
             self._idle.clear()
-            try:
-                taken_back = functools.partial(self._cancelled.__contains__, assignment.shard_id)
-                await self._send(await self._run(assignment, self._send, taken_back))
-            finally:
-                self._running = None
+            self._running[assignment.shard_id] = asyncio.create_task(self._one(assignment))
+
+    async def _one(self, assignment: nodes_pb2.ShardAssignment) -> None:
+        shard_id = assignment.shard_id
+        try:
+            taken_back = functools.partial(self._cancelled.__contains__, shard_id)
+            await self._send(await self._run(assignment, self._send, taken_back))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a failed send: the loop ends with it
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_exception(exc)
+        finally:
+            del self._running[shard_id]
+            self._slots.release()
+            if not self._running:
                 self._idle.set()
+
+    async def _until_failed(self, task: asyncio.Future[Any]) -> Any:
+        """`task`'s result, unless a shard's send fails first (then its error is raised)."""
+        assert self._failed is not None
+        try:
+            await asyncio.wait({task, self._failed}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            self._failed.result()  # raises the send's error
+        return task.result()
 
     async def _release_queued(self) -> None:
         queued = []

@@ -15,7 +15,7 @@ from tokenweave.cli import LocalCluster
 from tokenweave.client import JobStatus
 from tokenweave.models import PreparedModel
 
-from .conftest import ClusterFactory, direct_embeddings, sample_documents
+from .conftest import NODE_ARGS, ClusterFactory, direct_embeddings, sample_documents
 
 WINDOW, OVERLAP = 64, 16
 
@@ -32,7 +32,13 @@ def test_one_node_three_nodes_and_direct_onnxruntime_agree(
     reference = direct_embeddings(prepared, [t for _, t in docs], WINDOW, OVERLAP)
 
     results = {}
-    alone = cluster_factory(nodes=1, coordinator_args=("--windows-per-shard", "4"))
+    # The lone node runs three shards at once, their windows joined by the dynamic batcher (as
+    # a GPU node's are): the vectors must not change.
+    alone = cluster_factory(
+        nodes=1,
+        coordinator_args=("--windows-per-shard", "4"),
+        node_args=(*NODE_ARGS, "--concurrent-shards", "3", "--batch-delay-ms", "20"),
+    )
     for nodes, on in ((3, cluster), (1, alone)):
         with on.client() as client:
             results[nodes] = client.embed(docs, window=WINDOW, overlap=OVERLAP).result()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from tokenweave.models import _session, default_providers
+from tokenweave.node._config import NodeConfig
 from tokenweave.node._hardware import parse_gpus
 
 
@@ -50,3 +53,37 @@ def test_this_machine_counts_its_cuda_devices() -> None:
         assert count == 0
     else:
         assert count >= 1
+
+
+def test_both_onnxruntime_builds_installed_are_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_session, "onnxruntime_builds", lambda: ["onnxruntime", "onnxruntime-gpu"])
+    _session._warn_of_mixed_builds.cache_clear()
+    try:
+        default_providers()
+    finally:
+        _session._warn_of_mixed_builds.cache_clear()
+    assert "onnxruntime and onnxruntime-gpu are both installed" in caplog.text
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in caplog.text
+
+
+def test_this_environment_has_exactly_one_build() -> None:
+    assert _session.onnxruntime_builds() in (["onnxruntime"], ["onnxruntime-gpu"])
+
+
+def test_without_onnxruntime_the_error_names_the_extras() -> None:
+    code = "import sys; sys.modules['onnxruntime'] = None; import tokenweave.models"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "pip install 'tokenweave[cpu]'" in proc.stderr
+    assert "'tokenweave[gpu]'" in proc.stderr
+
+
+def test_device_dependent_defaults() -> None:
+    cpu = NodeConfig().resolved(on_gpu=False)
+    assert (cpu.batch_size, cpu.concurrent_shards, cpu.max_inflight_shards) == (32, 1, 2)
+    gpu = NodeConfig().resolved(on_gpu=True)
+    assert (gpu.batch_size, gpu.concurrent_shards, gpu.max_inflight_shards) == (256, 16, 32)
+    told = NodeConfig(batch_size=64, concurrent_shards=40).resolved(on_gpu=True)
+    assert (told.batch_size, told.concurrent_shards, told.max_inflight_shards) == (64, 40, 64)

@@ -58,6 +58,13 @@ class Runs:
         self.started: list[str] = []
         self.release = {shard: asyncio.Event() for shard in hold}
         self.any_started = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    async def wait_started(self, *shards: str) -> None:
+        async with asyncio.timeout(5):
+            while not set(shards) <= set(self.started):
+                self.changed.clear()
+                await self.changed.wait()
 
     async def __call__(
         self, assignment: nodes_pb2.ShardAssignment, *rest: Any
@@ -65,6 +72,7 @@ class Runs:
         self.started.append(assignment.shard_id)
         self.taken_back = rest[1] if len(rest) > 1 else None
         self.any_started.set()
+        self.changed.set()
         gate = self.release.get(assignment.shard_id)
         if gate is not None:
             await gate.wait()
@@ -106,7 +114,7 @@ async def test_drain_hands_back_the_queued_and_lets_the_running_one_finish() -> 
         queue.assign(_assignment(shard))
     queue.start()
     await runs.any_started.wait()
-    assert queue.running == "a"
+    assert queue.running == ("a",)
 
     draining = asyncio.create_task(queue.drain(grace_s=5))
     await lease.wait_for(1)
@@ -116,7 +124,7 @@ async def test_drain_hands_back_the_queued_and_lets_the_running_one_finish() -> 
     await draining
     assert runs.started == ["a"]
     assert lease.sent == ["release b,c", "result a", "release d"]
-    assert queue.running is None
+    assert queue.running == ()
 
 
 async def test_a_shard_still_running_after_the_grace_period_is_handed_back() -> None:
@@ -138,6 +146,55 @@ async def test_a_failed_send_ends_the_loop_with_its_error() -> None:
     queue.assign(_assignment("a"))
     with pytest.raises(ConnectionError):
         await queue.start()
+
+
+async def test_concurrent_shards_run_side_by_side_and_answer_as_they_finish() -> None:
+    lease, runs = Lease(), Runs(hold=["a", "b", "c", "d"])
+    queue = ShardQueue(runs, lease.send, concurrency=3)
+    for shard in ("a", "b", "c", "d"):
+        queue.assign(_assignment(shard))
+    queue.start()
+    await runs.wait_started("a", "b", "c")
+    await asyncio.sleep(0.05)
+    assert queue.running == ("a", "b", "c")
+    assert runs.started == ["a", "b", "c"], "the fourth waits for a free slot"
+    runs.release["b"].set()
+    await lease.wait_for(1)
+    assert lease.sent == ["result b"]
+    await runs.wait_started("d")
+    for shard in ("a", "c", "d"):
+        runs.release[shard].set()
+    await lease.wait_for(4)
+    assert sorted(lease.sent) == ["result a", "result b", "result c", "result d"]
+    await queue.drain(grace_s=1)
+    assert queue.running == ()
+
+
+async def test_drain_hands_back_every_shard_still_running_after_the_grace_period() -> None:
+    lease, runs = Lease(), Runs(hold=["a", "b", "c"])
+    queue = ShardQueue(runs, lease.send, concurrency=2)
+    for shard in ("a", "b", "c"):
+        queue.assign(_assignment(shard))
+    queue.start()
+    await runs.wait_started("a", "b")
+    await queue.drain(grace_s=0.05)
+    assert lease.sent == ["release c", "release a,b"]
+    assert queue.running == ()
+
+
+async def test_a_failed_send_ends_a_concurrent_loop_too() -> None:
+    async def broken(request: nodes_pb2.LeaseRequest) -> None:
+        raise ConnectionError("stream gone")
+
+    queue = ShardQueue(Runs(), broken, concurrency=4)
+    queue.assign(_assignment("a"))
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(queue.start(), 5)
+
+
+def test_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        ShardQueue(Runs(), Lease().send, concurrency=0)
 
 
 # -- ShardWorker.run ---------------------------------------------------------------------------

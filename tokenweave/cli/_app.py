@@ -118,7 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="full windows run to measure the node's speed at start (8)",
     )
-    p.add_argument("--max-inflight-shards", type=int, metavar="N")
+    p.add_argument(
+        "--concurrent-shards",
+        type=int,
+        metavar="N",
+        help="shards run at once, their windows batched together (default: 1 on the CPU, "
+        "16 on a GPU)",
+    )
+    p.add_argument(
+        "--batch-delay-ms",
+        type=float,
+        metavar="MS",
+        help="on a GPU, how long a shard's windows wait for others' to join their batch "
+        "(default 2)",
+    )
+    p.add_argument(
+        "--max-inflight-shards",
+        type=int,
+        metavar="N",
+        help="shards held at once, running or prefetched (default: twice --concurrent-shards)",
+    )
     p.add_argument("--p2p-listen", metavar="MULTIADDR", help="where to serve dataset blocks")
     p.add_argument("--block-quota-bytes", type=int, metavar="N", help="cap on stored blocks")
     _add_cache_option(p)

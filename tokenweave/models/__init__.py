@@ -36,6 +36,16 @@ Typical use::
     vectors = session.embed_windows([encode_document(tokenizer, "some text")])
 """
 
+try:
+    import onnxruntime as _onnxruntime  # noqa: F401 - checked here once, for the message
+except ImportError as _exc:
+    raise ImportError(
+        "ONNX Runtime is not installed: install tokenweave with one of its two builds, "
+        "pip install 'tokenweave[cpu]' or, for NVIDIA GPUs, pip install 'tokenweave[gpu]'",
+        name="onnxruntime",
+    ) from _exc
+
+from tokenweave.models._batcher import BatchStats, DynamicBatcher
 from tokenweave.models._cache import (
     PreparedModel,
     default_cache_dir,
@@ -103,7 +113,9 @@ __all__ = [
     "DEFAULT_MAX_ERROR",
     "SMOLLM2_135M_INSTRUCT",
     "SPECIAL_TOKENS_PER_WINDOW",
+    "BatchStats",
     "DecoderSession",
+    "DynamicBatcher",
     "EmbeddingSession",
     "Embeddings",
     "Generation",

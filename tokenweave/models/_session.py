@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import importlib.metadata
 import logging
 from collections.abc import Sequence
 
@@ -39,6 +40,7 @@ def default_providers(gpu: int | None = None) -> list[Provider]:
     """CUDA (on device `gpu`: default 0) then CPU when this onnxruntime build has CUDA and the
     driver sees a device, else CPU alone (a node asked for a GPU it cannot use says so, and
     runs). A device number the driver does not have is an InvalidArgumentError."""
+    _warn_of_mixed_builds()
     if CUDA_PROVIDER not in ort.get_available_providers():
         if gpu is not None:
             logger.warning(
@@ -60,6 +62,31 @@ def default_providers(gpu: int | None = None) -> list[Provider]:
     _load_cuda_libraries()
     cuda: Provider = CUDA_PROVIDER if gpu is None else (CUDA_PROVIDER, {"device_id": str(gpu)})
     return [cuda, CPU_PROVIDER]
+
+
+def onnxruntime_builds() -> list[str]:
+    """The ONNX Runtime distributions installed (more than one: they overwrite each other's
+    files, and which build runs depends on the order they were installed in)."""
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+@functools.cache
+def _warn_of_mixed_builds() -> None:
+    builds = onnxruntime_builds()
+    if len(builds) > 1:
+        logger.warning(
+            "%s are both installed: they share one module and break each other. Keep one: "
+            "pip uninstall -y %s, then pip install 'tokenweave[cpu]' or 'tokenweave[gpu]'",
+            " and ".join(builds),
+            " ".join(builds),
+        )
 
 
 @functools.cache
@@ -167,7 +194,10 @@ class EmbeddingSession:
         a batch of 1,024 windows runs in tens of milliseconds, and a loop over its rows in
         Python would cost as much again.
         """
-        checked = self._checked(windows)
+        return self.embed_checked(self.check_windows(windows))
+
+    def embed_checked(self, checked: Sequence[TokenIds]) -> Embeddings:
+        """``embed_windows`` for windows that ``check_windows`` returned."""
         result = np.empty((len(checked), self.dim), dtype=np.float32)
         if not checked:
             return result
@@ -182,7 +212,7 @@ class EmbeddingSession:
             result[rows] = embeddings
         return result
 
-    def _checked(self, windows: Sequence[TokenIds]) -> list[TokenIds]:
+    def check_windows(self, windows: Sequence[TokenIds]) -> list[TokenIds]:
         """The windows as int64 arrays; ValueError naming the first bad one."""
         checked: list[TokenIds] = []
         limit = self.max_window_tokens
