@@ -196,6 +196,56 @@ def shards_section(
     return rates
 
 
+LLM_PROMPTS = (
+    "Count to ten.",
+    "What is the capital of France? Answer in one sentence.",
+    "Write a haiku about a river in spring.",
+)
+
+
+def llm_section(providers: list[Any], new_tokens: int = 48) -> dict[str, Any]:
+    """SmolLM2's decoder as a node runs it, on the GPU and on the CPU: do greedy replies agree,
+    and how fast is each (prefill of the prompt = time to first token; decode tokens/s)."""
+    from tokenweave.models import Generator, Message, prepare_generator
+
+    prepared = prepare_generator("smollm2-135m-instruct", default_cache_dir())
+    on = {
+        "cpu": Generator(prepared, providers=[CPU_PROVIDER]),
+        "gpu": Generator(prepared, providers=providers),
+    }
+    print(f"\nSmolLM2-135M (exact decoder graph) on {on['gpu'].provider} and the CPU:")
+    section: dict[str, Any] = {"agree": [], "timing": {}}
+    for text in LLM_PROMPTS:
+        ids = on["cpu"].encode(on["cpu"].chat_prompt([Message("user", text)]))
+        replies = {k: g.generate(ids, new_tokens).token_ids for k, g in on.items()}
+        same = next(
+            (
+                i
+                for i, (a, b) in enumerate(zip(replies["cpu"], replies["gpu"], strict=False))
+                if a != b
+            ),
+            None,
+        )
+        section["agree"].append({"prompt": text, "first_difference": same})
+        verdict = "identical" if same is None else f"differ from token {same}"
+        print(f"  greedy replies to {text!r}: {verdict}")
+    ids = on["cpu"].encode(on["cpu"].chat_prompt([Message("user", LLM_PROMPTS[0])]))
+    for name, generator in on.items():
+        generator.decoder.timed(ids, 4)  # warm-up
+        timing = min((generator.decoder.timed(ids, 64) for _ in range(3)), key=lambda t: t.decode_s)
+        figures = {
+            "prompt_tokens": timing.prefill_tokens,
+            "ttft_ms": round(timing.prefill_s * 1000, 2),
+            "decode_tokens_per_s": round(timing.decode_tokens / timing.decode_s, 1),
+        }
+        section["timing"][name] = figures
+        print(
+            f"  {name}: time to first token {figures['ttft_ms']} ms ({timing.prefill_tokens} "
+            f"prompt tokens), decode {figures['decode_tokens_per_s']} tokens/s"
+        )
+    return section
+
+
 def lowest_cosine(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     cos = (a64 * b64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
@@ -211,6 +261,12 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=256, help="tokens a window, specials included")
     parser.add_argument("--seconds", type=float, default=2.0, help="time each variant this long")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--llm",
+        action="store_true",
+        help="also run SmolLM2's decoder (the CPU graph, as a node loads it) on the GPU: greedy "
+        "output against the CPU's, time to first token, decode tokens/s",
+    )
     args = parser.parse_args()
 
     cuda = CUDA_PROVIDER in ort.get_available_providers()
@@ -305,10 +361,13 @@ def main() -> None:
         node_session, vocab, seq, rng, args.seconds, 64 if cuda else 4
     )
 
-    print(
-        "\nnot measured by this script: LLM decode on the GPU (no fp16 decoder graph yet), and "
-        "coordinator + GPU node end to end"
-    )
+    if args.llm:
+        try:
+            report["llm"] = llm_section(providers)
+        except Exception as exc:
+            print(f"\nLLM section failed: {type(exc).__name__}: {exc}")
+            report["llm"] = {"error": f"{type(exc).__name__}: {exc}"}
+    print("\nnot measured by this script: coordinator + GPU node end to end")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     sys.stdout.flush()
