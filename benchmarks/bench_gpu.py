@@ -171,28 +171,34 @@ def shards_section(
     count: int = 64,
 ) -> dict[str, float]:
     """A node's real load: shards of 16 windows (the coordinator's default). One shard a call,
-    as a CPU node runs them, against 16 shards at once joined by the DynamicBatcher (a GPU
-    node's default)."""
+    as a CPU node runs them, against shards run at once (`threads` of them) whose windows the
+    DynamicBatcher joins into batches of up to 256 (with `workers` runner threads: with two,
+    one packs a batch while the other's runs)."""
     shards = [list(full_windows(16, seq, vocab, rng)["input_ids"][:, 1:-1]) for _ in range(count)]
     tokens = count * 16 * seq
-    batcher = DynamicBatcher(session, max_batch=256, max_delay_s=0.002)
-    pool = ThreadPoolExecutor(16)
-    try:
-        rates = {
-            "one shard at a time": timed(
-                lambda: [session.embed_windows(s) for s in shards], tokens, seconds
-            ),
-            "16 shards at once, dynamic batching": timed(
-                lambda: list(pool.map(batcher.embed_windows, shards)), tokens, seconds
-            ),
-        }
-    finally:
-        pool.shutdown()
-        batcher.close()
+    rates = {
+        "one shard at a time": timed(
+            lambda: [session.embed_windows(s) for s in shards], tokens, seconds
+        )
+    }
     print(f"\nshards of 16 windows × {seq} tokens ({count} of them a round):")
-    for name, rate in rates.items():
-        print(f"  {name:42s} {rate / 1e6:8.3f} M tokens/s")
-    print(f"  (batches of {batcher.stats.mean_batch:.0f} windows on average)")
+    print(f"  {'one shard at a time':42s} {rates['one shard at a time'] / 1e6:8.3f} M tokens/s")
+    for threads in (16, 32, 64):
+        for workers in (1, 2):
+            batcher = DynamicBatcher(session, max_batch=256, max_delay_s=0.002, workers=workers)
+            with ThreadPoolExecutor(threads) as pool:
+                rate = timed(
+                    lambda b=batcher, p=pool: list(p.map(b.embed_windows, shards)),
+                    tokens,
+                    seconds,
+                )
+            batcher.close()
+            name = f"{threads} shards at once, {workers} runner(s)"
+            rates[name] = rate
+            print(
+                f"  {name:42s} {rate / 1e6:8.3f} M tokens/s  "
+                f"(batches of {batcher.stats.mean_batch:.0f} windows)"
+            )
     return rates
 
 

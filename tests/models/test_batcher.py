@@ -54,9 +54,11 @@ def _together(count: int, call: Any) -> list[Any]:
         return list(pool.map(one, range(count)))
 
 
-def test_concurrent_callers_share_one_batch_and_get_their_own_rows() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_callers_share_one_batch_and_get_their_own_rows(workers: int) -> None:
     session = Recording()
-    batcher = _batcher(session, max_batch=32, max_delay_s=30)  # full before the delay ends
+    # Full before the delay ends.
+    batcher = _batcher(session, max_batch=32, max_delay_s=30, workers=workers)
     try:
         results = _together(8, lambda i: batcher.embed_windows([[100 * i + k] for k in range(4)]))
     finally:
@@ -117,6 +119,8 @@ def test_options_are_checked() -> None:
         _batcher(Recording(), max_batch=0)
     with pytest.raises(ValueError, match="max_delay_s"):
         _batcher(Recording(), max_batch=1, max_delay_s=-1)
+    with pytest.raises(ValueError, match="workers"):
+        _batcher(Recording(), max_batch=1, workers=0)
 
 
 def test_the_real_session_gives_the_same_vectors_batched(session: EmbeddingSession) -> None:

@@ -4,7 +4,9 @@ A GPU runs MiniLM at 9.4 M tokens/s on batches of 1,024 windows and far less on 
 of one shard, so a GPU node runs several shards at once and their windows meet here, as
 requests meet in Triton's dynamic batcher: a batch runs when it holds ``max_batch`` windows, or
 ``max_delay_s`` after its first request arrived. While a batch runs the next one gathers, so
-under load batches fill without waiting; a lone request waits ``max_delay_s`` at most.
+under load batches fill without waiting; a lone request waits ``max_delay_s`` at most. Two
+runner threads take batches in turn, so one batch is checked and packed while the other runs
+on the device (ONNX Runtime releases the GIL while it runs).
 
 Each caller's windows are checked before they join, so one shard's bad input fails that shard
 alone; a batch that fails as a whole (the device ran out of memory, say) fails every request
@@ -50,12 +52,18 @@ class DynamicBatcher:
     stops the batching thread (requests still waiting fail)."""
 
     def __init__(
-        self, session: EmbeddingSession, max_batch: int, max_delay_s: float = 0.005
+        self,
+        session: EmbeddingSession,
+        max_batch: int,
+        max_delay_s: float = 0.005,
+        workers: int = 2,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_delay_s < 0:
             raise ValueError(f"max_delay_s must not be negative, got {max_delay_s}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.session = session
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -63,8 +71,12 @@ class DynamicBatcher:
         self._closed = False
         self._changed = threading.Condition()
         self._batches = self._windows = self._requests = 0
-        self._thread = threading.Thread(target=self._run, name="dynamic-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"dynamic-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def providers(self) -> list[str]:
@@ -93,7 +105,8 @@ class DynamicBatcher:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def _run(self) -> None:
         while True:
