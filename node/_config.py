@@ -11,8 +11,10 @@ from pathlib import Path
 CPU_BATCH = 32
 GPU_BATCH = 256
 #: Shards run at once by default on a GPU, their windows joined into batches (a shard is 16
-#: windows by default: 16 of them fill a GPU batch). A CPU runs one at a time.
-GPU_CONCURRENT_SHARDS = 16
+#: windows by default: 16 of them fill a GPU batch, and 32 keep the next batch gathering while
+#: one runs: measured best of 16/32/64 on an H100, benchmarks/bench_gpu.py). A CPU runs one
+#: at a time.
+GPU_CONCURRENT_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,8 @@ class NodeConfig:
     #: the coordinator believes: it caps a node's share by the speed it observes, so half a
     #: second of calibration is enough.
     calibration_windows: int = 8
-    #: Shards run at once (on a GPU their windows join one batch, see `batch_delay_ms`); unset:
-    #: 1 on the CPU, GPU_CONCURRENT_SHARDS on a GPU.
+    #: Shards run at once (on a GPU their windows join batches, see `batch_delay_ms`); unset:
+    #: 1 on the CPU, GPU_CONCURRENT_SHARDS (32) on a GPU.
     concurrent_shards: int | None = None
     #: Shards held at once: those running, the rest prefetched; unset: twice
     #: `concurrent_shards` (the coordinator accepts 1 to 64).

@@ -84,6 +84,6 @@ def test_device_dependent_defaults() -> None:
     cpu = NodeConfig().resolved(on_gpu=False)
     assert (cpu.batch_size, cpu.concurrent_shards, cpu.max_inflight_shards) == (32, 1, 2)
     gpu = NodeConfig().resolved(on_gpu=True)
-    assert (gpu.batch_size, gpu.concurrent_shards, gpu.max_inflight_shards) == (256, 16, 32)
+    assert (gpu.batch_size, gpu.concurrent_shards, gpu.max_inflight_shards) == (256, 32, 64)
     told = NodeConfig(batch_size=64, concurrent_shards=40).resolved(on_gpu=True)
     assert (told.batch_size, told.concurrent_shards, told.max_inflight_shards) == (64, 40, 64)

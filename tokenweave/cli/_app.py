@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="shards run at once, their windows batched together (default: 1 on the CPU, "
-        "16 on a GPU)",
+        "32 on a GPU)",
     )
     p.add_argument(
         "--batch-delay-ms",

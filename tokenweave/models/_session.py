@@ -216,9 +216,10 @@ class EmbeddingSession:
         """The windows as int64 arrays; ValueError naming the first bad one."""
         checked: list[TokenIds] = []
         limit = self.max_window_tokens
+        int64 = np.dtype(np.int64)
         for index, window in enumerate(windows):
             array = np.asarray(window)
-            if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            if array.ndim != 1 or array.dtype.kind not in "iu":
                 raise ValueError(
                     f"window {index}: expected a 1-D array of integer token ids, "
                     f"got shape {array.shape} dtype {array.dtype}"
@@ -228,11 +229,11 @@ class EmbeddingSession:
                     f"window {index}: {len(array)} tokens, more than the {limit} "
                     f"that {self.prepared.name} accepts besides [CLS] and [SEP]"
                 )
-            checked.append(array.astype(np.int64, copy=False))
+            checked.append(array if array.dtype == int64 else array.astype(int64))
         if checked:
             flat = np.concatenate(checked)
-            bad = np.flatnonzero((flat < 0) | (flat >= self._vocab_size))
-            if len(bad):
+            if len(flat) and (flat.min() < 0 or flat.max() >= self._vocab_size):
+                bad = np.flatnonzero((flat < 0) | (flat >= self._vocab_size))
                 ends = np.cumsum([len(w) for w in checked])
                 index = int(np.searchsorted(ends, bad[0], side="right"))
                 window = checked[index]
