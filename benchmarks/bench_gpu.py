@@ -14,6 +14,11 @@ token windows (`--seq` tokens each, [CLS] and [SEP] included):
 - PyTorch fp16 (transformers' BertModel, SDPA attention, the same weights), mean-pooled and
   normalised on the device: the baseline. Goal for the node's path: ≥ 0.7×.
 
+`--llm` adds SmolLM2: the fp16 decoder with its key-value cache kept on the GPU, the CPU's
+exact graph run on the GPU, the exact decoder on the CPU (the verifier's reference: greedy
+replies compared, differing ones re-scored as a verifier would) and PyTorch fp16 from the same
+GGUF on the same GPU: time to first token and decode tokens/s.
+
 Then a node's real load, shards of 16 windows: one at a time, and 16 at once through the
 DynamicBatcher (a GPU node's default).
 
@@ -209,47 +214,122 @@ LLM_PROMPTS = (
 )
 
 
-def llm_section(providers: list[Any], new_tokens: int = 48) -> dict[str, Any]:
-    """SmolLM2's decoder as a node runs it, on the GPU and on the CPU: do greedy replies agree,
-    and how fast is each (prefill of the prompt = time to first token; decode tokens/s)."""
-    from tokenweave.models import Generator, Message, prepare_generator
+def llm_prompts(generator: Any) -> list[tuple[str, list[int]]]:
+    """The chat prompts above, then the raw prompts of the committed transformers reference."""
+    from tokenweave.models import Message
 
-    prepared = prepare_generator("smollm2-135m-instruct", default_cache_dir())
-    on = {
-        "cpu": Generator(prepared, providers=[CPU_PROVIDER]),
-        "gpu": Generator(prepared, providers=providers),
+    prompts = [
+        (text, generator.encode(generator.chat_prompt([Message("user", text)])))
+        for text in LLM_PROMPTS
+    ]
+    fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "smollm2_reference.json"
+    for case in json.loads(fixture.read_text("utf-8"))["cases"]:
+        prompts.append((case["prompt"][-40:], list(case["input_ids"])))
+    return prompts
+
+
+def llm_section(providers: list[Any], new_tokens: int = 48) -> dict[str, Any]:
+    """SmolLM2 on the GPU, as a node would run it: the fp16 decoder with the key-value cache on
+    the device, and (for comparison) the CPU's exact graph on the GPU; against the exact
+    decoder on this machine's CPU (the verifier's reference) and PyTorch fp16 on the same GPU.
+    Greedy replies are compared token by token, and every fp16 reply that differs is re-scored
+    the way a verifier does (is it accepted?); then time to first token and decode speed."""
+    from tokenweave.models import Generator, Precision, prepare_generator, verify_generation
+    from tokenweave.models._decoder import GREEDY
+
+    prepared = prepare_generator(
+        "smollm2-135m-instruct", default_cache_dir(), (Precision.EXACT, Precision.HALF)
+    )
+    reference = Generator(prepared, Precision.EXACT, providers=[CPU_PROVIDER])
+    engines = {
+        "gpu fp16 (cache on device)": Generator(prepared, Precision.HALF, providers=providers),
+        "gpu exact graph": Generator(prepared, Precision.EXACT, providers=providers),
     }
-    print(f"\nSmolLM2-135M (exact decoder graph) on {on['gpu'].provider} and the CPU:")
-    section: dict[str, Any] = {"agree": [], "timing": {}}
-    for text in LLM_PROMPTS:
-        ids = on["cpu"].encode(on["cpu"].chat_prompt([Message("user", text)]))
-        replies = {k: g.generate(ids, new_tokens).token_ids for k, g in on.items()}
-        same = next(
-            (
-                i
-                for i, (a, b) in enumerate(zip(replies["cpu"], replies["gpu"], strict=False))
-                if a != b
-            ),
-            None,
-        )
-        section["agree"].append({"prompt": text, "first_difference": same})
-        verdict = "identical" if same is None else f"differ from token {same}"
-        print(f"  greedy replies to {text!r}: {verdict}")
-    ids = on["cpu"].encode(on["cpu"].chat_prompt([Message("user", LLM_PROMPTS[0])]))
-    for name, generator in on.items():
-        generator.decoder.timed(ids, 4)  # warm-up
-        timing = min((generator.decoder.timed(ids, 64) for _ in range(3)), key=lambda t: t.decode_s)
-        figures = {
-            "prompt_tokens": timing.prefill_tokens,
-            "ttft_ms": round(timing.prefill_s * 1000, 2),
-            "decode_tokens_per_s": round(timing.decode_tokens / timing.decode_s, 1),
+    section: dict[str, Any] = {"agreement": {}, "timing": {}}
+    prompts = llm_prompts(reference)
+    print(f"\nSmolLM2-135M: greedy replies ({new_tokens} tokens) against the CPU's exact decoder:")
+    for name, generator in engines.items():
+        same = accepted = 0
+        for _, ids in prompts:
+            expected = reference.generate(ids, new_tokens).token_ids
+            claim = generator.generate(ids, new_tokens)
+            if claim.token_ids == expected:
+                same += 1
+                continue
+            verdict = verify_generation(
+                reference, ids, claim.token_ids, claim.finish_reason, new_tokens, GREEDY
+            )
+            accepted += verdict.token_ids == claim.token_ids
+        section["agreement"][name] = {
+            "prompts": len(prompts),
+            "identical": same,
+            "different_but_accepted": accepted,
         }
-        section["timing"][name] = figures
         print(
-            f"  {name}: time to first token {figures['ttft_ms']} ms ({timing.prefill_tokens} "
-            f"prompt tokens), decode {figures['decode_tokens_per_s']} tokens/s"
+            f"  {name:28s} identical {same}/{len(prompts)}; of the others, the verifier "
+            f"accepts {accepted}/{len(prompts) - same}"
+        )
+    ids = prompts[0][1]
+    timings = {"cpu exact (reference)": reference, **engines}
+    for name, generator in timings.items():
+        generator.decoder.timed(ids, 4)  # warm-up
+        best = min((generator.decoder.timed(ids, 64) for _ in range(3)), key=lambda t: t.decode_s)
+        section["timing"][name] = {
+            "prompt_tokens": best.prefill_tokens,
+            "ttft_ms": round(best.prefill_s * 1000, 2),
+            "decode_tokens_per_s": round(best.decode_tokens / best.decode_s, 1),
+        }
+    try:
+        section["timing"]["pytorch fp16 (baseline)"] = torch_llm_timing(ids)
+    except Exception as exc:
+        print(f"  PyTorch baseline left out: {type(exc).__name__}: {exc}")
+    print(f"  time to first token ({len(ids)} prompt tokens) and decode of 64 tokens:")
+    for name, figures in section["timing"].items():
+        print(
+            f"  {name:28s} {figures['ttft_ms']:8.2f} ms  "
+            f"{figures['decode_tokens_per_s']:8.1f} tokens/s"
         )
     return section
+
+
+def torch_llm_timing(ids: list[int], tokens: int = 64) -> dict[str, Any]:
+    """transformers' Llama from the same GGUF, fp16 on the GPU, greedy with its KV cache."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tokenweave.models import get_generator_spec
+    from tokenweave.models._generator_cache import gguf_path
+
+    path, _ = gguf_path(get_generator_spec("smollm2-135m-instruct"))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float16
+    )
+    model = model.to("cuda").eval()
+
+    def run() -> tuple[float, float]:
+        with torch.inference_mode():
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            out = model(torch.tensor([ids], device="cuda"), use_cache=True)
+            token = out.logits[0, -1].argmax()
+            int(token)
+            first = time.perf_counter()
+            past = out.past_key_values
+            for _ in range(tokens):
+                out = model(token.view(1, 1), past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                token = out.logits[0, -1].argmax()
+                int(token)  # a node needs each token on the host (to stream it, to stop)
+            done = time.perf_counter()
+        return first - started, done - first
+
+    run()
+    ttft, decode = min((run() for _ in range(3)), key=lambda t: t[1])
+    return {
+        "prompt_tokens": len(ids),
+        "ttft_ms": round(ttft * 1000, 2),
+        "decode_tokens_per_s": round(tokens / decode, 1),
+    }
 
 
 def lowest_cosine(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
@@ -258,41 +338,16 @@ def lowest_cosine(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> flo
     return float(cos.min())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--gpu", type=int, default=0)
-    parser.add_argument("--batches", default="64,256,1024", help="batch sizes (windows a call)")
-    parser.add_argument("--seq", type=int, default=256, help="tokens a window, specials included")
-    parser.add_argument("--seconds", type=float, default=2.0, help="time each variant this long")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument(
-        "--llm",
-        action="store_true",
-        help="also run SmolLM2's decoder (the CPU graph, as a node loads it) on the GPU: greedy "
-        "output against the CPU's, time to first token, decode tokens/s",
-    )
-    args = parser.parse_args()
-
-    cuda = CUDA_PROVIDER in ort.get_available_providers()
+def minilm(
+    report: dict[str, Any],
+    args: argparse.Namespace,
+    providers: list[Any],
+    cuda: bool,
+    batches: list[int],
+    seq: int,
+) -> None:
+    """Agreement, throughput by batch size, and shards of 16 windows (into `report`)."""
     gpu = args.gpu
-    providers: list[Any] = (
-        [(CUDA_PROVIDER, {"device_id": str(gpu)}), CPU_PROVIDER] if cuda else [CPU_PROVIDER]
-    )
-    batches = [int(b) for b in args.batches.split(",")]
-    seq = args.seq
-    if not cuda:
-        print("no CUDA provider in this onnxruntime: running the CPU fallback, small sizes only")
-        batches, seq, args.seconds = [min(b, 8) for b in batches[:1]], min(seq, 64), 0.5
-    report: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "gpu": gpu_description() if cuda else "none (CPU fallback)",
-        "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(),
-    }
-    print(json.dumps(report, indent=1))
-
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     prepared = prepare_model(MODEL, default_cache_dir(), fp16=True)  # as a GPU node does
@@ -367,7 +422,46 @@ def main() -> None:
         node_session, vocab, seq, rng, args.seconds, 64 if cuda else 4
     )
 
-    if args.llm:
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--gpu", type=int, default=0)
+    parser.add_argument("--batches", default="64,256,1024", help="batch sizes (windows a call)")
+    parser.add_argument("--seq", type=int, default=256, help="tokens a window, specials included")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time each variant this long")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--only-llm", action="store_true", help="skip MiniLM (with --llm)")
+    parser.add_argument(
+        "--llm",
+        action="store_true",
+        help="also run SmolLM2's decoder (the CPU graph, as a node loads it) on the GPU: greedy "
+        "output against the CPU's, time to first token, decode tokens/s",
+    )
+    args = parser.parse_args()
+
+    cuda = CUDA_PROVIDER in ort.get_available_providers()
+    gpu = args.gpu
+    providers: list[Any] = (
+        [(CUDA_PROVIDER, {"device_id": str(gpu)}), CPU_PROVIDER] if cuda else [CPU_PROVIDER]
+    )
+    batches = [int(b) for b in args.batches.split(",")]
+    seq = args.seq
+    if not cuda:
+        print("no CUDA provider in this onnxruntime: running the CPU fallback, small sizes only")
+        batches, seq, args.seconds = [min(b, 8) for b in batches[:1]], min(seq, 64), 0.5
+    report: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "gpu": gpu_description() if cuda else "none (CPU fallback)",
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+    }
+    print(json.dumps(report, indent=1))
+
+    if not args.only_llm:
+        minilm(report, args, providers, cuda, batches, seq)
+    if args.llm or args.only_llm:
         try:
             report["llm"] = llm_section(providers)
         except Exception as exc:

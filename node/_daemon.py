@@ -26,6 +26,7 @@ from tokenweave.models import (
     Generator,
     Message,
     OnnxSession,
+    Precision,
     Provider,
     default_cache_dir,
     default_providers,
@@ -113,9 +114,10 @@ class NodeDaemon:
                 speeds[name] = await asyncio.to_thread(_decode_speed, generator)
                 generators[name] = generator
                 logger.info(
-                    "model %s (sha256 %s…) on %s: %.0f tokens/s generated",
+                    "model %s (sha256 %s…, %s decoder) on %s: %.0f tokens/s generated",
                     name,
                     generator.sha256[:12],
+                    generator.precision.value,
                     generator.provider,
                     speeds[name],
                 )
@@ -243,8 +245,13 @@ class NodeDaemon:
 
 
 def _load_generator(name: str, config: NodeConfig) -> Generator:
-    prepared = prepare_generator(name, config.model_cache or default_cache_dir())
-    return Generator(prepared, threads=config.threads, providers=_providers(config))
+    """The exact decoder on the CPU; on a GPU its fp16 form (cache kept on the device), which
+    serves the same model."""
+    providers = _providers(config)
+    on_gpu = provider_name(providers[0]) == CUDA_PROVIDER
+    precisions = (Precision.EXACT, Precision.HALF) if on_gpu else (Precision.EXACT,)
+    prepared = prepare_generator(name, config.model_cache or default_cache_dir(), precisions)
+    return Generator(prepared, precisions[-1], threads=config.threads, providers=providers)
 
 
 def _providers(config: NodeConfig) -> list[Provider]:

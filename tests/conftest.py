@@ -73,6 +73,13 @@ def generator(model_cache: Path) -> PreparedGenerator:
 
 
 @pytest.fixture(scope="session")
+def half_generator(generator: PreparedGenerator, model_cache: Path) -> PreparedGenerator:
+    """The same generator with its fp16 (GPU) decoder built too (under the cache's lock)."""
+    with _exclusive(model_cache.with_name(model_cache.name + ".lock")):
+        return prepare_generator(GENERATOR_NAME, model_cache, (Precision.HALF,))
+
+
+@pytest.fixture(scope="session")
 def fast_generator(generator: PreparedGenerator, model_cache: Path) -> PreparedGenerator:
     """The same generator with its FAST decoder built too (under the cache's lock)."""
     with _exclusive(model_cache.with_name(model_cache.name + ".lock")):

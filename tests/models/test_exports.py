@@ -4,10 +4,10 @@ import tokenweave.models
 def test_public_names_are_pinned() -> None:
     assert sorted(tokenweave.models.__all__) == [
         "ALL_MINILM_L6_V2",
+        "BatchStats",
         "CUDA_PROVIDER",
         "DATATYPES",
         "DEFAULT_MAX_ERROR",
-        "BatchStats",
         "DecoderSession",
         "DynamicBatcher",
         "EmbeddingSession",

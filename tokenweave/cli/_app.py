@@ -148,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("names", nargs="*", metavar="NAME", help="default: every known model")
     mp.add_argument(
         "--precision",
-        choices=("exact", "fast", "both"),
+        choices=("exact", "fast", "fp16", "both", "all"),
         default="exact",
-        help="generators: which decoder to build (exact: fp32 compute; fast: int8 compute)",
+        help="generators: which decoder to build (exact: fp32 compute; fast: int8 compute; "
+        "fp16: for GPUs, built by a node on CUDA itself; both: exact and fast)",
     )
     mp.add_argument(
         "--fp16",

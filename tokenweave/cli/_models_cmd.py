@@ -30,7 +30,8 @@ console = Console(stderr=True)
 
 
 def prepare(names: Sequence[str], cache: Path, precision: str = "exact", fp16: bool = False) -> int:
-    precisions = tuple(Precision) if precision == "both" else (Precision(precision),)
+    groups = {"both": ("exact", "fast"), "all": tuple(p.value for p in Precision)}
+    precisions = tuple(Precision(p) for p in groups.get(precision, (precision,)))
     for name in names or known_models():
         with console.status(f"converting {name} to ONNX in {cache}"):
             if is_generator(name):

@@ -20,16 +20,17 @@ import onnxruntime as ort
 
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.models._gguf import LlamaConfig
-from tokenweave.models._session import Provider, default_providers
+from tokenweave.models._session import CUDA_PROVIDER, Provider, default_providers
 
 Logits = npt.NDArray[np.float32]
 
 
 @dataclass
 class KvCache:
-    """Keys and values of the tokens run so far, one pair of arrays per layer."""
+    """Keys and values of the tokens run so far, one pair of tensors per layer: numpy arrays
+    on the CPU, ONNX Runtime values on a GPU (where they stay between steps)."""
 
-    tensors: dict[str, npt.NDArray[np.float32]]
+    tensors: dict[str, npt.NDArray[np.floating] | ort.OrtValue]
     length: int = 0
 
 
@@ -116,10 +117,19 @@ class DecoderSession:
             for n in range(config.layers)
         ]
         self._outputs = ["logits"] + [name for layer in self._layers for name in layer[2:]]
+        past = {i.name: i.type for i in self._session.get_inputs()}["past_key.0"]
+        self._cache_dtype = np.float16 if past == "tensor(float16)" else np.float32
+        #: On CUDA the cache stays on the device, ("cuda", id): each step's present keys and
+        #: values are bound there and given back as the next step's past; only the logits
+        #: come back. None: plain numpy arrays (the CPU).
+        self.cache_device: tuple[str, int] | None = None
+        if self.provider == CUDA_PROVIDER:
+            options = self._session.get_provider_options().get(CUDA_PROVIDER, {})
+            self.cache_device = ("cuda", int(options.get("device_id", 0)))
 
     def new_cache(self) -> KvCache:
         c = self.config
-        empty = np.zeros((1, c.kv_heads, 0, c.head_dim), np.float32)
+        empty = np.zeros((1, c.kv_heads, 0, c.head_dim), self._cache_dtype)
         return KvCache({name: empty for layer in self._layers for name in layer[:2]})
 
     def _run(
@@ -133,23 +143,47 @@ class DecoderSession:
             raise InvalidArgumentError(
                 f"{total} tokens pass the model's context of {self.config.context}"
             )
-        feed: dict[str, object] = {
+        feed: dict[str, npt.NDArray[np.generic]] = {
             "input_ids": np.asarray([ids], dtype=np.int64),
             "seqlens_k": np.asarray([total - 1], dtype=np.int32),
             "total_sequence_length": np.asarray(total, dtype=np.int32),
             "logits_from": np.asarray([logits_from], dtype=np.int64),
             "all_logits": np.asarray(all_logits),
-            **cache.tensors,
         }
-        outputs = self._session.run(self._outputs, feed)
+        if self.cache_device is None:
+            outputs = self._session.run(self._outputs, {**feed, **cache.tensors})
+            logits: Logits = outputs[0][0]
+        else:
+            outputs = self._run_on_device(feed, cache)
+            logits = outputs[0].numpy()[0]
         for (past_key, past_value, _, _), key, value in zip(
             self._layers, outputs[1::2], outputs[2::2], strict=True
         ):
             cache.tensors[past_key] = key
             cache.tensors[past_value] = value
         cache.length = total
-        logits: Logits = outputs[0][0]
         return logits
+
+    def _run_on_device(
+        self, feed: dict[str, npt.NDArray[np.generic]], cache: KvCache
+    ) -> list[ort.OrtValue]:
+        """One run with the cache read from and written to `cache_device` (I/O binding)."""
+        assert self.cache_device is not None
+        device, device_id = self.cache_device
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, array)
+        for name, value in cache.tensors.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:  # the empty cache of a new sequence
+                binding.bind_cpu_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self._outputs[1:]:
+            binding.bind_output(name, device, device_id)
+        self._session.run_with_iobinding(binding)
+        outputs: list[ort.OrtValue] = binding.get_outputs()
+        return outputs
 
     def prefill(self, ids: Sequence[int], cache: KvCache, all_logits: bool = True) -> Logits:
         """Run a prompt; the logits after its last token."""

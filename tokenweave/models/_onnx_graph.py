@@ -122,6 +122,7 @@ def tensor_info(name: str, elem_type: int, shape: Sequence[str | int]) -> onnx.V
 
 
 FLOAT = TensorProto.FLOAT
+FLOAT16 = TensorProto.FLOAT16
 INT64 = TensorProto.INT64
 INT32 = TensorProto.INT32
 BOOL = TensorProto.BOOL

@@ -48,6 +48,7 @@ from tokenweave.models._onnx_graph import (
     BOOL,
     CONTRIB_DOMAIN,
     FLOAT,
+    FLOAT16,
     INT32,
     INT64,
     GraphBuilder,
@@ -64,6 +65,10 @@ RESCORED = 64
 class Precision(enum.Enum):
     EXACT = "exact"
     FAST = "fast"
+    #: For GPUs: activations, the key-value cache and the LM head in fp16 (weights still the
+    #: file's 4-bit blocks, scales in fp16); the first norm computed in fp32, the others and
+    #: attention accumulate in fp32 inside their kernels; logits leave as fp32.
+    HALF = "fp16"
 
     def accuracy_level(self, role: str) -> int:
         """MatMulNBits' accuracy_level for the products of `role` (0: fp32, 4: int8)."""
@@ -114,6 +119,13 @@ class _Builder:
         self.precision = precision
         self.g = GraphBuilder()
         self._block_sums: dict[str, str] = {}
+        half = precision is Precision.HALF
+        #: The activations' type: numpy's, and ONNX's.
+        self.dtype: type[np.floating] = np.float16 if half else np.float32
+        self.elem = FLOAT16 if half else FLOAT
+
+    def floats(self, array: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        return np.ascontiguousarray(array.astype(self.dtype))
 
     def linear(self, x: str, matrix: QuantizedMatrix, name: str) -> str:
         """x @ matrixᵀ with the weights quantized as they are (`name` is layer.role)."""
@@ -125,7 +137,7 @@ class _Builder:
             [
                 x,
                 g.weight(f"{name}.q", _packed(matrix)),
-                g.weight(f"{name}.scales", matrix.scales.reshape(-1)),
+                g.weight(f"{name}.scales", self.floats(matrix.scales.reshape(-1))),
                 g.weight(f"{name}.zero_points", _zero_points(matrix)),
             ],
             f"{name}.matmul",
@@ -143,13 +155,21 @@ class _Builder:
             blocks = g.op("Reshape", [x, g.ints([0, 0, cols // BLOCK, BLOCK])], f"{x}.blocks")
             sums = g.op("ReduceSum", [blocks, g.ints([-1])], f"{x}.block_sums", keepdims=0)
             self._block_sums[x] = sums
-        minimums = g.weight(f"{name}.minimums", np.ascontiguousarray(matrix.minimums.T))
+        minimums = g.weight(f"{name}.minimums", self.floats(matrix.minimums.T))
         shift = g.op("MatMul", [sums, minimums], f"{name}.minimums_share")
         return g.op("Add", [y, shift], f"{name}.out")
 
     def rms_norm(self, x: str, weight: str, name: str) -> str:
-        """x / sqrt(mean(x²) + ε) · w, in plain operators (the first norm; the others are fused
-        with their residual addition)."""
+        """x / sqrt(mean(x²) + ε) · w, in plain operators and fp32 (the first norm; the others
+        are fused with their residual addition)."""
+        g = self.g
+        if self.elem != FLOAT:
+            x = g.op("Cast", [x], f"{name}.fp32", to=FLOAT)
+            normed = self._rms_norm(x, weight, f"{name}.in_fp32")
+            return g.op("Cast", [normed], name, to=self.elem)
+        return self._rms_norm(x, weight, name)
+
+    def _rms_norm(self, x: str, weight: str, name: str) -> str:
         g = self.g
         square = g.op("Mul", [x, x], f"{name}.square")
         mean = g.op("ReduceMean", [square], f"{name}.mean", axes=[-1], keepdims=1)
@@ -162,7 +182,7 @@ class _Builder:
         """(norm(x + residual), x + residual)."""
         normed, _, _, total = self.g.ops(
             "SkipSimplifiedLayerNormalization",
-            [x, residual, self.g.weight(f"{name}.weight", self.model.vector(weight))],
+            [x, residual, self.g.weight(f"{name}.weight", self.floats(self.model.vector(weight)))],
             name,
             [f"{name}.out", "", "", f"{name}.sum"],
             domain=CONTRIB_DOMAIN,
@@ -217,19 +237,28 @@ class _Builder:
             ),
         )
 
+    def half_head(self, wanted: str, table: str) -> str:
+        """The logits of the wanted positions in one fp16 product over the whole vocabulary
+        (a GPU does it in microseconds: no shortcut for greedy steps), returned as fp32."""
+        c, g = self.config, self.g
+        flat = g.op("Reshape", [wanted, g.ints([-1, c.hidden])], "lm_head.rows")
+        scores = g.op("Gemm", [flat, table], "lm_head.gemm", transB=1)
+        scores = g.op("Cast", [scores], "lm_head.fp32", to=FLOAT)
+        return g.op("Reshape", [scores, g.ints([1, -1, c.vocab])], "logits")
+
     def rope_caches(self) -> tuple[str, str]:
         c = self.config
         inverse = c.rope_base ** (-np.arange(0, c.head_dim, 2, dtype=np.float64) / c.head_dim)
         angles = np.arange(c.context, dtype=np.float64)[:, None] * inverse[None, :]
         return (
-            self.g.weight("rope.cos", np.cos(angles).astype(np.float32)),
-            self.g.weight("rope.sin", np.sin(angles).astype(np.float32)),
+            self.g.weight("rope.cos", self.floats(np.cos(angles))),
+            self.g.weight("rope.sin", self.floats(np.sin(angles))),
         )
 
     def build(self) -> onnx.ModelProto:
         c, g, m = self.config, self.g, self.model
         embedding = m.matrix("token_embd.weight")
-        table = g.weight("token_embd.dequantized", embedding.dequantized())
+        table = g.weight("token_embd.dequantized", self.floats(embedding.dequantized()))
         x = g.op("Gather", [table, "input_ids"], "embedded", axis=0)
         cos, sin = self.rope_caches()
         normed = self.rms_norm(x, "blk.0.attn_norm.weight", "layer0.attn_norm")
@@ -286,7 +315,10 @@ class _Builder:
         wanted = g.op(
             "Slice", [normed, "logits_from", g.ints([2**62]), g.ints([1])], "wanted_positions"
         )
-        self.head(wanted, table, embedding)
+        if self.elem == FLOAT:
+            self.head(wanted, table, embedding)
+        else:
+            self.half_head(wanted, table)
         return g.build(
             "llama_decoder",
             inputs=[
@@ -296,7 +328,7 @@ class _Builder:
                 tensor_info("logits_from", INT64, [1]),
                 tensor_info("all_logits", BOOL, []),
                 *[
-                    tensor_info(f"{kind}.{layer}", FLOAT, [1, c.kv_heads, "past", c.head_dim])
+                    tensor_info(f"{kind}.{layer}", self.elem, [1, c.kv_heads, "past", c.head_dim])
                     for layer in range(c.layers)
                     for kind in ("past_key", "past_value")
                 ],
@@ -304,7 +336,7 @@ class _Builder:
             outputs=[
                 tensor_info("logits", FLOAT, [1, "wanted", c.vocab]),
                 *[
-                    tensor_info(f"{kind}.{layer}", FLOAT, [1, c.kv_heads, "total", c.head_dim])
+                    tensor_info(f"{kind}.{layer}", self.elem, [1, c.kv_heads, "total", c.head_dim])
                     for layer in range(c.layers)
                     for kind in ("present_key", "present_value")
                 ],
