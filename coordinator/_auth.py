@@ -45,6 +45,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import ApiKeyRow, utcnow
+from tokenweave.coordinator._errors import checked_identifier
 from tokenweave.errors import (
     InvalidArgumentError,
     NotFoundError,
@@ -202,6 +203,7 @@ class ApiKeys:
         return cached[1]
 
     async def revoke(self, key_id: str) -> KeyInfo:
+        checked_identifier(key_id, "key_id")
         async with self._db.begin() as session:
             row = await session.get(ApiKeyRow, key_id)
             if row is None:
@@ -212,6 +214,7 @@ class ApiKeys:
             return _info(row)
 
     async def list(self, client_id: str = "") -> list[KeyInfo]:
+        checked_identifier(client_id, "client_id")
         async with self._db() as session:
             query = select(ApiKeyRow).order_by(ApiKeyRow.created_at)
             if client_id:

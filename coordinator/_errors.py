@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 
-from tokenweave.errors import TokenweaveError
+from tokenweave.errors import InvalidArgumentError, TokenweaveError, clip
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +145,19 @@ class StatusInterceptor(aio.ServerInterceptor):
                 wrapped = wrap(behaviour, decoder, method, streaming)
                 return h._replace(**{kind: wrapped, "request_deserializer": None})  # type: ignore[no-any-return]
         return handler
+
+
+#: Longest identifier a request may name (job, key and client ids are far shorter).
+MAX_IDENTIFIER = 128
+
+
+def checked_identifier(value: str, field: str) -> str:
+    """`value` if it can be an identifier: printable ASCII, at most MAX_IDENTIFIER characters.
+    Anything else names nothing that exists, and some of it (a NUL) PostgreSQL cannot even
+    compare: it is INVALID_ARGUMENT here, before any query."""
+    if len(value) > MAX_IDENTIFIER or not (value.isascii() and value.isprintable()):
+        raise InvalidArgumentError(
+            f"{field} {clip(value)!r} is not an identifier (printable ASCII, at most "
+            f"{MAX_IDENTIFIER} characters)"
+        )
+    return value

@@ -21,6 +21,7 @@ from tokenweave.coordinator._convert import (
 )
 from tokenweave.coordinator._dataset_jobs import DatasetReader
 from tokenweave.coordinator._dispatch import Dispatcher
+from tokenweave.coordinator._errors import checked_identifier
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, NodeLane
@@ -49,7 +50,7 @@ Context: TypeAlias = aio.ServicerContext[Any, Any]
 def _require_job_id(job_id: str) -> str:
     if not job_id:
         raise InvalidArgumentError("job_id is required")
-    return job_id
+    return checked_identifier(job_id, "job_id")
 
 
 #: Bounds on a job's workload options (a map a client fills at will).

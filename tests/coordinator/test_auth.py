@@ -20,6 +20,8 @@ from tokenweave.coordinator._auth import (
     method_access,
 )
 from tokenweave.coordinator._db import open_database
+from tokenweave.coordinator._errors import checked_identifier
+from tokenweave.errors import InvalidArgumentError
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -203,3 +205,13 @@ def test_the_rate_limiter_refills_and_forgets_the_oldest_callers() -> None:
     limiter.allow("b", now=1.0)
     limiter.allow("c", now=1.0)
     assert len(limiter._buckets) == 2
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\n", "é", "x" * 129])
+def test_identifiers_that_name_nothing_are_refused_before_any_query(value: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="is not an identifier"):
+        checked_identifier(value, "job_id")
+
+
+def test_identifiers_pass_through() -> None:
+    assert checked_identifier("3f2a-job_01", "job_id") == "3f2a-job_01"

@@ -10,11 +10,20 @@ pytest-xdist, run with `--dist loadfile` (as `make test` does): a module's tests
 worker, one after the other, so a module's cluster is started once. (`--dist loadgroup` with
 `xdist_group` marks would spread a module's other tests, but pytest-xdist 3.8.0 silently ignores
 the groups under pytest 9.2: pytest-dev/pytest-xdist#1386.)
+
+With `TOKENWEAVE_TEST_DB` set to a PostgreSQL server (`postgresql+asyncpg://USER@HOST:PORT`, as
+`make test-postgres` does), every cluster's coordinator runs on a database of its own there,
+created for it and dropped after it; otherwise on SQLite in its data dir. Tests read what the
+coordinator stored through `query`, on either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
+import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,12 +45,27 @@ HERE = Path(__file__).resolve().parent
 GENESIS = HERE.parents[1] / "tokenweave" / "cli" / "data" / "genesis.txt"
 
 _cluster_numbers = itertools.count()
+#: A PostgreSQL server for the coordinators (see the module's doc); "" for SQLite.
+TEST_DB = os.environ.get("TOKENWEAVE_TEST_DB", "").rstrip("/")
 #: Test nodes: small batches on one thread each (several share 2 cores), and a short calibration
 #: (it is most of a node's start-up CPU, and the suite starts about a hundred nodes).
 NODE_ARGS = ("--batch-size", "8", "--threads", "1", "--calibration-windows", "1")
 #: Test coordinators: no vetting of new nodes by default (every node of a test is new, so it would
 #: run most shards twice); the tests of verification turn it on or verify everything.
 COORDINATOR_ARGS = ("--vetting-results", "0")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not TEST_DB:
+        return
+    try:
+        _postgres("SELECT 1")
+    except Exception as exc:
+        pytest.exit(
+            f"TOKENWEAVE_TEST_DB={TEST_DB}: no PostgreSQL answers there ({type(exc).__name__}: "
+            f"{exc}); start it (pg_ctlcluster 15 main start) or unset TOKENWEAVE_TEST_DB",
+            returncode=2,
+        )
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -68,10 +92,18 @@ def _clusters(
             coordinator_args: Sequence[str] = (),
             node_args: Sequence[str] = NODE_ARGS,
         ) -> LocalCluster:
+            number = next(_cluster_numbers)
+            database: tuple[str, ...] = ()
+            if TEST_DB:
+                name = f"tokenweave_test_{os.getpid()}_{number}"
+                _postgres(f'CREATE DATABASE "{name}"')
+                # Registered before the cluster's stop, so run after it (last in, first out).
+                stack.callback(_postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                database = ("--db", f"{TEST_DB}/{name}")
             cluster = LocalCluster(
-                root=tmp_path_factory.mktemp(f"cluster{next(_cluster_numbers)}"),
+                root=tmp_path_factory.mktemp(f"cluster{number}"),
                 model_cache=model_cache,
-                coordinator_args=(*COORDINATOR_ARGS, *coordinator_args),
+                coordinator_args=(*COORDINATOR_ARGS, *database, *coordinator_args),
                 node_args=tuple(node_args),
             )
             stack.callback(cluster.stop, timeout=20)
@@ -80,6 +112,44 @@ def _clusters(
             return cluster
 
         yield make
+
+
+def _postgres(statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
+    """Run one statement on the TEST_DB server (asyncpg, the coordinator's own driver)."""
+    import asyncpg
+
+    async def run() -> list[tuple[object, ...]]:
+        dsn = TEST_DB.replace("postgresql+asyncpg://", "postgresql://", 1) + "/" + database
+        connection = await asyncpg.connect(dsn)
+        try:
+            return [tuple(row) for row in await connection.fetch(statement)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def query(cluster: LocalCluster, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows of `sql` (`?` placeholders) read from the cluster coordinator's own database, on
+    SQLite or PostgreSQL alike."""
+    args = cluster.coordinator_args
+    if "--db" not in args:
+        path = cluster.root / "coordinator" / "coordinator.db"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return [tuple(row) for row in db.execute(sql, params).fetchall()]
+    url = args[args.index("--db") + 1]
+    numbered = iter(itertools.count(1))
+    statement = re.sub(r"\?", lambda _: f"${next(numbered)}", sql)
+    import asyncpg
+
+    async def run() -> list[tuple[object, ...]]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return [tuple(row) for row in await connection.fetch(statement, *params)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
 
 
 @pytest.fixture

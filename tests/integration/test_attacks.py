@@ -3,8 +3,6 @@ contained, the job's output equals a clean run, and nothing is paid for forged w
 
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 
 from tokenweave.cli import LocalCluster
@@ -12,7 +10,7 @@ from tokenweave.client import EmbedResult
 from tokenweave.models import PreparedModel
 from tokenweave.node import NodeIdentity
 
-from .conftest import ClusterFactory, direct_embeddings, wait_until
+from .conftest import ClusterFactory, direct_embeddings, query, wait_until
 from .test_resilience import SMALL_SHARDS, _ledger
 from .test_resilience import _text as _long_text
 
@@ -28,11 +26,11 @@ def _text() -> str:
 
 
 def _node_counts(cluster: LocalCluster, address: str) -> dict[str, float]:
-    path = cluster.root / "coordinator" / "coordinator.db"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM nodes WHERE address = ?", (address,)).fetchone()
-    return dict(row)
+    columns = ("reputation", "shards_failed", "shards_abandoned", "verifications_failed")
+    ((*values,),) = query(
+        cluster, f"SELECT {', '.join(columns)} FROM nodes WHERE address = ?", address
+    )
+    return dict(zip(columns, values, strict=True))
 
 
 def _address(cluster: LocalCluster, index: int) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sqlite3
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from tokenweave.v1 import (
     rewards_pb2,
 )
 
-from .conftest import ClusterFactory
+from .conftest import ClusterFactory, query
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 DEADLINE_S = 10.0
@@ -327,10 +326,8 @@ def test_every_http_route_answers_garbage_with_a_deliberate_status(
 
 def test_nothing_is_stored_for_a_refused_request(cluster: LocalCluster) -> None:
     """Every job and key in the database is one whose call was answered OK (and the admin's)."""
-    path = cluster.root / "coordinator" / "coordinator.db"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        jobs = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
-        keys = db.execute("SELECT count(*) FROM api_keys").fetchone()[0]
+    ((jobs,),) = query(cluster, "SELECT count(*) FROM jobs")
+    ((keys,),) = query(cluster, "SELECT count(*) FROM api_keys")
     assert jobs == SEEN["JobService.SubmitJob"]["OK"]
     assert keys == 1 + SEEN["AuthService.CreateKey"]["OK"]
     REPORT.parent.mkdir(exist_ok=True)

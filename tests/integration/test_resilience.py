@@ -4,14 +4,13 @@ test_cheats.py)."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 
 import numpy as np
 
 from tokenweave.cli import LocalCluster
 from tokenweave.client import EmbedJob, EmbedResult, JobStatus
 
-from .conftest import GENESIS, ClusterFactory, wait_until
+from .conftest import GENESIS, ClusterFactory, query, wait_until
 
 #: Small shards, so that a job is many of them and a crash lands in the middle.
 SMALL_SHARDS = ("--windows-per-shard", "4")
@@ -36,11 +35,10 @@ def _same(a: EmbedResult, b: EmbedResult) -> None:
 def _ledger(cluster: LocalCluster, job_id: str) -> list[tuple[str, str, int, bool]]:
     """(shard, address, tokens, withheld) of every ledger row of the job, read from the
     coordinator's own database."""
-    path = cluster.root / "coordinator" / "coordinator.db"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return db.execute(
-            "SELECT shard_id, address, tokens, withheld FROM ledger WHERE job_id = ?", (job_id,)
-        ).fetchall()
+    rows = query(
+        cluster, "SELECT shard_id, address, tokens, withheld FROM ledger WHERE job_id = ?", job_id
+    )
+    return [(str(s), str(a), int(str(t)), bool(w)) for s, a, t, w in rows]
 
 
 def _paid_once(cluster: LocalCluster, result: EmbedResult) -> None:
