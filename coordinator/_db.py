@@ -13,16 +13,12 @@ from typing import Annotated
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Connection,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     event,
-    insert,
-    inspect,
-    select,
     text,
 )
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -36,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from tokenweave.errors import FailedPreconditionError
+from tokenweave.coordinator._migrate import migrate
 
 strpk = Annotated[str, mapped_column(String(80), primary_key=True)]
 timestamp = Annotated[dt.datetime, mapped_column()]
@@ -351,19 +347,6 @@ class OnnxModelRow(Base):
     created_at: Mapped[timestamp]
 
 
-class SchemaRow(Base):
-    """The version of these tables a database was created with."""
-
-    __tablename__ = "schema"
-
-    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-
-
-#: Bumped whenever a table changes shape; a database of another version is refused (it has to be
-#: created afresh until migrations exist).
-SCHEMA_VERSION = 5
-
-
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -374,34 +357,15 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 
 
 async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
-    """Create the engine, apply SQLite pragmas, create missing tables."""
+    """Create the engine (SQLite pragmas applied) and bring the database to this code's schema
+    (`_migrate.migrate`: a new one gets every migration, an older one is upgraded)."""
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_check_schema)
-            await conn.run_sync(Base.metadata.create_all)
-            found = await conn.scalar(select(SchemaRow.version))
-            if found is None:
-                await conn.execute(insert(SchemaRow).values(version=SCHEMA_VERSION))
+            await conn.run_sync(migrate)
     except Exception:
         await engine.dispose()
         raise
     return engine, async_sessionmaker(engine, expire_on_commit=False)
-
-
-def _check_schema(conn: Connection) -> None:
-    """Refuse a database whose tables were made by another version of tokenweave."""
-    tables = set(inspect(conn).get_table_names())
-    if "jobs" not in tables:
-        return  # a new database
-    found = (
-        conn.execute(select(SchemaRow.version)).scalar() if SchemaRow.__tablename__ in tables else 1
-    )
-    if found != SCHEMA_VERSION:
-        raise FailedPreconditionError(
-            f"the database {conn.engine.url.render_as_string()} was made by another version of "
-            f"tokenweave (schema {found}, this one uses {SCHEMA_VERSION}); start the coordinator "
-            "on a fresh --data-dir or --db (there are no migrations yet)"
-        )
