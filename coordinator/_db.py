@@ -359,7 +359,10 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     """Create the engine (SQLite pragmas applied) and bring the database to this code's schema
     (`_migrate.migrate`: a new one gets every migration, an older one is upgraded)."""
-    engine = create_async_engine(url)
+    # A server's connections can die under the pool (a restart): each is checked before use
+    # and replaced, so the coordinator recovers when the database returns.
+    sqlite = url.startswith("sqlite")
+    engine = create_async_engine(url, pool_pre_ping=not sqlite)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     try:

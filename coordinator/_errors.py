@@ -1,8 +1,10 @@
 """The one place where domain errors become gRPC statuses.
 
 `StatusInterceptor` wraps every handler: a `TokenweaveError` aborts the call with its status and
-message; any other exception is logged with its traceback and reported as INTERNAL. It also parses
-requests itself, so that bytes that are not the expected message are INVALID_ARGUMENT.
+message; a database that cannot be reached (PostgreSQL down or restarting) is UNAVAILABLE, which
+clients retry; any other exception is logged with its traceback and reported as INTERNAL. It
+also parses requests itself, so that bytes that are not the expected message are
+INVALID_ARGUMENT.
 
 Every status message passes through `clip_status`: messages may echo what a client sent, and one
 past gRPC's limit on the status trailer would turn the real error into RESOURCE_EXHAUSTED.
@@ -18,6 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tokenweave.errors import InvalidArgumentError, TokenweaveError, clip
 
@@ -45,9 +48,25 @@ async def _abort_with(context: Context, code: grpc.StatusCode, message: str) -> 
     await context.abort(code, clip_status(message))
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (its server down or restarting,
+    the connection cut), as opposed to a query it refused: the call may succeed when retried."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    # A refused or reset connection when the pool opens a new one comes from the driver as is.
+    return isinstance(exc, ConnectionError)
+
+
 async def _abort(context: Context, exc: Exception) -> None:
     if isinstance(exc, TokenweaveError):
         await _abort_with(context, grpc.StatusCode[exc.status], exc.message)
+    if database_unreachable(exc):
+        logger.warning("database unreachable: %s: %s", type(exc).__name__, exc)
+        await _abort_with(
+            context,
+            grpc.StatusCode.UNAVAILABLE,
+            f"the coordinator cannot reach its database ({type(exc).__name__}); retry shortly",
+        )
     logger.exception("unhandled error in %s", type(exc).__name__, exc_info=exc)
     await _abort_with(
         context, grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
