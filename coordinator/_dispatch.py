@@ -79,6 +79,8 @@ class Dispatcher:
         )
         self._last_tick = time.monotonic()
         standing.on_cutoff(self._cut_off)
+        #: A change was cut short by a failure: `reconcile` should run soon.
+        self.needs_reconcile = False
 
     async def recover(self) -> int:
         """Queue the shards of unfinished jobs found in the database."""
@@ -139,9 +141,14 @@ class Dispatcher:
 
     @to_the_end
     async def detach(self, lane: NodeLane, reason: DetachReason) -> None:
-        """Close a lane; whatever it held goes back to the queue."""
-        async with self._lock:
-            await self._detach_locked(lane, reason)
+        """Close a lane; whatever it held goes back to the queue (should the database fail
+        half-way, `reconcile` finds what is left over at its next round)."""
+        try:
+            async with self._lock:
+                await self._detach_locked(lane, reason)
+        except Exception:
+            self.needs_reconcile = True
+            raise
         await self._pump()
 
     async def _detach_locked(self, lane: NodeLane, reason: DetachReason) -> None:
@@ -323,6 +330,29 @@ class Dispatcher:
             return 0  # done or cancelled meanwhile
         self._pending.to_front([flight.shard])
         return 1
+
+    async def reconcile(self) -> int:
+        """Queue again every shard of an unfinished job that the database holds as pending or
+        leased but nothing here holds (neither queued nor flying); returns how many.
+
+        A write lost mid-way (the database gone during a node's detach, say) leaves such a
+        shard: memory has let it go, the database still says leased. Nothing would run it again
+        until a restart; this finds it within a round (`CoordinatorServer._reap`)."""
+        self.needs_reconcile = False
+        async with self._lock:
+            lost = [
+                shard_id
+                for shard_id in await self._store.unfinished()
+                if shard_id not in self._pending and self._flights.get(shard_id) is None
+            ]
+            if not lost:
+                return 0
+            shards = await self._store.requeue(lost)
+            self._pending.to_front(shards)
+        if shards:
+            logger.warning("%d shards held by no one were queued again", len(shards))
+            await self._pump()
+        return len(shards)
 
     async def check_stragglers(self) -> int:
         """Give a backup copy to every shard whose run is past its deadline; returns how many.

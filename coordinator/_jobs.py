@@ -200,6 +200,40 @@ class JobStore:
             )
             return [_queued(shard, job) for shard, job in rows]
 
+    async def unfinished(self) -> dict[str, ShardState]:
+        """Every shard of an unfinished job that is pending or leased, with its state."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ShardRow.shard_id, ShardRow.state)
+                .join(JobRow, JobRow.job_id == ShardRow.job_id)
+                .where(
+                    ShardRow.state.in_([ShardState.PENDING, ShardState.LEASED]),
+                    JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
+                )
+            )
+            return {shard_id: ShardState(state) for shard_id, state in rows}
+
+    async def requeue(self, shard_ids: Sequence[str]) -> list[QueuedShard]:
+        """`shard_ids` pending again (those leased are released), as queue entries; shards
+        done, or of a finished job, meanwhile are left out."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ShardRow)
+                .where(ShardRow.shard_id.in_(shard_ids), ShardRow.state == ShardState.LEASED)
+                .values(state=ShardState.PENDING, node_id=None, leased_at=None)
+            )
+            rows = await session.execute(
+                select(ShardRow, JobRow)
+                .join(JobRow, JobRow.job_id == ShardRow.job_id)
+                .where(
+                    ShardRow.shard_id.in_(shard_ids),
+                    ShardRow.state == ShardState.PENDING,
+                    JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
+                )
+                .order_by(JobRow.created_at, ShardRow.index)
+            )
+            return [_queued(shard, job) for shard, job in rows]
+
     async def results(self, job_id: str, page: int = RESULT_PAGE) -> AsyncIterator[DocumentResult]:
         """Each document's merged result; only for a job that has succeeded. Read a page at a
         time in short sessions: a slow reader holds no database connection."""

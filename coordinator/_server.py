@@ -30,7 +30,7 @@ from tokenweave.coordinator._dataset_jobs import DATASET_LIMITS, DatasetReader
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
-from tokenweave.coordinator._errors import StatusInterceptor
+from tokenweave.coordinator._errors import StatusInterceptor, database_unreachable
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._http import HttpServer
 from tokenweave.coordinator._inference import InferenceServicer, ModelServicer
@@ -74,6 +74,9 @@ from tokenweave.v1 import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Rounds of `_reap` between two checks for shards held by no one.
+RECONCILE_EVERY = 10
 
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
@@ -401,16 +404,27 @@ class CoordinatorServer:
         return self
 
     async def _reap(self, registry: NodeRegistry) -> None:
-        """Every half heartbeat: expire silent nodes, back up stragglers."""
+        """Every half heartbeat: expire silent nodes, back up stragglers; every
+        RECONCILE_EVERY rounds, and after a round the database failed, queue shards nothing
+        holds again (`Dispatcher.reconcile`)."""
         interval = self.config.heartbeat_interval_s / 2
+        rounds, reconcile = 0, False
         while True:
             await asyncio.sleep(interval)
+            rounds += 1
             try:
                 await self._dispatcher.expire_nodes()
                 await self._dispatcher.check_stragglers()
                 await registry.persist_last_seen()
-            except Exception:
-                logger.exception("node liveness check failed")
+                if reconcile or self._dispatcher.needs_reconcile or rounds % RECONCILE_EVERY == 0:
+                    await self._dispatcher.reconcile()
+                reconcile = False
+            except Exception as exc:
+                reconcile = True
+                if database_unreachable(exc):
+                    logger.warning("database unreachable: %s: %s", type(exc).__name__, exc)
+                else:
+                    logger.exception("node liveness check failed")
 
     async def wait(self) -> None:
         await self._stopped.wait()

@@ -189,8 +189,11 @@ class ShardQueue:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a failed send: the loop ends with it
-            if self._failed is not None and not self._failed.done():
+            loop_running = self._task is not None and not self._task.done()
+            if loop_running and self._failed is not None and not self._failed.done():
                 self._failed.set_exception(exc)
+            else:  # the session is over already; the coordinator runs the shard again
+                logger.info("shard %s: its answer could not be sent (%s)", shard_id, exc)
         finally:
             del self._running[shard_id]
             self._slots.release()
