@@ -89,29 +89,7 @@ def build_fused_bert_embedder(
     lengths = g.op("ReduceSum", ["attention_mask", g.ints([1])], "lengths_i64", keepdims=0)
     lengths = g.op("Cast", [lengths], "lengths", to=INT32)
 
-    words = weights["embeddings.word_embeddings.weight"]
-    words = words + weights["embeddings.token_type_embeddings.weight"][0]
-    table = cast("embeddings.word_and_token_type", words)
-    positions = cast(
-        "embeddings.position_embeddings.weight", weights["embeddings.position_embeddings.weight"]
-    )
-    seq_len = g.op("Shape", ["input_ids"], "seq_len", start=1, end=2)
-    position_rows = g.op(
-        "Slice", [positions, g.ints([0]), seq_len, g.ints([0])], "embeddings.positions"
-    )
-    tokens = g.op("Gather", [table, "input_ids"], "embeddings.tokens", axis=0)
-    summed = g.op("Add", [tokens, position_rows], "embeddings.sum")
-    hidden = g.op(
-        "LayerNormalization",
-        [
-            summed,
-            cast("embeddings.LayerNorm.weight", weights["embeddings.LayerNorm.weight"]),
-            cast("embeddings.LayerNorm.bias", weights["embeddings.LayerNorm.bias"]),
-        ],
-        "embeddings.norm",
-        axis=-1,
-        epsilon=config.layer_norm_eps,
-    )
+    hidden = _embeddings(g, config, weights, dtype)
     eps = config.layer_norm_eps
     for layer in range(config.num_layers):
         p = f"encoder.layer.{layer}."
@@ -218,9 +196,17 @@ def _required_keys(config: BertConfig) -> list[str]:
     return keys
 
 
-def _layer_norm(g: GraphBuilder, x: str, w: Weights, key: str, eps: float, name: str) -> str:
-    scale = g.weight(key + ".weight", w[key + ".weight"])
-    shift = g.weight(key + ".bias", w[key + ".bias"])
+def _layer_norm(
+    g: GraphBuilder,
+    x: str,
+    w: Weights,
+    key: str,
+    eps: float,
+    name: str,
+    dtype: type[np.floating] = np.float32,
+) -> str:
+    scale = g.weight(key + ".weight", w[key + ".weight"].astype(dtype))
+    shift = g.weight(key + ".bias", w[key + ".bias"].astype(dtype))
     return g.op("LayerNormalization", [x, scale, shift], name, axis=-1, epsilon=eps)
 
 
@@ -231,13 +217,17 @@ def _linear(g: GraphBuilder, x: str, w: Weights, key: str, name: str) -> str:
     return g.op("Add", [g.op("MatMul", [x, weight], name + ".matmul"), bias], name)
 
 
-def _embeddings(g: GraphBuilder, config: BertConfig, w: Weights) -> str:
+def _embeddings(
+    g: GraphBuilder, config: BertConfig, w: Weights, dtype: type[np.floating] = np.float32
+) -> str:
+    """Word + position embeddings, layer-normalised; the tables in `dtype`."""
     # token_type_ids are always 0: adding row 0 of the token-type table to every word row here
     # gives the same float32 sums that adding it at run time would.
     words = w["embeddings.word_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0]
-    table = g.weight("embeddings.word_and_token_type", words)
+    table = g.weight("embeddings.word_and_token_type", words.astype(dtype))
     positions = g.weight(
-        "embeddings.position_embeddings.weight", w["embeddings.position_embeddings.weight"]
+        "embeddings.position_embeddings.weight",
+        w["embeddings.position_embeddings.weight"].astype(dtype),
     )
     seq_len = g.op("Shape", ["input_ids"], "seq_len", start=1, end=2)
     position_rows = g.op(
@@ -246,7 +236,7 @@ def _embeddings(g: GraphBuilder, config: BertConfig, w: Weights) -> str:
     tokens = g.op("Gather", [table, "input_ids"], "embeddings.tokens", axis=0)
     summed = g.op("Add", [tokens, position_rows], "embeddings.sum")
     return _layer_norm(
-        g, summed, w, "embeddings.LayerNorm", config.layer_norm_eps, "embeddings.norm"
+        g, summed, w, "embeddings.LayerNorm", config.layer_norm_eps, "embeddings.norm", dtype
     )
 
 
