@@ -149,20 +149,34 @@ class Dispatcher:
         except Exception:
             self.needs_reconcile = True
             raise
-        await self._pump()
+        finally:
+            await self._pump()  # what went back to the queue is placed, failure or not
 
     async def _detach_locked(self, lane: NodeLane, reason: DetachReason) -> None:
         self.lanes.remove(lane)
         # Even a lane already replaced gives back what it still holds.
         held = list(lane.inflight)
-        requeued = 0
-        for shard_id in held:
-            requeued += await self._end_run(lane, shard_id)
+        requeued, failure = await self._end_runs(lane, held)
         lane.close()
         if held and reason is not DetachReason.CUT_OFF:
             await self._standing.record_abandoned(lane.node_id, len(held))
         if held or reason is not DetachReason.STREAM_CLOSED:
             logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
+        if failure is not None:
+            raise failure
+
+    async def _end_runs(self, lane: NodeLane, shard_ids: list[str]) -> tuple[int, Exception | None]:
+        """`_end_run` for each shard: (how many went back to the queue, the first failure).
+        Every run ends in memory even when the database fails on one of them: that shard is
+        left leased there, and `reconcile` queues it again once the database is back."""
+        requeued, failure = 0, None
+        for shard_id in shard_ids:
+            try:
+                requeued += await self._end_run(lane, shard_id)
+            except Exception as exc:
+                self.needs_reconcile = True
+                failure = failure or exc
+        return requeued, failure
 
     def _cut_off(self, node_id: str, reputation: float) -> None:
         """Standing says the node fell below the threshold: it gets no more work (placement asks
@@ -184,8 +198,10 @@ class Dispatcher:
         async with self._lock:
             lane.draining = True
             held = [s for s in shard_ids if s in lane.inflight]
-            for shard_id in held:
-                await self._end_run(lane, shard_id)
+            _, failure = await self._end_runs(lane, held)
+            if failure is not None:
+                await self._pump()
+                raise failure
             if held:
                 await self._standing.record_abandoned(lane.node_id, len(held))
         await self._pump()

