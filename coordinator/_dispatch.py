@@ -390,7 +390,9 @@ class Dispatcher:
                     flight.shard_id,
                     ", ".join(flight.runs),
                 )
-        if backed or rested or self._flights.disputed():
+        # Copies still unplaced (a verifier's node gone, say) are tried again, and given up
+        # once no node can take them in time (`_no_peer`): no other event may come to do it.
+        if backed or rested or self._flights.disputed() or self._flights.wanting_copies():
             await self._pump()
         return len(backed)
 
