@@ -49,9 +49,7 @@ _MASKED_SCORE = float(np.finfo(np.float32).min)
 
 def build_bert_embedder(config: BertConfig, weights: Weights) -> onnx.ModelProto:
     """The checked ONNX model for ``config`` with ``weights`` (HF BertModel names)."""
-    missing = [key for key in _required_keys(config) if key not in weights]
-    if missing:
-        raise ModelCacheError(f"BERT weights are missing {len(missing)} tensors, e.g. {missing[0]}")
+    _check_weights(config, weights)
     g = GraphBuilder()
     mask = g.op("Cast", ["attention_mask"], "mask_float", to=FLOAT)
     hidden = _embeddings(g, config, weights)
@@ -59,14 +57,7 @@ def build_bert_embedder(config: BertConfig, weights: Weights) -> onnx.ModelProto
     for layer in range(config.num_layers):
         hidden = _encoder_layer(g, config, weights, layer, hidden, bias)
     _pool_and_normalise(g, hidden, mask)
-    return g.build(
-        "bert_sentence_embedder",
-        inputs=[
-            tensor_info("input_ids", INT64, ["batch", "seq"]),
-            tensor_info("attention_mask", INT64, ["batch", "seq"]),
-        ],
-        outputs=[tensor_info("embeddings", FLOAT, ["batch", config.hidden_size])],
-    )
+    return _built(g, "bert_sentence_embedder", config)
 
 
 def build_fused_bert_embedder(
@@ -76,9 +67,7 @@ def build_fused_bert_embedder(
     (np.float16 for GPUs; np.float32 runs on any provider)."""
     if dtype not in (np.float16, np.float32):
         raise ValueError(f"dtype must be float16 or float32, got {dtype}")
-    missing = [key for key in _required_keys(config) if key not in weights]
-    if missing:
-        raise ModelCacheError(f"BERT weights are missing {len(missing)} tensors, e.g. {missing[0]}")
+    _check_weights(config, weights)
     g = GraphBuilder()
 
     def cast(key: str, array: npt.NDArray[np.float32]) -> str:
@@ -134,15 +123,7 @@ def build_fused_bert_embedder(
     if dtype is np.float16:
         hidden = g.op("Cast", [hidden], "hidden_fp32", to=FLOAT)
     _pool_and_normalise(g, hidden, mask)
-    return g.build(
-        "bert_sentence_embedder_fused",
-        inputs=[
-            tensor_info("input_ids", INT64, ["batch", "seq"]),
-            tensor_info("attention_mask", INT64, ["batch", "seq"]),
-        ],
-        outputs=[tensor_info("embeddings", FLOAT, ["batch", config.hidden_size])],
-        contrib=True,
-    )
+    return _built(g, "bert_sentence_embedder_fused", config, contrib=True)
 
 
 def _skip_layer_norm(
@@ -169,6 +150,27 @@ def _skip_layer_norm(
         name,
         domain=CONTRIB_DOMAIN,
         epsilon=eps,
+    )
+
+
+def _check_weights(config: BertConfig, weights: Weights) -> None:
+    missing = [key for key in _required_keys(config) if key not in weights]
+    if missing:
+        raise ModelCacheError(f"BERT weights are missing {len(missing)} tensors, e.g. {missing[0]}")
+
+
+def _built(
+    g: GraphBuilder, name: str, config: BertConfig, contrib: bool = False
+) -> onnx.ModelProto:
+    """Both graphs' model: token ids and mask in, unit vectors out."""
+    return g.build(
+        name,
+        inputs=[
+            tensor_info("input_ids", INT64, ["batch", "seq"]),
+            tensor_info("attention_mask", INT64, ["batch", "seq"]),
+        ],
+        outputs=[tensor_info("embeddings", FLOAT, ["batch", config.hidden_size])],
+        contrib=contrib,
     )
 
 
