@@ -16,7 +16,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tokenweave import tensors
-from tokenweave.coordinator._db import JobRow, NodeRow, utcnow
+from tokenweave.coordinator._db import JobRow, NodeRow, ShardRow, utcnow
 from tokenweave.coordinator._ledger import EpochView
 from tokenweave.coordinator._limits import RegistrationLimits
 from tokenweave.coordinator._metering import format_micro
@@ -26,6 +26,7 @@ from tokenweave.coordinator._views import (
     DocumentResult,
     FetchBlock,
     NodeRegistration,
+    QueuedShard,
     ShardAck,
     ShardCancel,
     ShardOutput,
@@ -70,6 +71,22 @@ def job_from_row(row: JobRow, nodes: Sequence[NodeShare] = ()) -> JobInfo:
         dataset=row.dataset,
         tokens_per_second=row.tokens_processed / elapsed if elapsed > 0 else 0.0,
         owner=row.owner,
+    )
+
+
+def queued_shard(shard: ShardRow, job: JobRow) -> QueuedShard:
+    """The dispatcher's entry for a shard row of `job`."""
+    return QueuedShard(
+        shard_id=shard.shard_id,
+        job_id=shard.job_id,
+        workload=job.workload,
+        model=job.model,
+        model_sha256=job.model_sha256,
+        cost=shard.cost,
+        detail=shard.detail,
+        read_bytes=shard.read_bytes,
+        local_nodes=frozenset(shard.local_nodes),
+        index=shard.index,
     )
 
 

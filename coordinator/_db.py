@@ -156,6 +156,9 @@ class ShardRow(Base):
     #: blocks at submission (placement prefers them).
     read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     local_nodes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The coordinator instance whose queue holds the shard (None: unclaimed). Several
+    #: coordinators share one database; each runs only the shards it claimed (`_claims.py`).
+    owner: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
 
 class ShardPayloadRow(Base):
@@ -312,6 +315,18 @@ class VerificationRow(Base):
     #: Lowest per-window cosine to the accepted output (1.0 for the accepted one itself).
     cosine: Mapped[float]
     created_at: Mapped[timestamp]
+
+
+class CoordinatorRow(Base):
+    """A coordinator instance sharing this database: alive while its heartbeat is fresh."""
+
+    __tablename__ = "coordinators"
+
+    coordinator_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: Where nodes and clients reach it (host:port), for operators and nodes' failover lists.
+    address: Mapped[str] = mapped_column(String(300), default="")
+    started_at: Mapped[timestamp]
+    heartbeat_at: Mapped[timestamp]
 
 
 class ApiKeyRow(Base):

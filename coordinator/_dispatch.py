@@ -19,6 +19,7 @@ from typing import Any
 
 from tokenweave import workloads
 from tokenweave.coordinator import _verify as verify
+from tokenweave.coordinator._claims import Instances, claim_limit
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import (
     Accept,
@@ -55,6 +56,7 @@ class Dispatcher:
         standing: Standing,
         lanes: Lanes,
         events: JobEvents,
+        instances: Instances,
         max_attempts: int,
         policy: WorkPolicy | None = None,
         referee: LocalRunner | None = None,
@@ -65,6 +67,10 @@ class Dispatcher:
         self._standing = standing
         self.lanes = lanes
         self._events = events
+        self._instances = instances
+        #: Unclaimed shards may be waiting in the database (another coordinator's job, or a
+        #: dead one's shards): the next pump claims what this coordinator's nodes can take.
+        self._unclaimed = True
         self.outputs = JobOutputs()  # what running tasks stream, for their jobs' clients
         self.policy = policy or WorkPolicy()
         self._pending = PendingQueue()
@@ -83,15 +89,43 @@ class Dispatcher:
         self.needs_reconcile = False
 
     async def recover(self) -> int:
-        """Queue the shards of unfinished jobs found in the database."""
+        """Queue this coordinator's shards of unfinished jobs found in the database, and claim
+        unowned ones."""
         self._pending.extend(await self._store.pending_shards())
+        async with self._lock:
+            await self._claim()
         return len(self._pending)
+
+    def new_work(self) -> None:
+        """Unclaimed shards may be in the database: claim at the next pump."""
+        self._unclaimed = True
+
+    async def claim(self) -> None:
+        """Claim what this coordinator's nodes can take of the unclaimed shards, and place it."""
+        self.new_work()
+        await self._pump()
+
+    async def _claim(self) -> None:
+        if not self._unclaimed:
+            return
+        slots = sum(lane.max_inflight for lane in self.lanes)
+        limit = claim_limit(self._instances.alone, slots, len(self._pending))
+        if limit == 0:
+            return
+        shards = await self._instances.claim(limit)
+        self._unclaimed = limit is not None and len(shards) >= limit  # more may be waiting
+        if shards:
+            self._pending.extend(shards)
+            logger.info("claimed %d shards", len(shards))
 
     # -- jobs ---------------------------------------------------------------------------------
 
     async def submit(self, request: JobRequest) -> JobInfo:
-        job, shards = await self._store.submit(request)
-        self._pending.extend(shards)
+        job, shards = await self._store.submit(request, claimed=self._instances.alone)
+        if shards:
+            self._pending.extend(shards)
+        else:  # up for claiming, here and by the other coordinators
+            self.new_work()
         logger.info(
             "job %s (%s): %d documents, %d tokens, %d items in %d shards",
             *(job.job_id, job.workload, job.documents, job.tokens, job.items, job.shards_total),
@@ -411,6 +445,7 @@ class Dispatcher:
 
     async def _pump(self) -> None:
         async with self._lock:
+            await self._claim()
             await self._place_copies()
             backlog = self._pending.backlog()
             for shard in self._pending:

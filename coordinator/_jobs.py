@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
-from tokenweave.coordinator._convert import job_from_row
+from tokenweave.coordinator._convert import job_from_row, queued_shard
 from tokenweave.coordinator._db import (
     DocumentRow,
     JobRow,
@@ -87,21 +87,6 @@ class Reopened:
     withdrawn: list[str]
 
 
-def _queued(shard: ShardRow, job: JobRow) -> QueuedShard:
-    return QueuedShard(
-        shard_id=shard.shard_id,
-        job_id=shard.job_id,
-        workload=job.workload,
-        model=job.model,
-        model_sha256=job.model_sha256,
-        cost=shard.cost,
-        detail=shard.detail,
-        read_bytes=shard.read_bytes,
-        local_nodes=frozenset(shard.local_nodes),
-        index=shard.index,
-    )
-
-
 class JobStore:
     def __init__(
         self,
@@ -110,9 +95,13 @@ class JobStore:
         limits: JobLimits,
         ledger: RewardLedger,
         payload_dir: Path | None = None,
+        owner: str = "",
     ) -> None:
-        """`payload_dir`: where large task payloads are kept as files (None: in the database)."""
+        """`payload_dir`: where large task payloads are kept as files (None: in the database).
+        `owner`: this coordinator's instance id; it changes only the shards it claimed
+        (`_claims.py`), as several coordinators may share the database."""
         self._sessions = sessions
+        self.owner = owner
         self._catalog = catalog
         self._limits = limits
         self._ledger = ledger
@@ -131,9 +120,12 @@ class JobStore:
             chat_template=entry.chat_template,
         )
 
-    async def submit(self, request: JobRequest) -> tuple[JobInfo, list[QueuedShard]]:
+    async def submit(
+        self, request: JobRequest, claimed: bool = True
+    ) -> tuple[JobInfo, list[QueuedShard]]:
         """Validate and plan a job (its workload cuts it into tasks) and store it, queued,
-        within its owner's quota."""
+        within its owner's quota. `claimed`: its shards are this coordinator's, returned for
+        its queue; else they are stored unowned, for whichever coordinator claims them."""
         workload = workloads.get(request.workload)
         entry = self._catalog.get(request.model)
         check_documents(
@@ -146,6 +138,8 @@ class JobStore:
             workload.plan, request.model, request.documents, request.options, context
         )
         rows = planned_rows(request, plan, workload.name, entry.sha256)
+        for row in rows.shards:
+            row.owner = self.owner if claimed else None
         await self._payloads.spill(rows.shards)
         async with self._sessions.begin() as session:
             await check_quota(session, self._limits.quota, request.owner, plan.tokens)
@@ -153,7 +147,8 @@ class JobStore:
             await session.flush()
             session.add_all(rows.documents)
             session.add_all(rows.shards)
-        return job_from_row(rows.job), [_queued(s, rows.job) for s in rows.shards]
+        queued = [queued_shard(s, rows.job) for s in rows.shards] if claimed else []
+        return job_from_row(rows.job), queued
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -179,14 +174,14 @@ class JobStore:
         return await self._payloads.read(shard_id)
 
     async def pending_shards(self) -> list[QueuedShard]:
-        """Shards of unfinished jobs that no node holds, oldest job first.
+        """This coordinator's shards of unfinished jobs that no node holds, oldest job first.
 
         Leases do not survive a coordinator restart: shards that were leased are pending again.
         """
         async with self._sessions.begin() as session:
             await session.execute(
                 update(ShardRow)
-                .where(ShardRow.state == ShardState.LEASED)
+                .where(ShardRow.state == ShardState.LEASED, ShardRow.owner == self.owner)
                 .values(state=ShardState.PENDING, node_id=None, leased_at=None)
             )
             rows = await session.execute(
@@ -194,19 +189,22 @@ class JobStore:
                 .join(JobRow, JobRow.job_id == ShardRow.job_id)
                 .where(
                     ShardRow.state == ShardState.PENDING,
+                    ShardRow.owner == self.owner,
                     JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
                 )
                 .order_by(JobRow.created_at, ShardRow.index)
             )
-            return [_queued(shard, job) for shard, job in rows]
+            return [queued_shard(shard, job) for shard, job in rows]
 
     async def unfinished(self) -> dict[str, ShardState]:
-        """Every shard of an unfinished job that is pending or leased, with its state."""
+        """Every shard of an unfinished job that this coordinator holds, pending or leased, with
+        its state."""
         async with self._sessions() as session:
             rows = await session.execute(
                 select(ShardRow.shard_id, ShardRow.state)
                 .join(JobRow, JobRow.job_id == ShardRow.job_id)
                 .where(
+                    ShardRow.owner == self.owner,
                     ShardRow.state.in_([ShardState.PENDING, ShardState.LEASED]),
                     JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
                 )
@@ -215,11 +213,15 @@ class JobStore:
 
     async def requeue(self, shard_ids: Sequence[str]) -> list[QueuedShard]:
         """`shard_ids` pending again (those leased are released), as queue entries; shards
-        done, or of a finished job, meanwhile are left out."""
+        done, or of a finished job, or no longer this coordinator's meanwhile are left out."""
         async with self._sessions.begin() as session:
             await session.execute(
                 update(ShardRow)
-                .where(ShardRow.shard_id.in_(shard_ids), ShardRow.state == ShardState.LEASED)
+                .where(
+                    ShardRow.shard_id.in_(shard_ids),
+                    ShardRow.state == ShardState.LEASED,
+                    ShardRow.owner == self.owner,
+                )
                 .values(state=ShardState.PENDING, node_id=None, leased_at=None)
             )
             rows = await session.execute(
@@ -227,12 +229,13 @@ class JobStore:
                 .join(JobRow, JobRow.job_id == ShardRow.job_id)
                 .where(
                     ShardRow.shard_id.in_(shard_ids),
+                    ShardRow.owner == self.owner,
                     ShardRow.state == ShardState.PENDING,
                     JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
                 )
                 .order_by(JobRow.created_at, ShardRow.index)
             )
-            return [_queued(shard, job) for shard, job in rows]
+            return [queued_shard(shard, job) for shard, job in rows]
 
     async def results(self, job_id: str, page: int = RESULT_PAGE) -> AsyncIterator[DocumentResult]:
         """Each document's merged result; only for a job that has succeeded. Read a page at a
@@ -266,23 +269,33 @@ class JobStore:
     # -- changes ------------------------------------------------------------------------------
 
     async def mark_leased(self, shard_id: str, node_id: str) -> bool:
-        """Lease a pending shard to a node; False if it is no longer pending."""
+        """Lease a pending shard of this coordinator's to a node; False if it is no longer
+        pending or no longer this coordinator's. One statement, so that a coordinator taking
+        this one's shards over at the same moment either sees the lease or prevents it."""
+        now = utcnow()
         async with self._sessions.begin() as session:
-            shard = await session.get(ShardRow, shard_id)
-            if shard is None:
-                raise NotFoundError(f"no shard with id {clip(shard_id)}")
-            if shard.state != ShardState.PENDING:
+            job_id = await session.scalar(
+                update(ShardRow)
+                .where(
+                    ShardRow.shard_id == shard_id,
+                    ShardRow.state == ShardState.PENDING,
+                    ShardRow.owner == self.owner,
+                )
+                .values(
+                    state=ShardState.LEASED,
+                    node_id=node_id,
+                    attempts=ShardRow.attempts + 1,
+                    leased_at=now,
+                )
+                .returning(ShardRow.job_id)
+            )
+            if job_id is None:
                 return False
-            shard.state = ShardState.LEASED
-            shard.node_id = node_id
-            shard.attempts += 1
-            shard.leased_at = utcnow()
-            job = await session.get(JobRow, shard.job_id)
-            assert job is not None
-            if job.state == JobState.QUEUED:
-                job.state = JobState.RUNNING
-                job.started_at = utcnow()
-                job.version += 1
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.job_id == job_id, JobRow.state == JobState.QUEUED)
+                .values(state=JobState.RUNNING, started_at=now, version=JobRow.version + 1)
+            )
             return True
 
     async def release(self, shard_ids: Sequence[str]) -> set[str]:
@@ -294,7 +307,11 @@ class JobStore:
         async with self._sessions.begin() as session:
             released = await session.scalars(
                 update(ShardRow)
-                .where(ShardRow.shard_id.in_(shard_ids), ShardRow.state == ShardState.LEASED)
+                .where(
+                    ShardRow.shard_id.in_(shard_ids),
+                    ShardRow.state == ShardState.LEASED,
+                    ShardRow.owner == self.owner,
+                )
                 .values(state=ShardState.PENDING, node_id=None, leased_at=None)
                 .returning(ShardRow.shard_id)
             )
@@ -322,11 +339,13 @@ class JobStore:
                         ShardRow.shard_id.not_in(agreed),
                     )
                     .order_by(JobRow.created_at, ShardRow.index)
+                    .with_for_update()
                 )
             ).all()
             first_stage: dict[str, tuple[JobRow, int]] = {}
             for shard, job in rows:
                 self._undo(job, shard, ShardState.PENDING)
+                shard.owner = self.owner  # they run again here
                 if job.job_id not in first_stage or shard.stage < first_stage[job.job_id][1]:
                     first_stage[job.job_id] = (job, shard.stage)
             withdrawn: list[str] = []
@@ -342,7 +361,7 @@ class JobStore:
                     self._undo(job, shard, ShardState.CANCELLED)
                     job.shards_total -= 1
                     withdrawn.append(shard.shard_id)
-            again = [_queued(s, j) for s, j in rows if s.state == ShardState.PENDING]
+            again = [queued_shard(s, j) for s, j in rows if s.state == ShardState.PENDING]
             return Reopened(again, withdrawn)
 
     @staticmethod
@@ -368,10 +387,11 @@ class JobStore:
         its next stage (stored in the same transaction) or, with none, the job is merged."""
         usage = workloads.get(shard.workload).meter(shard.cost, shard.detail, output.output)
         async with self._sessions.begin() as session:
-            row = await session.get(ShardRow, output.shard_id)
-            if row is None or row.state != ShardState.LEASED:
+            row = await session.get(ShardRow, output.shard_id, with_for_update=True)
+            if row is None or row.state != ShardState.LEASED or row.owner != self.owner:
                 raise FailedPreconditionError(f"shard {output.shard_id} is no longer running")
-            job = await session.get(JobRow, row.job_id)
+            # Locked: coordinators completing the job's shards at once count them one by one.
+            job = await session.get(JobRow, row.job_id, with_for_update=True)
             node = await session.get(NodeRow, node_id)
             assert job is not None
             assert node is not None
@@ -434,10 +454,12 @@ class JobStore:
                 shard_row(job.job_id, (first or 0) + 1 + i, stage, task)
                 for i, task in enumerate(more)
             ]
+            for row in rows:
+                row.owner = self.owner  # queued here at once
             await self._payloads.spill(rows)
             session.add_all(rows)
             job.shards_total += len(rows)
-            return [_queued(r, job) for r in rows]
+            return [queued_shard(r, job) for r in rows]
         merged = await asyncio.to_thread(workload.merge, planned, tasks)
         for doc, result in zip(docs, merged, strict=True):
             doc.result = tensors.pack(result)
@@ -453,7 +475,7 @@ class JobStore:
 
     async def _finish(self, job_id: str, state: JobState, error: str) -> JobInfo:
         async with self._sessions.begin() as session:
-            job = await session.get(JobRow, job_id)
+            job = await session.get(JobRow, job_id, with_for_update=True)
             if job is None:
                 raise NotFoundError(f"no job with id {clip(job_id)}")
             if JobState(job.state).finished:

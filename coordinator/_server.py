@@ -8,7 +8,6 @@ import dataclasses
 import functools
 import logging
 import resource
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 
 from grpc import aio
@@ -23,6 +22,7 @@ from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._auth import ApiKeys, AuthInterceptor, RateLimiter
 from tokenweave.coordinator._auth_servicer import AuthServicer
 from tokenweave.coordinator._catalog import ModelCatalog
+from tokenweave.coordinator._claims import Instances, instance_id
 from tokenweave.coordinator._config import CoordinatorConfig
 from tokenweave.coordinator._custody import Custodian, CustodyPolicy
 from tokenweave.coordinator._data_servicer import DataServicer
@@ -77,6 +77,9 @@ logger = logging.getLogger(__name__)
 
 #: Rounds of `_reap` between two checks for shards held by no one.
 RECONCILE_EVERY = 10
+#: A coordinator is dead for the others after this many times a node's expiry (heartbeat
+#: interval × misses) without a heartbeat of its own.
+COORDINATOR_TTL_FACTOR = 2
 
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
@@ -147,6 +150,7 @@ class CoordinatorServer:
         health_servicer: health.aio.HealthServicer,
         datasets: DatasetReader,
         lock: DataDirLock,
+        instances: Instances,
     ) -> None:
         self.config = config
         self.port = port
@@ -156,6 +160,7 @@ class CoordinatorServer:
         self._health = health_servicer
         self._datasets = datasets
         self._lock = lock
+        self._instances = instances
         self._tasks: list[asyncio.Task[None]] = []
         #: The OpenAI API's server, when `config.http_listen` asks for one.
         self.http: HttpServer | None = None
@@ -198,6 +203,12 @@ class CoordinatorServer:
             )
         catalog = await asyncio.to_thread(ModelCatalog.prepare, config.models, cache)
         engine, sessions = await open_database(config.database_url)
+        coordinator_id = instance_id(config.data_dir)
+        instances = Instances(
+            sessions,
+            coordinator_id,
+            ttl_s=config.heartbeat_interval_s * config.heartbeat_misses * COORDINATOR_TTL_FACTOR,
+        )
         keys = ApiKeys(sessions)
         admin_key = await keys.admin_key_file(config.data_dir)
         ledger = RewardLedger(sessions, reward_tree, prices)
@@ -222,11 +233,14 @@ class CoordinatorServer:
                 ),
             ),
             ledger,
-            payload_dir=config.data_dir / "payloads",
+            # Files only where the database is this coordinator's alone: with PostgreSQL,
+            # every coordinator reads any shard's payload, so they stay in the database.
+            payload_dir=config.data_dir / "payloads" if engine.dialect.name == "sqlite" else None,
+            owner=coordinator_id,
         )
         registry = NodeRegistry(
             sessions,
-            coordinator_id=secrets.token_hex(8),
+            coordinator_id=coordinator_id,
             expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
             standing=standing,
         )
@@ -253,6 +267,7 @@ class CoordinatorServer:
             standing,
             lanes,
             events,
+            instances,
             max_attempts=config.max_attempts,
             policy=WorkPolicy(
                 verify_fraction=config.verify_fraction,
@@ -280,6 +295,8 @@ class CoordinatorServer:
             ),
         )
         faucet = config.faucet_wei or (DEV_FAUCET_WEI if config.chain == EMBEDDED else 0)
+        await instances.beat("")  # alone or not, before claiming
+        await instances.take_over_dead()
         recovered = await dispatcher.recover()
         if recovered:
             logger.info("recovered %d pending shards from the database", recovered)
@@ -376,7 +393,9 @@ class CoordinatorServer:
                 f"could not listen on {config.listen}: is another coordinator (or another "
                 "program) using that port?"
             )
-        self = cls(config, server, port, engine, dispatcher, health_servicer, datasets, lock)
+        self = cls(
+            config, server, port, engine, dispatcher, health_servicer, datasets, lock, instances
+        )
         await server.start()
         if http is not None:
             self.http = http
@@ -404,15 +423,19 @@ class CoordinatorServer:
         return self
 
     async def _reap(self, registry: NodeRegistry) -> None:
-        """Every half heartbeat: expire silent nodes, back up stragglers; every
-        RECONCILE_EVERY rounds, and after a round the database failed, queue shards nothing
-        holds again (`Dispatcher.reconcile`)."""
+        """Every half heartbeat: this coordinator's own heartbeat, the shards of coordinators
+        that stopped beating given back, unclaimed shards claimed; expire silent nodes, back up
+        stragglers; every RECONCILE_EVERY rounds, and after a round the database failed, queue
+        shards nothing holds again (`Dispatcher.reconcile`)."""
         interval = self.config.heartbeat_interval_s / 2
         rounds, reconcile = 0, False
         while True:
             await asyncio.sleep(interval)
             rounds += 1
             try:
+                await self._instances.beat(self.address)
+                await self._instances.take_over_dead()
+                await self._dispatcher.claim()
                 await self._dispatcher.expire_nodes()
                 await self._dispatcher.check_stragglers()
                 await registry.persist_last_seen()
@@ -445,6 +468,10 @@ class CoordinatorServer:
         if self.http is not None:
             await self.http.stop()
         await self._dispatcher.shutdown()
+        try:  # what this coordinator held is for the others (or its next start) to claim
+            await self._instances.leave()
+        except Exception as exc:
+            logger.warning("could not give this coordinator's shards back: %s", exc)
         self._datasets.cancel_reads()  # a dataset read ends now, not after the grace
         await self._server.stop(self.config.shutdown_grace_s)
         await asyncio.to_thread(self._datasets.close)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
+from tokenweave.coordinator._claims import Instances
 from tokenweave.coordinator._db import (
     JobRow,
     LedgerRow,
@@ -108,6 +109,7 @@ async def make_parts(
                 quota=quota or ClientQuota(),
             ),
             ledger,
+            owner="0123456789abcdef",
         )
         registry = NodeRegistry(
             sessions, coordinator_id="test", expiry_seconds=60, standing=standing
@@ -118,6 +120,7 @@ async def make_parts(
             standing,
             Lanes(),
             JobEvents(),
+            Instances(sessions, store.owner, ttl_s=60),
             max_attempts=max_attempts,
             policy=policy,
             referee=referee,
