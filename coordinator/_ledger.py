@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import (
@@ -30,6 +30,9 @@ from tokenweave.coordinator._metering import PriceList, micro_to_wei
 from tokenweave.errors import FailedPreconditionError, NotFoundError
 from tokenweave.types import EpochState
 from tokenweave.workloads import Usage
+
+#: The advisory lock key that closing an epoch takes on PostgreSQL ("twclose" as an integer).
+CLOSE_EPOCH_LOCK = int.from_bytes(b"twclose", "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +170,13 @@ class RewardLedger:
             return set(await session.scalars(select(WithheldRow.address)))
 
     async def close_epoch(self) -> EpochView | None:
-        """Close the open epoch; None when nothing was earned since the last one."""
+        """Close the open epoch; None when nothing was earned since the last one. Coordinators
+        sharing a PostgreSQL database close one at a time (a transaction's advisory lock)."""
         async with self._db.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLOSE_EPOCH_LOCK}
+                )
             last = (await session.scalar(select(func.max(EpochRow.epoch)))) or 0
             epoch = last + 1
             stamped = await session.execute(

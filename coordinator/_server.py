@@ -37,6 +37,7 @@ from tokenweave.coordinator._inference import InferenceServicer, ModelServicer
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._kserve_http import router as kserve_router
 from tokenweave.coordinator._lanes import Lanes
+from tokenweave.coordinator._leader import SETTLEMENT_LOCK, Leadership
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
 from tokenweave.coordinator._metering import PriceList
@@ -293,6 +294,7 @@ class CoordinatorServer:
             SettlementPolicy(
                 epoch_seconds=config.epoch_seconds, confirmations=config.confirmations
             ),
+            Leadership(engine, SETTLEMENT_LOCK, "epoch settlement"),
         )
         faucet = config.faucet_wei or (DEV_FAUCET_WEI if config.chain == EMBEDDED else 0)
         await instances.beat("")  # alone or not, before claiming

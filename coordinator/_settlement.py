@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tokenweave.coordinator._db import utcnow
+from tokenweave.coordinator._errors import database_unreachable
+from tokenweave.coordinator._leader import Leadership
 from tokenweave.coordinator._ledger import EpochView, RewardLedger
 from tokenweave.coordinator._metering import micro_to_wei
 from tokenweave.types import ChainInfo, EpochState
@@ -93,8 +95,17 @@ class SettlementPolicy:
 
 
 class EpochSettler:
-    def __init__(self, ledger: RewardLedger, chain: RewardChain, policy: SettlementPolicy) -> None:
+    def __init__(
+        self,
+        ledger: RewardLedger,
+        chain: RewardChain,
+        policy: SettlementPolicy,
+        leadership: Leadership | None = None,
+    ) -> None:
+        """`leadership`: with several coordinators on one database, only its holder closes
+        epochs on the clock, posts and confirms (None: this one always does)."""
         self._ledger = ledger
+        self._leadership = leadership
         self._chain = chain
         self._policy = policy
         self._wake = asyncio.Event()
@@ -117,14 +128,24 @@ class EpochSettler:
         return view
 
     async def run(self) -> None:
-        """Forever: close epochs on the clock, post, confirm."""
-        while True:
-            self._wake.clear()
-            try:
-                await self._close_if_due()
-                await self.step()
-            except Exception:
-                logger.exception("settlement step failed")
+        """Forever: close epochs on the clock, post, confirm — while this coordinator leads."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    if self._leadership is None or await self._leadership.held():
+                        await self._close_if_due()
+                        await self.step()
+                except Exception as exc:
+                    if database_unreachable(exc):
+                        logger.warning("settlement: database unreachable: %s", exc)
+                    else:
+                        logger.exception("settlement step failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._policy.poll_seconds)
+        finally:
+            if self._leadership is not None:
+                await self._leadership.release()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._policy.poll_seconds)
 

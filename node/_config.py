@@ -22,7 +22,8 @@ class NodeConfig:
     """What `tokenweave node` was told. Settings left unset (None) that depend on the device
     are filled in by `resolved` once the node knows whether it runs on a GPU."""
 
-    #: host:port of the coordinator.
+    #: host:port of the coordinator; several coordinators of one network, comma-separated,
+    #: are tried in turn: the node fails over to the next when one stops answering.
     coordinator: str = "127.0.0.1:50051"
     #: The CA that signed the coordinator's TLS certificate; unset: plaintext (loopback only).
     tls_ca: Path | None = None
@@ -68,6 +69,11 @@ class NodeConfig:
     p2p_listen: str = "/ip4/127.0.0.1/tcp/0"
     #: Most bytes of dataset blocks kept in `<data_dir>/blocks`; unset: no limit.
     block_quota_bytes: int | None = None
+
+    @property
+    def coordinators(self) -> tuple[str, ...]:
+        """The coordinators' addresses, in the order they are tried."""
+        return tuple(a.strip() for a in self.coordinator.split(",") if a.strip())
 
     def resolved(self, on_gpu: bool) -> NodeConfig:
         """This config with the device-dependent defaults filled in."""

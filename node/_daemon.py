@@ -15,6 +15,7 @@ The parts, each behind a small interface:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from tokenweave import __version__, workloads
@@ -69,6 +70,8 @@ class NodeDaemon:
     ) -> None:
         self.config = config
         self._lock = lock
+        #: Sessions so far: the coordinator of the next one is this one of the list, modulo.
+        self._next_coordinator = 0
         self.identity = identity
         self._runners = runners
         self._generators = generators or {}
@@ -194,14 +197,24 @@ class NodeDaemon:
                     self._lock.release()
 
     async def _session(self, stop: asyncio.Event) -> bool:
-        """One session; whether it registered (a lost session is logged, not raised)."""
+        """One session with the current coordinator; whether it registered (a lost session is
+        logged, not raised). When it ends, the next coordinator of the list is the current one:
+        a node given several fails over from one that died or stopped answering."""
+        addresses = self.config.coordinators or (self.config.coordinator,)
+        address = addresses[self._next_coordinator % len(addresses)]
+        config = dataclasses.replace(self.config, coordinator=address)
         session = LeaseSession(
-            self.config, self.identity, self._registration, self.blocks, self.worker.run
+            config, self.identity, self._registration, self.blocks, self.worker.run
         )
         try:
             await session.run(stop)
         except SessionLostError as exc:
-            logger.warning("coordinator %s: %s", self.config.coordinator, exc.message)
+            logger.warning("coordinator %s: %s", address, exc.message)
+        if len(addresses) > 1 and not stop.is_set():
+            self._next_coordinator += 1
+            logger.info(
+                "failing over to coordinator %s", addresses[self._next_coordinator % len(addresses)]
+            )
         return session.registered
 
     def _registration_template(self) -> nodes_pb2.RegisterRequest:

@@ -1,22 +1,19 @@
 """Several coordinators on one database (coordinator/_claims.py): claims never overlap, a dead
 coordinator's shards come back for the living, and a coordinator that lost a shard can neither
-lease nor complete it. On SQLite, and on the PostgreSQL server at 127.0.0.1:5432 (or
-TOKENWEAVE_TEST_DB) where SKIP LOCKED does the work: that case is skipped only where no server
-answers."""
+lease nor release it. On SQLite, and on PostgreSQL, where SKIP LOCKED does the work (the
+`sessions` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._claims import (
     QUEUED_PER_SLOT,
@@ -29,47 +26,18 @@ from tokenweave.coordinator._db import (
     JobRow,
     ShardPayloadRow,
     ShardRow,
-    open_database,
     utcnow,
 )
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._views import ShardState
 from tokenweave.types import JobState
 
-SERVER = os.environ.get("TOKENWEAVE_TEST_DB", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 Sessions = async_sessionmaker[AsyncSession]
 
 
-async def _postgres(statement: str) -> None:
-    import asyncpg
-
-    dsn = SERVER.replace("postgresql+asyncpg://", "postgresql://", 1).rstrip("/") + "/postgres"
-    connection = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sessions]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'claims.db'}"
-        dropped = None
-    else:
-        name = f"tokenweave_claims_{uuid.uuid4().hex[:12]}"
-        try:
-            await _postgres(f'CREATE DATABASE "{name}"')
-        except (OSError, ImportError) as exc:
-            pytest.skip(f"no PostgreSQL at {SERVER}: {exc}")
-        url, dropped = f"{SERVER.rstrip('/')}/{name}", name
-    engine, made = await open_database(url)
-    try:
-        yield made
-    finally:
-        await engine.dispose()
-        if dropped is not None:
-            await _postgres(f'DROP DATABASE IF EXISTS "{dropped}" WITH (FORCE)')
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def _job(sessions: Sessions, shards: int, owner: str | None = None) -> str:

@@ -35,11 +35,13 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
-def _add_client_options(p: argparse.ArgumentParser) -> None:
+def _add_client_options(p: argparse.ArgumentParser, failover: bool = False) -> None:
     p.add_argument(
         "--coordinator",
-        metavar="HOST:PORT",
-        help="coordinator address (env TOKENWEAVE_COORDINATOR; default 127.0.0.1:50051)",
+        metavar="HOST:PORT[,HOST:PORT...]" if failover else "HOST:PORT",
+        help="coordinator address"
+        + (", or several coordinators of one network: the node fails over" if failover else "")
+        + " (env TOKENWEAVE_COORDINATOR; default 127.0.0.1:50051)",
     )
     p.add_argument(
         "--api-key",
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     nc.add_argument("--json", action="store_true")
     _add_client_options(nc)
     add_stake_commands(nsub, _add_client_options)
-    _add_client_options(p)
+    _add_client_options(p, failover=True)
     p.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="holds the node key; default ./node-data"
     )
