@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 CLAIM_CHUNK = 2_000
 #: With other coordinators alive, a coordinator keeps this many shards queued per slot of its
 #: nodes (enough to keep them busy between two claims, few enough to leave the rest to others).
-QUEUED_PER_SLOT = 4
+QUEUED_PER_SLOT = 2
 _ID = re.compile(r"[0-9a-f]{16}")
 _UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 
@@ -202,12 +202,16 @@ class Instances:
             .order_by(JobRow.created_at, ShardRow.index)
             .limit(limit)
             .with_for_update(of=ShardRow, skip_locked=True)
+            # Materialized, so that it runs once: as a plain subquery of the UPDATE, PostgreSQL
+            # may run it again per row, and LIMIT then bounds nothing.
+            .cte("picked")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         async with self._sessions.begin() as session:
             shards = list(
                 await session.scalars(
                     update(ShardRow)
-                    .where(ShardRow.shard_id.in_(pick), ShardRow.owner.is_(None))
+                    .where(ShardRow.shard_id == pick.c.shard_id, ShardRow.owner.is_(None))
                     .values(owner=self.coordinator_id)
                     .returning(ShardRow)
                     .execution_options(synchronize_session=False)

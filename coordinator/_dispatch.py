@@ -116,7 +116,12 @@ class Dispatcher:
         self._unclaimed = limit is not None and len(shards) >= limit  # more may be waiting
         if shards:
             self._pending.extend(shards)
-            logger.info("claimed %d shards", len(shards))
+            logger.debug(
+                "claimed %d shards (%d coordinators alive, %d slots here)",
+                len(shards),
+                self._instances.alive_count,
+                slots,
+            )
 
     # -- jobs ---------------------------------------------------------------------------------
 

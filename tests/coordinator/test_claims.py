@@ -105,6 +105,7 @@ async def test_claims_at_the_same_moment_never_overlap(sessions: Sessions) -> No
     async def claim_all(instances: Instances) -> list[str]:
         taken: list[str] = []
         while batch := await instances.claim(7):
+            assert len(batch) <= 7
             assert [s.index for s in batch] == sorted(s.index for s in batch)  # oldest first
             taken += [s.shard_id for s in batch]
         return taken

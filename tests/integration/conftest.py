@@ -36,6 +36,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tokenweave.cli import LocalCluster
+from tokenweave.contracts import Anvil, anvil_binary
 from tokenweave.models import PreparedModel
 from tokenweave.workloads import WindowPlan, document_embedding
 
@@ -222,3 +223,14 @@ def random_file(path: Path, size: int, seed: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
     return path
+
+
+@pytest.fixture
+def anvil() -> Iterator[Anvil]:
+    """A fresh anvil chain (blocks every 0.5 s), stopped after the test."""
+    try:
+        anvil_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    with Anvil(block_time=0.5) as node:
+        yield node

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,16 +24,6 @@ from tokenweave.contracts import (
 
 from .conftest import ClusterFactory
 from .test_rewards import TEXT, claim_cli
-
-
-@pytest.fixture
-def anvil() -> Iterator[Anvil]:
-    try:
-        anvil_binary()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    with Anvil(block_time=0.5) as node:
-        yield node
 
 
 def test_a_coordinator_killed_mid_settlement_posts_once_and_pays_once(
