@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +88,8 @@ class Instances:
         self._started = utcnow()
         #: Coordinators alive at the last beat, this one included.
         self.alive_count = 1
+        #: Called when shards are put up for claiming (the other coordinators are told).
+        self.announce: Callable[[], None] = lambda: None
 
     @property
     def alone(self) -> bool:
@@ -149,6 +151,8 @@ class Instances:
             await session.execute(
                 delete(CoordinatorRow).where(CoordinatorRow.coordinator_id.in_(dead))
             )
+        if back:
+            self.announce()
         logger.warning(
             "coordinator(s) %s stopped beating: %d of their shards are up for claiming",
             ", ".join(dead),
@@ -163,6 +167,8 @@ class Instances:
             await session.execute(
                 delete(CoordinatorRow).where(CoordinatorRow.coordinator_id == self.coordinator_id)
             )
+        if back:
+            self.announce()
         return back
 
     @staticmethod

@@ -131,6 +131,7 @@ class Dispatcher:
             self._pending.extend(shards)
         else:  # up for claiming, here and by the other coordinators
             self.new_work()
+            self._instances.announce()
         logger.info(
             "job %s (%s): %d documents, %d tokens, %d items in %d shards",
             *(job.job_id, job.workload, job.documents, job.tokens, job.items, job.shards_total),

@@ -33,8 +33,17 @@ class JobEvents:
     def __init__(self, poll_s: float = 1.0) -> None:
         self._jobs: dict[str, _Broadcast] = {}
         self._poll_s = poll_s
+        #: Tells the other coordinators sharing the database (their watchers wake too).
+        self.publish: Callable[[str], None] | None = None
 
     def notify(self, job_id: str) -> None:
+        """The job changed here: wake its watchers, here and on the other coordinators."""
+        self.wake(job_id)
+        if self.publish is not None:
+            self.publish(job_id)
+
+    def wake(self, job_id: str) -> None:
+        """Wake the job's watchers on this coordinator."""
         broadcast = self._jobs.get(job_id)
         if broadcast is not None:
             broadcast.notify()

@@ -21,6 +21,7 @@ from tokenweave._tls import require_tls_off_loopback, server_credentials
 from tokenweave.contracts import EMBEDDED, RewardTree
 from tokenweave.coordinator._auth import ApiKeys, AuthInterceptor, RateLimiter
 from tokenweave.coordinator._auth_servicer import AuthServicer
+from tokenweave.coordinator._bulletin import Bulletin
 from tokenweave.coordinator._catalog import ModelCatalog
 from tokenweave.coordinator._claims import Instances, instance_id
 from tokenweave.coordinator._config import CoordinatorConfig
@@ -152,6 +153,7 @@ class CoordinatorServer:
         datasets: DatasetReader,
         lock: DataDirLock,
         instances: Instances,
+        bulletin: Bulletin,
     ) -> None:
         self.config = config
         self.port = port
@@ -162,6 +164,9 @@ class CoordinatorServer:
         self._datasets = datasets
         self._lock = lock
         self._instances = instances
+        self._bulletin = bulletin
+        #: Another coordinator put shards up for claiming: claim now, not at the next round.
+        self._news_of_work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: The OpenAI API's server, when `config.http_listen` asks for one.
         self.http: HttpServer | None = None
@@ -297,6 +302,11 @@ class CoordinatorServer:
             Leadership(engine, SETTLEMENT_LOCK, "epoch settlement"),
         )
         faucet = config.faucet_wei or (DEV_FAUCET_WEI if config.chain == EMBEDDED else 0)
+        bulletin = Bulletin(
+            config.database_url, coordinator_id, on_job=events.wake, on_work=lambda: None
+        )
+        events.publish = bulletin.job_changed
+        instances.announce = bulletin.work_added
         await instances.beat("")  # alone or not, before claiming
         await instances.take_over_dead()
         recovered = await dispatcher.recover()
@@ -396,8 +406,19 @@ class CoordinatorServer:
                 "program) using that port?"
             )
         self = cls(
-            config, server, port, engine, dispatcher, health_servicer, datasets, lock, instances
+            config,
+            server,
+            port,
+            engine,
+            dispatcher,
+            health_servicer,
+            datasets,
+            lock,
+            instances,
+            bulletin,
         )
+        bulletin.on_work = self._news_of_work.set
+        bulletin.start()
         await server.start()
         if http is not None:
             self.http = http
@@ -408,6 +429,7 @@ class CoordinatorServer:
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reap(registry)))
+        self._tasks.append(asyncio.create_task(self._claim_on_news()))
         self._tasks.append(asyncio.create_task(settler.run()))
         self._tasks.append(asyncio.create_task(custodian.run()))
         address_file = config.data_dir / "address"
@@ -451,6 +473,16 @@ class CoordinatorServer:
                 else:
                     logger.exception("node liveness check failed")
 
+    async def _claim_on_news(self) -> None:
+        """Claim as soon as another coordinator says shards are up for claiming."""
+        while True:
+            await self._news_of_work.wait()
+            self._news_of_work.clear()
+            try:
+                await self._dispatcher.claim()
+            except Exception as exc:
+                logger.warning("claiming failed: %s: %s", type(exc).__name__, exc)
+
     async def wait(self) -> None:
         await self._stopped.wait()
 
@@ -474,6 +506,7 @@ class CoordinatorServer:
             await self._instances.leave()
         except Exception as exc:
             logger.warning("could not give this coordinator's shards back: %s", exc)
+        await self._bulletin.close()
         self._datasets.cancel_reads()  # a dataset read ends now, not after the grace
         await self._server.stop(self.config.shutdown_grace_s)
         await asyncio.to_thread(self._datasets.close)
