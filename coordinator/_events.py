@@ -30,9 +30,10 @@ class _Broadcast:
 class JobEvents:
     """One broadcast per watched job; forgotten when its last watcher leaves."""
 
-    def __init__(self, poll_s: float = 1.0) -> None:
+    def __init__(self, poll_s: float = 1.0, min_interval_s: float = 0.1) -> None:
         self._jobs: dict[str, _Broadcast] = {}
         self._poll_s = poll_s
+        self._min_interval = min_interval_s
         #: Tells the other coordinators sharing the database (their watchers wake too).
         self.publish: Callable[[str], None] | None = None
 
@@ -52,8 +53,11 @@ class JobEvents:
         self, job_id: str, after_version: int, view: Callable[[str], Awaitable[JobInfo]]
     ) -> AsyncIterator[JobInfo]:
         """Yield the job (`view(job_id)`) each time it changes past `after_version`, until it is
-        finished. Changes are also polled every `poll_s`, in case a notify was missed."""
-        current = await view(job_id)
+        finished. Changes are also polled every `poll_s`, in case a notify was missed; views
+        are `min_interval_s` apart at least (a job of many small shards changes thousands of
+        times a second: its watchers get its progress, not each change)."""
+        loop = asyncio.get_running_loop()
+        current, viewed = await view(job_id), loop.time()
         broadcast = self._jobs.setdefault(job_id, _Broadcast())
         broadcast.watchers += 1
         try:
@@ -64,7 +68,8 @@ class JobEvents:
                 if current.state.finished:
                     return
                 await broadcast.wait(self._poll_s)
-                current = await view(job_id)
+                await asyncio.sleep(max(0.0, viewed + self._min_interval - loop.time()))
+                current, viewed = await view(job_id), loop.time()
         finally:
             broadcast.watchers -= 1
             if broadcast.watchers == 0 and self._jobs.get(job_id) is broadcast:

@@ -8,6 +8,7 @@ a node and back is opaque bytes here. ORM rows never leave this module: callers 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,11 @@ from tokenweave.workloads import (
 
 #: Documents read from the database at a time when streaming a job's results.
 RESULT_PAGE = 64
+#: A running job's node shares are counted again after this many seconds at the earliest.
+NODE_SHARES_EVERY_S = 2.0
+#: Running jobs whose shares are kept at most (forgotten all at once past it: jobs that
+#: finished on another coordinator are never asked for again here).
+NODE_SHARES_CACHED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,8 @@ class JobStore:
         self._limits = limits
         self._ledger = ledger
         self._payloads = Payloads(sessions, payload_dir)
+        #: Running jobs' node shares, with when they were counted (`_node_shares`).
+        self._shares: dict[str, tuple[float, list[NodeShare]]] = {}
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -152,7 +160,15 @@ class JobStore:
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def _node_shares(self, session: AsyncSession, job_id: str) -> list[NodeShare]:
+    async def _node_shares(self, session: AsyncSession, row: JobRow) -> list[NodeShare]:
+        """The nodes that did the job's shards so far: counted afresh once it has finished,
+        at most every NODE_SHARES_EVERY_S seconds while it runs (the count reads every shard
+        done, and a job's watchers ask after each change)."""
+        job_id, now = row.job_id, time.monotonic()
+        cached = self._shares.get(job_id)
+        finished = JobState(row.state).finished
+        if cached is not None and not finished and now - cached[0] < NODE_SHARES_EVERY_S:
+            return cached[1]
         rows = await session.execute(
             select(ShardRow.node_id, NodeRow.address, func.count(), func.sum(ShardRow.cost))
             .join(NodeRow, NodeRow.node_id == ShardRow.node_id)
@@ -160,14 +176,21 @@ class JobStore:
             .group_by(ShardRow.node_id, NodeRow.address)
             .order_by(ShardRow.node_id)
         )
-        return [NodeShare(n, a, int(c), int(t)) for n, a, c, t in rows.all() if n is not None]
+        shares = [NodeShare(n, a, int(c), int(t)) for n, a, c, t in rows.all() if n is not None]
+        if finished:
+            self._shares.pop(job_id, None)
+        else:
+            if len(self._shares) >= NODE_SHARES_CACHED:
+                self._shares.clear()
+            self._shares[job_id] = (now, shares)
+        return shares
 
     async def get(self, job_id: str) -> JobInfo:
         async with self._sessions() as session:
             row = await session.get(JobRow, job_id)
             if row is None:
                 raise NotFoundError(f"no job with id {clip(job_id)}")
-            return job_from_row(row, await self._node_shares(session, job_id))
+            return job_from_row(row, await self._node_shares(session, row))
 
     async def payload(self, shard_id: str) -> bytes:
         """What a shard's node is sent (kept in the database or a file until then)."""
@@ -392,9 +415,17 @@ class JobStore:
                 raise FailedPreconditionError(f"shard {output.shard_id} is no longer running")
             # Locked: coordinators completing the job's shards at once count them one by one.
             job = await session.get(JobRow, row.job_id, with_for_update=True)
-            node = await session.get(NodeRow, node_id)
+            address = await session.scalar(
+                update(NodeRow)
+                .where(NodeRow.node_id == node_id)
+                .values(
+                    shards_done=NodeRow.shards_done + 1,
+                    tokens_processed=NodeRow.tokens_processed + row.cost,
+                )
+                .returning(NodeRow.address)
+            )
             assert job is not None
-            assert node is not None
+            assert address is not None
             row.state = ShardState.DONE
             row.node_id = node_id
             row.output = output.output
@@ -405,11 +436,7 @@ class JobStore:
             job.shards_done += 1
             job.tokens_processed += row.cost
             job.version += 1
-            node.shards_done += 1
-            node.tokens_processed += row.cost
-            await self._ledger.append(
-                session, row.shard_id, job.job_id, node.address, job.model, usage
-            )
+            await self._ledger.append(session, row.shard_id, job.job_id, address, job.model, usage)
             if job.shards_done < job.shards_total:
                 return Completed(job_from_row(job))
             await session.flush()

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave._eip191 import recover_personal
@@ -298,13 +298,16 @@ class NodeRegistry:
         return node_id in self._live
 
     async def persist_last_seen(self) -> None:
-        now = utcnow()
+        """Write when each connected node was last heard from: one statement for them all."""
+        if not self._live:
+            return
+        now, clock = utcnow(), time.monotonic()
+        seen = [
+            {"node_id": node_id, "last_seen": now - dt.timedelta(seconds=clock - live.last_seen)}
+            for node_id, live in self._live.items()
+        ]
         async with self._db.begin() as session:
-            for node_id, live in list(self._live.items()):
-                row = await session.get(NodeRow, node_id)
-                if row is not None:
-                    age = time.monotonic() - live.last_seen
-                    row.last_seen = now - dt.timedelta(seconds=age)
+            await session.execute(update(NodeRow), seen)  # by primary key, executemany
 
     async def page(
         self, running: dict[str, int], withheld: set[str], size: int, after: str = ""
