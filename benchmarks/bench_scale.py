@@ -117,15 +117,18 @@ def _simulate(
     count: int,
     per_connection: int,
     model_sha256: str,
+    join_rate: float,
     registered: Any,
     stop: Any,
     out: str,
 ) -> None:
-    """A worker process: `count` simulated nodes (numbered from `first`), each starting with
-    coordinator `number % len(addresses)`; their figures written to `out` once `stop` is set."""
+    """A worker process: `count` simulated nodes (numbered from `first`), joining at
+    `join_rate` a second, each starting with coordinator `number % len(addresses)`; their
+    figures written to `out` once `stop` is set."""
     from grpc import aio
 
     from tokenweave.node import NodeConfig, NodeIdentity
+    from tokenweave.node._reconnect import Backoff, keep_connected
     from tokenweave.node._session import LeaseSession
 
     async def main() -> dict[str, list[float]]:
@@ -139,39 +142,56 @@ def _simulate(
         )
         channels: dict[tuple[str, int], aio.Channel] = {}
         sims = [_SimNode() for _ in range(count)]
-        sessions: list[LeaseSession] = []
+        sessions: dict[int, LeaseSession] = {}
+        errors: list[str] = []
 
         async def node(index: int, sim: _SimNode) -> None:
+            """A node's life as the daemon lives it: sessions one after another, with its
+            backoff between them (a coordinator under a registration storm refuses some)."""
             number = first + index
             address = addresses[number % len(addresses)]
             key = (address, index // per_connection)
             if key not in channels:
                 channels[key] = aio.insecure_channel(
-                    address, options=[("grpc.max_receive_message_length", 64 * 2**20)]
+                    address,
+                    options=[
+                        ("grpc.max_receive_message_length", 64 * 2**20),
+                        # A connection of its own: gRPC shares one between the channels of a
+                        # process by default, past the coordinator's 100 streams a connection.
+                        ("grpc.use_local_subchannel_pool", 1),
+                    ],
                 )
             config = NodeConfig(coordinator=address, concurrent_shards=1, shutdown_grace_s=1.0)
-            session = LeaseSession(
-                config, NodeIdentity(secrets.token_bytes(32)), registration, _NoBlocks(), sim.run
-            )
-            sessions.append(session)
+            identity = NodeIdentity(secrets.token_bytes(32))
             stub = nodes_pb2_grpc.NodeServiceStub(channels[key])
-            with contextlib.suppress(Exception):
-                await session.serve(stub, data_pb2_grpc.DataServiceStub(channels[key]), stopping)
+            data = data_pb2_grpc.DataServiceStub(channels[key])
+
+            async def attempt(stop: asyncio.Event) -> bool:
+                session = LeaseSession(config, identity, registration, _NoBlocks(), sim.run)
+                sessions[number] = session
+                try:
+                    await session.serve(stub, data, stop)
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                return session.registered
+
+            await keep_connected(attempt, stopping, Backoff(0.5, 10.0))
 
         async def count_registered() -> None:
             while not stopping.is_set():
-                registered.value = sum(s.registered for s in sessions)
+                registered.value = sum(s.registered for s in sessions.values())
                 if stop.is_set():
                     stopping.set()
                 await asyncio.sleep(0.2)
 
         tasks = []
-        for index, sim in enumerate(sims):
+        for index, sim in enumerate(sims):  # nodes join at `join_rate` a second, as they come
             tasks.append(asyncio.create_task(node(index, sim)))
-            if index % 50 == 49:
-                await asyncio.sleep(0)  # let registrations start while the rest are made
+            await asyncio.sleep(1 / join_rate)
         await count_registered()
         await asyncio.wait(tasks, timeout=10)
+        if errors:
+            print(f"{len(errors)} sessions of simulated nodes ended in errors, e.g. {errors[0]}")
         return {
             "waits": [w for s in sims for w in s.waits],
             "leases": [t for s in sims for t in s.leases],
@@ -203,6 +223,7 @@ def run_case(
     database: str | None,
     processes: int,
     per_connection: int,
+    join_rate: float,
     root: Path,
 ) -> dict[str, Any]:
     """One configuration: start the coordinators, the simulated nodes, run the job, measure."""
@@ -252,11 +273,21 @@ def run_case(
             count = min(share, nodes - p * share)
             worker = context.Process(
                 target=_simulate,
-                args=(addresses, p * share, count, per_connection, sha, counters[p], stop, outs[p]),
+                args=(
+                    addresses,
+                    p * share,
+                    count,
+                    per_connection,
+                    sha,
+                    join_rate / processes,
+                    counters[p],
+                    stop,
+                    outs[p],
+                ),
             )
             worker.start()
             workers.append(worker)
-        deadline = time.monotonic() + 60 + nodes / 50
+        deadline = time.monotonic() + 60 + 2 * nodes / join_rate
         while sum(c.value for c in counters) < nodes:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{sum(c.value for c in counters)} of {nodes} registered")
@@ -330,6 +361,9 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="a server for the coordinators' database")
     parser.add_argument("--processes", type=int, default=2, help="processes of simulated nodes")
     parser.add_argument("--nodes-per-connection", type=int, default=20)
+    parser.add_argument(
+        "--join-rate", type=float, default=200.0, help="nodes joining a second, in all (200)"
+    )
     parser.add_argument("--ray", metavar="PYTHON", help="a Python with ray, for the baseline")
     parser.add_argument("--ray-tasks", type=int, default=20_000)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -358,6 +392,7 @@ def main() -> None:
                     database,
                     args.processes,
                     args.nodes_per_connection,
+                    args.join_rate,
                     Path(tmp),
                 )
                 report["cases"].append(case)

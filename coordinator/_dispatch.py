@@ -34,7 +34,7 @@ from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._outputs import JobOutputs
-from tokenweave.coordinator._placer import Placer, WorkPolicy
+from tokenweave.coordinator._placer import PlacementRound, Placer, WorkPolicy
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._runs import PendingQueue, Runs
 from tokenweave.coordinator._shield import to_the_end
@@ -454,13 +454,12 @@ class Dispatcher:
             await self._claim()
             await self._place_copies()
             backlog = self._pending.backlog()
+            placing = PlacementRound(self._placer, self.lanes)
             for shard in self._pending:
                 shard_id = shard.shard_id
-                if not any(lane.free_slots() > 0 for lane in self.lanes):
+                if placing.free <= 0:
                     return
-                lanes = self._placer.candidates(shard, self._flights.avoided(shard_id))
-                lanes = lanes or self._placer.candidates(shard, set())
-                lane = self._placer.choose(shard, lanes, backlog)
+                lane = placing.lane_for(shard, self._flights.avoided(shard_id), backlog)
                 backlog -= shard.cost
                 if lane is None:
                     continue
@@ -470,7 +469,7 @@ class Dispatcher:
                         "shard %s is no longer pending; dropped from the queue", shard_id
                     )
                     continue
-                verified = self._placer.verify(shard, lane)
+                verified = self._placer.verify(shard, lane, placing.candidates(shard))
                 after = workloads.get(shard.workload).verifies_results
                 await self._run_on(lane, self._flights.lease(shard, verified, after), copy=False)
                 self._events.notify(shard.job_id)

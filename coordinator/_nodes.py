@@ -160,6 +160,9 @@ class _Session:
     max_inflight: int
     models: tuple[ModelOffer, ...]
     workloads: tuple[str, ...]
+    #: The heartbeat interval the node was given, and how long it may stay silent.
+    interval_s: float
+    expiry_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +182,19 @@ class NodeRegistry:
         expiry_seconds: float,
         standing: Standing,
         limits: RegistrationLimits = LIMITS,
+        heartbeat_interval_s: float = 2.0,
+        max_heartbeats_per_s: float = 250.0,
     ) -> None:
+        """A node is expired after `expiry_seconds` of silence at the `heartbeat_interval_s`
+        heartbeat; in a network too large for every node to beat that often within
+        `max_heartbeats_per_s`, new sessions are given a longer interval, and as much longer an
+        expiry (anything a node sends on its lease stream counts as a heartbeat too)."""
         self._db = sessions
         self._limits = limits
         self._coordinator_id = coordinator_id
         self._expiry = expiry_seconds
+        self._interval = heartbeat_interval_s
+        self._max_rate = max_heartbeats_per_s
         self._standing = standing
         self.challenges = ChallengeTable(
             limits.challenge_ttl_s, limits.max_challenges_per_address, limits.max_challenges
@@ -259,10 +270,22 @@ class NodeRegistry:
             row.multiaddrs = list(reg.multiaddrs)
             row.last_seen = now
         token = secrets.token_hex(16)
+        interval = max(self._interval, (len(self._live) + 1) / self._max_rate)
         self._live[address] = _Session(
-            token, time.monotonic(), reg.max_inflight_shards, reg.models, reg.workloads
+            token,
+            time.monotonic(),
+            reg.max_inflight_shards,
+            reg.models,
+            reg.workloads,
+            interval,
+            self._expiry * interval / self._interval,
         )
         return address, token
+
+    def heartbeat_interval(self, node_id: str) -> float:
+        """Seconds between the heartbeats of `node_id`'s session."""
+        live = self._live.get(node_id)
+        return live.interval_s if live is not None else self._interval
 
     def authenticate(self, node_id: str, token: str) -> None:
         live = self._live.get(node_id)
@@ -275,6 +298,12 @@ class NodeRegistry:
         self.authenticate(node_id, token)
         self._live[node_id].last_seen = time.monotonic()
 
+    def touch(self, node_id: str) -> None:
+        """The node was heard from on its lease stream (already authenticated)."""
+        live = self._live.get(node_id)
+        if live is not None:
+            live.last_seen = time.monotonic()
+
     def session_info(self, node_id: str) -> SessionInfo:
         live = self._live.get(node_id)
         if live is None:
@@ -282,9 +311,9 @@ class NodeRegistry:
         return SessionInfo(live.max_inflight, live.models, frozenset(live.workloads))
 
     def expired(self) -> list[str]:
-        """Drop and return the nodes not heard from within the expiry."""
-        cutoff = time.monotonic() - self._expiry
-        gone = [n for n, s in self._live.items() if s.last_seen < cutoff]
+        """Drop and return the nodes not heard from within their expiry."""
+        now = time.monotonic()
+        gone = [n for n, s in self._live.items() if s.last_seen < now - s.expiry_s]
         for node_id in gone:
             del self._live[node_id]
         return gone

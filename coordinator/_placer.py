@@ -50,7 +50,7 @@ class Placer:
         #: Keys the choice of shards to verify; nodes never see it.
         self._secret = secrets.token_bytes(32)
 
-    def candidates(self, shard: QueuedShard, exclude: set[str]) -> list[NodeLane]:
+    def candidates(self, shard: QueuedShard, exclude: set[str] | frozenset[str]) -> list[NodeLane]:
         """Connected nodes that may run the shard: they run its model file and workload, are
         not draining, late, resting or cut off, have the stake asked for, and are not in
         `exclude`."""
@@ -96,12 +96,63 @@ class Placer:
         expected = (lane.load() + shard.cost) / self.speed(lane, shard)
         return expected * self.policy.straggler_factor + self.policy.straggler_slack_s
 
-    def verify(self, shard: QueuedShard, lane: NodeLane) -> bool:
+    def verify(
+        self, shard: QueuedShard, lane: NodeLane, candidates: list[NodeLane] | None = None
+    ) -> bool:
         """Whether a shard leased to `lane` also runs elsewhere: every shard of a node not yet
         vetted, and a secret-keyed sample of the rest — when another node could run it at all
-        (a lone node's result stands as it would anyway, without a copy to wait for)."""
-        if not self.candidates(shard, {lane.node_id}):
+        (a lone node's result stands as it would anyway, without a copy to wait for).
+        `candidates`: the shard's candidates, when the caller has them already."""
+        if candidates is None:
+            candidates = self.candidates(shard, {lane.node_id})
+        if not any(other is not lane for other in candidates):
             return False
         return not self._standing.vetted(lane.node_id) or chosen_for_verification(
             shard.shard_id, self.policy.verify_fraction, self._secret
         )
+
+
+class PlacementRound:
+    """One pass of the dispatcher over its queue. With thousands of nodes and of queued shards,
+    asking the placer afresh for each shard (every lane looked at for every shard) made a pass
+    cost queued × nodes; here the candidates of a kind of shard (model file and workload) are
+    found once a pass, free slots are counted down as shards are leased, and once a shard of a
+    kind is held back (`choose_node`: a faster busy node would finish it sooner), the rest of
+    that kind are too — later shards only see less backlog, which holds them back the more.
+    Shards with a placement of their own (nodes to avoid, dataset blocks to read) are asked
+    for one by one, as before."""
+
+    def __init__(self, placer: Placer, lanes: Lanes) -> None:
+        self._placer = placer
+        #: Free slots left on every node.
+        self.free = sum(max(lane.free_slots(), 0) for lane in lanes)
+        self._candidates: dict[tuple[str, str, str], list[NodeLane]] = {}
+        self._held: set[tuple[str, str, str]] = set()
+
+    def lane_for(self, shard: QueuedShard, avoided: set[str], backlog: int) -> NodeLane | None:
+        """The lane to lease the shard to now (its free slot is counted), or None."""
+        kind = (shard.model, shard.model_sha256, shard.workload)
+        plain = not avoided and not shard.local_nodes and not shard.read_bytes
+        if plain and kind in self._held:
+            return None
+        lanes = self.candidates(shard, avoided)
+        lane = self._placer.choose(shard, lanes, backlog)
+        if lane is None:
+            if plain:
+                self._held.add(kind)
+            return None
+        self.free -= 1
+        return lane
+
+    def candidates(
+        self, shard: QueuedShard, avoided: set[str] | frozenset[str] = frozenset()
+    ) -> list[NodeLane]:
+        """The shard's candidates (`Placer.candidates`): those of its kind, found once a pass,
+        unless it has nodes to avoid (then all the others, or all if none is left)."""
+        if avoided:
+            return self._placer.candidates(shard, avoided) or self._placer.candidates(shard, set())
+        kind = (shard.model, shard.model_sha256, shard.workload)
+        lanes = self._candidates.get(kind)
+        if lanes is None:
+            lanes = self._candidates[kind] = self._placer.candidates(shard, set())
+        return lanes

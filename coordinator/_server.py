@@ -249,6 +249,7 @@ class CoordinatorServer:
             coordinator_id=coordinator_id,
             expiry_seconds=config.heartbeat_interval_s * config.heartbeat_misses,
             standing=standing,
+            heartbeat_interval_s=config.heartbeat_interval_s,
         )
         try:
             chain = await asyncio.to_thread(
@@ -351,7 +352,7 @@ class CoordinatorServer:
             app.include_router(kserve_router(inference, api.as_caller))
             http = HttpServer(app, config.http_listen, limits, config.tls_cert, config.tls_key)
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
-            NodeServicer(dispatcher, registry, int(config.heartbeat_interval_s * 1000)),
+            NodeServicer(dispatcher, registry),
             server,
         )
         custodian = Custodian(

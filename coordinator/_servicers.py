@@ -250,11 +250,9 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
         self,
         dispatcher: Dispatcher,
         registry: NodeRegistry,
-        heartbeat_ms: int,
     ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
-        self._heartbeat_ms = heartbeat_ms
 
     async def GetChallenge(
         self, request: nodes_pb2.GetChallengeRequest, context: Context
@@ -268,7 +266,9 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
         node_id, token = await self._registry.register(registration_from_proto(request))
         logger.info("node %s registered (%s)", node_id, ", ".join(m.name for m in request.models))
         return nodes_pb2.RegisterResponse(
-            node_id=node_id, session_token=token, heartbeat_interval_ms=self._heartbeat_ms
+            node_id=node_id,
+            session_token=token,
+            heartbeat_interval_ms=round(1000 * self._registry.heartbeat_interval(node_id)),
         )
 
     async def Heartbeat(
@@ -315,6 +315,7 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
         """Apply what the node reports. Each change is shielded: cancelling the reader (the node
         hung up) must not interrupt a shard between the database and the dispatcher's memory."""
         async for request in requests:
+            self._registry.touch(lane.node_id)
             kind = request.WhichOneof("message")
             if kind == "result":
                 output = output_from_proto(request.result)

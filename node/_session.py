@@ -239,7 +239,9 @@ class LeaseSession:
                 misses += 1
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED or misses >= HEARTBEAT_MISSES:
                     raise
-                logger.warning("heartbeat missed (%s); retrying", exc.code().name)
+                logger.warning(
+                    "heartbeat missed (%s: %s); retrying", exc.code().name, exc.details()
+                )
 
     async def _read(self, queue: ShardQueue) -> None:
         """Route what the coordinator sends until it ends the stream."""
