@@ -270,7 +270,7 @@ class NodeRegistry:
             row.multiaddrs = list(reg.multiaddrs)
             row.last_seen = now
         token = secrets.token_hex(16)
-        interval = max(self._interval, (len(self._live) + 1) / self._max_rate)
+        interval = self._network_interval(joining=1)
         self._live[address] = _Session(
             token,
             time.monotonic(),
@@ -281,6 +281,11 @@ class NodeRegistry:
             self._expiry * interval / self._interval,
         )
         return address, token
+
+    def _network_interval(self, joining: int = 0) -> float:
+        """The heartbeat interval that keeps the connected nodes (and `joining` more) within
+        `max_heartbeats_per_s`, never under the configured one."""
+        return max(self._interval, (len(self._live) + joining) / self._max_rate)
 
     def heartbeat_interval(self, node_id: str) -> float:
         """Seconds between the heartbeats of `node_id`'s session."""
@@ -311,9 +316,12 @@ class NodeRegistry:
         return SessionInfo(live.max_inflight, live.models, frozenset(live.workloads))
 
     def expired(self) -> list[str]:
-        """Drop and return the nodes not heard from within their expiry."""
+        """Drop and return the nodes not heard from within their expiry, or within what the
+        network's size gives a new session now, if longer (a node that joined a small network
+        beats often, but the coordinator of a grown one may be slow to hear it)."""
         now = time.monotonic()
-        gone = [n for n, s in self._live.items() if s.last_seen < now - s.expiry_s]
+        grown = self._expiry * self._network_interval() / self._interval
+        gone = [n for n, s in self._live.items() if s.last_seen < now - max(s.expiry_s, grown)]
         for node_id in gone:
             del self._live[node_id]
         return gone

@@ -661,12 +661,16 @@ async def test_a_large_network_beats_less_often_and_results_count_as_beats(
     parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
 ) -> None:
     """New sessions get a heartbeat interval that keeps the network within the coordinator's
-    heartbeats a second, and an expiry as much longer; the lease stream keeps a node alive."""
+    heartbeats a second, and every session an expiry as much longer as the network's interval
+    now; the lease stream keeps a node alive."""
     dispatcher, registry, _ = parts
     registry._max_rate = 1.0  # one heartbeat a second for the whole network
     lanes = [await _node(registry, dispatcher, catalog) for _ in range(5)]
     assert [registry.heartbeat_interval(lane.node_id) for lane in lanes] == [2, 2, 3, 4, 5]
-    for lane in lanes:  # silent for 100 s: past 60 s (2 s beats) and 90 s (3 s), not 120 s
+    for lane in lanes:  # silent for 100 s: past 60 s at 2 s beats, not 150 s at 5 s (5 nodes)
         registry._live[lane.node_id].last_seen -= 100
+    assert registry.expired() == []
+    for lane in lanes:  # 160 s
+        registry._live[lane.node_id].last_seen -= 60
     registry.touch(lanes[0].node_id)  # it sent a result
-    assert sorted(registry.expired()) == sorted(lane.node_id for lane in lanes[1:3])
+    assert sorted(registry.expired()) == sorted(lane.node_id for lane in lanes[1:])
