@@ -287,7 +287,7 @@ def run_case(
             )
             worker.start()
             workers.append(worker)
-        deadline = time.monotonic() + 60 + 2 * nodes / join_rate
+        deadline = time.monotonic() + 60 + 3 * nodes / join_rate
         while sum(c.value for c in counters) < nodes:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{sum(c.value for c in counters)} of {nodes} registered")

@@ -14,12 +14,21 @@ Anyone can reach the coordinator's port, so nothing a peer sends may grow withou
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import resource
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tokenweave.errors import ResourceExhaustedError
+
+if TYPE_CHECKING:
+    from tokenweave.coordinator._config import CoordinatorConfig
+
+logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -164,3 +173,38 @@ class RegistrationLimits:
     max_challenges_per_address: int = 8
     max_challenges: int = 10_000
     challenge_ttl_s: float = 60.0
+
+
+def service_limits(config: CoordinatorConfig) -> ServiceLimits:
+    """The defaults, with what the coordinator's configuration sets."""
+    return dataclasses.replace(
+        ServiceLimits(),
+        max_connections=config.max_connections,
+        max_watch_streams=config.max_watch_streams,
+        max_watch_streams_per_peer=config.max_watch_streams_per_client,
+    )
+
+
+def server_options(config: CoordinatorConfig, limits: ServiceLimits) -> list[tuple[str, int]]:
+    """The limits' channel arguments. `config.max_message_bytes` may only lower the message caps,
+    and connections are capped at half the process's file descriptors, whatever the limits say
+    (the database, the chain, logs and libp2p need the rest)."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    connections = limits.max_connections
+    if nofile != resource.RLIM_INFINITY and connections > nofile // 2:
+        connections = max(1, nofile // 2)
+        logger.warning(
+            "at most %d connections (half the %d file descriptors this process may open)",
+            connections,
+            nofile,
+        )
+    caps = {
+        "grpc.max_receive_message_length": min(
+            config.max_message_bytes, limits.max_receive_message_bytes
+        ),
+        "grpc.max_send_message_length": min(
+            config.max_message_bytes, limits.max_send_message_bytes
+        ),
+        "grpc.max_allowed_incoming_connections": connections,
+    }
+    return [(name, caps.get(name, value)) for name, value in limits.server_options()]

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import resource
 from collections.abc import Callable, Mapping, Sequence
 
 from grpc import aio
@@ -31,7 +30,7 @@ from tokenweave.coordinator._dataset_jobs import DATASET_LIMITS, DatasetReader
 from tokenweave.coordinator._datasets import DatasetIndex
 from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
-from tokenweave.coordinator._errors import StatusInterceptor, database_unreachable
+from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._http import HttpServer
 from tokenweave.coordinator._inference import InferenceServicer, ModelServicer
@@ -40,7 +39,12 @@ from tokenweave.coordinator._kserve_http import router as kserve_router
 from tokenweave.coordinator._lanes import Lanes
 from tokenweave.coordinator._leader import SETTLEMENT_LOCK, Leadership
 from tokenweave.coordinator._ledger import RewardLedger
-from tokenweave.coordinator._limits import ServiceLimits, WatchStreams
+from tokenweave.coordinator._limits import (
+    ServiceLimits,
+    WatchStreams,
+    server_options,
+    service_limits,
+)
 from tokenweave.coordinator._metering import PriceList
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._onnx_models import OnnxModels
@@ -51,6 +55,7 @@ from tokenweave.coordinator._quota import ClientQuota
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._reward_chain import open_reward_chain
 from tokenweave.coordinator._rewards_servicer import RewardsServicer
+from tokenweave.coordinator._rounds import Rounds
 from tokenweave.coordinator._servicers import JobServicer, NodeServicer
 from tokenweave.coordinator._settlement import EpochSettler, SettlementPolicy
 from tokenweave.coordinator._stakes import StakePolicy, Stakes
@@ -77,8 +82,6 @@ from tokenweave.v1 import (
 
 logger = logging.getLogger(__name__)
 
-#: Rounds of `_reap` between two checks for shards held by no one.
-RECONCILE_EVERY = 10
 #: A coordinator is dead for the others after this many times a node's expiry (heartbeat
 #: interval × misses) without a heartbeat of its own.
 COORDINATOR_TTL_FACTOR = 2
@@ -101,42 +104,8 @@ def reward_tree(leaves: Mapping[str, int]) -> tuple[bytes, Callable[[str], Seque
     return tree.root, tree.proof
 
 
-def _limits(config: CoordinatorConfig) -> ServiceLimits:
-    return dataclasses.replace(
-        ServiceLimits(),
-        max_connections=config.max_connections,
-        max_watch_streams=config.max_watch_streams,
-        max_watch_streams_per_peer=config.max_watch_streams_per_client,
-    )
-
-
 class ListenError(FailedPreconditionError, OSError):
     """The coordinator's address is taken (port sharing is off) or cannot be bound."""
-
-
-def _server_options(config: CoordinatorConfig, limits: ServiceLimits) -> list[tuple[str, int]]:
-    """The limits' channel arguments. `config.max_message_bytes` may only lower the message caps,
-    and connections are capped at half the process's file descriptors, whatever the limits say
-    (the database, the chain, logs and libp2p need the rest)."""
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    connections = limits.max_connections
-    if nofile != resource.RLIM_INFINITY and connections > nofile // 2:
-        connections = max(1, nofile // 2)
-        logger.warning(
-            "at most %d connections (half the %d file descriptors this process may open)",
-            connections,
-            nofile,
-        )
-    caps = {
-        "grpc.max_receive_message_length": min(
-            config.max_message_bytes, limits.max_receive_message_bytes
-        ),
-        "grpc.max_send_message_length": min(
-            config.max_message_bytes, limits.max_send_message_bytes
-        ),
-        "grpc.max_allowed_incoming_connections": connections,
-    }
-    return [(name, caps.get(name, value)) for name, value in limits.server_options()]
 
 
 class CoordinatorServer:
@@ -165,8 +134,6 @@ class CoordinatorServer:
         self._lock = lock
         self._instances = instances
         self._bulletin = bulletin
-        #: Another coordinator put shards up for claiming: claim now, not at the next round.
-        self._news_of_work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: The OpenAI API's server, when `config.http_listen` asks for one.
         self.http: HttpServer | None = None
@@ -190,7 +157,7 @@ class CoordinatorServer:
         require_tls_off_loopback(config.listen, tls)
         lock = DataDirLock.acquire(config.data_dir, "coordinator")
         try:
-            return await cls._create(config, limits or _limits(config), lock)
+            return await cls._create(config, limits or service_limits(config), lock)
         except BaseException:
             lock.release()
             raise
@@ -317,7 +284,7 @@ class CoordinatorServer:
         auth = AuthInterceptor(keys, RateLimiter(config.rate_limit, config.rate_burst))
         server = aio.server(
             interceptors=[auth, StatusInterceptor()],
-            options=_server_options(config, limits),
+            options=server_options(config, limits),
         )
         index = DatasetIndex(sessions)
         datasets = DatasetReader(
@@ -418,7 +385,10 @@ class CoordinatorServer:
             instances,
             bulletin,
         )
-        bulletin.on_work = self._news_of_work.set
+        rounds = Rounds(
+            dispatcher, registry, instances, config.heartbeat_interval_s / 2, lambda: self.address
+        )
+        bulletin.on_work = rounds.news_of_work
         bulletin.start()
         await server.start()
         if http is not None:
@@ -429,8 +399,8 @@ class CoordinatorServer:
             http_file.with_suffix(".tmp").replace(http_file)
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._tasks.append(asyncio.create_task(self._reap(registry)))
-        self._tasks.append(asyncio.create_task(self._claim_on_news()))
+        self._tasks.append(asyncio.create_task(rounds.liveness()))
+        self._tasks.append(asyncio.create_task(rounds.claim_on_news()))
         self._tasks.append(asyncio.create_task(settler.run()))
         self._tasks.append(asyncio.create_task(custodian.run()))
         address_file = config.data_dir / "address"
@@ -446,43 +416,6 @@ class CoordinatorServer:
             admin_key,
         )
         return self
-
-    async def _reap(self, registry: NodeRegistry) -> None:
-        """Every half heartbeat: this coordinator's own heartbeat, the shards of coordinators
-        that stopped beating given back, unclaimed shards claimed; expire silent nodes, back up
-        stragglers; every RECONCILE_EVERY rounds, and after a round the database failed, queue
-        shards nothing holds again (`Dispatcher.reconcile`)."""
-        interval = self.config.heartbeat_interval_s / 2
-        rounds, reconcile = 0, False
-        while True:
-            await asyncio.sleep(interval)
-            rounds += 1
-            try:
-                await self._instances.beat(self.address)
-                await self._instances.take_over_dead()
-                await self._dispatcher.claim()
-                await self._dispatcher.expire_nodes()
-                await self._dispatcher.check_stragglers()
-                await registry.persist_last_seen()
-                if reconcile or self._dispatcher.needs_reconcile or rounds % RECONCILE_EVERY == 0:
-                    await self._dispatcher.reconcile()
-                reconcile = False
-            except Exception as exc:
-                reconcile = True
-                if database_unreachable(exc):
-                    logger.warning("database unreachable: %s: %s", type(exc).__name__, exc)
-                else:
-                    logger.exception("node liveness check failed")
-
-    async def _claim_on_news(self) -> None:
-        """Claim as soon as another coordinator says shards are up for claiming."""
-        while True:
-            await self._news_of_work.wait()
-            self._news_of_work.clear()
-            try:
-                await self._dispatcher.claim()
-            except Exception as exc:
-                logger.warning("claiming failed: %s: %s", type(exc).__name__, exc)
 
     async def wait(self) -> None:
         await self._stopped.wait()

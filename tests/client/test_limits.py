@@ -235,11 +235,11 @@ def test_connections_are_capped_by_the_file_descriptors() -> None:
         "import resource\n"
         "from tokenweave.coordinator import CoordinatorConfig\n"
         "from tokenweave.coordinator._limits import ServiceLimits\n"
-        "from tokenweave.coordinator._server import _server_options\n"
+        "from tokenweave.coordinator._limits import server_options\n"
         "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
         "for soft in (1024, 200):\n"
         "    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
-        "    options = dict(_server_options(CoordinatorConfig(), ServiceLimits()))\n"
+        "    options = dict(server_options(CoordinatorConfig(), ServiceLimits()))\n"
         "    print('cap', options['grpc.max_allowed_incoming_connections'])\n"
     )
     out = subprocess.run(
