@@ -212,8 +212,12 @@ def _job_documents(shards: int) -> list[str]:
     return [text] * whole + ([text[: len(text) * part // per_document]] if part else [])
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(1000 * seconds, 2)
 
 
 def run_case(
@@ -308,7 +312,7 @@ def run_case(
             for name in figures:
                 figures[name] += data[name]
         leases = sorted(figures["leases"])
-        low, high = _percentile(leases, 10), _percentile(leases, 90)
+        low, high = _percentile(leases, 10) or 0.0, _percentile(leases, 90) or 0.0
         middle = sum(low <= t <= high for t in leases)
         return {
             "nodes": nodes,
@@ -320,8 +324,8 @@ def run_case(
             "job_s": round(elapsed, 2),
             "placements_per_s": round(middle / (high - low), 1) if high > low else None,
             "end_to_end_shards_per_s": round(info.shards_total / elapsed, 1),
-            "lease_p50_ms": round(1000 * _percentile(figures["waits"], 50), 2),
-            "lease_p99_ms": round(1000 * _percentile(figures["waits"], 99), 2),
+            "lease_p50_ms": _ms(_percentile(figures["waits"], 50)),
+            "lease_p99_ms": _ms(_percentile(figures["waits"], 99)),
             "rss_mb": round(rss["max"] / 2**20),
         }
     finally:

@@ -145,6 +145,15 @@ class Instances:
                     )
                 )
             )
+            # Leased to no one's name (a database from before coordinators shared one, whose
+            # leases were the dead process's): pending again.
+            orphans = await session.execute(
+                update(ShardRow)
+                .where(ShardRow.owner.is_(None), ShardRow.state == ShardState.LEASED)
+                .values(state=ShardState.PENDING, node_id=None, leased_at=None)
+            )
+            if orphans.rowcount:  # type: ignore[attr-defined]
+                self.announce()
             if not dead:
                 return 0
             back = await self._disown(session, dead)
@@ -173,13 +182,16 @@ class Instances:
 
     @staticmethod
     async def _disown(session: AsyncSession, owners: Sequence[str]) -> int:
-        await session.execute(
-            update(ShardRow)
-            .where(ShardRow.owner.in_(owners), ShardRow.state == ShardState.LEASED)
-            .values(state=ShardState.PENDING, node_id=None, leased_at=None)
-        )
+        """Unfinished shards of `owners` pending and unowned, in one statement: a lease the
+        owner makes at the same moment is either undone with the rest or not there yet (two
+        statements once left a shard leased to no one, which nobody would ever run)."""
         disowned = await session.execute(
-            update(ShardRow).where(ShardRow.owner.in_(owners)).values(owner=None)
+            update(ShardRow)
+            .where(
+                ShardRow.owner.in_(owners),
+                ShardRow.state.in_([ShardState.PENDING, ShardState.LEASED]),
+            )
+            .values(state=ShardState.PENDING, node_id=None, leased_at=None, owner=None)
         )
         return int(disowned.rowcount)  # type: ignore[attr-defined]
 

@@ -453,6 +453,8 @@ class Dispatcher:
         async with self._lock:
             await self._claim()
             await self._place_copies()
+            if not self._pending:  # nothing to place: no pass over every node either
+                return
             backlog = self._pending.backlog()
             placing = PlacementRound(self._placer, self.lanes)
             for shard in self._pending:

@@ -1,10 +1,11 @@
 """The coordinator's background rounds, beside the calls it answers.
 
-* `liveness`, every half heartbeat: this coordinator's own heartbeat among the coordinators
-  sharing its database, the shards of those that stopped beating given back, unclaimed shards
-  claimed; silent nodes expired, stragglers backed up, last-seen times written; and every
-  RECONCILE_EVERY rounds, or after a round the database failed, shards nothing holds queued
-  again (`Dispatcher.reconcile`).
+* `beat`, every half heartbeat: this coordinator's own heartbeat among the coordinators
+  sharing its database, and the shards of those that stopped beating given back (a loop of its
+  own, so that a long liveness round cannot make the others take this coordinator for dead);
+* `liveness`, every half heartbeat: unclaimed shards claimed, silent nodes expired, stragglers
+  backed up, last-seen times written; and every RECONCILE_EVERY rounds, or after a round the
+  database failed, shards nothing holds queued again (`Dispatcher.reconcile`).
 * `claim_on_news`: as soon as another coordinator says shards are up for claiming (the
   bulletin), claim them rather than at the next round.
 """
@@ -46,6 +47,15 @@ class Rounds:
         """Another coordinator put shards up for claiming."""
         self._news_of_work.set()
 
+    async def beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._instances.beat(self._address())
+                await self._instances.take_over_dead()
+            except Exception as exc:
+                logger.warning("coordinator heartbeat failed: %s: %s", type(exc).__name__, exc)
+
     async def liveness(self) -> None:
         rounds, reconcile = 0, False
         dispatcher = self._dispatcher
@@ -53,8 +63,6 @@ class Rounds:
             await asyncio.sleep(self._interval)
             rounds += 1
             try:
-                await self._instances.beat(self._address())
-                await self._instances.take_over_dead()
                 await dispatcher.claim()
                 await dispatcher.expire_nodes()
                 await dispatcher.check_stragglers()

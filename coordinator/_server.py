@@ -399,10 +399,8 @@ class CoordinatorServer:
             http_file.with_suffix(".tmp").replace(http_file)
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._tasks.append(asyncio.create_task(rounds.liveness()))
-        self._tasks.append(asyncio.create_task(rounds.claim_on_news()))
-        self._tasks.append(asyncio.create_task(settler.run()))
-        self._tasks.append(asyncio.create_task(custodian.run()))
+        loops = (rounds.beat(), rounds.liveness(), rounds.claim_on_news(), settler.run())
+        self._tasks += [asyncio.create_task(loop) for loop in (*loops, custodian.run())]
         address_file = config.data_dir / "address"
         address_file.with_suffix(".tmp").write_text(self.address + "\n")
         address_file.with_suffix(".tmp").replace(address_file)

@@ -194,3 +194,18 @@ async def test_only_the_owner_leases_and_releases(sessions: Sessions) -> None:
         f"{job_id}-1": ShardState.PENDING,
     }
     assert await mine.release([shard_id]) == {shard_id}
+
+
+async def test_shards_leased_to_no_one_are_pending_again(sessions: Sessions) -> None:
+    """A database from before coordinators shared one: its leases were the stopped process's."""
+    job_id = await _job(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(ShardRow)
+            .where(ShardRow.shard_id == f"{job_id}-0")
+            .values(state=ShardState.LEASED, node_id="n1")
+        )
+    instances = Instances(sessions, "a" * 16, ttl_s=30)
+    await instances.take_over_dead()
+    assert set((await _owners(sessions)).values()) == {(None, ShardState.PENDING)}
+    assert len(await instances.claim(None)) == 2
