@@ -22,7 +22,6 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select, update
@@ -68,14 +67,6 @@ def claim_limit(alone: bool, slots: int, queued: int) -> int | None:
     return max(QUEUED_PER_SLOT * slots - queued, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class CoordinatorInfo:
-    coordinator_id: str
-    address: str
-    started_at: dt.datetime
-    heartbeat_at: dt.datetime
-
-
 class Instances:
     """This coordinator's row among the instances sharing the database, and its claims."""
 
@@ -118,19 +109,6 @@ class Instances:
             )
         self.alive_count = max(int(alive or 0), 1)
         return self.alive_count
-
-    async def alive(self) -> list[CoordinatorInfo]:
-        """The coordinators whose heartbeat is fresh, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(CoordinatorRow)
-                .where(CoordinatorRow.heartbeat_at >= utcnow() - self._ttl)
-                .order_by(CoordinatorRow.started_at, CoordinatorRow.coordinator_id)
-            )
-            return [
-                CoordinatorInfo(r.coordinator_id, r.address, r.started_at, r.heartbeat_at)
-                for r in rows
-            ]
 
     async def take_over_dead(self) -> int:
         """Give the shards of every coordinator whose heartbeat is older than the TTL back to
