@@ -56,6 +56,9 @@ from tokenweave.workloads import (
 
 #: Documents read from the database at a time when streaming a job's results.
 RESULT_PAGE = 64
+#: Jobs remembered as started at most (forgotten all at once past it: the cost is one
+#: statement per job to learn it again).
+STARTED_KEPT = 4096
 #: A running job's node shares are counted again after this many seconds at the earliest.
 NODE_SHARES_EVERY_S = 2.0
 #: Running jobs whose shares are kept at most (forgotten all at once past it: jobs that
@@ -112,6 +115,8 @@ class JobStore:
         self._limits = limits
         self._ledger = ledger
         self._payloads = Payloads(sessions, payload_dir)
+        #: Jobs known to have left QUEUED (their leases skip the job's row).
+        self._started: set[str] = set()
         #: Running jobs' node shares, with when they were counted (`_node_shares`).
         self._shares: dict[str, tuple[float, list[NodeShare]]] = {}
 
@@ -314,12 +319,16 @@ class JobStore:
             )
             if job_id is None:
                 return False
-            await session.execute(
-                update(JobRow)
-                .where(JobRow.job_id == job_id, JobRow.state == JobState.QUEUED)
-                .values(state=JobState.RUNNING, started_at=now, version=JobRow.version + 1)
-            )
-            return True
+            if job_id not in self._started:  # a job leaves QUEUED once, and never comes back
+                await session.execute(
+                    update(JobRow)
+                    .where(JobRow.job_id == job_id, JobRow.state == JobState.QUEUED)
+                    .values(state=JobState.RUNNING, started_at=now, version=JobRow.version + 1)
+                )
+        if len(self._started) >= STARTED_KEPT:
+            self._started.clear()
+        self._started.add(job_id)
+        return True
 
     async def release(self, shard_ids: Sequence[str]) -> set[str]:
         """Put leased shards back in the queue; returns the ones that were released (a shard
