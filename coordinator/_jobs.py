@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave import tensors, workloads
@@ -243,15 +243,7 @@ class JobStore:
         """`shard_ids` pending again (those leased are released), as queue entries; shards
         done, or of a finished job, or no longer this coordinator's meanwhile are left out."""
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(ShardRow)
-                .where(
-                    ShardRow.shard_id.in_(shard_ids),
-                    ShardRow.state == ShardState.LEASED,
-                    ShardRow.owner == self.owner,
-                )
-                .values(state=ShardState.PENDING, node_id=None, leased_at=None)
-            )
+            await session.execute(self._released(shard_ids))
             rows = await session.execute(
                 select(ShardRow, JobRow)
                 .join(JobRow, JobRow.job_id == ShardRow.job_id)
@@ -330,6 +322,18 @@ class JobStore:
         self._started.add(job_id)
         return True
 
+    def _released(self, shard_ids: Sequence[str]) -> Update:
+        """The statement that puts this coordinator's leased shards among `shard_ids` back."""
+        return (
+            update(ShardRow)
+            .where(
+                ShardRow.shard_id.in_(shard_ids),
+                ShardRow.state == ShardState.LEASED,
+                ShardRow.owner == self.owner,
+            )
+            .values(state=ShardState.PENDING, node_id=None, leased_at=None)
+        )
+
     async def release(self, shard_ids: Sequence[str]) -> set[str]:
         """Put leased shards back in the queue; returns the ones that were released (a shard
         done or cancelled meanwhile is left alone). The dispatcher calls it once no node runs
@@ -337,16 +341,7 @@ class JobStore:
         if not shard_ids:
             return set()
         async with self._sessions.begin() as session:
-            released = await session.scalars(
-                update(ShardRow)
-                .where(
-                    ShardRow.shard_id.in_(shard_ids),
-                    ShardRow.state == ShardState.LEASED,
-                    ShardRow.owner == self.owner,
-                )
-                .values(state=ShardState.PENDING, node_id=None, leased_at=None)
-                .returning(ShardRow.shard_id)
-            )
+            released = await session.scalars(self._released(shard_ids).returning(ShardRow.shard_id))
             return set(released)
 
     async def reopen_unverified(self, node_id: str) -> Reopened:

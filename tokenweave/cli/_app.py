@@ -36,12 +36,11 @@ def _stderr() -> Console:
 
 
 def _add_client_options(p: argparse.ArgumentParser, failover: bool = False) -> None:
+    several = ", or several of one network, comma-separated: the node fails over" * failover
     p.add_argument(
         "--coordinator",
-        metavar="HOST:PORT[,HOST:PORT...]" if failover else "HOST:PORT",
-        help="coordinator address"
-        + (", or several coordinators of one network: the node fails over" if failover else "")
-        + " (env TOKENWEAVE_COORDINATOR; default 127.0.0.1:50051)",
+        metavar="HOST:PORT" + "[,...]" * failover,
+        help=f"coordinator address{several} (env TOKENWEAVE_COORDINATOR; default 127.0.0.1:50051)",
     )
     p.add_argument(
         "--api-key",
