@@ -8,7 +8,6 @@ a node and back is opaque bytes here. ORM rows never leave this module: callers 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from tokenweave.coordinator._db import (
     JobRow,
     NodeRow,
     ShardRow,
-    VerificationRow,
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
@@ -36,6 +34,8 @@ from tokenweave.coordinator._planned import (
     shard_row,
 )
 from tokenweave.coordinator._quota import ClientQuota, check_quota
+from tokenweave.coordinator._reopen import Reopened, reopen_unverified
+from tokenweave.coordinator._shares import NodeShares
 from tokenweave.coordinator._views import (
     DocumentResult,
     JobRequest,
@@ -48,7 +48,7 @@ from tokenweave.errors import (
     NotFoundError,
     clip,
 )
-from tokenweave.types import JobInfo, JobState, NodeShare
+from tokenweave.types import JobInfo, JobState
 from tokenweave.workloads import (
     DocumentPlan,
     PlanContext,
@@ -59,11 +59,6 @@ RESULT_PAGE = 64
 #: Jobs remembered as started at most (forgotten all at once past it: the cost is one
 #: statement per job to learn it again).
 STARTED_KEPT = 4096
-#: A running job's node shares are counted again after this many seconds at the earliest.
-NODE_SHARES_EVERY_S = 2.0
-#: Running jobs whose shares are kept at most (forgotten all at once past it: jobs that
-#: finished on another coordinator are never asked for again here).
-NODE_SHARES_CACHED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +82,6 @@ class Completed:
     added: list[QueuedShard] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class Reopened:
-    """Shards that run again after their node was caught, and the later-stage shards built on
-    their outputs, withdrawn."""
-
-    shards: list[QueuedShard]
-    withdrawn: list[str]
-
-
 class JobStore:
     def __init__(
         self,
@@ -117,8 +103,7 @@ class JobStore:
         self._payloads = Payloads(sessions, payload_dir)
         #: Jobs known to have left QUEUED (their leases skip the job's row).
         self._started: set[str] = set()
-        #: Running jobs' node shares, with when they were counted (`_node_shares`).
-        self._shares: dict[str, tuple[float, list[NodeShare]]] = {}
+        self._shares = NodeShares()
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -165,37 +150,12 @@ class JobStore:
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def _node_shares(self, session: AsyncSession, row: JobRow) -> list[NodeShare]:
-        """The nodes that did the job's shards so far: counted afresh once it has finished,
-        at most every NODE_SHARES_EVERY_S seconds while it runs (the count reads every shard
-        done, and a job's watchers ask after each change)."""
-        job_id, now = row.job_id, time.monotonic()
-        cached = self._shares.get(job_id)
-        finished = JobState(row.state).finished
-        if cached is not None and not finished and now - cached[0] < NODE_SHARES_EVERY_S:
-            return cached[1]
-        rows = await session.execute(
-            select(ShardRow.node_id, NodeRow.address, func.count(), func.sum(ShardRow.cost))
-            .join(NodeRow, NodeRow.node_id == ShardRow.node_id)
-            .where(ShardRow.job_id == job_id, ShardRow.state == ShardState.DONE)
-            .group_by(ShardRow.node_id, NodeRow.address)
-            .order_by(ShardRow.node_id)
-        )
-        shares = [NodeShare(n, a, int(c), int(t)) for n, a, c, t in rows.all() if n is not None]
-        if finished:
-            self._shares.pop(job_id, None)
-        else:
-            if len(self._shares) >= NODE_SHARES_CACHED:
-                self._shares.clear()
-            self._shares[job_id] = (now, shares)
-        return shares
-
     async def get(self, job_id: str) -> JobInfo:
         async with self._sessions() as session:
             row = await session.get(JobRow, job_id)
             if row is None:
                 raise NotFoundError(f"no job with id {clip(job_id)}")
-            return job_from_row(row, await self._node_shares(session, row))
+            return job_from_row(row, await self._shares.count(session, row))
 
     async def payload(self, shard_id: str) -> bytes:
         """What a shard's node is sent (kept in the database or a file until then)."""
@@ -334,6 +294,12 @@ class JobStore:
             .values(state=ShardState.PENDING, node_id=None, leased_at=None)
         )
 
+    async def reopen_unverified(self, node_id: str) -> Reopened:
+        """`reopen_unverified` (_reopen.py) in a transaction: the reopened shards are this
+        coordinator's to run again."""
+        async with self._sessions.begin() as session:
+            return await reopen_unverified(session, node_id, self.owner)
+
     async def release(self, shard_ids: Sequence[str]) -> set[str]:
         """Put leased shards back in the queue; returns the ones that were released (a shard
         done or cancelled meanwhile is left alone). The dispatcher calls it once no node runs
@@ -343,67 +309,6 @@ class JobStore:
         async with self._sessions.begin() as session:
             released = await session.scalars(self._released(shard_ids).returning(ShardRow.shard_id))
             return set(released)
-
-    async def reopen_unverified(self, node_id: str) -> Reopened:
-        """Put back in the queue every shard of an unfinished job that `node_id` completed
-        without another node agreeing with it (it was just caught returning a wrong output:
-        its unchecked results are not trusted either). Their ledger rows stay, withheld with
-        the rest of the node's epoch; the new result earns its own operator. A later stage
-        built on a reopened shard's output is withdrawn with it (its shards cancelled), to be
-        planned again from the new result."""
-        async with self._sessions.begin() as session:
-            agreed = select(VerificationRow.shard_id).where(
-                VerificationRow.node_id == node_id, VerificationRow.agreed.is_(True)
-            )
-            rows = (
-                await session.execute(
-                    select(ShardRow, JobRow)
-                    .join(JobRow, JobRow.job_id == ShardRow.job_id)
-                    .where(
-                        ShardRow.node_id == node_id,
-                        ShardRow.state == ShardState.DONE,
-                        JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]),
-                        ShardRow.shard_id.not_in(agreed),
-                    )
-                    .order_by(JobRow.created_at, ShardRow.index)
-                    .with_for_update()
-                )
-            ).all()
-            first_stage: dict[str, tuple[JobRow, int]] = {}
-            for shard, job in rows:
-                self._undo(job, shard, ShardState.PENDING)
-                shard.owner = self.owner  # they run again here
-                if job.job_id not in first_stage or shard.stage < first_stage[job.job_id][1]:
-                    first_stage[job.job_id] = (job, shard.stage)
-            withdrawn: list[str] = []
-            for job, stage in first_stage.values():
-                later = await session.scalars(
-                    select(ShardRow).where(
-                        ShardRow.job_id == job.job_id,
-                        ShardRow.stage > stage,
-                        ShardRow.state != ShardState.CANCELLED,
-                    )
-                )
-                for shard in later:
-                    self._undo(job, shard, ShardState.CANCELLED)
-                    job.shards_total -= 1
-                    withdrawn.append(shard.shard_id)
-            again = [queued_shard(s, j) for s, j in rows if s.state == ShardState.PENDING]
-            return Reopened(again, withdrawn)
-
-    @staticmethod
-    def _undo(job: JobRow, shard: ShardRow, state: ShardState) -> None:
-        """Take a shard's result (if any) out of its job's progress and give it `state`."""
-        if shard.state == ShardState.DONE:
-            job.shards_done -= 1
-            job.tokens_processed -= shard.cost
-        shard.state = state
-        shard.node_id = None
-        shard.output = None
-        shard.digest = ""
-        shard.leased_at = None
-        shard.completed_at = None
-        job.version += 1
 
     async def complete_shard(
         self, shard: QueuedShard, node_id: str, output: ShardOutput

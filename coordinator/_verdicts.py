@@ -15,8 +15,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from tokenweave.coordinator._flights import Accept
-from tokenweave.coordinator._jobs import JobStore, Reopened
+from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import Lanes
+from tokenweave.coordinator._reopen import Reopened
 from tokenweave.coordinator._stakes import Stakes
 from tokenweave.coordinator._standing import Standing
 from tokenweave.coordinator._views import ShardAck
