@@ -8,7 +8,8 @@ is running. Task payloads, outputs and results are opaque bytes of the job's wor
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Iterator, Sequence
+from typing import Annotated, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -34,8 +35,21 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from tokenweave.coordinator._migrate import migrate
 
+T = TypeVar("T")
+
 strpk = Annotated[str, mapped_column(String(80), primary_key=True)]
 timestamp = Annotated[dt.datetime, mapped_column()]
+
+
+#: Values bound in one `IN (...)` at most: SQLite and asyncpg allow 32,766 parameters a
+#: statement; a batch of writes stays far below.
+IN_CHUNK = 1000
+
+
+def chunked(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most `size`, for statements that bind each one."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def utcnow() -> dt.datetime:

@@ -14,12 +14,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from tokenweave import workloads
 from tokenweave.coordinator import _verify as verify
+from tokenweave.coordinator._batches import Batches
 from tokenweave.coordinator._claims import Instances, claim_limit
+from tokenweave.coordinator._completion import Accepted
 from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import (
     Accept,
@@ -84,6 +86,7 @@ class Dispatcher:
             store, standing, lanes, self._placer.stakes, self._background_task
         )
         self._last_tick = time.monotonic()
+        self._results = Batches(self._take_results, self._background_task)
         standing.on_cutoff(self._cut_off)
         #: A change was cut short by a failure: `reconcile` should run soon.
         self.needs_reconcile = False
@@ -266,32 +269,68 @@ class Dispatcher:
             )
         return shard
 
-    @to_the_end
     async def complete(self, lane: NodeLane, output: ShardOutput) -> None:
         """Record a result. A result that fails the checks counts as a failed attempt (the
         shard runs again) and is acknowledged as not accepted; only a result for a shard the
         node never held is an error. A verified shard is done once two results agree; the
-        first valid result of an unverified one wins, and every other run is cancelled."""
-        async with self._lock:
-            shard = await self._held(lane, output.shard_id)
-            if shard is None:
-                return
-            try:
-                verify.check_output(shard, output)
-            except InvalidArgumentError as exc:
-                lane.send(ShardAck(output.shard_id, accepted=False, reason=exc.message))
-                await self._end_run(lane, output.shard_id, f"rejected result: {exc.message}")
-            else:
-                await self._take_result(lane, shard, output)
-        self._events.notify(shard.job_id)
-        await self._pump()
+        first valid result of an unverified one wins, and every other run is cancelled.
+        Results that arrive while a batch is written form the next (`_take_results`)."""
+        await self._results.submit((lane, output))
 
-    async def _take_result(self, lane: NodeLane, shard: QueuedShard, output: ShardOutput) -> None:
+    async def _take_results(
+        self, results: Sequence[tuple[NodeLane, ShardOutput]]
+    ) -> list[BaseException | None]:
+        """Judge a batch of results in arrival order, record the accepted ones together, then
+        place what they freed; returns each result's error (None: handled)."""
+        errors: list[BaseException | None] = [None] * len(results)
+        jobs = set()
+        async with self._lock:
+            accepting: list[tuple[Flight, Accept]] = []
+            for i, (lane, output) in enumerate(results):
+                try:
+                    shard = await self._held(lane, output.shard_id)
+                    if shard is None:
+                        continue
+                    jobs.add(shard.job_id)
+                    try:
+                        verify.check_output(shard, output)
+                    except InvalidArgumentError as exc:
+                        lane.send(ShardAck(output.shard_id, accepted=False, reason=exc.message))
+                        await self._end_run(
+                            lane, output.shard_id, f"rejected result: {exc.message}"
+                        )
+                        continue
+                    judged = await self._judge(lane, shard, output)
+                    if judged is None:
+                        continue
+                    if judged[1].caught:
+                        # A caught node's unchecked results are reopened when its verdict is
+                        # recorded: those accepted before it in this batch must be in the
+                        # database by then, and none after it may be accepted unchecked
+                        # (standing changes with the verdict).
+                        await self._accept(accepting)
+                        await self._accept([judged])
+                        accepting = []
+                    else:
+                        accepting.append(judged)
+                except Exception as exc:
+                    errors[i] = exc
+            await self._accept(accepting)
+        for job_id in jobs:
+            self._events.notify(job_id)
+        await self._pump()
+        return errors
+
+    async def _judge(
+        self, lane: NodeLane, shard: QueuedShard, output: ShardOutput
+    ) -> tuple[Flight, Accept] | None:
+        """Take a checked result into its shard's flight: the acceptance it decides, if any (a
+        dispute fails the job; a disagreement waits for a third node)."""
         self._runs.finished(lane, shard, time.monotonic())
         flight = self._flights.get(shard.shard_id)
         if flight is None:  # cannot happen while the lane holds it; keep the database the judge
             lane.send(ShardAck(shard.shard_id, accepted=False, reason="not in flight"))
-            return
+            return None
         self._standing.record_success(lane.node_id)
         decision = self._flights.result(
             flight,
@@ -302,8 +341,8 @@ class Dispatcher:
             verify=not self._standing.vetted(lane.node_id),
         )
         if isinstance(decision, Accept):
-            await self._accept(flight, decision)
-        elif isinstance(decision, Dispute):
+            return flight, decision
+        if isinstance(decision, Dispute):
             await self._fail_job(shard.job_id, decision.reason)
         elif len(flight.results) > 1:
             logger.warning(
@@ -311,48 +350,55 @@ class Dispatcher:
                 shard.shard_id,
                 ", ".join(flight.results),
             )
+        return None
 
-    async def _accept(self, flight: Flight, decision: Accept) -> None:
-        """The shard is done with the winner's result (it is paid); other runs are cancelled.
-        The verification's outcome is recorded first: a caught node's unchecked results go back
-        in the queue before this shard can finish the job."""
-        shard_id = flight.shard_id
-        self._flights.close(shard_id)
-        self._runs.cancel(flight)
-        digests = {node: r.digest for node, r in flight.results.items()}
-        for node_id, reopened in (await self._verdicts.record(shard_id, decision, digests)).items():
-            for withdrawn in reopened.withdrawn:  # a later stage built on its outputs
-                self._pending.discard(withdrawn)
-                self._runs.withdraw(withdrawn)
-            for shard in reopened.shards:
-                self._flights.avoid(shard, node_id)
-                self._events.notify(shard.job_id)
-            self._pending.to_front(reopened.shards)
-        try:
-            completed = await self._store.complete_shard(
-                flight.shard, decision.winner, flight.results[decision.winner]
-            )
-        except FailedPreconditionError as exc:  # cancelled or failed meanwhile
-            logger.info("result for shard %s not recorded: %s", shard_id, exc.message)
-            return
-        except Exception as exc:  # the workload's meter or merge, or the database
-            logger.exception("shard %s could not be completed", shard_id)
-            await self._fail_job(
-                flight.shard.job_id,
-                f"shard {shard_id} could not be completed: {type(exc).__name__}: {clip(exc, 300)}",
-            )
-            return
-        wrong = {node_id for node_id, _ in decision.caught}
-        for node_id in flight.results:
-            lane = self.lanes.get(node_id)
-            if lane is not None and node_id not in wrong:
-                lane.send(ShardAck(shard_id, accepted=True))
-        job = completed.job
-        if completed.added:
-            self._pending.extend(completed.added)
-            logger.info("job %s: next stage of %d shards", job.job_id, len(completed.added))
-        if completed.finished:
-            logger.info("job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed)
+    async def _accept(self, accepted: Sequence[tuple[Flight, Accept]]) -> None:
+        """The shards are done with their winners' results (they are paid), recorded in one
+        transaction; other runs are cancelled. Each verification's outcome is recorded first:
+        a caught node's unchecked results go back in the queue before this shard can finish
+        the job."""
+        for flight, decision in accepted:
+            self._flights.close(flight.shard_id)
+            self._runs.cancel(flight)
+            digests = {node: r.digest for node, r in flight.results.items()}
+            verdict = await self._verdicts.record(flight.shard_id, decision, digests)
+            for node_id, reopened in verdict.items():
+                for withdrawn in reopened.withdrawn:  # a later stage built on its outputs
+                    self._pending.discard(withdrawn)
+                    self._runs.withdraw(withdrawn)
+                for shard in reopened.shards:
+                    self._flights.avoid(shard, node_id)
+                    self._events.notify(shard.job_id)
+                self._pending.to_front(reopened.shards)
+        outcome = await self._store.complete_shards(
+            [Accepted(f.shard, d.winner, f.results[d.winner]) for f, d in accepted]
+        )
+        for (flight, decision), completed in zip(accepted, outcome, strict=True):
+            shard_id = flight.shard_id
+            if isinstance(completed, FailedPreconditionError):  # cancelled or failed meanwhile
+                logger.info("result for shard %s not recorded: %s", shard_id, completed.message)
+                continue
+            if isinstance(completed, Exception):  # the workload's meter or merge, the database
+                logger.error("shard %s could not be completed", shard_id, exc_info=completed)
+                await self._fail_job(
+                    flight.shard.job_id,
+                    f"shard {shard_id} could not be completed: "
+                    f"{type(completed).__name__}: {clip(completed, 300)}",
+                )
+                continue
+            wrong = {node_id for node_id, _ in decision.caught}
+            for node_id in flight.results:
+                lane = self.lanes.get(node_id)
+                if lane is not None and node_id not in wrong:
+                    lane.send(ShardAck(shard_id, accepted=True))
+            job = completed.job
+            if completed.added:
+                self._pending.extend(completed.added)
+                logger.info("job %s: next stage of %d shards", job.job_id, len(completed.added))
+            if completed.finished:
+                logger.info(
+                    "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
+                )
 
     @to_the_end
     async def fail(self, lane: NodeLane, shard_id: str, error: str) -> None:
@@ -438,16 +484,29 @@ class Dispatcher:
 
     # -- placement ----------------------------------------------------------------------------
 
-    async def _run_on(self, lane: NodeLane, flight: Flight, copy: bool) -> None:
-        shard, payload = flight.shard, await self._store.payload(flight.shard_id)
-        if copy and flight.results:  # a verifier: it checks the first result (the claim)
-            claim = next(iter(flight.results.values())).output
-            payload = verify.verification_payload(shard, payload, claim)
-        elif not copy:  # the run of record: it carries on what a lost run streamed, if any
-            payload = self.outputs.carry_on(shard, payload, lane.node_id)
+    async def _start(self, starts: Sequence[tuple[NodeLane, Flight, bool]]) -> None:
+        """Send each flight's shard to its lane, (lane, flight, copy) triples, the payloads
+        read in one statement. A payload that cannot be read (its file lost in a crash) fails
+        its job."""
+        payloads = await self._store.payloads([flight.shard_id for _, flight, _ in starts])
         now = time.monotonic()
-        deadline = now + self._placer.deadline(lane, shard)
-        self._runs.start(lane, flight, payload, deadline, copy, now)
+        for lane, flight, copy in starts:
+            if self._flights.get(flight.shard_id) is not flight:  # its job failed meanwhile
+                continue
+            shard, payload = flight.shard, payloads[flight.shard_id]
+            if isinstance(payload, Exception):
+                lane.inflight.pop(shard.shard_id, None)
+                if not flight.runs:
+                    self._flights.close(shard.shard_id)
+                await self._fail_job(shard.job_id, str(payload))
+                continue
+            if copy and flight.results:  # a verifier: it checks the first result (the claim)
+                claim = next(iter(flight.results.values())).output
+                payload = verify.verification_payload(shard, payload, claim)
+            elif not copy:  # the run of record: it carries on what a lost run streamed, if any
+                payload = self.outputs.carry_on(shard, payload, lane.node_id)
+            deadline = now + self._placer.deadline(lane, shard)
+            self._runs.start(lane, flight, payload, deadline, copy, now)
 
     async def _pump(self) -> None:
         async with self._lock:
@@ -455,27 +514,51 @@ class Dispatcher:
             await self._place_copies()
             if not self._pending:  # nothing to place: no pass over every node either
                 return
-            backlog = self._pending.backlog()
-            placing = PlacementRound(self._placer, self.lanes)
-            for shard in self._pending:
-                shard_id = shard.shard_id
-                if placing.free <= 0:
-                    return
-                lane = placing.lane_for(shard, self._flights.avoided(shard_id), backlog)
-                backlog -= shard.cost
-                if lane is None:
-                    continue
-                self._pending.remove(shard_id)
-                if not await self._store.mark_leased(shard_id, lane.node_id):
+            chosen = self._choose()
+            for shard, _, _ in chosen:
+                self._pending.remove(shard.shard_id)
+            try:
+                leased = await self._store.lease(
+                    [(s.shard_id, lane.node_id) for s, lane, _ in chosen]
+                )
+            except BaseException:  # the database: nothing was leased; all of it stays queued
+                for shard, lane, _ in chosen:
+                    lane.inflight.pop(shard.shard_id, None)
+                self._pending.to_front([shard for shard, _, _ in chosen])
+                raise
+            starts = []
+            for shard, lane, verified in chosen:
+                if shard.shard_id not in leased:
+                    lane.inflight.pop(shard.shard_id, None)
                     logger.warning(
-                        "shard %s is no longer pending; dropped from the queue", shard_id
+                        "shard %s is no longer pending; dropped from the queue", shard.shard_id
                     )
                     continue
-                verified = self._placer.verify(shard, lane, placing.candidates(shard))
                 after = workloads.get(shard.workload).verifies_results
-                await self._run_on(lane, self._flights.lease(shard, verified, after), copy=False)
+                starts.append((lane, self._flights.lease(shard, verified, after), False))
                 self._events.notify(shard.job_id)
+            await self._start(starts)
             await self._place_copies()
+
+    def _choose(self) -> list[tuple[QueuedShard, NodeLane, bool]]:
+        """One pass over the queue, oldest first: the shards to lease now, each with its lane
+        and whether it is verified. Each chosen shard holds its lane's slot at once (it is put
+        among the lane's shards, and taken out again if its lease does not happen)."""
+        backlog = self._pending.backlog()
+        placing = PlacementRound(self._placer, self.lanes)
+        chosen = []
+        for shard in self._pending:
+            if placing.free <= 0:
+                break
+            lane = placing.lane_for(shard, self._flights.avoided(shard.shard_id), backlog)
+            backlog -= shard.cost
+            if lane is None:
+                continue
+            lane.inflight[shard.shard_id] = shard
+            chosen.append(
+                (shard, lane, self._placer.verify(shard, lane, placing.candidates(shard)))
+            )
+        return chosen
 
     async def _place_copies(self) -> None:
         """Place the extra copies that verifications, tie-breaks and backups asked for, each on
@@ -491,7 +574,8 @@ class Dispatcher:
                 lane = self._placer.choose(flight.shard, lanes, flight.shard.cost)
                 if lane is None:
                     break
-                await self._run_on(lane, flight, copy=True)
+                lane.inflight[flight.shard_id] = flight.shard  # its slot, until it starts
+                await self._start([(lane, flight, True)])
 
     async def _no_peer(self, flight: Flight, now: float) -> None:
         decision = self._flights.no_peer(
@@ -503,7 +587,7 @@ class Dispatcher:
                 flight.shard_id,
                 decision.winner,
             )
-            await self._accept(flight, decision)
+            await self._accept([(flight, decision)])
         elif isinstance(decision, GiveUp):
             await self._fail_job(flight.shard.job_id, decision.reason)
         elif isinstance(decision, Referee):
@@ -521,7 +605,7 @@ class Dispatcher:
                 flight, output, *verify.judging(shard, self.policy.tolerance)
             )
             if isinstance(decision, Accept):
-                await self._accept(flight, decision)
+                await self._accept([(flight, decision)])
             else:
                 await self._fail_job(shard.job_id, decision.reason)
         self._events.notify(shard.job_id)

@@ -12,26 +12,25 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Update, func, select, update
+from sqlalchemy import Update, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave import tensors, workloads
 from tokenweave.coordinator._catalog import ModelCatalog
+from tokenweave.coordinator._completion import Accepted, Completed, Completions
 from tokenweave.coordinator._convert import job_from_row, queued_shard
 from tokenweave.coordinator._db import (
     DocumentRow,
     JobRow,
-    NodeRow,
     ShardRow,
+    chunked,
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._payloads import Payloads
 from tokenweave.coordinator._planned import (
     check_documents,
-    check_stage,
     planned_rows,
-    shard_row,
 )
 from tokenweave.coordinator._quota import ClientQuota, check_quota
 from tokenweave.coordinator._reopen import Reopened, reopen_unverified
@@ -40,7 +39,6 @@ from tokenweave.coordinator._views import (
     DocumentResult,
     JobRequest,
     QueuedShard,
-    ShardOutput,
     ShardState,
 )
 from tokenweave.errors import (
@@ -50,7 +48,6 @@ from tokenweave.errors import (
 )
 from tokenweave.types import JobInfo, JobState
 from tokenweave.workloads import (
-    DocumentPlan,
     PlanContext,
 )
 
@@ -72,16 +69,6 @@ class JobLimits:
     quota: ClientQuota = field(default_factory=ClientQuota)
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
-    """A shard's result recorded: its job, whether that finished it, and the shards of the
-    job's next stage that it started."""
-
-    job: JobInfo
-    finished: bool = False
-    added: list[QueuedShard] = field(default_factory=list)
-
-
 class JobStore:
     def __init__(
         self,
@@ -101,6 +88,7 @@ class JobStore:
         self._limits = limits
         self._ledger = ledger
         self._payloads = Payloads(sessions, payload_dir)
+        self._completions = Completions(owner, ledger, self._payloads, self._context)
         #: Jobs known to have left QUEUED (their leases skip the job's row).
         self._started: set[str] = set()
         self._shares = NodeShares()
@@ -160,6 +148,10 @@ class JobStore:
     async def payload(self, shard_id: str) -> bytes:
         """What a shard's node is sent (kept in the database or a file until then)."""
         return await self._payloads.read(shard_id)
+
+    async def payloads(self, shard_ids: Sequence[str]) -> dict[str, bytes | Exception]:
+        """Each shard's payload, or why it cannot be read (`Payloads.read_many`)."""
+        return await self._payloads.read_many(shard_ids)
 
     async def pending_shards(self) -> list[QueuedShard]:
         """This coordinator's shards of unfinished jobs that no node holds, oldest job first.
@@ -248,39 +240,48 @@ class JobStore:
 
     # -- changes ------------------------------------------------------------------------------
 
-    async def mark_leased(self, shard_id: str, node_id: str) -> bool:
-        """Lease a pending shard of this coordinator's to a node; False if it is no longer
-        pending or no longer this coordinator's. One statement, so that a coordinator taking
-        this one's shards over at the same moment either sees the lease or prevents it."""
+    async def lease(self, leases: Sequence[tuple[str, str]]) -> set[str]:
+        """Lease pending shards of this coordinator's to nodes, (shard id, node id) pairs;
+        returns the ids leased (one no longer pending, or no longer this coordinator's, is
+        not). A statement a thousand shards, so that a coordinator taking this one's shards
+        over at the same moment either sees a lease or prevents it."""
+        if not leases:
+            return set()
         now = utcnow()
+        leased: dict[str, str] = {}
         async with self._sessions.begin() as session:
-            job_id = await session.scalar(
-                update(ShardRow)
-                .where(
-                    ShardRow.shard_id == shard_id,
-                    ShardRow.state == ShardState.PENDING,
-                    ShardRow.owner == self.owner,
+            for chunk in chunked(leases):
+                nodes = dict(chunk)
+                rows = await session.execute(
+                    update(ShardRow)
+                    .where(
+                        ShardRow.shard_id.in_(nodes),
+                        ShardRow.state == ShardState.PENDING,
+                        ShardRow.owner == self.owner,
+                    )
+                    .values(
+                        state=ShardState.LEASED,
+                        node_id=case(nodes, value=ShardRow.shard_id),
+                        attempts=ShardRow.attempts + 1,
+                        leased_at=now,
+                    )
+                    .returning(ShardRow.shard_id, ShardRow.job_id)
+                    .execution_options(synchronize_session=False)
                 )
-                .values(
-                    state=ShardState.LEASED,
-                    node_id=node_id,
-                    attempts=ShardRow.attempts + 1,
-                    leased_at=now,
-                )
-                .returning(ShardRow.job_id)
-            )
-            if job_id is None:
-                return False
-            if job_id not in self._started:  # a job leaves QUEUED once, and never comes back
+                leased.update((shard_id, job_id) for shard_id, job_id in rows)
+            # A job leaves QUEUED once, and never comes back.
+            starting = sorted(set(leased.values()) - self._started)
+            if starting:
                 await session.execute(
                     update(JobRow)
-                    .where(JobRow.job_id == job_id, JobRow.state == JobState.QUEUED)
+                    .where(JobRow.job_id.in_(starting), JobRow.state == JobState.QUEUED)
                     .values(state=JobState.RUNNING, started_at=now, version=JobRow.version + 1)
+                    .execution_options(synchronize_session=False)
                 )
-        if len(self._started) >= STARTED_KEPT:
+        if len(self._started) + len(starting) > STARTED_KEPT:
             self._started.clear()
-        self._started.add(job_id)
-        return True
+        self._started.update(starting)
+        return set(leased)
 
     def _released(self, shard_ids: Sequence[str]) -> Update:
         """The statement that puts this coordinator's leased shards among `shard_ids` back."""
@@ -310,98 +311,21 @@ class JobStore:
             released = await session.scalars(self._released(shard_ids).returning(ShardRow.shard_id))
             return set(released)
 
-    async def complete_shard(
-        self, shard: QueuedShard, node_id: str, output: ShardOutput
-    ) -> Completed:
-        """Record a shard's accepted result, paid to `node_id` (the node that produced it; not
-        necessarily the first lessee: a backup or a verifier may win), with its ledger row in
-        the same transaction. When this was the last shard of its job, the job's workload plans
-        its next stage (stored in the same transaction) or, with none, the job is merged."""
-        usage = workloads.get(shard.workload).meter(shard.cost, shard.detail, output.output)
-        async with self._sessions.begin() as session:
-            row = await session.get(ShardRow, output.shard_id, with_for_update=True)
-            if row is None or row.state != ShardState.LEASED or row.owner != self.owner:
-                raise FailedPreconditionError(f"shard {output.shard_id} is no longer running")
-            # Locked: coordinators completing the job's shards at once count them one by one.
-            job = await session.get(JobRow, row.job_id, with_for_update=True)
-            address = await session.scalar(
-                update(NodeRow)
-                .where(NodeRow.node_id == node_id)
-                .values(
-                    shards_done=NodeRow.shards_done + 1,
-                    tokens_processed=NodeRow.tokens_processed + row.cost,
-                )
-                .returning(NodeRow.address)
-            )
-            assert job is not None
-            assert address is not None
-            row.state = ShardState.DONE
-            row.node_id = node_id
-            row.output = output.output
-            row.digest = output.digest
-            row.wall_seconds = output.wall_seconds
-            row.provider = output.provider
-            row.completed_at = utcnow()
-            job.shards_done += 1
-            job.tokens_processed += row.cost
-            job.version += 1
-            await self._ledger.append(session, row.shard_id, job.job_id, address, job.model, usage)
-            if job.shards_done < job.shards_total:
-                return Completed(job_from_row(job))
-            await session.flush()
-            added = await self._next_stage_or_merge(session, job)
-            completed = Completed(job_from_row(job), finished=not added, added=added)
-        if completed.finished:
-            await self._payloads.forget(job.job_id)
-        return completed
-
-    async def _next_stage_or_merge(self, session: AsyncSession, job: JobRow) -> list[QueuedShard]:
-        """Every task of the job is accepted: store the workload's next stage and return its
-        shards; with no next stage, merge every document's result and finish the job."""
-        shards = (
-            await session.execute(
-                select(ShardRow.detail, ShardRow.output, ShardRow.stage)
-                .where(ShardRow.job_id == job.job_id, ShardRow.state == ShardState.DONE)
-                .order_by(ShardRow.index)
-            )
-        ).all()
-        tasks = [(detail, output) for detail, output, _ in shards if output is not None]
-        docs = list(
-            await session.scalars(
-                select(DocumentRow)
-                .where(DocumentRow.job_id == job.job_id)
-                .order_by(DocumentRow.index)
-            )
-        )
-        planned = [DocumentPlan(d.name, d.tokens, d.detail) for d in docs]
-        workload = workloads.get(job.workload)
-        # Worker threads: a large job's stage or merge is seconds of CPU the event loop (every
-        # node's lease stream) must not wait on.
-        more = await asyncio.to_thread(
-            workload.next_stage, planned, tasks, self._context(job.model)
-        )
-        if more:
-            stage = max(s for _, _, s in shards) + 1
-            check_stage(workload.name, more, stage)
-            first = await session.scalar(
-                select(func.max(ShardRow.index)).where(ShardRow.job_id == job.job_id)
-            )
-            rows = [
-                shard_row(job.job_id, (first or 0) + 1 + i, stage, task)
-                for i, task in enumerate(more)
-            ]
-            for row in rows:
-                row.owner = self.owner  # queued here at once
-            await self._payloads.spill(rows)
-            session.add_all(rows)
-            job.shards_total += len(rows)
-            return [queued_shard(r, job) for r in rows]
-        merged = await asyncio.to_thread(workload.merge, planned, tasks)
-        for doc, result in zip(docs, merged, strict=True):
-            doc.result = tensors.pack(result)
-        job.state = JobState.SUCCEEDED
-        job.finished_at = utcnow()
-        return []
+    async def complete_shards(self, accepted: Sequence[Accepted]) -> list[Completed | Exception]:
+        """Record accepted results in one transaction, their ledger rows with them
+        (`Completions.record`): each gets its `Completed` or its own error, and a database
+        failure fails them all."""
+        if not accepted:
+            return []
+        try:
+            async with self._sessions.begin() as session:
+                outcome = await self._completions.record(session, accepted)
+        except Exception as exc:
+            return [exc] * len(accepted)
+        for done in outcome:
+            if isinstance(done, Completed) and done.finished:
+                await self._payloads.forget(done.job.job_id)
+        return outcome
 
     async def fail(self, job_id: str, error: str) -> JobInfo:
         return await self._finish(job_id, JobState.FAILED, error)

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import (
@@ -24,6 +24,7 @@ from tokenweave.coordinator._db import (
     EpochRow,
     LedgerRow,
     WithheldRow,
+    chunked,
     utcnow,
 )
 from tokenweave.coordinator._metering import PriceList, micro_to_wei
@@ -33,6 +34,17 @@ from tokenweave.workloads import Usage
 
 #: The advisory lock key that closing an epoch takes on PostgreSQL ("twclose" as an integer).
 CLOSE_EPOCH_LOCK = int.from_bytes(b"twclose", "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Earned:
+    """What one accepted shard earned its operator."""
+
+    shard_id: str
+    job_id: str
+    address: str
+    model: str
+    usage: Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,36 +133,59 @@ class RewardLedger:
         model: str,
         usage: Usage,
     ) -> None:
-        """The reward row of one accepted shard, in the caller's transaction. A shard is paid
-        once (the database refuses a second row that is not withheld): one that ran again after
-        its first operator was caught, and withheld, earns its new operator a row of its own.
-        Withheld while the operator is caught this epoch."""
-        earlier = (
-            await session.execute(
-                select(LedgerRow.address, LedgerRow.withheld).where(LedgerRow.shard_id == shard_id)
+        """`append_many` of one row."""
+        await self.append_many(session, [Earned(shard_id, job_id, address, model, usage)])
+
+    async def append_many(self, session: AsyncSession, earned: Sequence[Earned]) -> None:
+        """The reward rows of accepted shards, in the caller's transaction (two reads however
+        many rows). A shard is paid once (the database refuses a second row that is not
+        withheld): one that ran again after its first operator was caught, and withheld, earns
+        its new operator a row of its own. Withheld while the operator is caught this epoch."""
+        if not earned:
+            return
+        earlier: dict[str, list[tuple[str, bool]]] = {}
+        withheld_now: set[str] = set()
+        for chunk in chunked([e.shard_id for e in earned]):
+            rows = await session.execute(
+                select(LedgerRow.shard_id, LedgerRow.address, LedgerRow.withheld).where(
+                    LedgerRow.shard_id.in_(chunk)
+                )
             )
-        ).all()
-        if any(a == address for a, _ in earlier):
-            return  # the same operator ran it again: recorded once already
-        # Paid to someone else already (its operator was caught after the epoch closed): this
-        # run is recorded, not paid again.
-        withheld = any(not w for _, w in earlier)
-        withheld = withheld or await session.get(WithheldRow, address) is not None
-        session.add(
-            LedgerRow(
-                shard_id=shard_id,
-                job_id=job_id,
-                address=address,
-                model=model,
-                tokens=usage.total,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                amount_micro=self.prices.reward_micro(model, usage),
-                created_at=utcnow(),
-                epoch=None,
-                withheld=withheld,
+            for shard_id, address, withheld in rows:
+                earlier.setdefault(shard_id, []).append((address, withheld))
+        for chunk in chunked(sorted({e.address for e in earned})):
+            withheld_now.update(
+                await session.scalars(
+                    select(WithheldRow.address).where(WithheldRow.address.in_(chunk))
+                )
             )
-        )
+        now = utcnow()
+        new: list[dict[str, object]] = []
+        for e in earned:
+            before = earlier.setdefault(e.shard_id, [])
+            if any(a == e.address for a, _ in before):
+                continue  # the same operator ran it again: recorded once already
+            # Paid to someone else already (its operator was caught after the epoch closed):
+            # this run is recorded, not paid again.
+            withheld = any(not w for _, w in before) or e.address in withheld_now
+            before.append((e.address, withheld))
+            new.append(
+                {
+                    "shard_id": e.shard_id,
+                    "job_id": e.job_id,
+                    "address": e.address,
+                    "model": e.model,
+                    "tokens": e.usage.total,
+                    "input_tokens": e.usage.input_tokens,
+                    "output_tokens": e.usage.output_tokens,
+                    "amount_micro": self.prices.reward_micro(e.model, e.usage),
+                    "created_at": now,
+                    "epoch": None,
+                    "withheld": withheld,
+                }
+            )
+        if new:  # one INSERT of many rows, not the ORM's unit of work
+            await session.execute(insert(LedgerRow), new)
 
     @staticmethod
     async def withhold(session: AsyncSession, address: str) -> None:

@@ -17,11 +17,12 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenweave.coordinator._db import ShardPayloadRow, ShardRow
+from tokenweave.coordinator._db import ShardPayloadRow, ShardRow, chunked
 from tokenweave.errors import FailedPreconditionError, NotFoundError, clip
 
 #: Payloads of more bytes than this are kept as files.
@@ -57,27 +58,52 @@ class Payloads:
 
     async def read(self, shard_id: str) -> bytes:
         """What a shard's node is sent (kept here, not in memory, until then)."""
+        found = (await self.read_many([shard_id]))[shard_id]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    async def read_many(self, shard_ids: Sequence[str]) -> dict[str, bytes | Exception]:
+        """Each shard's payload, read in one statement (a thousand at a time), or the error
+        that says why it cannot be: no such shard, or its file lost."""
+        rows: list[Any] = []
         async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(ShardPayloadRow.payload, ShardPayloadRow.external, ShardRow.job_id,
-                           ShardRow.index)
-                    .join(ShardRow, ShardRow.shard_id == ShardPayloadRow.shard_id)
-                    .where(ShardPayloadRow.shard_id == shard_id)
+            for chunk in chunked(shard_ids):
+                rows += (
+                    await session.execute(
+                        select(ShardPayloadRow.shard_id, ShardPayloadRow.payload,
+                               ShardPayloadRow.external, ShardRow.job_id, ShardRow.index)
+                        .join(ShardRow, ShardRow.shard_id == ShardPayloadRow.shard_id)
+                        .where(ShardPayloadRow.shard_id.in_(chunk))
+                    )
+                ).all()  # fmt: skip
+        found: dict[str, bytes | Exception] = {
+            shard_id: NotFoundError(f"no shard with id {clip(shard_id)}") for shard_id in shard_ids
+        }
+        files = []
+        for shard_id, payload, external, job_id, index in rows:
+            if external and self._root is not None:
+                files.append((shard_id, job_id, index))
+            else:
+                found[shard_id] = bytes(payload)
+        if files:
+            found.update(await asyncio.to_thread(self._read_files, self._root, files))
+        return found
+
+    @staticmethod
+    def _read_files(
+        root: Path | None, files: list[tuple[str, str, int]]
+    ) -> dict[str, bytes | Exception]:
+        assert root is not None
+        read: dict[str, bytes | Exception] = {}
+        for shard_id, job_id, index in files:
+            try:
+                read[shard_id] = (root / job_id / str(index)).read_bytes()
+            except FileNotFoundError:
+                read[shard_id] = FailedPreconditionError(
+                    f"the payload of task {index} of job {job_id} is gone (lost in a crash?)"
                 )
-            ).first()  # fmt: skip
-        if found is None:
-            raise NotFoundError(f"no shard with id {clip(shard_id)}")
-        payload, external, job_id, index = found
-        if not external or self._root is None:
-            return bytes(payload)
-        path = self._root / job_id / str(index)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            raise FailedPreconditionError(
-                f"the payload of task {index} of job {job_id} is gone (lost in a crash?)"
-            ) from None
+        return read
 
     async def forget(self, job_id: str) -> None:
         """The job ended: its payload files go."""

@@ -9,6 +9,7 @@ but its speed records.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import secrets
 import time
 
@@ -72,9 +73,7 @@ class Placer:
         loads = [
             NodeLoad(
                 lane.node_id,
-                self.speed(lane, shard)
-                * max(self._standing.reputation(lane.node_id), 0.01)
-                * max(self.stakes.share(lane.node_id), 0.01),
+                self.weighted_speed(lane, shard),
                 lane.load(),
                 lane.free_slots(),
                 fetch_seconds=0.0
@@ -85,6 +84,15 @@ class Placer:
         ]
         chosen = choose_node(shard.cost, loads, backlog)
         return None if chosen is None else self._lanes.get(chosen)
+
+    def weighted_speed(self, lane: NodeLane, shard: QueuedShard) -> float:
+        """The speed placement weighs the node by: its speed for the shard's model, times its
+        reputation and its operator's share of stake (each at least 1 %)."""
+        return (
+            self.speed(lane, shard)
+            * max(self._standing.reputation(lane.node_id), 0.01)
+            * max(self.stakes.share(lane.node_id), 0.01)
+        )
 
     def speed(self, lane: NodeLane, shard: QueuedShard) -> float:
         """The node's claimed speed for the shard's model, capped by what it was seen to do."""
@@ -113,36 +121,63 @@ class Placer:
 
 
 class PlacementRound:
-    """One pass of the dispatcher over its queue. With thousands of nodes and of queued shards,
-    asking the placer afresh for each shard (every lane looked at for every shard) made a pass
-    cost queued × nodes; here the candidates of a kind of shard (model file and workload) are
-    found once a pass, free slots are counted down as shards are leased, and once a shard of a
-    kind is held back (`choose_node`: a faster busy node would finish it sooner), the rest of
-    that kind are too — later shards only see less backlog, which holds them back the more.
-    Shards with a placement of their own (nodes to avoid, dataset blocks to read) are asked
-    for one by one, as before."""
+    """One pass of the dispatcher over its queue, choosing as `choose_node` would for each
+    shard in turn, without its cost of every node for every shard.
+
+    With thousands of nodes and of queued shards, asking the placer afresh for each shard made
+    a pass cost queued × nodes. Here the shards of one kind (model file and workload) with no
+    placement of their own share what the pass learns once: each candidate's weighted speed,
+    the free nodes in a heap by expected finish (one heap per shard cost: the order depends on
+    it), and the busy node that would finish first. A lease updates the chosen node's entries;
+    a choice costs O(log nodes). Once a shard of a kind is held back (a faster busy node would
+    finish it sooner), the rest of that kind are too — later shards only see less backlog,
+    which holds them back the more. Shards with a placement of their own (nodes to avoid,
+    dataset blocks to read) are asked for one by one (`Placer.choose`)."""
 
     def __init__(self, placer: Placer, lanes: Lanes) -> None:
         self._placer = placer
         #: Free slots left on every node.
         self.free = sum(max(lane.free_slots(), 0) for lane in lanes)
         self._candidates: dict[tuple[str, str, str], list[NodeLane]] = {}
+        self._kinds: dict[tuple[str, str, str], _Kind] = {}
         self._held: set[tuple[str, str, str]] = set()
+        #: Free slots and held model tokens of the nodes a kind has looked at, kept current
+        #: as the pass leases.
+        self._slots: dict[str, int] = {}
+        self._queued: dict[str, int] = {}
 
     def lane_for(self, shard: QueuedShard, avoided: set[str], backlog: int) -> NodeLane | None:
         """The lane to lease the shard to now (its free slot is counted), or None."""
         kind = (shard.model, shard.model_sha256, shard.workload)
-        plain = not avoided and not shard.local_nodes and not shard.read_bytes
-        if plain and kind in self._held:
+        if avoided or shard.local_nodes or shard.read_bytes:
+            lane = self._placer.choose(shard, self.candidates(shard, avoided), backlog)
+        elif kind in self._held:
             return None
-        lanes = self.candidates(shard, avoided)
-        lane = self._placer.choose(shard, lanes, backlog)
-        if lane is None:
-            if plain:
+        else:
+            lane = self._kind(shard, kind).choose(shard.cost, backlog)
+            if lane is None:
                 self._held.add(kind)
-            return None
-        self.free -= 1
+        if lane is not None:
+            self._took(lane, shard.cost)
         return lane
+
+    def _kind(self, shard: QueuedShard, kind: tuple[str, str, str]) -> _Kind:
+        found = self._kinds.get(kind)
+        if found is None:
+            found = self._kinds[kind] = _Kind(
+                self._placer, shard, self.candidates(shard), self._slots, self._queued
+            )
+        return found
+
+    def _took(self, lane: NodeLane, cost: int) -> None:
+        self.free -= 1
+        node_id = lane.node_id
+        if node_id not in self._slots:
+            return  # no kind has looked at it yet: it will read the lane as it is then
+        self._slots[node_id] -= 1
+        self._queued[node_id] += cost
+        for kind in self._kinds.values():
+            kind.changed(node_id)
 
     def candidates(
         self, shard: QueuedShard, avoided: set[str] | frozenset[str] = frozenset()
@@ -156,3 +191,72 @@ class PlacementRound:
         if lanes is None:
             lanes = self._candidates[kind] = self._placer.candidates(shard, set())
         return lanes
+
+
+class _Kind:
+    """A kind's candidates in one pass: `choose_node`'s rule, with heaps."""
+
+    def __init__(
+        self,
+        placer: Placer,
+        shard: QueuedShard,
+        lanes: list[NodeLane],
+        slots: dict[str, int],
+        queued: dict[str, int],
+    ) -> None:
+        self._slots = slots
+        self._queued = queued
+        self._lanes: dict[str, NodeLane] = {}
+        self._speed: dict[str, float] = {}
+        for lane in lanes:
+            speed = placer.weighted_speed(lane, shard)
+            if speed > 0:
+                self._lanes[lane.node_id] = lane
+                self._speed[lane.node_id] = speed
+                slots.setdefault(lane.node_id, lane.free_slots())
+                queued.setdefault(lane.node_id, lane.load())
+        self._total_speed = sum(self._speed.values())
+        #: Per shard cost: free nodes by (expected finish, node id); entries go stale as nodes
+        #: are leased to and are dropped when they reach the top.
+        self._free: dict[int, list[tuple[float, str]]] = {}
+        #: Per shard cost: the busy node that would finish first (None: none is busy).
+        self._busy: dict[int, tuple[float, str] | None] = {}
+
+    def _key(self, node_id: str, cost: int) -> tuple[float, str]:
+        return (self._queued[node_id] + cost) / self._speed[node_id], node_id
+
+    def choose(self, cost: int, backlog: int) -> NodeLane | None:
+        """`choose_node` for a shard of `cost` tokens with `backlog` tokens waiting."""
+        heap = self._free.get(cost)
+        if heap is None:
+            heap = [self._key(n, cost) for n in self._speed if self._slots[n] > 0]
+            heapq.heapify(heap)
+            self._free[cost] = heap
+        while heap and (self._slots[heap[0][1]] <= 0 or heap[0] != self._key(heap[0][1], cost)):
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        best_free = heap[0]
+        if cost not in self._busy:
+            self._busy[cost] = min(
+                (self._key(n, cost) for n in self._speed if self._slots[n] <= 0), default=None
+            )
+        best_busy = self._busy[cost]
+        if best_busy is not None and best_busy < best_free:
+            held = sum(self._queued[n] for n in self._speed)
+            drain = (held + max(backlog, cost)) / self._total_speed
+            if best_free[0] > drain:
+                return None
+        return self._lanes[best_free[1]]
+
+    def changed(self, node_id: str) -> None:
+        """The pass leased `node_id` a shard: its entries move (or it is busy now)."""
+        if node_id not in self._speed:
+            return
+        busy = self._slots[node_id] <= 0
+        for cost, heap in self._free.items():
+            if not busy:
+                heapq.heappush(heap, self._key(node_id, cost))
+        for cost, best in self._busy.items():
+            if busy and (best is None or self._key(node_id, cost) < best):
+                self._busy[cost] = self._key(node_id, cost)

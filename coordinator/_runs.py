@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 
 from tokenweave.coordinator._flights import Flight, Flights
 from tokenweave.coordinator._lanes import Lanes, NodeLane
@@ -20,8 +21,12 @@ from tokenweave.coordinator._views import Assignment, QueuedShard
 
 
 class PendingQueue:
+    """Every operation is O(1) a shard (O(queued) only to drop a job): with 100,000 shards
+    queued, a pass must not copy or re-sum the queue."""
+
     def __init__(self) -> None:
-        self._shards: dict[str, QueuedShard] = {}
+        self._shards: OrderedDict[str, QueuedShard] = OrderedDict()
+        self._cost = 0
 
     def __len__(self) -> int:
         return len(self._shards)
@@ -30,19 +35,27 @@ class PendingQueue:
         return shard_id in self._shards
 
     def __iter__(self) -> Iterator[QueuedShard]:
-        """The shards in placement order (a snapshot: the queue may change meanwhile)."""
-        return iter(list(self._shards.values()))
+        """The shards in placement order. Live: the queue must not change while it is walked."""
+        return iter(self._shards.values())
+
+    def _put(self, shard: QueuedShard) -> None:
+        old = self._shards.get(shard.shard_id)
+        self._cost += shard.cost - (old.cost if old is not None else 0)
+        self._shards[shard.shard_id] = shard
 
     def extend(self, shards: Iterable[QueuedShard]) -> None:
         """Queue a new job's shards (or those found at start) behind the rest."""
         for shard in shards:
-            self._shards[shard.shard_id] = shard
+            self._put(shard)
 
-    def to_front(self, shards: Iterable[QueuedShard]) -> None:
-        self._shards = {**{s.shard_id: s for s in shards}, **self._shards}
+    def to_front(self, shards: Sequence[QueuedShard]) -> None:
+        """Put `shards` ahead of the rest, in their order (moved there if queued already)."""
+        for shard in reversed(shards):
+            self._put(shard)
+            self._shards.move_to_end(shard.shard_id, last=False)
 
     def remove(self, shard_id: str) -> None:
-        del self._shards[shard_id]
+        self._cost -= self._shards.pop(shard_id).cost
 
     def discard(self, shard_id: str) -> None:
         """Remove the shard if it is queued."""
@@ -50,11 +63,12 @@ class PendingQueue:
             self.remove(shard_id)
 
     def drop_job(self, job_id: str) -> None:
-        self._shards = {s: q for s, q in self._shards.items() if q.job_id != job_id}
+        for shard_id in [s for s, q in self._shards.items() if q.job_id == job_id]:
+            self.remove(shard_id)
 
     def backlog(self) -> int:
         """The cost of everything queued (model tokens)."""
-        return sum(s.cost for s in self._shards.values())
+        return self._cost
 
 
 class Runs:

@@ -293,13 +293,19 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
         reader = asyncio.create_task(self._read(lane, request_iterator))
         try:
             while True:
-                get = asyncio.create_task(lane.outbox.get())
-                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
+                if reader.done():
                     reader.result()  # re-raise what ended the reader, if anything
                     return
-                message = get.result()
+                if not lane.outbox.empty():  # sent at once: no task to wait on
+                    message = lane.outbox.get_nowait()
+                else:
+                    get = asyncio.create_task(lane.outbox.get())
+                    done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    if get not in done:
+                        get.cancel()
+                        reader.result()  # re-raise what ended the reader, if anything
+                        return
+                    message = get.result()
                 if message is None:
                     return
                 yield lane_message_to_proto(message)

@@ -181,9 +181,13 @@ async def test_only_the_owner_leases_and_releases(sessions: Sessions) -> None:
     job_id = await _job(sessions, 2, owner="a" * 16)
     mine, theirs = _store(sessions, "a" * 16), _store(sessions, "b" * 16)
     shard_id = f"{job_id}-0"
-    assert not await theirs.mark_leased(shard_id, "n1")
-    assert await mine.mark_leased(shard_id, "n1")
-    assert not await mine.mark_leased(shard_id, "n2")  # leased already
+    assert await theirs.lease([(shard_id, "n1")]) == set()
+    assert await mine.lease([(shard_id, "n1")]) == {shard_id}
+    assert await mine.lease([(shard_id, "n2")]) == set()  # leased already
+    async with sessions() as session:
+        row = await session.get(ShardRow, shard_id)
+        assert row is not None
+        assert (row.node_id, row.attempts) == ("n1", 1)
     async with sessions() as session:
         job = await session.get(JobRow, job_id)
         assert job is not None
@@ -196,6 +200,19 @@ async def test_only_the_owner_leases_and_releases(sessions: Sessions) -> None:
         f"{job_id}-1": ShardState.PENDING,
     }
     assert await mine.release([shard_id]) == {shard_id}
+
+
+async def test_one_statement_leases_many_shards_each_to_its_node(sessions: Sessions) -> None:
+    job_id = await _job(sessions, 5, owner="a" * 16)
+    store = _store(sessions, "a" * 16)
+    leases = [(f"{job_id}-{i}", f"n{i % 2}") for i in range(4)] + [("no-such-shard", "n9")]
+    assert await store.lease(leases) == {f"{job_id}-{i}" for i in range(4)}
+    assert await store.lease([(f"{job_id}-0", "n5"), (f"{job_id}-4", "n5")]) == {f"{job_id}-4"}
+    async with sessions() as session:
+        rows = (await session.scalars(select(ShardRow).where(ShardRow.job_id == job_id))).all()
+    assert {r.shard_id: (r.state, r.node_id) for r in rows} == {
+        f"{job_id}-{i}": (ShardState.LEASED, "n5" if i == 4 else f"n{i % 2}") for i in range(5)
+    }
 
 
 async def test_shards_leased_to_no_one_are_pending_again(sessions: Sessions) -> None:

@@ -251,7 +251,7 @@ async def test_the_database_refuses_to_release_or_relet_a_finished_shard(
     first, _ = _assignments(lane)
     await dispatcher.complete(lane, _output(first))
     assert await store.release([first.shard_id]) == set()
-    assert await store.mark_leased(first.shard_id, lane.node_id) is False
+    assert await store.lease([(first.shard_id, lane.node_id)]) == set()
 
 
 @pytest.mark.parametrize("yields", range(0, 24, 2))
@@ -378,6 +378,136 @@ async def _run_all(
                 await dispatcher.complete(lane, _output(assignment, seed=seed))
                 progress = True
     return ran
+
+
+async def _run_all_at_once(
+    dispatcher: Dispatcher, lanes: dict[NodeLane, int] | dict[NodeLane, Callable[[], int]]
+) -> dict[str, list[str]]:
+    """`_run_all` with each round's results sent at once: they reach the store in batches.
+    A lane's seed may be a function, asked for each result."""
+    ran: dict[str, list[str]] = {}
+    while True:
+        calls = []
+        for lane, seed in lanes.items():
+            for assignment in _assignments(lane):
+                ran.setdefault(assignment.shard_id, []).append(lane.node_id)
+                output = _output(assignment, seed=seed if isinstance(seed, int) else seed())
+                calls.append(dispatcher.complete(lane, output))
+        if not calls:
+            return ran
+        await asyncio.gather(*calls)
+
+
+def _batch_sizes(dispatcher: Dispatcher) -> list[int]:
+    """The sizes of the batches of results the dispatcher handles from now on."""
+    sizes: list[int] = []
+    handle = dispatcher._results._handle
+
+    async def counted(items: Any) -> Any:
+        sizes.append(len(items))
+        return await handle(items)
+
+    dispatcher._results._handle = counted
+    return sizes
+
+
+async def test_results_sent_at_once_are_recorded_in_batches_each_on_its_own(
+    parts: tuple[Dispatcher, NodeRegistry, JobStore], catalog: ModelCatalog
+) -> None:
+    dispatcher, registry, store = parts
+    sizes = _batch_sizes(dispatcher)
+    lanes = [await _node(registry, dispatcher, catalog) for _ in range(4)]
+    jobs = [await dispatcher.submit(_job()) for _ in range(3)]
+    held = {lane: _assignments(lane) for lane in lanes}
+    first, other = held[lanes[0]][0], held[lanes[1]][0]
+    outcome = await asyncio.gather(
+        dispatcher.complete(lanes[0], _output(other)),  # a shard lane 0 never held
+        dispatcher.complete(lanes[0], _output(first)),
+        dispatcher.complete(lanes[1], _output(other)),
+        dispatcher.complete(lanes[1], _output(other)),  # twice: counted once
+        return_exceptions=True,
+    )
+    assert isinstance(outcome[0], FailedPreconditionError)
+    assert outcome[1:3] == [None, None]
+    assert isinstance(outcome[3], FailedPreconditionError)  # no longer held by then
+    await asyncio.gather(
+        *(
+            dispatcher.complete(lane, _output(a))
+            for lane, assignments in held.items()
+            for a in assignments
+            if a not in (first, other)
+        )
+    )
+    ran = await _run_all_at_once(dispatcher, dict.fromkeys(lanes, -1))
+    views = [await dispatcher.job(job.job_id) for job in jobs]
+    assert {view.state for view in views} == {JobState.SUCCEEDED}
+    shards = sum(view.shards_total for view in views)
+    assert len(ran) + sum(map(len, held.values())) == shards
+    assert len(await _rows(store, LedgerRow)) == shards
+    assert sum(n.shards_done for n in await _rows(store, NodeRow)) == shards
+    assert sizes[0] == 4
+    assert max(sizes[1:]) > 1
+
+
+async def test_a_liar_caught_within_a_batch_has_its_unchecked_results_run_again(
+    make_parts: Callable[..., Awaitable[Parts]], catalog: ModelCatalog
+) -> None:
+    """One batch holds a liar's unchecked result and, after it, the result that catches the
+    liar on another shard: the unchecked one is recorded before the verdict reopens the liar's
+    work, so it runs again elsewhere and no job finishes on it."""
+    dispatcher, registry, store = await make_parts(WorkPolicy(verify_fraction=0.0))
+    liar = await _node(registry, dispatcher, catalog)
+    honest = [await _node(registry, dispatcher, catalog) for _ in range(2)]
+    # Every node starts vetted (no vetting); shards of even index are verified.
+    dispatcher._placer.verify = lambda shard, lane, candidates=None: shard.index % 2 == 0  # type: ignore[method-assign]
+    jobs = [await dispatcher.submit(_job()) for _ in range(3)]
+    kept: list[Assignment] = []  # the liar's unchecked results, held back for the batch
+    crafted = False
+
+    def flight(assignment: Assignment) -> Any:
+        return dispatcher._flights.get(assignment.shard_id)
+
+    while True:
+        given = {lane: _assignments(lane) for lane in (liar, *honest)}
+        for a in given[liar]:
+            if flight(a) is not None and flight(a).wanted == 1:
+                kept.append(a)
+        deciding = [
+            (lane, a)
+            for lane in honest
+            for a in given[lane]
+            if flight(a) is not None and len(flight(a).results) >= 2
+        ]
+        first = []
+        if kept and deciding and not crafted:  # the batch: unchecked lies, then the verdicts
+            crafted = True
+            first = [dispatcher.complete(liar, _output(a, seed=1)) for a in kept]
+            first += [dispatcher.complete(lane, _output(a)) for lane, a in deciding]
+            kept = []
+        rest = [dispatcher.complete(liar, _output(a, seed=1)) for a in given[liar] if a not in kept]
+        rest += [
+            dispatcher.complete(lane, _output(a))
+            for lane in honest
+            for a in given[lane]
+            if (lane, a) not in deciding or not first
+        ]
+        if not first and not rest:
+            if not kept:
+                break
+            rest = [dispatcher.complete(liar, _output(a, seed=1)) for a in kept]
+            kept = []
+        for batch in (first, rest):  # the liar's lane closes once it is cut off
+            for outcome in await asyncio.gather(*batch, return_exceptions=True):
+                assert outcome is None or isinstance(outcome, FailedPreconditionError)
+    assert crafted, "the scenario never formed the batch it tests"
+    for job in jobs:
+        assert (await dispatcher.job(job.job_id)).state is JobState.SUCCEEDED
+        for doc in [d async for d in store.results(job.job_id)]:
+            assert np.allclose(doc.outputs["window_embeddings"], 1 / np.sqrt(384)), (
+                "a liar's output in a result"
+            )
+    paid = {r.address for r in await _rows(store, LedgerRow) if not r.withheld}
+    assert liar.node_id not in paid
 
 
 async def test_a_verified_shard_runs_on_two_nodes_and_is_paid_once(

@@ -1,7 +1,14 @@
+import random
+from typing import Any, cast
+
 import pytest
 
 from tokenweave.coordinator import NodeLoad, choose_node
+from tokenweave.coordinator._lanes import Lanes, NodeLane
 from tokenweave.coordinator._placement import peer_fetch_seconds
+from tokenweave.coordinator._placer import PlacementRound, Placer, WorkPolicy
+from tokenweave.coordinator._views import QueuedShard
+from tokenweave.types import ModelOffer
 
 
 def _simulate(
@@ -76,3 +83,75 @@ def test_a_dataset_shard_goes_to_a_node_holding_its_blocks() -> None:
     busy = NodeLoad("b-holder", 5_000, 5_000, 1)
     assert choose_node(1_000, [other, busy]) == "a-other"
     assert peer_fetch_seconds(0) == 0.0
+
+
+class _Standing:
+    """Every node in good standing, each with its own reputation."""
+
+    def __init__(self, reputation: dict[str, float]) -> None:
+        self._reputation = reputation
+
+    def reputation(self, node_id: str) -> float:
+        return self._reputation[node_id]
+
+    def resting(self, node_id: str, now: float) -> bool:
+        return False
+
+    def allowed(self, node_id: str) -> bool:
+        return True
+
+
+def _network(seed: int) -> tuple[Placer, Lanes]:
+    rng = random.Random(seed)
+    lanes = Lanes()
+    reputation = {}
+    for i in range(rng.randint(1, 40)):
+        node_id = f"n{i:02d}"
+        reputation[node_id] = rng.choice([1.0, 0.5, 0.005])
+        lane = NodeLane(
+            node_id,
+            "token",
+            rng.randint(1, 4),
+            {"m": ModelOffer("m", "sha", rng.choice([0.0, 50.0, 100.0, 100.0, 400.0, 3000.0]))},
+            frozenset({"embed"}),
+        )
+        for j in range(rng.randint(0, lane.max_inflight)):  # some already busy
+            lane.inflight[f"{node_id}-held-{j}"] = _queued(
+                f"{node_id}-held-{j}", rng.choice([16, 512])
+            )
+        lanes.add(lane)
+    policy = WorkPolicy(new_node_tokens_per_second=1e9)
+    return Placer(lanes, cast(Any, _Standing(reputation)), policy), lanes
+
+
+def _queued(shard_id: str, cost: int) -> QueuedShard:
+    return QueuedShard(shard_id, "job", "embed", "m", "sha", cost, b"")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_placement_pass_chooses_as_choose_node_would_shard_by_shard(seed: int) -> None:
+    """`PlacementRound` keeps heaps instead of asking `choose_node` about every node for every
+    shard: over random networks and queues, its choices are exactly the plain rule's."""
+    rng = random.Random(seed)
+    queue = [_queued(f"s{i}", rng.choice([16, 16, 64, 512])) for i in range(rng.randint(1, 120))]
+
+    def placements(fast: bool) -> list[str | None]:
+        placer, lanes = _network(seed)
+        placing = PlacementRound(placer, lanes)
+        backlog = sum(s.cost for s in queue)
+        held, chosen = False, []
+        for shard in queue:
+            if fast:
+                lane = placing.lane_for(shard, set(), backlog)
+            else:  # one call of the rule per shard, every candidate looked at
+                lane = (
+                    None if held else placer.choose(shard, placer.candidates(shard, set()), backlog)
+                )
+                held = held or lane is None
+            backlog -= shard.cost
+            if lane is not None:
+                lane.inflight[shard.shard_id] = shard  # as the dispatcher reserves the slot
+            chosen.append(None if lane is None else lane.node_id)
+        return chosen
+
+    assert placements(fast=True) == placements(fast=False)

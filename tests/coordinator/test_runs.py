@@ -29,12 +29,15 @@ def test_jobs_queue_in_arrival_order_and_returned_shards_go_first() -> None:
     assert "a-1" in queue
 
 
-def test_iteration_is_a_snapshot_and_a_job_drops_whole() -> None:
+def test_a_job_drops_whole_and_the_backlog_keeps_count() -> None:
     queue = PendingQueue()
-    queue.extend([_shard("a", 0), _shard("b", 0), _shard("a", 1)])
-    for shard in queue:  # placement removes shards while it walks the queue
-        queue.remove(shard.shard_id)
-    assert len(queue) == 0
-    queue.extend([_shard("a", 0), _shard("b", 0), _shard("a", 1)])
+    queue.extend([_shard("a", 0), _shard("b", 0, cost=7), _shard("a", 1)])
     queue.drop_job("a")
     assert _ids(queue) == ["b-0"]
+    assert queue.backlog() == 7
+    queue.to_front([_shard("b", 0, cost=7), _shard("c", 0, cost=3)])
+    assert _ids(queue) == ["b-0", "c-0"]
+    assert queue.backlog() == 10
+    queue.discard("b-0")
+    queue.discard("b-0")
+    assert queue.backlog() == 3
