@@ -9,6 +9,7 @@ Each caller waits for its own item's outcome, so errors still reach the one who 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -30,32 +31,43 @@ class Batches(Generic[T]):
         self._handle = handle
         self._spawn = spawn
         self._most = most
-        self._queued: list[tuple[T, asyncio.Future[None]]] = []
+        #: Calls waiting: the item, its caller's future, when it came (monotonic).
+        self._queued: list[tuple[T, asyncio.Future[None], float]] = []
         self._draining = False
+        #: When the oldest call of the batch being handled came; None: none is.
+        self._batch_since: float | None = None
 
     def __len__(self) -> int:
         """Items waiting for a batch."""
         return len(self._queued)
 
+    def lag(self, now: float) -> float:
+        """Seconds the oldest call being handled or waiting has waited (0: none)."""
+        since = self._batch_since
+        if since is None and self._queued:
+            since = self._queued[0][2]
+        return max(0.0, now - since) if since is not None else 0.0
+
     async def submit(self, item: T) -> None:
         """Queue `item` and wait until its batch is handled; raises the item's error."""
         done = asyncio.get_running_loop().create_future()
-        self._queued.append((item, done))
+        self._queued.append((item, done, time.monotonic()))
         if not self._draining:
             self._draining = True
             self._spawn(self._drain())
         await done
 
     async def _drain(self) -> None:
-        batch: list[tuple[T, asyncio.Future[None]]] = []
+        batch: list[tuple[T, asyncio.Future[None], float]] = []
         try:
             while self._queued:
                 batch, self._queued = self._queued[: self._most], self._queued[self._most :]
+                self._batch_since = batch[0][2]
                 try:
-                    errors = await self._handle([item for item, _ in batch])
+                    errors = await self._handle([item for item, _, _ in batch])
                 except Exception as exc:  # the handler itself failed: every caller hears it
                     errors = [exc] * len(batch)
-                for (_, done), error in zip(batch, errors, strict=True):
+                for (_, done, _), error in zip(batch, errors, strict=True):
                     if done.done():
                         continue
                     if error is None:
@@ -65,7 +77,8 @@ class Batches(Generic[T]):
                 batch = []
         finally:
             self._draining = False
-            for _, done in batch + self._queued:  # cancelled (shutdown): nobody is left waiting
+            self._batch_since = None
+            for _, done, _ in batch + self._queued:  # cancelled (shutdown): nobody is left waiting
                 if not done.done():
                     done.cancel()
             self._queued = []

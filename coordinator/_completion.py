@@ -35,7 +35,7 @@ from tokenweave.coordinator._db import (
 )
 from tokenweave.coordinator._ledger import Earned, RewardLedger
 from tokenweave.coordinator._payloads import Payloads
-from tokenweave.coordinator._planned import check_stage, shard_row
+from tokenweave.coordinator._planned import check_stage, insert_rows, shard_row
 from tokenweave.coordinator._views import QueuedShard, ShardOutput, ShardState
 from tokenweave.errors import FailedPreconditionError
 from tokenweave.types import JobInfo, JobState
@@ -274,14 +274,12 @@ class Completions:
             first = await session.scalar(
                 select(func.max(ShardRow.index)).where(ShardRow.job_id == job.job_id)
             )
-            rows = [
-                shard_row(job.job_id, (first or 0) + 1 + i, stage, task)
+            rows = [  # queued here at once
+                shard_row(job.job_id, (first or 0) + 1 + i, stage, task, self._owner)
                 for i, task in enumerate(more)
             ]
-            for row in rows:
-                row.owner = self._owner  # queued here at once
             await self._payloads.spill(rows)
-            session.add_all(rows)
+            await insert_rows(session, (), rows)
             job.shards_total += len(rows)
             return [queued_shard(r, job) for r in rows]
         merged = await asyncio.to_thread(workload.merge, planned, tasks)

@@ -466,16 +466,22 @@ class Dispatcher:
             self._last_tick = now
             if self._placer.stakes.due(now):
                 self._background_task(self._placer.stakes.refresh(self.lanes.connected()))
-            late, backed = self._flights.overdue(now)
+            # A result waiting in this coordinator's own queue is not the node's delay: runs
+            # are judged by the time when the oldest result waiting here came.
+            late, backed = self._flights.overdue(
+                now - self._results.lag(now), backups=not self._pending
+            )
             for node_id in late:
                 if (lane := self.lanes.get(node_id)) is not None:
                     lane.late = True
-            for flight in backed:
+            for flight in backed[:5]:
                 logger.warning(
                     "shard %s on %s is past its deadline; a backup copy runs elsewhere",
                     flight.shard_id,
                     ", ".join(flight.runs),
                 )
+            if len(backed) > 5:
+                logger.warning("%d more shards past their deadlines get backups", len(backed) - 5)
         # Copies still unplaced (a verifier's node gone, say) are tried again, and given up
         # once no node can take them in time (`_no_peer`): no other event may come to do it.
         if backed or rested or self._flights.disputed() or self._flights.wanting_copies():
@@ -563,19 +569,40 @@ class Dispatcher:
     async def _place_copies(self) -> None:
         """Place the extra copies that verifications, tie-breaks and backups asked for, each on
         a node that has not run the shard. A verification with no such node connected, and no
-        run still on time, is given up (the result stands unverified)."""
+        run still on time, is given up (the result stands unverified).
+
+        A pass costs O(copies wanted) plus O(nodes) once per kind of shard (model file and
+        workload): with thousands of backups wanted and every node busy, looking at every node
+        for every copy stalled a 10,000-node coordinator for minutes."""
+        wanting = self._flights.wanting_copies()
+        if not wanting:
+            return
         now = time.monotonic()
-        for flight in self._flights.wanting_copies():
+        kinds: dict[tuple[str, str, str], tuple[set[str], list[NodeLane]]] = {}
+        for flight in wanting:
+            shard = flight.shard
+            kind = (shard.model, shard.model_sha256, shard.workload)
+            if kind not in kinds:
+                lanes = self._placer.candidates(shard, frozenset())
+                kinds[kind] = ({lane.node_id for lane in lanes}, lanes)
+            everyone, lanes = kinds[kind]
             while flight.extra > 0:
-                lanes = self._placer.candidates(flight.shard, flight.tried)
-                if not lanes:
+                if len(everyone) <= sum(n in everyone for n in flight.tried):
+                    # No node it has not run on is connected.
                     await self._no_peer(flight, now)
                     break
-                lane = self._placer.choose(flight.shard, lanes, flight.shard.cost)
+                free = [
+                    lane
+                    for lane in lanes
+                    if lane.node_id not in flight.tried and lane.free_slots() > 0
+                ]
+                lane = self._placer.choose(shard, free, shard.cost) if free else None
                 if lane is None:
                     break
                 lane.inflight[flight.shard_id] = flight.shard  # its slot, until it starts
                 await self._start([(lane, flight, True)])
+            # Lanes that filled up are dropped from the kind's list as they are found.
+            kinds[kind] = (everyone, [lane for lane in lanes if lane.free_slots() > 0])
 
     async def _no_peer(self, flight: Flight, now: float) -> None:
         decision = self._flights.no_peer(

@@ -248,15 +248,17 @@ class Flights:
         self._remove(flight.shard_id)
         return Requeue()
 
-    def overdue(self, now: float) -> tuple[set[str], list[Flight]]:
+    def overdue(self, now: float, backups: bool = True) -> tuple[set[str], list[Flight]]:
         """Nodes with a run past its deadline, and the flights that now get a backup copy (one
-        each, the first time they are late)."""
+        each, the first time they are late). `backups` False: none yet — while shards wait
+        in the queue, a free slot runs one of them rather than a second copy (MapReduce's
+        rule: backups near the end), and a late flight is backed up once the queue is empty."""
         late_nodes: set[str] = set()
         backed: list[Flight] = []
         for flight in self._flights.values():
             late = [node for node, deadline in flight.runs.items() if deadline < now]
             late_nodes.update(late)
-            if late and not flight.backed_up:
+            if late and backups and not flight.backed_up:
                 flight.backed_up = True
                 self._want(flight, 1)
                 backed.append(flight)

@@ -28,10 +28,7 @@ from tokenweave.coordinator._db import (
 )
 from tokenweave.coordinator._ledger import RewardLedger
 from tokenweave.coordinator._payloads import Payloads
-from tokenweave.coordinator._planned import (
-    check_documents,
-    planned_rows,
-)
+from tokenweave.coordinator._planned import check_documents, insert_rows, planned_rows
 from tokenweave.coordinator._quota import ClientQuota, check_quota
 from tokenweave.coordinator._reopen import Reopened, reopen_unverified
 from tokenweave.coordinator._shares import NodeShares
@@ -123,16 +120,20 @@ class JobStore:
         plan = await asyncio.to_thread(
             workload.plan, request.model, request.documents, request.options, context
         )
-        rows = planned_rows(request, plan, workload.name, entry.sha256)
-        for row in rows.shards:
-            row.owner = self.owner if claimed else None
+        rows = await asyncio.to_thread(
+            planned_rows,
+            request,
+            plan,
+            workload.name,
+            entry.sha256,
+            self.owner if claimed else None,
+        )
         await self._payloads.spill(rows.shards)
         async with self._sessions.begin() as session:
             await check_quota(session, self._limits.quota, request.owner, plan.tokens)
             session.add(rows.job)
             await session.flush()
-            session.add_all(rows.documents)
-            session.add_all(rows.shards)
+            await insert_rows(session, rows.documents, rows.shards)
         queued = [queued_shard(s, rows.job) for s in rows.shards] if claimed else []
         return job_from_row(rows.job), queued
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -93,3 +94,22 @@ async def test_a_batch_holds_at_most_so_many() -> None:
     batches = Batches(handle, _Owner().spawn, most=3)
     await asyncio.gather(*(batches.submit(i) for i in range(7)))
     assert sizes == [3, 3, 1]
+
+
+async def test_lag_is_the_age_of_the_oldest_call_waiting_or_handled() -> None:
+    gate = asyncio.Event()
+
+    async def handle(items: Sequence[int]) -> list[BaseException | None]:
+        await gate.wait()
+        return [None] * len(items)
+
+    batches = Batches(handle, _Owner().spawn)
+    assert batches.lag(time.monotonic()) == 0.0
+    first = asyncio.create_task(batches.submit(1))
+    await asyncio.sleep(0.05)
+    later = asyncio.create_task(batches.submit(2))
+    await asyncio.sleep(0)
+    assert batches.lag(time.monotonic()) >= 0.05  # the batch being handled holds the oldest
+    gate.set()
+    await asyncio.gather(first, later)
+    assert batches.lag(time.monotonic()) == 0.0

@@ -116,6 +116,15 @@ def test_an_overdue_run_gets_one_backup() -> None:
     assert flights.result(flight, "fast", _out(b"x"), _same, 0.9, 0.0) == Accept("fast")
 
 
+def test_no_backup_while_shards_wait_in_the_queue() -> None:
+    flights = Flights(max_attempts=3)
+    flight = flights.lease(_shard(), verified=False)
+    flights.started(flight, "slow", deadline=5.0, copy=False)
+    assert flights.overdue(now=6.0, backups=False) == ({"slow"}, []), "late, not backed up"
+    assert flights.wanting_copies() == []
+    assert flights.overdue(now=7.0) == ({"slow"}, [flight]), "the queue emptied: backed up"
+
+
 def test_a_lone_result_stands_once_no_run_is_on_time() -> None:
     flights = Flights(max_attempts=3)
     flight = flights.lease(_shard(), verified=True)

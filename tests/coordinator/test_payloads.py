@@ -17,7 +17,9 @@ async def test_large_payloads_are_files_and_leave_with_their_job(tmp_path: Path)
     engine, sessions = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     payloads = Payloads(sessions, tmp_path / "payloads")
     big, small = b"x" * (SPILL_BYTES + 1), b"small"
-    rows = [shard_row("job1", i, 0, TaskPlan(1, p, b"{}")) for i, p in enumerate((big, small))]
+    rows = [
+        shard_row("job1", i, 0, TaskPlan(1, p, b"{}"), None) for i, p in enumerate((big, small))
+    ]
     await payloads.spill(rows)
     assert (rows[0].payload_row.external, rows[0].payload_row.payload) == (True, b"")
     assert not rows[1].payload_row.external
