@@ -87,6 +87,7 @@ class Dispatcher:
         )
         self._last_tick = time.monotonic()
         self._results = Batches(self._take_results, self._background_task)
+        self._pumps = Batches(self._pump_passes, self._background_task)
         standing.on_cutoff(self._cut_off)
         #: A change was cut short by a failure: `reconcile` should run soon.
         self.needs_reconcile = False
@@ -238,16 +239,17 @@ class Dispatcher:
 
     @to_the_end
     async def hand_back(self, lane: NodeLane, shard_ids: list[str]) -> None:
-        async with self._lock:
-            lane.draining = True
-            held = [s for s in shard_ids if s in lane.inflight]
-            _, failure = await self._end_runs(lane, held)
-            if failure is not None:
-                await self._pump()
-                raise failure
-            if held:
-                await self._standing.record_abandoned(lane.node_id, len(held))
-        await self._pump()
+        try:
+            async with self._lock:
+                lane.draining = True
+                held = [s for s in shard_ids if s in lane.inflight]
+                _, failure = await self._end_runs(lane, held)
+                if failure is not None:
+                    raise failure
+                if held:
+                    await self._standing.record_abandoned(lane.node_id, len(held))
+        finally:
+            await self._pump()  # what went back to the queue is placed, failure or not
 
     # -- results ------------------------------------------------------------------------------
 
@@ -515,6 +517,16 @@ class Dispatcher:
             self._runs.start(lane, flight, payload, deadline, copy, now)
 
     async def _pump(self) -> None:
+        """Place what can be placed now. Calls made while a pass runs share the next one: a
+        pass looks at every node, and ten thousand nodes attaching at once (or a batch of
+        results) must not cost ten thousand passes."""
+        await self._pumps.submit(None)
+
+    async def _pump_passes(self, calls: Sequence[None]) -> list[BaseException | None]:
+        await self._pass()
+        return [None] * len(calls)
+
+    async def _pass(self) -> None:
         async with self._lock:
             await self._claim()
             await self._place_copies()

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Update, case, select, update
+from sqlalchemy import Table, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave import tensors, workloads
@@ -46,6 +47,14 @@ from tokenweave.errors import (
 from tokenweave.types import JobInfo, JobState
 from tokenweave.workloads import (
     PlanContext,
+)
+
+_SHARDS = cast(Table, ShardRow.__table__)
+#: Per leased shard: its node (executemany).
+_LEASED_TO = (
+    update(_SHARDS)
+    .where(_SHARDS.c.shard_id == bindparam("b_shard"))
+    .values(node_id=bindparam("b_node"))
 )
 
 #: Documents read from the database at a time when streaming a job's results.
@@ -250,26 +259,25 @@ class JobStore:
             return set()
         now = utcnow()
         leased: dict[str, str] = {}
+        nodes = dict(leases)
         async with self._sessions.begin() as session:
-            for chunk in chunked(leases):
-                nodes = dict(chunk)
+            for chunk in chunked(list(nodes)):
                 rows = await session.execute(
                     update(ShardRow)
                     .where(
-                        ShardRow.shard_id.in_(nodes),
+                        ShardRow.shard_id.in_(chunk),
                         ShardRow.state == ShardState.PENDING,
                         ShardRow.owner == self.owner,
                     )
-                    .values(
-                        state=ShardState.LEASED,
-                        node_id=case(nodes, value=ShardRow.shard_id),
-                        attempts=ShardRow.attempts + 1,
-                        leased_at=now,
-                    )
+                    .values(state=ShardState.LEASED, attempts=ShardRow.attempts + 1, leased_at=now)
                     .returning(ShardRow.shard_id, ShardRow.job_id)
                     .execution_options(synchronize_session=False)
                 )
                 leased.update((shard_id, job_id) for shard_id, job_id in rows)
+            if leased:  # each to its node, in the same transaction
+                await session.execute(
+                    _LEASED_TO, [{"b_shard": s, "b_node": nodes[s]} for s in leased]
+                )
             # A job leaves QUEUED once, and never comes back.
             starting = sorted(set(leased.values()) - self._started)
             if starting:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenweave.coordinator._db import (
@@ -185,7 +186,7 @@ class RewardLedger:
                 }
             )
         if new:  # one INSERT of many rows, not the ORM's unit of work
-            await session.execute(insert(LedgerRow), new)
+            await session.execute(insert(cast(Table, LedgerRow.__table__)), new)
 
     @staticmethod
     async def withhold(session: AsyncSession, address: str) -> None:
