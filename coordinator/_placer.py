@@ -177,7 +177,7 @@ class PlacementRound:
         self._slots[node_id] -= 1
         self._queued[node_id] += cost
         for kind in self._kinds.values():
-            kind.changed(node_id)
+            kind.changed(node_id, cost)
 
     def candidates(
         self, shard: QueuedShard, avoided: set[str] | frozenset[str] = frozenset()
@@ -216,6 +216,8 @@ class _Kind:
                 slots.setdefault(lane.node_id, lane.free_slots())
                 queued.setdefault(lane.node_id, lane.load())
         self._total_speed = sum(self._speed.values())
+        #: Model tokens the candidates hold (the drain time's numerator).
+        self._held = sum(queued[n] for n in self._speed)
         #: Per shard cost: free nodes by (expected finish, node id); entries go stale as nodes
         #: are leased to and are dropped when they reach the top.
         self._free: dict[int, list[tuple[float, str]]] = {}
@@ -237,22 +239,25 @@ class _Kind:
         if not heap:
             return None
         best_free = heap[0]
-        if cost not in self._busy:
-            self._busy[cost] = min(
-                (self._key(n, cost) for n in self._speed if self._slots[n] <= 0), default=None
-            )
-        best_busy = self._busy[cost]
-        if best_busy is not None and best_busy < best_free:
-            held = sum(self._queued[n] for n in self._speed)
-            drain = (held + max(backlog, cost)) / self._total_speed
-            if best_free[0] > drain:
+        # Finishing by the time the network drains the backlog, the best free node takes it
+        # whatever the busy ones would do (choose_node's rule, asked in the cheap order: the
+        # busy nodes are looked at only near the end of the work).
+        if best_free[0] > (self._held + max(backlog, cost)) / self._total_speed:
+            if cost not in self._busy:
+                self._busy[cost] = min(
+                    (self._key(n, cost) for n in self._speed if self._slots[n] <= 0),
+                    default=None,
+                )
+            best_busy = self._busy[cost]
+            if best_busy is not None and best_busy < best_free:
                 return None
         return self._lanes[best_free[1]]
 
-    def changed(self, node_id: str) -> None:
-        """The pass leased `node_id` a shard: its entries move (or it is busy now)."""
+    def changed(self, node_id: str, cost: int) -> None:
+        """The pass leased `node_id` a shard of `cost`: its entries move (or it is busy now)."""
         if node_id not in self._speed:
             return
+        self._held += cost
         busy = self._slots[node_id] <= 0
         for cost, heap in self._free.items():
             if not busy:
