@@ -139,6 +139,7 @@ class Dispatcher:
         logger.info(
             "job %s (%s): %d documents, %d tokens, %d items in %d shards",
             *(job.job_id, job.workload, job.documents, job.tokens, job.items, job.shards_total),
+            extra={"job_id": job.job_id},
         )
         await self._pump()
         return await self.job(job.job_id)
@@ -177,7 +178,9 @@ class Dispatcher:
                 node_id, token, info.max_inflight, {m.name: m for m in info.models}, info.workloads
             )
             self.lanes.add(lane)
-        logger.info("node %s attached (%d slots)", node_id, info.max_inflight)
+        logger.info(
+            "node %s attached (%d slots)", node_id, info.max_inflight, extra={"node_id": node_id}
+        )
         if self._placer.stakes.policy.enabled:
             await self._placer.stakes.refresh([node_id])
         await self._pump()
@@ -205,7 +208,11 @@ class Dispatcher:
         if held and reason is not DetachReason.CUT_OFF:
             await self._standing.record_abandoned(lane.node_id, len(held))
         if held or reason is not DetachReason.STREAM_CLOSED:
-            logger.info("node %s detached (%s); %d shards requeued", lane.node_id, reason, requeued)
+            logger.info(
+                "node %s detached (%s); %d shards requeued",
+                *(lane.node_id, reason, requeued),
+                extra={"node_id": lane.node_id},
+            )
         if failure is not None:
             raise failure
 
@@ -399,7 +406,9 @@ class Dispatcher:
                 logger.info("job %s: next stage of %d shards", job.job_id, len(completed.added))
             if completed.finished:
                 logger.info(
-                    "job %s succeeded: %d tokens processed", job.job_id, job.tokens_processed
+                    "job %s succeeded: %d tokens processed",
+                    *(job.job_id, job.tokens_processed),
+                    extra={"job_id": job.job_id},
                 )
 
     @to_the_end
@@ -420,7 +429,11 @@ class Dispatcher:
         if flight is None:
             return 0
         if error is not None:
-            logger.warning("node %s failed shard %s: %s", lane.node_id, shard_id, clip(error, 300))
+            logger.warning(
+                "node %s failed shard %s: %s",
+                *(lane.node_id, shard_id, clip(error, 300)),
+                extra={"node_id": lane.node_id, "shard_id": shard_id},
+            )
             await self._standing.record_failure(lane.node_id)
         decision = self._flights.ended(
             flight, lane.node_id, error, vetted=self._standing.vetted(lane.node_id)
@@ -481,6 +494,7 @@ class Dispatcher:
                     "shard %s on %s is past its deadline; a backup copy runs elsewhere",
                     flight.shard_id,
                     ", ".join(flight.runs),
+                    extra={"shard_id": flight.shard_id, "job_id": flight.shard.job_id},
                 )
             if len(backed) > 5:
                 logger.warning("%d more shards past their deadlines get backups", len(backed) - 5)

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenweave._address import parse_addresses
+
 #: Windows per inference batch by default: a GPU needs hundreds to be kept busy (MiniLM on an
 #: H100: 8.1 M tokens/s at 64 windows of 256 tokens, 9.4 M at 1,024).
 CPU_BATCH = 32
@@ -72,8 +74,9 @@ class NodeConfig:
 
     @property
     def coordinators(self) -> tuple[str, ...]:
-        """The coordinators' addresses, in the order they are tried."""
-        return tuple(a.strip() for a in self.coordinator.split(",") if a.strip())
+        """The coordinators' addresses, in the order they are tried (each HOST:PORT; a
+        missing port is 50051, a URL is refused)."""
+        return parse_addresses(self.coordinator, "--coordinator")
 
     def resolved(self, on_gpu: bool) -> NodeConfig:
         """This config with the device-dependent defaults filled in."""

@@ -90,7 +90,9 @@ class NodeDaemon:
     @classmethod
     async def create(cls, config: NodeConfig) -> NodeDaemon:
         """Raises `DataDirLockedError` when another process holds `config.data_dir`; the lock is
-        held until `run` returns."""
+        held until `run` returns; InvalidArgumentError for a coordinator address that is not
+        HOST[:PORT] (before any model loads)."""
+        config.coordinators  # noqa: B018 - parsed now, to fail before the models load
         lock = DataDirLock.acquire(config.data_dir, "node")
         try:
             return await cls._create(config, lock)
@@ -200,7 +202,7 @@ class NodeDaemon:
         """One session with the current coordinator; whether it registered (a lost session is
         logged, not raised). When it ends, the next coordinator of the list is the current one:
         a node given several fails over from one that died or stopped answering."""
-        addresses = self.config.coordinators or (self.config.coordinator,)
+        addresses = self.config.coordinators
         address = addresses[self._next_coordinator % len(addresses)]
         config = dataclasses.replace(self.config, coordinator=address)
         session = LeaseSession(

@@ -120,7 +120,8 @@ def test_every_error_maps_to_a_grpc_status() -> None:
         if isinstance(cls, type) and cls is not tokenweave.errors.TokenweaveError:
             assert cls.status in grpc.StatusCode.__members__, cls
             err = tokenweave.errors.error_for_status(cls.status, "why")
-            assert type(err) is cls
+            # A refinement the SDK raises itself (JobFailedError) comes back as its parent.
+            assert type(err) is cls or type(err) is cls.__base__
             assert err.message == "why"
 
 

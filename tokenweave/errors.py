@@ -4,10 +4,12 @@
     ├── InvalidArgumentError            a request field is wrong (INVALID_ARGUMENT)
     ├── NotFoundError                   a job, node or model does not exist (NOT_FOUND)
     ├── FailedPreconditionError         the request is valid but not now (FAILED_PRECONDITION)
+    │   └── JobFailedError              a job waited for ended FAILED or CANCELLED
     ├── PermissionDeniedError           the caller may not do this (PERMISSION_DENIED)
     ├── UnauthenticatedError            a bad signature or session token (UNAUTHENTICATED)
     ├── ResourceExhaustedError          a size or capacity limit (RESOURCE_EXHAUSTED)
     ├── UnavailableError                the service cannot be reached now (UNAVAILABLE)
+    ├── DeadlineExceededError           no answer in time (DEADLINE_EXCEEDED)
     └── InternalError                   a bug or a broken invariant (INTERNAL)
 
 Domain code raises these; the coordinator's interceptor turns them into gRPC statuses, and the SDK
@@ -21,9 +23,11 @@ from typing import ClassVar
 
 __all__ = [
     "AlreadyExistsError",
+    "DeadlineExceededError",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
+    "JobFailedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
@@ -57,6 +61,10 @@ class FailedPreconditionError(TokenweaveError):
     status = "FAILED_PRECONDITION"
 
 
+class JobFailedError(FailedPreconditionError):
+    """A job the caller waited for ended FAILED or CANCELLED (the CLI exits 5)."""
+
+
 class AlreadyExistsError(TokenweaveError):
     status = "ALREADY_EXISTS"
 
@@ -77,6 +85,12 @@ class UnavailableError(TokenweaveError):
     status = "UNAVAILABLE"
 
 
+class DeadlineExceededError(TokenweaveError):
+    """No answer in time: the coordinator is overloaded, or the network lost the call."""
+
+    status = "DEADLINE_EXCEEDED"
+
+
 class InternalError(TokenweaveError):
     status = "INTERNAL"
 
@@ -92,6 +106,7 @@ _BY_STATUS: dict[str, type[TokenweaveError]] = {
         UnauthenticatedError,
         ResourceExhaustedError,
         UnavailableError,
+        DeadlineExceededError,
         InternalError,
     )
 }

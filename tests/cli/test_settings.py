@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenweave.cli._settings import layered, load_config_file
+from tokenweave.cli._settings import check_config_file, layered, load_config_file
 from tokenweave.coordinator import CoordinatorConfig
 from tokenweave.errors import InvalidArgumentError
 from tokenweave.node import NodeConfig
@@ -44,14 +44,26 @@ def test_bad_values_name_their_source(monkeypatch: pytest.MonkeyPatch, tmp_path:
         InvalidArgumentError, match="TOKENWEAVE_WINDOWS_PER_SHARD: cannot read 'many'"
     ):
         layered(CoordinatorConfig, "coordinator", {}, {})
-    with pytest.raises(InvalidArgumentError, match=r"\[coordinator\]: unknown keys colour"):
+    with pytest.raises(InvalidArgumentError, match=r"\[coordinator\]: unknown key 'colour'"):
         layered(CoordinatorConfig, "coordinator", {}, {"coordinator": {"colour": "blue"}})
+    with pytest.raises(InvalidArgumentError, match=r"'replica' \(did you mean 'replicas'\?\)"):
+        layered(CoordinatorConfig, "coordinator", {}, {"coordinator": {"replica": 3}})
     broken = tmp_path / "broken.toml"
     broken.write_text("[node\n")
     with pytest.raises(InvalidArgumentError, match=r"broken\.toml"):
         load_config_file(broken)
     with pytest.raises(InvalidArgumentError, match="does not exist"):
         load_config_file(tmp_path / "missing.toml")
+
+
+def test_a_misspelled_table_or_client_key_is_an_error_not_ignored() -> None:
+    check_config_file({"node": {}, "client": {"coordinator": "h:1", "tls_ca": "ca.pem"}})
+    with pytest.raises(InvalidArgumentError, match=r"'cordinator' \(did you mean 'coordinator'"):
+        check_config_file({"cordinator": {"listen": "0.0.0.0:1"}})
+    with pytest.raises(InvalidArgumentError, match=r"\[client\]: unknown key 'apikey'"):
+        check_config_file({"client": {"apikey": "tw_x"}})
+    with pytest.raises(InvalidArgumentError, match=r"\[node\] must be a table"):
+        check_config_file({"node": "fast"})
 
 
 def test_database_url_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ def add_ask_command(
     ssub: Any, add_client_options: Callable[[argparse.ArgumentParser], None]
 ) -> None:
     p = ssub.add_parser("ask", help="ask a question over documents of any length (map-reduce)")
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="UTF-8 text files, any length"
+    )
     p.add_argument("--question", "-q", required=True, help="what to ask")
     p.add_argument("--dataset", metavar="CID", help="ask over a stored dataset instead of files")
     p.add_argument(

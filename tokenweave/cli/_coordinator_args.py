@@ -31,8 +31,18 @@ def add_coordinator_command(
     p.add_argument(
         "--db", metavar="URL", help="SQLAlchemy async URL (default: SQLite in the data dir)"
     )
-    p.add_argument("--max-document-bytes", type=int, metavar="N")
-    p.add_argument("--windows-per-shard", type=int, metavar="N")
+    p.add_argument(
+        "--max-document-bytes",
+        type=int,
+        metavar="N",
+        help="largest document a job may hold, in bytes (default 8 MiB)",
+    )
+    p.add_argument(
+        "--windows-per-shard",
+        type=int,
+        metavar="N",
+        help="embedding windows a task holds (default 16); fewer spread a job wider",
+    )
     p.add_argument(
         "--chain",
         metavar="RPC_URL",

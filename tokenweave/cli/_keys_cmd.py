@@ -24,7 +24,9 @@ def add_keys_commands(
     kc.add_argument("--admin", action="store_true", help="an admin key (manages keys, all jobs)")
     kc.add_argument("--label", default="", help="a note kept with the key (e.g. where it lives)")
     kl = ksub.add_parser("ls", help="every key, or one client's")
-    kl.add_argument("--client", default="", metavar="CLIENT")
+    kl.add_argument(
+        "--client", default="", metavar="CLIENT", help="only this client's keys (default: all)"
+    )
     kl.add_argument("--json", action="store_true", help="one JSON array")
     kr = ksub.add_parser("revoke", help="revoke a key at once")
     kr.add_argument("key_id", metavar="KEY_ID", help="the 12 hex digits after tw_")

@@ -107,7 +107,7 @@ def close_epoch(client: Client, wait: bool, as_json: bool) -> int:
 def claim(client: Client, data_dir: Path, as_json: bool) -> int:
     from tokenweave.node import NodeIdentity  # the node package loads ONNX Runtime: only here
 
-    identity = NodeIdentity.load_or_create(data_dir)
+    identity = NodeIdentity.load(data_dir)
     result = client.claim(identity.private_key)
     balance = client.rewards(identity.address).balance
     if as_json:

@@ -58,7 +58,7 @@ def run_coordinator(config: CoordinatorConfig) -> int:
     async def body(stop: asyncio.Event) -> None:
         server = await CoordinatorServer.create(config)
         quieter_gc()
-        print(f"coordinator listening on {server.address}", flush=True)
+        logger.info("coordinator listening on %s", server.address)
         await stop.wait()
         await server.shutdown()
 
@@ -74,7 +74,11 @@ def run_node(config: NodeConfig) -> int:
         speeds = ", ".join(
             f"{m} {s:,.0f} {unit.get(m, 'tokens/s')}" for m, s in daemon.speeds.items()
         )
-        print(f"node {daemon.identity.address} → {config.coordinator} ({speeds})", flush=True)
+        logger.info(
+            "node %s → %s (%s)",
+            *(daemon.identity.address, config.coordinator, speeds),
+            extra={"node_id": daemon.identity.address},
+        )
         await daemon.run(stop)
 
     return run_until_signalled(body)

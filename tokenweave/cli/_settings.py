@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -46,14 +47,40 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
         raise InvalidArgumentError(f"config file {path}: {exc}") from exc
 
 
+#: The config file's tables, and the keys of [client] (the daemons' tables are their configs').
+SECTIONS = ("coordinator", "node", "client")
+CLIENT_KEYS = ("coordinator", "api_key", "tls_ca")
+
+
+def _unknown(what: str, found: set[str], known: tuple[str, ...] | set[str]) -> None:
+    """Refuse keys the file should not have, each with the closest known one."""
+    unknown = sorted(found - set(known))
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    listed = f"; known: {', '.join(sorted(known))}" if len(known) <= 8 else ""
+    raise InvalidArgumentError(
+        f"config file {what}: unknown {'key' if len(unknown) == 1 else 'keys'} "
+        f"{', '.join(hints)}{listed}"
+    )
+
+
+def check_config_file(file: dict[str, Any]) -> None:
+    """A misspelled table or [client] key is an error, not silently ignored."""
+    _unknown("tables", set(file), SECTIONS)
+    for section in SECTIONS:
+        if not isinstance(file.get(section, {}), dict):
+            raise InvalidArgumentError(f"config file: [{section}] must be a table")
+    _unknown("[client]", set(file.get("client", {})), CLIENT_KEYS)
+
+
 def layered(cls: type[C], section: str, flags: dict[str, Any], file: dict[str, Any]) -> C:
     """Build config dataclass `cls`, each field from the first layer that sets it."""
     table = file.get(section, {})
-    unknown = set(table) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if unknown:
-        raise InvalidArgumentError(
-            f"config file [{section}]: unknown keys {', '.join(sorted(unknown))}"
-        )
+    _unknown(f"[{section}]", set(table), {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         annotation = str(field.type)

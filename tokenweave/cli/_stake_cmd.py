@@ -17,7 +17,6 @@ import json
 import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenweave.errors import FailedPreconditionError, InvalidArgumentError
@@ -35,16 +34,15 @@ WEI_PER_TOKEN = 10**18
 
 
 def add_stake_commands(
-    nodes: Any, add_client_options: Callable[[argparse.ArgumentParser], None]
+    nodes: Any, add_node_options: Callable[[argparse.ArgumentParser], None]
 ) -> None:
-    """Add `stake`, `unstake` and `withdraw` to the `node` subcommands."""
+    """Add `stake`, `unstake` and `withdraw` to the `node` subcommands (`add_node_options`:
+    the data dir, --json and client options they share with `node`)."""
     for action, text in ACTIONS.items():
         p = nodes.add_parser(action, help=text)
         if action != "withdraw":
             p.add_argument("amount", metavar="AMOUNT", help="in TWV, e.g. 2.5")
-        p.add_argument("--data-dir", type=Path, default=Path("node-data"), metavar="DIR")
-        p.add_argument("--json", action="store_true")
-        add_client_options(p)
+        add_node_options(p)
 
 
 def parse_amount(text: str) -> int:
@@ -66,7 +64,7 @@ def run(client: Client, args: argparse.Namespace) -> int:
 
     action = args.node_command
     amount = parse_amount(args.amount) if action != "withdraw" else 0
-    identity = NodeIdentity.load_or_create(args.data_dir)
+    identity = NodeIdentity.load(args.data_dir)
     sent = relay_staking(client, identity.private_key, action, amount)
     if args.json:
         json.dump(

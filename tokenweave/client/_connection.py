@@ -12,6 +12,7 @@ from typing import Self, TypeVar
 
 import grpc
 
+from tokenweave._address import parse_address
 from tokenweave.client._channel import default_api_key, default_tls_ca, open_channel
 from tokenweave.client._channel import translate as _translate
 from tokenweave.v1 import (
@@ -44,7 +45,7 @@ class Connection:
         """`api_key` (default TOKENWEAVE_API_KEY) identifies you to the coordinator; `tls_ca`
         (default TOKENWEAVE_TLS_CA) is the CA that signed its certificate (without one the
         connection is plaintext, which coordinators serve on loopback only)."""
-        self.address = address or default_address()
+        self.address = parse_address(address or default_address(), "coordinator address")
         self.timeout = timeout
         ca = Path(tls_ca) if tls_ca is not None else default_tls_ca()
         self._channel = calls = open_channel(

@@ -20,7 +20,12 @@ from tokenweave.client._convert import (
     JobStatus,
     document_embedding,
 )
-from tokenweave.errors import FailedPreconditionError, ResourceExhaustedError, UnavailableError
+from tokenweave.errors import (
+    FailedPreconditionError,
+    JobFailedError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 
 if TYPE_CHECKING:
     from tokenweave.client._client import Client
@@ -171,7 +176,7 @@ class Job:
         info = self.wait()
         if info.status is not JobStatus.SUCCEEDED:
             reason = f": {info.error}" if info.error else ""
-            raise FailedPreconditionError(f"job {self.id} {info.status}{reason}")
+            raise JobFailedError(f"job {self.id} {info.status}{reason}")
         return list(self._client._results(self.id))
 
     def cancel(self) -> JobInfo:
