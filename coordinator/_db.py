@@ -52,6 +52,21 @@ def chunked(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
         yield values[start : start + size]
 
 
+#: SQLSTATEs of a transaction the server aborted to let others through: deadlock_detected,
+#: serialization_failure. Run again, it succeeds.
+TRANSIENT_SQLSTATES = ("40P01", "40001")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` is a transaction the database aborted to break a deadlock or a
+    serialization conflict (run again, it succeeds)."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return state in TRANSIENT_SQLSTATES or "deadlock detected" in str(exc)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 

@@ -25,6 +25,7 @@ from tokenweave.coordinator._db import (
     JobRow,
     ShardRow,
     chunked,
+    transient,
     utcnow,
 )
 from tokenweave.coordinator._ledger import RewardLedger
@@ -56,6 +57,9 @@ _LEASED_TO = (
     .where(_SHARDS.c.shard_id == bindparam("b_shard"))
     .values(node_id=bindparam("b_node"))
 )
+
+#: Times a batch of results is tried when the database aborts it to break a deadlock.
+DEADLOCK_RETRIES = 3
 
 #: Documents read from the database at a time when streaming a job's results.
 RESULT_PAGE = 64
@@ -326,11 +330,15 @@ class JobStore:
         failure fails them all."""
         if not accepted:
             return []
-        try:
-            async with self._sessions.begin() as session:
-                outcome = await self._completions.record(session, accepted)
-        except Exception as exc:
-            return [exc] * len(accepted)
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                async with self._sessions.begin() as session:
+                    outcome = await self._completions.record(session, accepted)
+                break
+            except Exception as exc:
+                if attempt < DEADLOCK_RETRIES and transient(exc):
+                    continue  # rolled back whole: the batch runs again
+                return [exc] * len(accepted)
         for done in outcome:
             if isinstance(done, Completed) and done.finished:
                 await self._payloads.forget(done.job.job_id)

@@ -341,13 +341,15 @@ class NodeRegistry:
         return node_id in self._live
 
     async def persist_last_seen(self) -> None:
-        """Write when each connected node was last heard from: one statement for them all."""
+        """Write when each connected node was last heard from: one statement for them all,
+        in node id order (the order results lock node rows in: two writers of many node rows
+        in different orders deadlock on PostgreSQL)."""
         if not self._live:
             return
         now, clock = utcnow(), time.monotonic()
         seen = [
             {"node_id": node_id, "last_seen": now - dt.timedelta(seconds=clock - live.last_seen)}
-            for node_id, live in self._live.items()
+            for node_id, live in sorted(self._live.items())
         ]
         async with self._db.begin() as session:
             await session.execute(update(NodeRow), seen)  # by primary key, executemany

@@ -26,6 +26,7 @@ from tokenweave.coordinator._db import (
     JobRow,
     ShardPayloadRow,
     ShardRow,
+    transient,
     utcnow,
 )
 from tokenweave.coordinator._jobs import JobLimits, JobStore
@@ -228,3 +229,36 @@ async def test_shards_leased_to_no_one_are_pending_again(sessions: Sessions) -> 
     await instances.take_over_dead()
     assert set((await _owners(sessions)).values()) == {(None, ShardState.PENDING)}
     assert len(await instances.claim(None)) == 2
+
+
+class _AbortedError(Exception):
+    """What asyncpg's error looks like to SQLAlchemy's: the server's SQLSTATE on `orig`."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.orig = type("Orig", (), {"sqlstate": sqlstate})()
+
+
+def test_a_deadlock_or_serialization_abort_is_transient_and_nothing_else_is() -> None:
+    assert transient(_AbortedError("40P01"))
+    assert transient(_AbortedError("40001"))
+    assert not transient(_AbortedError("23505"))  # a unique violation stays an error
+    assert not transient(ValueError("deadlock? no"))
+
+
+async def test_a_batch_of_results_aborted_by_a_deadlock_runs_again(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(sessions, "a" * 16)
+    calls = 0
+
+    async def record(session: AsyncSession, accepted: object) -> list[object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise _AbortedError("40P01")
+        return ["done"]
+
+    monkeypatch.setattr(store._completions, "record", record)
+    assert await store.complete_shards([cast(Any, "result")]) == ["done"]
+    assert calls == 2
