@@ -17,7 +17,6 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from tokenweave import workloads
 from tokenweave.coordinator import _verify as verify
 from tokenweave.coordinator._batches import Batches
 from tokenweave.coordinator._claims import Instances, claim_limit
@@ -36,7 +35,8 @@ from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import DetachReason, Lanes, NodeLane
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._outputs import JobOutputs
-from tokenweave.coordinator._placer import PlacementRound, Placer, WorkPolicy
+from tokenweave.coordinator._placer import Placer, WorkPolicy
+from tokenweave.coordinator._placing import Placing
 from tokenweave.coordinator._referee import LocalRunner
 from tokenweave.coordinator._runs import PendingQueue, Runs
 from tokenweave.coordinator._shield import to_the_end
@@ -81,6 +81,16 @@ class Dispatcher:
         self._background: set[asyncio.Task[None]] = set()
         self._placer = Placer(lanes, standing, self.policy, stakes)
         self._runs = Runs(self._flights, lanes, self._placer.speeds)
+        self._placing = Placing(
+            store,
+            self._placer,
+            lanes,
+            self._pending,
+            self._flights,
+            self._runs,
+            events,
+            self.outputs,
+        )
         self._referee = referee
         self._verdicts = Verdicts(
             store, standing, lanes, self._placer.stakes, self._background_task
@@ -506,30 +516,6 @@ class Dispatcher:
 
     # -- placement ----------------------------------------------------------------------------
 
-    async def _start(self, starts: Sequence[tuple[NodeLane, Flight, bool]]) -> None:
-        """Send each flight's shard to its lane, (lane, flight, copy) triples, the payloads
-        read in one statement. A payload that cannot be read (its file lost in a crash) fails
-        its job."""
-        payloads = await self._store.payloads([flight.shard_id for _, flight, _ in starts])
-        now = time.monotonic()
-        for lane, flight, copy in starts:
-            if self._flights.get(flight.shard_id) is not flight:  # its job failed meanwhile
-                continue
-            shard, payload = flight.shard, payloads[flight.shard_id]
-            if isinstance(payload, Exception):
-                lane.inflight.pop(shard.shard_id, None)
-                if not flight.runs:
-                    self._flights.close(shard.shard_id)
-                await self._fail_job(shard.job_id, str(payload))
-                continue
-            if copy and flight.results:  # a verifier: it checks the first result (the claim)
-                claim = next(iter(flight.results.values())).output
-                payload = verify.verification_payload(shard, payload, claim)
-            elif not copy:  # the run of record: it carries on what a lost run streamed, if any
-                payload = self.outputs.carry_on(shard, payload, lane.node_id)
-            deadline = now + self._placer.deadline(lane, shard)
-            self._runs.start(lane, flight, payload, deadline, copy, now)
-
     async def _pump(self) -> None:
         """Place what can be placed now. Calls made while a pass runs share the next one: a
         pass looks at every node, and ten thousand nodes attaching at once (or a batch of
@@ -543,92 +529,11 @@ class Dispatcher:
     async def _pass(self) -> None:
         async with self._lock:
             await self._claim()
-            await self._place_copies()
+            await self._placing.place_copies(self._no_peer, self._fail_job)
             if not self._pending:  # nothing to place: no pass over every node either
                 return
-            chosen = self._choose()
-            for shard, _, _ in chosen:
-                self._pending.remove(shard.shard_id)
-            try:
-                leased = await self._store.lease(
-                    [(s.shard_id, lane.node_id) for s, lane, _ in chosen]
-                )
-            except BaseException:  # the database: nothing was leased; all of it stays queued
-                for shard, lane, _ in chosen:
-                    lane.inflight.pop(shard.shard_id, None)
-                self._pending.to_front([shard for shard, _, _ in chosen])
-                raise
-            starts = []
-            for shard, lane, verified in chosen:
-                if shard.shard_id not in leased:
-                    lane.inflight.pop(shard.shard_id, None)
-                    logger.warning(
-                        "shard %s is no longer pending; dropped from the queue", shard.shard_id
-                    )
-                    continue
-                after = workloads.get(shard.workload).verifies_results
-                starts.append((lane, self._flights.lease(shard, verified, after), False))
-                self._events.notify(shard.job_id)
-            await self._start(starts)
-            await self._place_copies()
-
-    def _choose(self) -> list[tuple[QueuedShard, NodeLane, bool]]:
-        """One pass over the queue, oldest first: the shards to lease now, each with its lane
-        and whether it is verified. Each chosen shard holds its lane's slot at once (it is put
-        among the lane's shards, and taken out again if its lease does not happen)."""
-        backlog = self._pending.backlog()
-        placing = PlacementRound(self._placer, self.lanes)
-        chosen = []
-        for shard in self._pending:
-            if placing.free <= 0:
-                break
-            lane = placing.lane_for(shard, self._flights.avoided(shard.shard_id), backlog)
-            backlog -= shard.cost
-            if lane is None:
-                continue
-            lane.inflight[shard.shard_id] = shard
-            chosen.append(
-                (shard, lane, self._placer.verify(shard, lane, placing.candidates(shard)))
-            )
-        return chosen
-
-    async def _place_copies(self) -> None:
-        """Place the extra copies that verifications, tie-breaks and backups asked for, each on
-        a node that has not run the shard. A verification with no such node connected, and no
-        run still on time, is given up (the result stands unverified).
-
-        A pass costs O(copies wanted) plus O(nodes) once per kind of shard (model file and
-        workload): with thousands of backups wanted and every node busy, looking at every node
-        for every copy stalled a 10,000-node coordinator for minutes."""
-        wanting = self._flights.wanting_copies()
-        if not wanting:
-            return
-        now = time.monotonic()
-        kinds: dict[tuple[str, str, str], tuple[set[str], list[NodeLane]]] = {}
-        for flight in wanting:
-            shard = flight.shard
-            kind = (shard.model, shard.model_sha256, shard.workload)
-            if kind not in kinds:
-                lanes = self._placer.candidates(shard, frozenset())
-                kinds[kind] = ({lane.node_id for lane in lanes}, lanes)
-            everyone, lanes = kinds[kind]
-            while flight.extra > 0:
-                if len(everyone) <= sum(n in everyone for n in flight.tried):
-                    # No node it has not run on is connected.
-                    await self._no_peer(flight, now)
-                    break
-                free = [
-                    lane
-                    for lane in lanes
-                    if lane.node_id not in flight.tried and lane.free_slots() > 0
-                ]
-                lane = self._placer.choose(shard, free, shard.cost) if free else None
-                if lane is None:
-                    break
-                lane.inflight[flight.shard_id] = flight.shard  # its slot, until it starts
-                await self._start([(lane, flight, True)])
-            # Lanes that filled up are dropped from the kind's list as they are found.
-            kinds[kind] = (everyone, [lane for lane in lanes if lane.free_slots() > 0])
+            await self._placing.place_queued(self._fail_job)
+            await self._placing.place_copies(self._no_peer, self._fail_job)
 
     async def _no_peer(self, flight: Flight, now: float) -> None:
         decision = self._flights.no_peer(
