@@ -124,7 +124,7 @@ def test_the_key_commands(cluster: LocalCluster) -> None:
     listed = _cli(cluster, "keys", "ls", "--client", "dave", "--json")
     assert '"label": "ci"' in listed.stdout
     refused = _cli(cluster, "keys", "ls", key=key)
-    assert refused.returncode == 2
+    assert refused.returncode == 4  # refused
     assert "PERMISSION_DENIED" in refused.stderr
     assert "Traceback" not in refused.stderr
 

@@ -72,7 +72,7 @@ def test_a_node_refuses_a_model_file_whose_hash_does_not_match(
         env={**os.environ, **cluster.client_env(), "TOKENWEAVE_MODEL_CACHE": ""},
         check=False,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 4  # refused
     assert "sha256" in proc.stderr
     assert str(onnx) in proc.stderr.replace("\n", "")
     with cluster.client() as client:

@@ -84,7 +84,7 @@ def test_rewards_follow_the_work_across_epochs(cluster_factory: ClusterFactory) 
     assert Decimal(payload["balance"]) == Decimal(first[node0].earned)
 
     again = claim_cli(cluster, 0)
-    assert again.returncode == 2
+    assert again.returncode == 4  # refused
     assert "nothing to claim" in again.stderr
 
     _work_and_settle(client)  # a second epoch
@@ -153,7 +153,7 @@ def test_testnet_up_and_down(
         state = json.loads((root / "testnet.json").read_text())
         pids = state["pids"]
         assert set(pids) == {"anvil", "coordinator", "node0"}
-        assert cli("testnet", "up", "--dir", str(root)).returncode == 2, "one testnet per dir"
+        assert cli("testnet", "up", "--dir", str(root)).returncode == 4, "one testnet per dir"
         with Client(
             state["coordinator"],
             api_key=Path(state["api_key_file"]).read_text().strip(),
