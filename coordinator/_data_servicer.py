@@ -125,7 +125,11 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                     )
                 await self._index.record(root, finish.name, finish.size, cids, owner)
                 return data_pb2.PutBlocksResponse(
-                    root=root, blocks=len(cids), bytes=total, min_replicas=fewest
+                    root=root,
+                    blocks=len(cids),
+                    bytes=total,
+                    min_replicas=fewest,
+                    target_replicas=self._replicas,
                 )
             block = request.block
             cid = CID.parse(block.cid)
@@ -214,4 +218,5 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                 )
                 for cid, nodes in blocks
             ],
+            target_replicas=self._replicas,
         )

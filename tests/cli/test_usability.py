@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from tokenweave._logs import JsonFormatter
-from tokenweave.cli import main
+from tokenweave.cli import _data_cmd, main
 from tokenweave.cli._app import exit_status, explain
+from tokenweave.cli._ids import resolve, short
 from tokenweave.cli._parser import build_parser
+from tokenweave.client._data import PutResult
 from tokenweave.errors import (
     FailedPreconditionError,
     InternalError,
@@ -53,7 +55,7 @@ def test_defaults_are_shown_in_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["submit", "embed", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "passages --query shows, each in full (default: 3)" in text
-    assert "billed as one" in text  # --query says it is a job of its own
+    assert "embedded in the same job" in text  # --query says what it costs
 
 
 @pytest.mark.parametrize(
@@ -152,3 +154,35 @@ def test_json_logs_are_one_object_a_line_with_the_ids() -> None:
     assert line["message"] == "shard s1 late"
     assert (line["level"], line["job_id"], line["shard_id"]) == ("WARNING", "j1", "s1")
     assert "node_id" not in line
+
+
+class _Stored:
+    """A client whose upload landed on fewer nodes than the coordinator keeps copies on."""
+
+    def put(self, path: Path, profile: str, progress: object) -> PutResult:
+        return PutResult("bafyroot", blocks=2, bytes=10, min_replicas=2, target_replicas=3)
+
+
+def test_an_under_replicated_upload_is_announced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("hello")
+    assert _data_cmd.put(_Stored(), source, "unixfs-v1-2025", as_json=False) == 0  # type: ignore[arg-type]
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "2 of 3 replicas at least" in err
+    assert "under-replicated: some blocks have 2 copies of the 3 the coordinator keeps" in err
+    assert captured.out.strip() == "bafyroot"
+
+
+def test_a_prefix_resolves_to_the_one_id_it_starts() -> None:
+    ids = ["60ff77da11", "60ff0000aa", "71aa"]
+    assert resolve("71", ids, "job id") == "71aa"
+    assert resolve("60FF77", ids, "job id") == "60ff77da11"
+    with pytest.raises(InvalidArgumentError, match=r"ambiguous: it starts 2 of them"):
+        resolve("60ff", ids, "job id")
+    with pytest.raises(NotFoundError, match="no job id starts with 'zz'"):
+        resolve("zz", ids, "job id")
+    assert short("60ff77da11aa22", "job", wide=False) == "60ff77da…"
+    assert short("60ff77da11aa22", "job", wide=True) == "60ff77da11aa22"

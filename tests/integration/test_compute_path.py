@@ -115,6 +115,19 @@ def test_cli_submit_json(cluster: LocalCluster, tmp_path: Path) -> None:
     assert sum(n["tokens"] for n in payload["nodes"]) == payload["tokens_processed"]
     assert all(n["address"].startswith("0x") for n in payload["nodes"])
     assert len(payload["query"]["passages"]) == 3
+    assert {p["document"] for p in payload["query"]["passages"]} <= {"genesis-1-4.txt", "short.txt"}
+    # Ids: tables show a prefix, and any unique prefix is taken back.
+    job_id = payload["job_id"]
+    table = _cli(cluster, "jobs")
+    assert f"{job_id[:8]}…" in table.stdout
+    assert job_id not in table.stdout
+    assert job_id in _cli(cluster, "jobs", "--wide").stdout
+    again = _cli(cluster, "cancel", job_id[:10])
+    assert again.returncode == 4  # refused: it has finished; but the prefix was understood
+    assert f"job {job_id} has already SUCCEEDED" in " ".join(again.stderr.split())
+    unknown = _cli(cluster, "cancel", "zzzz")
+    assert unknown.returncode == 4
+    assert "no job id starts with 'zzzz'" in unknown.stderr
 
 
 def test_cli_tables_and_json(cluster: LocalCluster) -> None:

@@ -122,12 +122,18 @@ def test_the_data_commands(cluster: LocalCluster, tmp_path: Path) -> None:
     put = cli("put", str(source))
     assert put.returncode == 0, put.stderr
     cid = put.stdout.strip().splitlines()[-1]
+    stored = json.loads(cli("put", str(source), "--json").stdout)
+    assert stored["target_replicas"] == 3
+    if stored["min_replicas"] < 3:  # fewer nodes online than the coordinator keeps copies
+        assert "under-replicated" in " ".join(put.stderr.split())
     assert cid == json.loads(cli("put", str(source), "--json").stdout)["cid"]
     got = cli("get", cid, "-o", str(tmp_path / "copy.txt"))
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "copy.txt").read_bytes() == source.read_bytes()
     status = json.loads(cli("status", cid, "--json").stdout)
     assert status["name"] == "notes.txt"
+    assert status["target_replicas"] == 3
+    assert cli("status", cid[:12]).returncode == 0  # a prefix of the root is taken
     with cluster.client() as client:
         online = sum(n.online for n in client.nodes())  # an earlier test may have killed one
     assert [b["replicas"] for b in status["blocks"]] == [min(3, online)]

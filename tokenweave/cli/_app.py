@@ -163,9 +163,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                 return _models_cmd.add(client, args.file, args.name, args.max_error, args.json)
             return _models_cmd.network(client, args.json)
         if command == "jobs":
-            return _jobs_cmd.list_jobs(client, args.limit, args.json, all_clients=args.all)
+            return _jobs_cmd.list_jobs(
+                client, args.limit, args.json, all_clients=args.all, wide=args.wide
+            )
         if command == "nodes":
-            return _jobs_cmd.list_nodes(client, args.json)
+            return _jobs_cmd.list_nodes(client, args.json, wide=args.wide)
         if command == "cancel":
             return _jobs_cmd.cancel_job(client, args.job_id)
         if command == "data":
@@ -176,8 +178,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.data_command == "get":
                 return _data_cmd.get(client, args.cid, args.output)
             if args.data_command == "ls":
-                return _data_cmd.ls(client, args.json)
-            return _data_cmd.status(client, args.cid, args.json)
+                return _data_cmd.ls(client, args.json, wide=args.wide)
+            return _data_cmd.status(client, args.cid, args.json, wide=args.wide)
         from tokenweave.cli import _rewards_cmd
 
         if command == "rewards":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tokenweave.cli._data_cmd import transfer_bar
+from tokenweave.cli._data_cmd import dataset_cid, transfer_bar
+from tokenweave.cli._ids import resolve, short
 from tokenweave.client import Client, DocumentEmbedding, EmbedResult, JobInfo, NodeInfo
 from tokenweave.client._client import INLINE_LIMIT_BYTES
 from tokenweave.client._job import Job
@@ -137,9 +139,13 @@ class Passage:
         }
 
 
-def rank_windows(client: Client, result: EmbedResult, query: str, top: int) -> list[Passage]:
-    """The `top` windows closest to the query (embedded by the network, like the documents)."""
-    q = client.embed([("query", query)], model=result.job.model).result().documents[0].embedding
+#: The name of the document `--query` adds to its job (the query's text, embedded with the rest).
+QUERY_DOCUMENT = "--query"
+
+
+def rank_windows(result: EmbedResult, query: DocumentEmbedding, top: int) -> list[Passage]:
+    """The `top` windows of `result` closest to the query's embedding."""
+    q = query.embedding
     scored = [
         Passage(float(score), doc, i)
         for doc in result.documents
@@ -150,14 +156,12 @@ def rank_windows(client: Client, result: EmbedResult, query: str, top: int) -> l
 
 
 def print_passages(passages: Sequence[Passage], texts: Sequence[str], query: str) -> None:
+    """Each passage whole (a window: at most --window tokens)."""
     out.print(f"\n[bold]Best passages for[/] {query!r}:")
     for rank, p in enumerate(passages, 1):
         span = p.as_json()
         c0, c1 = span["char_start"], span["char_end"]
         text = " ".join(texts[p.document.index][c0:c1].split())
-        limit = 2000 if rank == 1 else 300  # the best passage whole, the others as a glimpse
-        if len(text) > limit:
-            text = text[:limit] + " …"
         out.print(
             f"\n[bold cyan]{rank}. {p.document.name} tokens [{span['start']}, {span['end']}) "
             f"chars [{c0}, {c1})  cosine {p.cosine:.4f}[/]\n{text}"
@@ -183,19 +187,28 @@ def submit_embed(
         raise InvalidArgumentError("give FILEs or --dataset CID (one of them)")
     if dataset:
         if query:
-            raise InvalidArgumentError("--query needs the texts: use it with FILEs")
+            raise InvalidArgumentError(
+                "--query shows passages of the texts, which a --dataset job leaves on the "
+                "nodes: use it with FILEs"
+            )
         docs = []
         job = client.embed_dataset(
-            dataset, text_field=text_field, model=model, window=window, overlap=overlap
+            dataset_cid(client, dataset),
+            text_field=text_field,
+            model=model,
+            window=window,
+            overlap=overlap,
         )
     else:
         docs = read_documents(paths)
-        size = sum(len(name.encode()) + len(text.encode()) for name, text in docs)
+        # The query is embedded in the same job, as one more document: one job, one bill.
+        sent = [*docs, (QUERY_DOCUMENT, query)] if query else docs
+        size = sum(len(name.encode()) + len(text.encode()) for name, text in sent)
         streamed = size > INLINE_LIMIT_BYTES
         with transfer_bar(disable=as_json or not streamed) as bar:
             task = bar.add_task(f"upload {len(docs)} documents", total=size)
             job = client.embed(
-                docs,
+                sent,
                 model=model,
                 window=window,
                 overlap=overlap,
@@ -214,7 +227,11 @@ def submit_embed(
         )
         raise
     result = job.result()
-    passages = rank_windows(client, result, query, top) if query else []
+    passages = []
+    if query:
+        *texts, asked = result.documents
+        result = dataclasses.replace(result, documents=tuple(texts))
+        passages = rank_windows(result, asked, top)
     if as_json:
         payload = result_json(result)
         if query:
@@ -244,17 +261,21 @@ def _job_row(j: JobInfo) -> dict[str, Any]:
     }
 
 
-def list_jobs(client: Client, limit: int, as_json: bool, all_clients: bool = False) -> int:
+def list_jobs(
+    client: Client, limit: int, as_json: bool, all_clients: bool = False, wide: bool = False
+) -> int:
     jobs = client.jobs(limit, all_clients=all_clients)
     if as_json:
         json.dump([_job_row(j) for j in jobs], sys.stdout)
         sys.stdout.write("\n")
         return 0
     table = Table("job", "status", "model", "docs", "tokens", "shards", "created", "error")
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = 32 if wide else None
     for j in jobs:
         created = j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else ""
         table.add_row(
-            j.job_id,
+            short(j.job_id, "job", wide),
             str(j.status),
             j.model,
             str(j.documents),
@@ -304,7 +325,7 @@ def _reputation(n: NodeInfo) -> str:
     return cell + (" [red]withheld[/]" if n.withheld else "")
 
 
-def list_nodes(client: Client, as_json: bool) -> int:
+def list_nodes(client: Client, as_json: bool, wide: bool = False) -> int:
     nodes = client.nodes()
     if as_json:
         json.dump([_node_row(n) for n in nodes], sys.stdout)
@@ -320,14 +341,15 @@ def list_nodes(client: Client, as_json: bool) -> int:
         "tokens",
         "reputation",
     )
-    table.columns[1].no_wrap = True
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
+    table.columns[0].min_width = 42 if wide else None
     for n in nodes:
         hardware = f"{n.cpu_cores} cores, {n.memory_bytes / 2**30:.0f} GiB"
         if n.gpus:
             hardware += ", " + ", ".join(n.gpus)
         speeds = ", ".join(f"{m}: {s:,.0f}" for m, s in n.speeds.items())
         table.add_row(
-            n.address,
+            short(n.address, "address", wide),
             "[green]online[/]" if n.online else "[red]offline[/]",
             hardware,
             speeds,
@@ -340,7 +362,18 @@ def list_nodes(client: Client, as_json: bool) -> int:
     return 0
 
 
-def cancel_job(client: Client, job_id: str) -> int:
-    info = client.cancel(job_id)
+#: Jobs looked through for a prefix (the caller's newest).
+PREFIX_JOBS = 1000
+
+
+def job_id(client: Client, given: str) -> str:
+    """The job id `given` starts: a unique prefix of one of the caller's newest jobs."""
+    if len(given) == 32:
+        return given
+    return resolve(given, (j.job_id for j in client.jobs(PREFIX_JOBS)), "job id")
+
+
+def cancel_job(client: Client, given: str) -> int:
+    info = client.cancel(job_id(client, given))
     out.print(f"job {info.job_id} {info.status}")
     return 0

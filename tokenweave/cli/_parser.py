@@ -104,6 +104,15 @@ def _add_client_options(
     )
 
 
+def _add_wide_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="show ids and addresses whole (tables show their first characters, which any "
+        "command takes back)",
+    )
+
+
 def _add_node_key_options(p: argparse.ArgumentParser) -> None:
     """What a node action (claim, stake, ...) shares with `node`: its data dir and output."""
     p.add_argument(
@@ -300,8 +309,8 @@ def build_parser() -> Parser:
     se.add_argument(
         "--query",
         metavar="TEXT",
-        help="then rank the windows by cosine to TEXT and show the best (embedding TEXT is a "
-        "small job of its own, billed as one; FILEs only, not --dataset)",
+        help="then rank the windows by cosine to TEXT and show the best (TEXT is embedded in "
+        "the same job, one more document; FILEs only, not --dataset)",
     )
     se.add_argument(
         "--top", type=int, default=3, metavar="N", help="passages --query shows, each in full"
@@ -330,16 +339,22 @@ def build_parser() -> Parser:
         help="newest N jobs (0: one page of the server's default size)",
     )
     p.add_argument("--all", action="store_true", help="every client's jobs (admin key)")
+    _add_wide_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_client_options(p)
     add_keys_commands(sub, _add_client_options)
 
     p = sub.add_parser("nodes", help="list nodes")
+    _add_wide_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_client_options(p)
 
     p = sub.add_parser("rewards", help="an operator's earnings, or every epoch")
-    p.add_argument("address", nargs="?", help="operator address (default: list the epochs)")
+    p.add_argument(
+        "address",
+        nargs="?",
+        help="operator address, or the first characters of a node's (default: list the epochs)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_client_options(p)
 
@@ -358,21 +373,23 @@ def build_parser() -> Parser:
     dp.add_argument("--json", action="store_true", help="print JSON")
     _add_client_options(dp)
     dg = dsub.add_parser("get", help="fetch a dataset from the nodes")
-    dg.add_argument("cid", help="the dataset's root CID")
+    dg.add_argument("cid", help="the dataset's root CID (or its first characters), or a block's")
     dg.add_argument(
         "-o", "--output", type=Path, required=True, metavar="PATH", help="where to write it"
     )
     _add_client_options(dg)
     dl = dsub.add_parser("ls", help="list datasets")
+    _add_wide_option(dl)
     dl.add_argument("--json", action="store_true", help="print JSON")
     _add_client_options(dl)
     ds = dsub.add_parser("status", help="providers and replica count per block")
-    ds.add_argument("cid", help="the dataset's root CID")
+    _add_wide_option(ds)
+    ds.add_argument("cid", help="the dataset's root CID, or its first characters")
     ds.add_argument("--json", action="store_true", help="print JSON")
     _add_client_options(ds)
 
     p = sub.add_parser("cancel", help="cancel a job")
-    p.add_argument("job_id", help="the job's id")
+    p.add_argument("job_id", help="the job's id, or its first characters (as `jobs` shows)")
     _add_client_options(p)
 
     p = sub.add_parser("testnet", help="anvil, the contracts, a coordinator and nodes on loopback")

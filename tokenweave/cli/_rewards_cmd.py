@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tokenweave.cli._ids import resolve
 from tokenweave.client import Client, EpochInfo
 from tokenweave.errors import NotFoundError, UnavailableError
 
@@ -27,6 +28,8 @@ def _dump(value: Any) -> None:
 def show_rewards(client: Client, address: str | None, as_json: bool) -> int:
     if address is None:
         return show_epochs(client, as_json)
+    if not (address.startswith("0x") and len(address) == 42):  # a prefix of a node's address
+        address = resolve(address, (n.address for n in client.nodes()), "node address")
     rewards = client.rewards(address)
     if as_json:
         _dump(asdict(rewards))

@@ -31,7 +31,10 @@ class PutResult:
     root: str
     blocks: int
     bytes: int
+    #: The fewest copies any block has; below `target_replicas` when fewer nodes are online.
     min_replicas: int
+    #: The copies the coordinator keeps of every block (0: a coordinator too old to say).
+    target_replicas: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class DatasetInfo:
     name: str
     size: int
     blocks: int
+    #: The copies the coordinator keeps of every block (0: not told, as in `datasets()`).
+    target_replicas: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,13 @@ class DatasetCalls(Connection):
 
     def _put_blocks(self, requests: Iterator[data_pb2.PutBlocksRequest]) -> PutResult:
         response = self._call(lambda: self._data.PutBlocks(requests, timeout=self.timeout * 10))
-        return PutResult(response.root, response.blocks, response.bytes, response.min_replicas)
+        return PutResult(
+            response.root,
+            response.blocks,
+            response.bytes,
+            response.min_replicas,
+            response.target_replicas,
+        )
 
     def providers(self, cid: str) -> list[str]:
         """Multiaddrs of the nodes holding a block."""
@@ -191,7 +202,8 @@ class DatasetCalls(Connection):
             )
         )
         d = response.dataset
-        return DatasetInfo(d.root, d.name, d.size, d.blocks), [
+        info = DatasetInfo(d.root, d.name, d.size, d.blocks, response.target_replicas)
+        return info, [
             BlockReplicas(b.cid, b.replicas, tuple(b.node_ids), tuple(b.offline_node_ids))
             for b in response.blocks
         ]

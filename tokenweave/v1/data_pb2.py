@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenweave/v1/data.proto\x12\rtokenweave.v1\"&\n\tDataBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"5\n\tPutFinish\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"t\n\x10PutBlocksRequest\x12)\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x18.tokenweave.v1.DataBlockH\x00\x12*\n\x06\x66inish\x18\x02 \x01(\x0b\x32\x18.tokenweave.v1.PutFinishH\x00\x42\t\n\x07message\"V\n\x11PutBlocksResponse\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0e\n\x06\x62locks\x18\x02 \x01(\r\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x14\n\x0cmin_replicas\x18\x04 \x01(\r\"\"\n\x13GetProvidersRequest\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\"@\n\x08Provider\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\x12\n\nmultiaddrs\x18\x03 \x03(\t\"B\n\x14GetProvidersResponse\x12*\n\tproviders\x18\x01 \x03(\x0b\x32\x17.tokenweave.v1.Provider\"\x15\n\x13ListDatasetsRequest\"C\n\x07\x44\x61taset\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x04 \x01(\r\"@\n\x14ListDatasetsResponse\x12(\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x16.tokenweave.v1.Dataset\"$\n\x14\x44\x61tasetStatusRequest\x12\x0c\n\x04root\x18\x01 \x01(\t\"X\n\x0b\x42lockStatus\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\x10\n\x08node_ids\x18\x03 \x03(\t\x12\x18\n\x10offline_node_ids\x18\x04 \x03(\t\"l\n\x15\x44\x61tasetStatusResponse\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.tokenweave.v1.Dataset\x12*\n\x06\x62locks\x18\x02 \x03(\x0b\x32\x1a.tokenweave.v1.BlockStatus2\xed\x02\n\x0b\x44\x61taService\x12P\n\tPutBlocks\x12\x1f.tokenweave.v1.PutBlocksRequest\x1a .tokenweave.v1.PutBlocksResponse(\x01\x12W\n\x0cGetProviders\x12\".tokenweave.v1.GetProvidersRequest\x1a#.tokenweave.v1.GetProvidersResponse\x12W\n\x0cListDatasets\x12\".tokenweave.v1.ListDatasetsRequest\x1a#.tokenweave.v1.ListDatasetsResponse\x12Z\n\rDatasetStatus\x12#.tokenweave.v1.DatasetStatusRequest\x1a$.tokenweave.v1.DatasetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenweave/v1/data.proto\x12\rtokenweave.v1\"&\n\tDataBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"5\n\tPutFinish\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"t\n\x10PutBlocksRequest\x12)\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x18.tokenweave.v1.DataBlockH\x00\x12*\n\x06\x66inish\x18\x02 \x01(\x0b\x32\x18.tokenweave.v1.PutFinishH\x00\x42\t\n\x07message\"o\n\x11PutBlocksResponse\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0e\n\x06\x62locks\x18\x02 \x01(\r\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x14\n\x0cmin_replicas\x18\x04 \x01(\r\x12\x17\n\x0ftarget_replicas\x18\x05 \x01(\r\"\"\n\x13GetProvidersRequest\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\"@\n\x08Provider\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\x12\n\nmultiaddrs\x18\x03 \x03(\t\"B\n\x14GetProvidersResponse\x12*\n\tproviders\x18\x01 \x03(\x0b\x32\x17.tokenweave.v1.Provider\"\x15\n\x13ListDatasetsRequest\"C\n\x07\x44\x61taset\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x04 \x01(\r\"@\n\x14ListDatasetsResponse\x12(\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x16.tokenweave.v1.Dataset\"$\n\x14\x44\x61tasetStatusRequest\x12\x0c\n\x04root\x18\x01 \x01(\t\"X\n\x0b\x42lockStatus\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\x10\n\x08node_ids\x18\x03 \x03(\t\x12\x18\n\x10offline_node_ids\x18\x04 \x03(\t\"\x85\x01\n\x15\x44\x61tasetStatusResponse\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.tokenweave.v1.Dataset\x12*\n\x06\x62locks\x18\x02 \x03(\x0b\x32\x1a.tokenweave.v1.BlockStatus\x12\x17\n\x0ftarget_replicas\x18\x03 \x01(\r2\xed\x02\n\x0b\x44\x61taService\x12P\n\tPutBlocks\x12\x1f.tokenweave.v1.PutBlocksRequest\x1a .tokenweave.v1.PutBlocksResponse(\x01\x12W\n\x0cGetProviders\x12\".tokenweave.v1.GetProvidersRequest\x1a#.tokenweave.v1.GetProvidersResponse\x12W\n\x0cListDatasets\x12\".tokenweave.v1.ListDatasetsRequest\x1a#.tokenweave.v1.ListDatasetsResponse\x12Z\n\rDatasetStatus\x12#.tokenweave.v1.DatasetStatusRequest\x1a$.tokenweave.v1.DatasetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,25 +38,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUTBLOCKSREQUEST']._serialized_start=138
   _globals['_PUTBLOCKSREQUEST']._serialized_end=254
   _globals['_PUTBLOCKSRESPONSE']._serialized_start=256
-  _globals['_PUTBLOCKSRESPONSE']._serialized_end=342
-  _globals['_GETPROVIDERSREQUEST']._serialized_start=344
-  _globals['_GETPROVIDERSREQUEST']._serialized_end=378
-  _globals['_PROVIDER']._serialized_start=380
-  _globals['_PROVIDER']._serialized_end=444
-  _globals['_GETPROVIDERSRESPONSE']._serialized_start=446
-  _globals['_GETPROVIDERSRESPONSE']._serialized_end=512
-  _globals['_LISTDATASETSREQUEST']._serialized_start=514
-  _globals['_LISTDATASETSREQUEST']._serialized_end=535
-  _globals['_DATASET']._serialized_start=537
-  _globals['_DATASET']._serialized_end=604
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=606
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=670
-  _globals['_DATASETSTATUSREQUEST']._serialized_start=672
-  _globals['_DATASETSTATUSREQUEST']._serialized_end=708
-  _globals['_BLOCKSTATUS']._serialized_start=710
-  _globals['_BLOCKSTATUS']._serialized_end=798
-  _globals['_DATASETSTATUSRESPONSE']._serialized_start=800
-  _globals['_DATASETSTATUSRESPONSE']._serialized_end=908
-  _globals['_DATASERVICE']._serialized_start=911
-  _globals['_DATASERVICE']._serialized_end=1276
+  _globals['_PUTBLOCKSRESPONSE']._serialized_end=367
+  _globals['_GETPROVIDERSREQUEST']._serialized_start=369
+  _globals['_GETPROVIDERSREQUEST']._serialized_end=403
+  _globals['_PROVIDER']._serialized_start=405
+  _globals['_PROVIDER']._serialized_end=469
+  _globals['_GETPROVIDERSRESPONSE']._serialized_start=471
+  _globals['_GETPROVIDERSRESPONSE']._serialized_end=537
+  _globals['_LISTDATASETSREQUEST']._serialized_start=539
+  _globals['_LISTDATASETSREQUEST']._serialized_end=560
+  _globals['_DATASET']._serialized_start=562
+  _globals['_DATASET']._serialized_end=629
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=631
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=695
+  _globals['_DATASETSTATUSREQUEST']._serialized_start=697
+  _globals['_DATASETSTATUSREQUEST']._serialized_end=733
+  _globals['_BLOCKSTATUS']._serialized_start=735
+  _globals['_BLOCKSTATUS']._serialized_end=823
+  _globals['_DATASETSTATUSRESPONSE']._serialized_start=826
+  _globals['_DATASETSTATUSRESPONSE']._serialized_end=959
+  _globals['_DATASERVICE']._serialized_start=962
+  _globals['_DATASERVICE']._serialized_end=1327
 # @@protoc_insertion_point(module_scope)

@@ -87,11 +87,16 @@ class PutBlocksResponse(google.protobuf.message.Message):
     BLOCKS_FIELD_NUMBER: builtins.int
     BYTES_FIELD_NUMBER: builtins.int
     MIN_REPLICAS_FIELD_NUMBER: builtins.int
+    TARGET_REPLICAS_FIELD_NUMBER: builtins.int
     root: builtins.str
     blocks: builtins.int
     bytes: builtins.int
     min_replicas: builtins.int
     """The fewest copies any block has."""
+    target_replicas: builtins.int
+    """The copies the coordinator keeps of every block (its --replicas): fewer nodes are
+    online than that when min_replicas is lower.
+    """
     def __init__(
         self,
         *,
@@ -99,8 +104,9 @@ class PutBlocksResponse(google.protobuf.message.Message):
         blocks: builtins.int = ...,
         bytes: builtins.int = ...,
         min_replicas: builtins.int = ...,
+        target_replicas: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["blocks", b"blocks", "bytes", b"bytes", "min_replicas", b"min_replicas", "root", b"root"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["blocks", b"blocks", "bytes", b"bytes", "min_replicas", b"min_replicas", "root", b"root", "target_replicas", b"target_replicas"]) -> None: ...
 
 Global___PutBlocksResponse: typing_extensions.TypeAlias = PutBlocksResponse
 
@@ -257,6 +263,9 @@ class DatasetStatusResponse(google.protobuf.message.Message):
 
     DATASET_FIELD_NUMBER: builtins.int
     BLOCKS_FIELD_NUMBER: builtins.int
+    TARGET_REPLICAS_FIELD_NUMBER: builtins.int
+    target_replicas: builtins.int
+    """The copies the coordinator keeps of every block (its --replicas)."""
     @property
     def dataset(self) -> Global___Dataset: ...
     @property
@@ -266,8 +275,9 @@ class DatasetStatusResponse(google.protobuf.message.Message):
         *,
         dataset: Global___Dataset | None = ...,
         blocks: collections.abc.Iterable[Global___BlockStatus] | None = ...,
+        target_replicas: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["dataset", b"dataset"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["blocks", b"blocks", "dataset", b"dataset"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["blocks", b"blocks", "dataset", b"dataset", "target_replicas", b"target_replicas"]) -> None: ...
 
 Global___DatasetStatusResponse: typing_extensions.TypeAlias = DatasetStatusResponse
