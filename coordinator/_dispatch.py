@@ -110,6 +110,11 @@ class Dispatcher:
             await self._claim()
         return len(self._pending)
 
+    @property
+    def queued(self) -> int:
+        """Shards in this coordinator's queue now."""
+        return len(self._pending)
+
     def new_work(self) -> None:
         """Unclaimed shards may be in the database: claim at the next pump."""
         self._unclaimed = True

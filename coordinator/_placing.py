@@ -18,6 +18,7 @@ from tokenweave.coordinator._events import JobEvents
 from tokenweave.coordinator._flights import Flight, Flights
 from tokenweave.coordinator._jobs import JobStore
 from tokenweave.coordinator._lanes import Lanes, NodeLane
+from tokenweave.coordinator._metrics import LEASE_WAIT
 from tokenweave.coordinator._outputs import JobOutputs
 from tokenweave.coordinator._placer import PlacementRound, Placer
 from tokenweave.coordinator._runs import PendingQueue, Runs
@@ -57,8 +58,7 @@ class Placing:
         in one statement too. A lease the database refuses (the shard is no longer pending
         here) drops the shard from the queue; the database failing leaves all of it queued."""
         chosen = self._choose()
-        for shard, _, _ in chosen:
-            self._pending.remove(shard.shard_id)
+        waited = {shard.shard_id: self._pending.remove(shard.shard_id) for shard, _, _ in chosen}
         try:
             leased = await self._store.lease([(s.shard_id, lane.node_id) for s, lane, _ in chosen])
         except BaseException:  # the database: nothing was leased; all of it stays queued
@@ -74,6 +74,7 @@ class Placing:
                     "shard %s is no longer pending; dropped from the queue", shard.shard_id
                 )
                 continue
+            LEASE_WAIT.observe(waited[shard.shard_id])
             after = workloads.get(shard.workload).verifies_results
             starts.append((lane, self._flights.lease(shard, verified, after), False))
             self._events.notify(shard.job_id)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -27,6 +28,8 @@ class PendingQueue:
     def __init__(self) -> None:
         self._shards: OrderedDict[str, QueuedShard] = OrderedDict()
         self._cost = 0
+        #: When each shard joined the queue (monotonic): its wait is measured at its lease.
+        self._since: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._shards)
@@ -42,6 +45,7 @@ class PendingQueue:
         old = self._shards.get(shard.shard_id)
         self._cost += shard.cost - (old.cost if old is not None else 0)
         self._shards[shard.shard_id] = shard
+        self._since.setdefault(shard.shard_id, time.monotonic())
 
     def extend(self, shards: Iterable[QueuedShard]) -> None:
         """Queue a new job's shards (or those found at start) behind the rest."""
@@ -54,8 +58,10 @@ class PendingQueue:
             self._put(shard)
             self._shards.move_to_end(shard.shard_id, last=False)
 
-    def remove(self, shard_id: str) -> None:
+    def remove(self, shard_id: str) -> float:
+        """Take the shard out; returns the seconds it waited in the queue."""
         self._cost -= self._shards.pop(shard_id).cost
+        return time.monotonic() - self._since.pop(shard_id)
 
     def discard(self, shard_id: str) -> None:
         """Remove the shard if it is queued."""

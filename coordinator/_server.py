@@ -47,6 +47,7 @@ from tokenweave.coordinator._limits import (
     service_limits,
 )
 from tokenweave.coordinator._metering import PriceList
+from tokenweave.coordinator._metrics import MetricsRoute, snapshot
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._onnx_models import OnnxModels
 from tokenweave.coordinator._openai import OpenAiApi
@@ -325,6 +326,11 @@ class CoordinatorServer:
             api = OpenAiApi(job_servicer, catalog, auth.admit, limits.max_receive_message_bytes)
             app = api.app()
             app.include_router(kserve_router(inference, api.as_caller))
+            MetricsRoute(
+                lambda: snapshot(
+                    sessions, dispatcher.queued, set(lanes.connected()), config.replicas
+                )
+            ).install(app)
             http = HttpServer(app, config.http_listen, limits, config.tls_cert, config.tls_key)
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry),

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+import requests
 
 from tokenweave.cli import LocalCluster
 from tokenweave.models import text_direction_model
@@ -152,3 +153,31 @@ def test_a_model_maps_a_dataset_of_tensors_to_a_dataset_of_outputs(
     with cluster.client() as client:
         info = client.job(mapped["job"]).refresh()
     assert info.shards_total == 2 + 1 + 1, "20 rows in two tasks of 16 and 4; one each for the rest"
+
+
+def test_the_coordinator_exports_prometheus_metrics(cluster: LocalCluster) -> None:
+    """`/metrics` on the HTTP port: what the jobs of this module did, in Prometheus' text
+    format (read back with prometheus_client's own parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert cluster.http_url is not None
+    response = requests.get(f"{cluster.http_url}/metrics", verify=str(cluster.ca), timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+    def total(name: str) -> float:
+        return sum(v for (n, _), v in samples.items() if n == name)
+
+    assert samples[("tokenweave_nodes_connected", ())] == 2
+    assert samples[("tokenweave_jobs", (("state", "SUCCEEDED"),))] >= 1
+    assert total("tokenweave_node_shards_total") >= 1
+    assert total("tokenweave_node_tokens_total") > 0
+    assert total("tokenweave_model_tokens_total") == total("tokenweave_node_tokens_total")
+    assert total("tokenweave_node_online") == 2
+    assert samples[("tokenweave_lease_wait_seconds_count", ())] >= 1
+    assert ("tokenweave_blocks_below_target", ()) in samples
