@@ -69,6 +69,8 @@ class NodeConfig:
     max_message_bytes: int = 256 * 1024 * 1024
     #: libp2p listen address for serving dataset blocks to peers.
     p2p_listen: str = "/ip4/127.0.0.1/tcp/0"
+    #: HOST[:PORT] to serve Prometheus metrics on (`/metrics`); unset: none.
+    metrics_listen: str | None = None
     #: Most bytes of dataset blocks kept in `<data_dir>/blocks`; unset: no limit.
     block_quota_bytes: int | None = None
 

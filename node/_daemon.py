@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 
 from tokenweave import __version__, workloads
 from tokenweave._datadir import DataDirLock
@@ -77,6 +78,8 @@ class NodeDaemon:
         self._generators = generators or {}
         self._onnx = onnx or {}
         self._speeds = speeds
+        #: Seconds each text model took to load and calibrate (set by `create`).
+        self.load_seconds: dict[str, float] = {}
         self.blocks = blocks
         self.exchange = exchange
         providers = [r.provider for r in runners.values()]
@@ -108,16 +111,19 @@ class NodeDaemon:
         runners: dict[str, ShardRunner] = {}
         generators: dict[str, Generator] = {}
         speeds: dict[str, float] = {}
+        loaded: dict[str, float] = {}
         providers = _providers(config)
         on_gpu = provider_name(providers[0]) == CUDA_PROVIDER
         config = config.resolved(on_gpu)
         assert config.batch_size is not None  # resolved
         assert config.concurrent_shards is not None
         for name in config.models:
+            began = time.monotonic()
             if is_generator(name):
                 generator = await asyncio.to_thread(_load_generator, name, config)
                 speeds[name] = await asyncio.to_thread(_decode_speed, generator)
                 generators[name] = generator
+                loaded[name] = time.monotonic() - began
                 logger.info(
                     "model %s (sha256 %s…, %s decoder) on %s: %.0f tokens/s generated",
                     name,
@@ -145,6 +151,7 @@ class NodeDaemon:
             windows = max(config.calibration_windows, config.batch_size if on_gpu else 0)
             speeds[name] = await asyncio.to_thread(runner.calibrate, windows)
             runners[name] = runner
+            loaded[name] = time.monotonic() - began
             logger.info(
                 "model %s (sha256 %s…, %s) on %s: %.0f tokens/s",
                 name,
@@ -164,7 +171,9 @@ class NodeDaemon:
                 config, channel, exchange, blocks.store, memory
             )
         speeds.update(onnx_speeds)
-        return cls(config, identity, runners, speeds, blocks, exchange, lock, generators, onnx)
+        daemon = cls(config, identity, runners, speeds, blocks, exchange, lock, generators, onnx)
+        daemon.load_seconds = loaded
+        return daemon
 
     @property
     def speeds(self) -> dict[str, float]:

@@ -18,7 +18,7 @@ from tokenweave.cli import LocalCluster
 from tokenweave.models import text_direction_model
 
 from .. import onnx_models
-from .conftest import ClusterFactory
+from .conftest import NODE_ARGS, ClusterFactory
 from .test_generate import cli
 
 MODEL = "text-direction"
@@ -29,7 +29,11 @@ HERE = Path(__file__).parent
 def cluster(module_cluster_factory: ClusterFactory) -> LocalCluster:
     """A node holding the model's blocks (it started before the model was registered, so it does
     not serve it), and a node started after: it fetches the model from the first and serves it."""
-    cluster = module_cluster_factory(nodes=1, coordinator_args=("--http-listen", "127.0.0.1:0"))
+    cluster = module_cluster_factory(
+        nodes=1,
+        coordinator_args=("--http-listen", "127.0.0.1:0"),
+        node_args=(*NODE_ARGS, "--metrics-listen", "127.0.0.1:0"),
+    )
     added = cli(cluster, "models", "add", str(text_direction_model()), "--name", MODEL, "--json")
     assert added.returncode == 0, added.stderr
     cluster.add_node()
@@ -181,3 +185,21 @@ def test_the_coordinator_exports_prometheus_metrics(cluster: LocalCluster) -> No
     assert total("tokenweave_node_online") == 2
     assert samples[("tokenweave_lease_wait_seconds_count", ())] >= 1
     assert ("tokenweave_blocks_below_target", ()) in samples
+
+
+def test_a_node_exports_prometheus_metrics(cluster: LocalCluster) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    address = (cluster.root / "node0" / "metrics_address").read_text().strip()
+    response = requests.get(f"http://{address}/metrics", timeout=30)
+    assert response.status_code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    assert 0 <= samples[("tokenweave_node_cpu_utilisation_ratio", ())] <= 1
+    assert samples[("tokenweave_node_resident_memory_bytes", ())] > 0
+    assert samples[("tokenweave_node_shards_completed_total", ())] >= 0
+    assert samples[("tokenweave_node_model_speed", (("model", "all-minilm-l6-v2"),))] > 0
+    assert samples[("tokenweave_node_model_load_seconds", (("model", "all-minilm-l6-v2"),))] > 0

@@ -239,6 +239,12 @@ def build_parser() -> Parser:
         help="where to serve dataset blocks to peers (default /ip4/127.0.0.1/tcp/0)",
     )
     p.add_argument(
+        "--metrics-listen",
+        metavar="HOST[:PORT]",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port defaults to 9464; "
+        "off by default)",
+    )
+    p.add_argument(
         "--block-quota-bytes",
         type=int,
         metavar="N",

@@ -70,6 +70,10 @@ def run_node(config: NodeConfig) -> int:
 
     async def body(stop: asyncio.Event) -> None:
         daemon = await NodeDaemon.create(config)
+        if config.metrics_listen is not None:
+            from tokenweave.node._metrics import serve_metrics
+
+            metrics = serve_metrics(daemon, config.metrics_listen, config.data_dir)
         unit = {m: "items/s" for m in daemon.registered_models}
         speeds = ", ".join(
             f"{m} {s:,.0f} {unit.get(m, 'tokens/s')}" for m, s in daemon.speeds.items()
@@ -79,6 +83,10 @@ def run_node(config: NodeConfig) -> int:
             *(daemon.identity.address, config.coordinator, speeds),
             extra={"node_id": daemon.identity.address},
         )
-        await daemon.run(stop)
+        try:
+            await daemon.run(stop)
+        finally:
+            if config.metrics_listen is not None:
+                metrics.shutdown()
 
     return run_until_signalled(body)
