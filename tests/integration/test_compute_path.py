@@ -171,3 +171,24 @@ def test_jobs_survive_a_coordinator_restart(cluster_factory: ClusterFactory) -> 
         assert again.status is JobStatus.SUCCEEDED
         assert again.tokens == job.tokens
         assert client.job(job.job_id).result().documents[0].embedding.shape == (384,)
+
+
+def test_doctor_checks_what_a_node_needs(cluster: LocalCluster, tmp_path: Path) -> None:
+    proc = _cli(cluster, "doctor", "--json", "--data-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = {c["what"]: c for c in json.loads(proc.stdout)}
+    assert checks["python"]["status"] == "ok"
+    assert "CPUExecutionProvider" in checks["onnx runtime"]["detail"]
+    assert checks["model all-minilm-l6-v2"]["status"] == "ok"
+    assert checks["coordinator"]["status"] == "ok"
+    assert "nodes online" in checks["coordinator"]["detail"]
+    assert checks["chain"]["status"] == "ok"
+    gone = subprocess.run(
+        [sys.executable, "-m", "tokenweave.cli", "doctor", "--json", "--coordinator",
+         "127.0.0.1:9"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert gone.returncode == 1
+    failed = {c["what"]: c for c in json.loads(gone.stdout)}["coordinator"]
+    assert failed["status"] == "fail"
+    assert "nothing answers at 127.0.0.1:9" in failed["detail"]

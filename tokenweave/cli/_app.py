@@ -124,6 +124,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         args.data_dir = args.data_dir or Path("node-data")
     api_key = getattr(args, "api_key", None) or client_file.get("api_key")
     tls_ca = getattr(args, "tls_ca", None) or client_file.get("tls_ca")
+    if command == "doctor":
+        from tokenweave.cli import _doctor
+
+        ca = Path(tls_ca) if tls_ca else None
+        return _doctor.run(address, api_key, ca, args.data_dir, _cache(args), args.json)
     with Client(address, api_key=api_key, tls_ca=tls_ca) as client:
         if command == "chat":
             from tokenweave.cli import _chat_cmd

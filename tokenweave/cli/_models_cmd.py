@@ -46,7 +46,8 @@ def prepare(names: Sequence[str], cache: Path, precision: str = "exact", fp16: b
     return 0
 
 
-def _rows(name: str, cache: Path) -> list[dict[str, object]]:
+def model_rows(name: str, cache: Path) -> list[dict[str, object]]:
+    """The cache's files of model `name` (one row, not prepared, when it has none)."""
     try:
         if is_generator(name):
             decoders = load_generator(name, cache).decoders
@@ -78,7 +79,7 @@ def _rows(name: str, cache: Path) -> list[dict[str, object]]:
 
 
 def list_models(cache: Path, as_json: bool) -> int:
-    rows = [row for name in known_models() for row in _rows(name, cache)]
+    rows = [row for name in known_models() for row in model_rows(name, cache)]
     if as_json:
         json.dump(rows, sys.stdout)
         sys.stdout.write("\n")

@@ -440,6 +440,22 @@ def build_parser() -> Parser:
         help="a name or address clients dial the coordinator by (repeat for several)",
     )
 
+    p = sub.add_parser(
+        "doctor",
+        help="check what a node needs: Python, ONNX Runtime and GPUs, models, disk, "
+        "the coordinator",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("node-data"),
+        metavar="DIR",
+        help="the node's data dir (its disk is checked)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_client_options(p)
+    _add_cache_option(p)
+
     p = sub.add_parser("completion", help="print a shell completion script")
     p.add_argument(
         "shell",
