@@ -147,3 +147,46 @@ def test_the_testnet_services_fit_together() -> None:
     command = " ".join(services["coordinator"]["command"])  # type: ignore[arg-type]
     assert "--tls-cert" in command, "off loopback the coordinator serves TLS only"
     assert "postgresql+asyncpg://" in command
+
+
+UNIT = DOCKER / "systemd" / "tokenweave-node.service"
+
+
+def _unit_command(key: str) -> list[str]:
+    line = next(x for x in UNIT.read_text().splitlines() if x.startswith(f"{key}="))
+    return shlex.split(line.split("=", 1)[1])
+
+
+def test_the_node_unit_runs_commands_the_cli_accepts() -> None:
+    from tokenweave.cli._parser import build_parser
+
+    for key in ("ExecStart", "ExecStartPre"):
+        argv = _unit_command(key)
+        assert argv[0] == "/opt/tokenweave/bin/tokenweave"
+        build_parser().parse_args(argv[1:])  # exits 2 on a flag the CLI does not know
+    assert "--data-dir" in _unit_command("ExecStart")
+
+
+def test_systemd_finds_nothing_wrong_with_the_node_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    # The unit's paths, pointed at this checkout's: systemd checks that they exist.
+    tokenweave = Path(sys.executable).parent / "tokenweave"
+    env = tmp_path / "node.env"
+    env.write_text((DOCKER / "systemd" / "node.env").read_text())
+    unit = tmp_path / "tokenweave-node.service"
+    unit.write_text(
+        UNIT.read_text()
+        .replace("/opt/tokenweave/bin/tokenweave", str(tokenweave))
+        .replace("/etc/tokenweave/node.env", str(env))
+    )
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "tokenweave-node.service" in line
+    ]
+    assert problems == [], problems
