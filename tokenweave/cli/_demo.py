@@ -15,6 +15,7 @@ from rich.table import Table
 
 from tokenweave.cli._ask_cmd import submit_ask
 from tokenweave.cli._cluster import LocalCluster
+from tokenweave.cli._ids import short
 from tokenweave.cli._jobs_cmd import submit_embed
 from tokenweave.cli._rewards_cmd import claim, close_epoch
 from tokenweave.client import DEFAULT_GENERATOR, DEFAULT_MODEL, Client
@@ -40,7 +41,7 @@ def settle_and_claim(client: Client, cluster: LocalCluster) -> None:
     table = Table("operator", "model tokens", "earned TWV", "claimable", title="earnings")
     for node in client.nodes():
         r = client.rewards(node.address)
-        table.add_row(node.address, f"{r.tokens:,}", r.earned, r.claimable)
+        table.add_row(short(node.address, "address", False), f"{r.tokens:,}", r.earned, r.claimable)
     Console().print(table)
     claim(client, cluster.root / "node0", as_json=False)
 
