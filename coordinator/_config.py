@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+
+from tokenweave._address import HTTP_PORT, parse_address
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,17 @@ class CoordinatorConfig:
     audits_per_round: int = 4
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_s: float = 5.0
+
+    def with_parsed_addresses(self) -> CoordinatorConfig:
+        """This config with its listen addresses as HOST:PORT (a missing port: 50051 for
+        gRPC, 8000 for HTTP); InvalidArgumentError for one that is not an address."""
+        return dataclasses.replace(
+            self,
+            listen=parse_address(self.listen, "--listen", listen=True),
+            http_listen=None
+            if self.http_listen is None
+            else parse_address(self.http_listen, "--http-listen", HTTP_PORT, listen=True),
+        )
 
     @property
     def database_url(self) -> str:

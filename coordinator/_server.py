@@ -15,7 +15,6 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenweave import __version__, workloads
-from tokenweave._address import HTTP_PORT, parse_address
 from tokenweave._datadir import DataDirLock
 from tokenweave._tls import require_tls_off_loopback, server_credentials
 from tokenweave.contracts import EMBEDDED, RewardTree
@@ -153,13 +152,7 @@ class CoordinatorServer:
     ) -> CoordinatorServer:
         """Start serving; `limits` default to the config's. Raises `DataDirLockedError` when
         another process holds `config.data_dir`."""
-        config = dataclasses.replace(
-            config,
-            listen=parse_address(config.listen, "--listen", listen=True),
-            http_listen=None
-            if config.http_listen is None
-            else parse_address(config.http_listen, "--http-listen", HTTP_PORT, listen=True),
-        )
+        config = config.with_parsed_addresses()
         tls = config.tls_cert is not None or config.tls_key is not None
         if tls and (config.tls_cert is None or config.tls_key is None):
             raise InvalidArgumentError("TLS needs both --tls-cert and --tls-key")
@@ -324,7 +317,7 @@ class CoordinatorServer:
         http = None
         if config.http_listen is not None:
             api = OpenAiApi(job_servicer, catalog, auth.admit, limits.max_receive_message_bytes)
-            app = api.app()
+            app = api.app()  # the OpenAI API, KServe's v2 REST protocol, and /metrics
             app.include_router(kserve_router(inference, api.as_caller))
             MetricsRoute(
                 lambda: snapshot(
