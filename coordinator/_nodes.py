@@ -305,9 +305,18 @@ class NodeRegistry:
                 f"node {clip(node_id)} has no session with this token; register again"
             )
 
-    def heartbeat(self, node_id: str, token: str) -> None:
+    def heartbeat(self, node_id: str, token: str) -> float:
+        """The node beat: returns the interval it beats at from now, the network's now (its
+        expiry follows), so that sessions given a short one when the network was small slow
+        down as it grows, and speed up again as it shrinks."""
         self.authenticate(node_id, token)
-        self._live[node_id].last_seen = time.monotonic()
+        live = self._live[node_id]
+        live.last_seen = time.monotonic()
+        interval = self._network_interval()
+        if interval != live.interval_s:
+            live.interval_s = interval
+            live.expiry_s = self._expiry * interval / self._interval
+        return interval
 
     def touch(self, node_id: str) -> None:
         """The node was heard from on its lease stream (already authenticated)."""

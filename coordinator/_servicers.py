@@ -274,8 +274,8 @@ class NodeServicer(nodes_pb2_grpc.NodeServiceServicer):
     async def Heartbeat(
         self, request: nodes_pb2.HeartbeatRequest, context: Context
     ) -> nodes_pb2.HeartbeatResponse:
-        self._registry.heartbeat(request.node_id, request.session_token)
-        return nodes_pb2.HeartbeatResponse()
+        interval = self._registry.heartbeat(request.node_id, request.session_token)
+        return nodes_pb2.HeartbeatResponse(heartbeat_interval_ms=round(1000 * interval))
 
     async def Lease(
         self, request_iterator: AsyncIterator[nodes_pb2.LeaseRequest], context: Context

@@ -228,13 +228,15 @@ class LeaseSession:
         while True:
             await asyncio.sleep(interval)
             try:
-                await stub.Heartbeat(
+                beat = await stub.Heartbeat(
                     nodes_pb2.HeartbeatRequest(
                         node_id=reg.node_id, session_token=reg.session_token
                     ),
                     timeout=interval * 2,
                 )
                 misses = 0
+                if beat.heartbeat_interval_ms:  # the network's size changed the pace
+                    interval = max(beat.heartbeat_interval_ms, 100) / 1000
             except aio.AioRpcError as exc:
                 misses += 1
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED or misses >= HEARTBEAT_MISSES:

@@ -797,6 +797,12 @@ async def test_a_large_network_beats_less_often_and_results_count_as_beats(
     registry._max_rate = 1.0  # one heartbeat a second for the whole network
     lanes = [await _node(registry, dispatcher, catalog) for _ in range(5)]
     assert [registry.heartbeat_interval(lane.node_id) for lane in lanes] == [2, 2, 3, 4, 5]
+    # A beat answers with the network's interval now: the first node, given 2 s when it was
+    # alone, beats every 5 s from its next beat, and may stay silent as long as the last.
+    first = lanes[0]
+    assert registry.heartbeat(first.node_id, first.token) == 5
+    assert registry.heartbeat_interval(first.node_id) == 5
+    assert registry._live[first.node_id].expiry_s == registry._live[lanes[-1].node_id].expiry_s
     for lane in lanes:  # silent for 100 s: past 60 s at 2 s beats, not 150 s at 5 s (5 nodes)
         registry._live[lane.node_id].last_seen -= 100
     assert registry.expired() == []
@@ -804,3 +810,5 @@ async def test_a_large_network_beats_less_often_and_results_count_as_beats(
         registry._live[lane.node_id].last_seen -= 60
     registry.touch(lanes[0].node_id)  # it sent a result
     assert sorted(registry.expired()) == sorted(lane.node_id for lane in lanes[1:])
+    # Alone again, the first node is told to beat every 2 s again.
+    assert registry.heartbeat(lanes[0].node_id, lanes[0].token) == 2

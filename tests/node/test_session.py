@@ -77,10 +77,15 @@ class FakeNodeService:
         register_error: aio.AioRpcError | None = None,
         heartbeats: Sequence[aio.AioRpcError | None] = (),
         heartbeat_interval_ms: int = 60_000,
+        paces: Sequence[int] = (),
     ) -> None:
         self.register_error = register_error
         self.heartbeat_script = list(heartbeats)
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        #: The intervals (ms) heartbeats answer with, in turn (then 0: keep the pace).
+        self.paces = list(paces)
+        #: The deadline each heartbeat was sent with (twice the node's interval).
+        self.timeouts: list[float | None] = []
         self.heartbeats = 0
         self.registered: list[nodes_pb2.RegisterRequest] = []
         self.lease = FakeLeaseCall()
@@ -111,10 +116,12 @@ class FakeNodeService:
         timeout: float | None = None,  # noqa: ASYNC109 - the stub signature
     ) -> nodes_pb2.HeartbeatResponse:
         self.heartbeats += 1
+        self.timeouts.append(timeout)
         error = self.heartbeat_script.pop(0) if self.heartbeat_script else None
         if error is not None:
             raise error
-        return nodes_pb2.HeartbeatResponse()
+        pace = self.paces.pop(0) if self.paces else 0
+        return nodes_pb2.HeartbeatResponse(heartbeat_interval_ms=pace)
 
 
 class FakeDataService:
@@ -361,6 +368,18 @@ async def test_missed_heartbeats_are_tolerated_up_to_three_in_a_row(
     with pytest.raises(SessionLostError, match="UNAVAILABLE: blip"):
         await _serve(_session(identity), coordinator)
     assert coordinator.heartbeats == 6
+
+
+async def test_the_node_beats_at_the_pace_each_heartbeat_answers(
+    identity: NodeIdentity,
+) -> None:
+    """A node that registered when the network was small slows down as it grows: each beat's
+    answer sets the interval (0 keeps it)."""
+    script = [None, None, None, _rpc_error(grpc.StatusCode.UNAUTHENTICATED, "end")]
+    coordinator = FakeNodeService(heartbeats=script, heartbeat_interval_ms=100, paces=[300, 0])
+    with pytest.raises(SessionLostError):
+        await _serve(_session(identity), coordinator)
+    assert coordinator.timeouts == [0.2, 0.6, 0.6, 0.6]
 
 
 async def test_a_rejected_heartbeat_ends_the_session_at_once(identity: NodeIdentity) -> None:

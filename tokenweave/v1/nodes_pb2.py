@@ -26,7 +26,7 @@ from tokenweave.v1 import embed_pb2 as tokenweave_dot_v1_dot_embed__pb2
 from tokenweave.v1 import jobs_pb2 as tokenweave_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tokenweave/v1/nodes.proto\x12\rtokenweave.v1\x1a\x19tokenweave/v1/embed.proto\x1a\x18tokenweave/v1/jobs.proto\"&\n\x13GetChallengeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"6\n\x14GetChallengeResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"\xff\x01\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.tokenweave.v1.Hardware\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.tokenweave.v1.NodeModel\x12\x1b\n\x13max_inflight_shards\x18\x06 \x01(\r\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x0f\n\x07peer_id\x18\x08 \x01(\t\x12\x12\n\nmultiaddrs\x18\t \x03(\t\x12\x11\n\tworkloads\x18\n \x03(\t\"Y\n\x10RegisterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"R\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x16\n\x0eshards_running\x18\x03 \x01(\r\"\x13\n\x11HeartbeatResponse\"4\n\nLeaseHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\"\xcd\x01\n\x0bShardResult\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x16\n\nembeddings\x18\x02 \x01(\x0c\x42\x02\x18\x01\x12\x10\n\x04rows\x18\x03 \x01(\rB\x02\x18\x01\x12\x0f\n\x03\x64im\x18\x04 \x01(\rB\x02\x18\x01\x12\x0e\n\x06tokens\x18\x05 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x19\n\rtokens_digest\x18\t \x01(\tB\x02\x18\x01\x12\x0e\n\x06output\x18\n \x01(\x0c\"/\n\x0cShardFailure\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"!\n\x0cShardRelease\x12\x11\n\tshard_ids\x18\x01 \x03(\t\"\xdf\x02\n\x0cLeaseRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.tokenweave.v1.LeaseHelloH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardResultH\x00\x12.\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1b.tokenweave.v1.ShardFailureH\x00\x12.\n\x07release\x18\x04 \x01(\x0b\x32\x1b.tokenweave.v1.ShardReleaseH\x00\x12,\n\x06stored\x18\x05 \x01(\x0b\x32\x1a.tokenweave.v1.BlockStoredH\x00\x12*\n\x05proof\x18\x06 \x01(\x0b\x32\x19.tokenweave.v1.AuditProofH\x00\x12\x30\n\x08progress\x18\x07 \x01(\x0b\x32\x1c.tokenweave.v1.ShardProgressH\x00\x42\t\n\x07message\"C\n\rShardProgress\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0e\n\x06output\x18\x03 \x01(\x0c\"5\n\x0b\x42lockStored\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8b\x02\n\x0fShardAssignment\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12*\n\x07windows\x18\x05 \x03(\x0b\x32\x15.tokenweave.v1.WindowB\x02\x18\x01\x12\x32\n\x07sources\x18\x06 \x03(\x0b\x32\x1d.tokenweave.v1.DocumentSourceB\x02\x18\x01\x12.\n\x05spans\x18\x07 \x03(\x0b\x32\x1b.tokenweave.v1.DocumentSpanB\x02\x18\x01\x12\x10\n\x08workload\x18\x08 \x01(\t\x12\x0f\n\x07payload\x18\t \x01(\x0c\"\x1f\n\x0bShardCancel\x12\x10\n\x08shard_id\x18\x01 \x01(\t\">\n\x08ShardAck\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xae\x02\n\rLeaseResponse\x12\x34\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.tokenweave.v1.ShardAssignmentH\x00\x12,\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardCancelH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.tokenweave.v1.ShardAckH\x00\x12*\n\x05store\x18\x04 \x01(\x0b\x32\x19.tokenweave.v1.StoreBlockH\x00\x12*\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x19.tokenweave.v1.FetchBlockH\x00\x12.\n\x05\x61udit\x18\x06 \x01(\x0b\x32\x1d.tokenweave.v1.AuditChallengeH\x00\x42\t\n\x07message\"\'\n\nStoreBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\",\n\nFetchBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x11\n\tproviders\x18\x02 \x03(\t\",\n\x0e\x41uditChallenge\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"F\n\nAuditProof\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t2\xcb\x02\n\x0bNodeService\x12W\n\x0cGetChallenge\x12\".tokenweave.v1.GetChallengeRequest\x1a#.tokenweave.v1.GetChallengeResponse\x12K\n\x08Register\x12\x1e.tokenweave.v1.RegisterRequest\x1a\x1f.tokenweave.v1.RegisterResponse\x12N\n\tHeartbeat\x12\x1f.tokenweave.v1.HeartbeatRequest\x1a .tokenweave.v1.HeartbeatResponse\x12\x46\n\x05Lease\x12\x1b.tokenweave.v1.LeaseRequest\x1a\x1c.tokenweave.v1.LeaseResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tokenweave/v1/nodes.proto\x12\rtokenweave.v1\x1a\x19tokenweave/v1/embed.proto\x1a\x18tokenweave/v1/jobs.proto\"&\n\x13GetChallengeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"6\n\x14GetChallengeResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"\xff\x01\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.tokenweave.v1.Hardware\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.tokenweave.v1.NodeModel\x12\x1b\n\x13max_inflight_shards\x18\x06 \x01(\r\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x0f\n\x07peer_id\x18\x08 \x01(\t\x12\x12\n\nmultiaddrs\x18\t \x03(\t\x12\x11\n\tworkloads\x18\n \x03(\t\"Y\n\x10RegisterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"R\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x16\n\x0eshards_running\x18\x03 \x01(\r\"2\n\x11HeartbeatResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\r\"4\n\nLeaseHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\"\xcd\x01\n\x0bShardResult\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x16\n\nembeddings\x18\x02 \x01(\x0c\x42\x02\x18\x01\x12\x10\n\x04rows\x18\x03 \x01(\rB\x02\x18\x01\x12\x0f\n\x03\x64im\x18\x04 \x01(\rB\x02\x18\x01\x12\x0e\n\x06tokens\x18\x05 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x19\n\rtokens_digest\x18\t \x01(\tB\x02\x18\x01\x12\x0e\n\x06output\x18\n \x01(\x0c\"/\n\x0cShardFailure\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"!\n\x0cShardRelease\x12\x11\n\tshard_ids\x18\x01 \x03(\t\"\xdf\x02\n\x0cLeaseRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.tokenweave.v1.LeaseHelloH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardResultH\x00\x12.\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1b.tokenweave.v1.ShardFailureH\x00\x12.\n\x07release\x18\x04 \x01(\x0b\x32\x1b.tokenweave.v1.ShardReleaseH\x00\x12,\n\x06stored\x18\x05 \x01(\x0b\x32\x1a.tokenweave.v1.BlockStoredH\x00\x12*\n\x05proof\x18\x06 \x01(\x0b\x32\x19.tokenweave.v1.AuditProofH\x00\x12\x30\n\x08progress\x18\x07 \x01(\x0b\x32\x1c.tokenweave.v1.ShardProgressH\x00\x42\t\n\x07message\"C\n\rShardProgress\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0e\n\x06output\x18\x03 \x01(\x0c\"5\n\x0b\x42lockStored\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8b\x02\n\x0fShardAssignment\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12*\n\x07windows\x18\x05 \x03(\x0b\x32\x15.tokenweave.v1.WindowB\x02\x18\x01\x12\x32\n\x07sources\x18\x06 \x03(\x0b\x32\x1d.tokenweave.v1.DocumentSourceB\x02\x18\x01\x12.\n\x05spans\x18\x07 \x03(\x0b\x32\x1b.tokenweave.v1.DocumentSpanB\x02\x18\x01\x12\x10\n\x08workload\x18\x08 \x01(\t\x12\x0f\n\x07payload\x18\t \x01(\x0c\"\x1f\n\x0bShardCancel\x12\x10\n\x08shard_id\x18\x01 \x01(\t\">\n\x08ShardAck\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xae\x02\n\rLeaseResponse\x12\x34\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.tokenweave.v1.ShardAssignmentH\x00\x12,\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1a.tokenweave.v1.ShardCancelH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.tokenweave.v1.ShardAckH\x00\x12*\n\x05store\x18\x04 \x01(\x0b\x32\x19.tokenweave.v1.StoreBlockH\x00\x12*\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x19.tokenweave.v1.FetchBlockH\x00\x12.\n\x05\x61udit\x18\x06 \x01(\x0b\x32\x1d.tokenweave.v1.AuditChallengeH\x00\x42\t\n\x07message\"\'\n\nStoreBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\",\n\nFetchBlock\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\x11\n\tproviders\x18\x02 \x03(\t\",\n\x0e\x41uditChallenge\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"F\n\nAuditProof\x12\x0b\n\x03\x63id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\r\n\x05\x65rror\x18\x04 \x01(\t2\xcb\x02\n\x0bNodeService\x12W\n\x0cGetChallenge\x12\".tokenweave.v1.GetChallengeRequest\x1a#.tokenweave.v1.GetChallengeResponse\x12K\n\x08Register\x12\x1e.tokenweave.v1.RegisterRequest\x1a\x1f.tokenweave.v1.RegisterResponse\x12N\n\tHeartbeat\x12\x1f.tokenweave.v1.HeartbeatRequest\x1a .tokenweave.v1.HeartbeatResponse\x12\x46\n\x05Lease\x12\x1b.tokenweave.v1.LeaseRequest\x1a\x1c.tokenweave.v1.LeaseResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,37 +58,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_start=542
   _globals['_HEARTBEATREQUEST']._serialized_end=624
   _globals['_HEARTBEATRESPONSE']._serialized_start=626
-  _globals['_HEARTBEATRESPONSE']._serialized_end=645
-  _globals['_LEASEHELLO']._serialized_start=647
-  _globals['_LEASEHELLO']._serialized_end=699
-  _globals['_SHARDRESULT']._serialized_start=702
-  _globals['_SHARDRESULT']._serialized_end=907
-  _globals['_SHARDFAILURE']._serialized_start=909
-  _globals['_SHARDFAILURE']._serialized_end=956
-  _globals['_SHARDRELEASE']._serialized_start=958
-  _globals['_SHARDRELEASE']._serialized_end=991
-  _globals['_LEASEREQUEST']._serialized_start=994
-  _globals['_LEASEREQUEST']._serialized_end=1345
-  _globals['_SHARDPROGRESS']._serialized_start=1347
-  _globals['_SHARDPROGRESS']._serialized_end=1414
-  _globals['_BLOCKSTORED']._serialized_start=1416
-  _globals['_BLOCKSTORED']._serialized_end=1469
-  _globals['_SHARDASSIGNMENT']._serialized_start=1472
-  _globals['_SHARDASSIGNMENT']._serialized_end=1739
-  _globals['_SHARDCANCEL']._serialized_start=1741
-  _globals['_SHARDCANCEL']._serialized_end=1772
-  _globals['_SHARDACK']._serialized_start=1774
-  _globals['_SHARDACK']._serialized_end=1836
-  _globals['_LEASERESPONSE']._serialized_start=1839
-  _globals['_LEASERESPONSE']._serialized_end=2141
-  _globals['_STOREBLOCK']._serialized_start=2143
-  _globals['_STOREBLOCK']._serialized_end=2182
-  _globals['_FETCHBLOCK']._serialized_start=2184
-  _globals['_FETCHBLOCK']._serialized_end=2228
-  _globals['_AUDITCHALLENGE']._serialized_start=2230
-  _globals['_AUDITCHALLENGE']._serialized_end=2274
-  _globals['_AUDITPROOF']._serialized_start=2276
-  _globals['_AUDITPROOF']._serialized_end=2346
-  _globals['_NODESERVICE']._serialized_start=2349
-  _globals['_NODESERVICE']._serialized_end=2680
+  _globals['_HEARTBEATRESPONSE']._serialized_end=676
+  _globals['_LEASEHELLO']._serialized_start=678
+  _globals['_LEASEHELLO']._serialized_end=730
+  _globals['_SHARDRESULT']._serialized_start=733
+  _globals['_SHARDRESULT']._serialized_end=938
+  _globals['_SHARDFAILURE']._serialized_start=940
+  _globals['_SHARDFAILURE']._serialized_end=987
+  _globals['_SHARDRELEASE']._serialized_start=989
+  _globals['_SHARDRELEASE']._serialized_end=1022
+  _globals['_LEASEREQUEST']._serialized_start=1025
+  _globals['_LEASEREQUEST']._serialized_end=1376
+  _globals['_SHARDPROGRESS']._serialized_start=1378
+  _globals['_SHARDPROGRESS']._serialized_end=1445
+  _globals['_BLOCKSTORED']._serialized_start=1447
+  _globals['_BLOCKSTORED']._serialized_end=1500
+  _globals['_SHARDASSIGNMENT']._serialized_start=1503
+  _globals['_SHARDASSIGNMENT']._serialized_end=1770
+  _globals['_SHARDCANCEL']._serialized_start=1772
+  _globals['_SHARDCANCEL']._serialized_end=1803
+  _globals['_SHARDACK']._serialized_start=1805
+  _globals['_SHARDACK']._serialized_end=1867
+  _globals['_LEASERESPONSE']._serialized_start=1870
+  _globals['_LEASERESPONSE']._serialized_end=2172
+  _globals['_STOREBLOCK']._serialized_start=2174
+  _globals['_STOREBLOCK']._serialized_end=2213
+  _globals['_FETCHBLOCK']._serialized_start=2215
+  _globals['_FETCHBLOCK']._serialized_end=2259
+  _globals['_AUDITCHALLENGE']._serialized_start=2261
+  _globals['_AUDITCHALLENGE']._serialized_end=2305
+  _globals['_AUDITPROOF']._serialized_start=2307
+  _globals['_AUDITPROOF']._serialized_end=2377
+  _globals['_NODESERVICE']._serialized_start=2380
+  _globals['_NODESERVICE']._serialized_end=2711
 # @@protoc_insertion_point(module_scope)

@@ -156,9 +156,17 @@ Global___HeartbeatRequest: typing_extensions.TypeAlias = HeartbeatRequest
 class HeartbeatResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: builtins.int
+    heartbeat_interval_ms: builtins.int
+    """The interval to beat at from now: it follows the network's size, so a node that registered
+    when the network was small slows down as it grows (0: keep the current one).
+    """
     def __init__(
         self,
+        *,
+        heartbeat_interval_ms: builtins.int = ...,
     ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms"]) -> None: ...
 
 Global___HeartbeatResponse: typing_extensions.TypeAlias = HeartbeatResponse
 
