@@ -16,13 +16,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from tokenweave._tls import require_tls_off_loopback
 from tokenweave.coordinator._limits import ServiceLimits
+from tokenweave.coordinator._metrics import MetricsRoute
+from tokenweave.coordinator._openai import OpenAiApi
 from tokenweave.errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
+
+
+def coordinator_app(api: OpenAiApi, kserve: APIRouter, metrics: MetricsRoute) -> FastAPI:
+    """The HTTP port's app: the OpenAI API, KServe's v2 REST protocol, and /metrics."""
+    app = api.app()
+    app.include_router(kserve)
+    metrics.install(app)
+    return app
 
 
 class _Server(uvicorn.Server):

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -34,6 +34,10 @@ from tokenweave.coordinator._db import (
     NodeRow,
     ShardRow,
 )
+
+if TYPE_CHECKING:
+    from tokenweave.coordinator._dispatch import Dispatcher
+    from tokenweave.coordinator._lanes import Lanes
 
 #: Seconds a shard waited in the queue before a node was leased it.
 LEASE_WAIT = Histogram(
@@ -226,6 +230,17 @@ class MetricsRoute:
             if self._last is None or now - self._last[0] >= self._every_s:
                 self._last = (now, render(await self._read()))
             return self._last[1]
+
+    @classmethod
+    def of(
+        cls,
+        sessions: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        lanes: Lanes,
+        replicas: int,
+    ) -> MetricsRoute:
+        """The route of a coordinator: its database, its queue, its connected nodes."""
+        return cls(lambda: snapshot(sessions, dispatcher.queued, set(lanes.connected()), replicas))
 
     def install(self, app: FastAPI) -> None:
         @app.get("/metrics", include_in_schema=False)

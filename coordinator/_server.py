@@ -32,7 +32,7 @@ from tokenweave.coordinator._db import open_database
 from tokenweave.coordinator._dispatch import Dispatcher
 from tokenweave.coordinator._errors import StatusInterceptor
 from tokenweave.coordinator._events import JobEvents
-from tokenweave.coordinator._http import HttpServer
+from tokenweave.coordinator._http import HttpServer, coordinator_app
 from tokenweave.coordinator._inference import InferenceServicer, ModelServicer
 from tokenweave.coordinator._jobs import JobLimits, JobStore
 from tokenweave.coordinator._kserve_http import router as kserve_router
@@ -46,7 +46,7 @@ from tokenweave.coordinator._limits import (
     service_limits,
 )
 from tokenweave.coordinator._metering import PriceList
-from tokenweave.coordinator._metrics import MetricsRoute, snapshot
+from tokenweave.coordinator._metrics import MetricsRoute
 from tokenweave.coordinator._nodes import NodeRegistry
 from tokenweave.coordinator._onnx_models import OnnxModels
 from tokenweave.coordinator._openai import OpenAiApi
@@ -317,13 +317,8 @@ class CoordinatorServer:
         http = None
         if config.http_listen is not None:
             api = OpenAiApi(job_servicer, catalog, auth.admit, limits.max_receive_message_bytes)
-            app = api.app()  # the OpenAI API, KServe's v2 REST protocol, and /metrics
-            app.include_router(kserve_router(inference, api.as_caller))
-            MetricsRoute(
-                lambda: snapshot(
-                    sessions, dispatcher.queued, set(lanes.connected()), config.replicas
-                )
-            ).install(app)
+            metrics = MetricsRoute.of(sessions, dispatcher, lanes, config.replicas)
+            app = coordinator_app(api, kserve_router(inference, api.as_caller), metrics)
             http = HttpServer(app, config.http_listen, limits, config.tls_cert, config.tls_key)
         nodes_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(dispatcher, registry),
